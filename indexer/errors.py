@@ -1,0 +1,42 @@
+"""Typed errors of the indexer; ``service/errors.py`` alone maps them to HTTP.
+
+    MemexError
+    ├── NotFound            (unknown corpus, document, passage)
+    ├── InvalidInput        (bad query, bad path, bad parameter)
+    ├── Conflict            (name taken, job already running)
+    ├── ModelError          (weights missing or unusable)
+    └── IndexCorrupt        (a file of an index fails its checks)
+"""
+
+from __future__ import annotations
+
+
+class MemexError(Exception):
+    """Base of every error memex raises on purpose; ``code`` is stable for clients."""
+
+    code = "MEMEX_ERROR"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(MemexError):
+    code = "NOT_FOUND"
+
+
+class InvalidInput(MemexError):
+    code = "INVALID_INPUT"
+
+
+class Conflict(MemexError):
+    code = "CONFLICT"
+
+
+class ModelError(MemexError):
+    code = "MODEL_ERROR"
+
+
+class IndexCorrupt(MemexError):
+    code = "INDEX_CORRUPT"
