@@ -108,3 +108,39 @@ def resolve_model_path(name: str, cache: Path | None = None) -> Path:
             f"(bundled: {', '.join(BUNDLED)})"
         )
     return path
+
+
+def causal_lm_dir(name: str = DEFAULT_LM, cache: Path | None = None) -> Path:
+    """A Hugging Face directory (config, safetensors weights, tokenizer) for a causal LM.
+
+    A GGUF file (the bundled SmolLM2) is dequantized once (~20 s) and saved as
+    float32 safetensors in the model cache; later loads take under a second.
+    A directory is returned as it is.
+    """
+    path = resolve_model_path(name, cache)
+    if path.is_dir():
+        return path
+    if path.suffix != ".gguf":
+        raise ModelError(f"{name!r} is neither a model directory nor a .gguf file")
+    target = (cache or default_cache_dir()) / "converted" / path.stem
+    if (target / "model.safetensors").exists():
+        return target
+    import torch
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch.float32
+    )
+    model.hf_quantizer = None  # the weights are dequantized now; drop the GGUF marker
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        model.config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        save_model(model, str(Path(tmp) / "model.safetensors"))
+        os.replace(tmp, target)
+        Path(tmp).mkdir()  # TemporaryDirectory cleans up the name it made
+    return target
