@@ -148,7 +148,7 @@ class ColBERTEncoder:
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Token counts without special tokens, for chunking under ``doc_max_tokens``."""
-        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
         return [len(x) for x in ids]
 
 
