@@ -49,6 +49,9 @@ class ColBERTEncoder:
 
     def __init__(self, model_path: Path, config: EncoderConfig, device: str = "cpu") -> None:
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_path)
