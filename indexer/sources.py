@@ -42,7 +42,7 @@ def _ignore_spec(root: Path) -> pathspec.PathSpec:
         f = root / name
         if f.is_file():
             lines += f.read_text(errors="replace").splitlines()
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines)
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def read_text_file(path: Path, max_bytes: int) -> tuple[str | None, str]:

