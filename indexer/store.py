@@ -101,7 +101,7 @@ class Job(Base):
 
 
 def make_engine(url: str) -> Engine:
-    """Create the engine and the tables; SQLite gets WAL and foreign keys."""
+    """Create the engine and migrate the schema to the newest revision; SQLite gets WAL."""
     is_sqlite = url.startswith("sqlite")
     engine = create_engine(
         url,
@@ -118,6 +118,10 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=FULL")
             cur.close()
 
+    from indexer.migrations import upgrade
+
+    upgrade(engine)
+    # Tables of models that have no migration yet (a test flags the drift; add a revision).
     Base.metadata.create_all(engine)
     return engine
 

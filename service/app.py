@@ -5,13 +5,18 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from indexer.corpus import Corpora
-from service import errors
+from service import errors, metrics
+from service.auth import Auth, is_loopback
 from service.handlers import register_all
 from service.jobs import JobRunner
-from service.routers import corpora, documents, health, jobs, search
+from service.keys import KeyStore
+from service.limits import BodyLimit
+from service.logs import RequestContext
+from service.ratelimit import RateLimiter
+from service.routers import corpora, documents, health, jobs, ops, search
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("memex")
@@ -31,6 +36,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         register_all(app.state.jobs, app.state.corpora)
         if settings.run_jobs:
             app.state.jobs.start()
+        keys = KeyStore(app.state.corpora.sessions).active_count()
+        if keys:
+            log.info("auth on: %d active API keys", keys)
+        else:
+            log.warning("no API keys: serving without auth, on loopback only "
+                        "(create one with `memex keys create`)")
         yield
         app.state.jobs.stop()
 
@@ -38,14 +49,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Retrieval for agents: ColBERT search over directories and documents.")
     errors.install(app)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_request_bytes):
-            return errors.problem(413, "PAYLOAD_TOO_LARGE",
-                                  f"request bodies are limited to {settings.max_request_bytes} bytes")
-        return await call_next(request)
+    # Outermost last: request id, access log and metrics see every response, 401/413/429 too.
+    app.add_middleware(Auth, enforce_always=not is_loopback(settings.host),
+                       limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestContext)
 
-    for module in (health, corpora, documents, search, jobs):
+    for module in (health, ops, metrics, corpora, documents, search, jobs):
         app.include_router(module.router)
     return app

@@ -8,6 +8,7 @@ handlers must be resumable: they keep their state in ``ctx.work_dir``.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import shutil
 import threading
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from indexer.errors import MemexError, NotFound
 from indexer.store import Job, utcnow
@@ -60,6 +61,7 @@ class JobRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._leader_file = None
 
     def register(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
@@ -100,29 +102,52 @@ class JobRunner:
 
     # -- worker -------------------------------------------------------------
     def start(self) -> None:
-        """Requeue jobs a crash interrupted, then start the worker thread."""
-        with self.sessions.begin() as s:
-            for job in s.scalars(select(Job).where(Job.status == "running")):
-                job.status, job.stage = "queued", "resuming after restart"
+        """Start the worker thread; it runs jobs once it leads (see ``_lead``)."""
         self._thread = threading.Thread(target=self._loop, name="memex-jobs", daemon=True)
         self._thread.start()
         self._wake.set()
+
+    def _lead(self, block: bool = True) -> bool:
+        """Become the one process of this data dir that runs jobs (several server workers
+        share it). The flock dies with its process, so after a crash the next leader
+        requeues what was running: nobody else can be running it."""
+        if self._leader_file is None:
+            self.home.mkdir(parents=True, exist_ok=True)
+            self._leader_file = open(self.home / "jobs.lock", "w")  # noqa: SIM115 - held for life
+        while True:
+            try:
+                fcntl.flock(self._leader_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not block or self._stop.wait(1.0):
+                    return False
+        with self.sessions.begin() as s:
+            for job in s.scalars(select(Job).where(Job.status == "running")):
+                job.status, job.stage = "queued", "resuming after restart"
+        return True
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
         if self._thread:
             self._thread.join(timeout)
+        if self._leader_file is not None and not (self._thread and self._thread.is_alive()):
+            self._leader_file.close()  # releases the flock: another worker may lead
+            self._leader_file = None
 
     def run_pending(self) -> int:
         """Run queued jobs in this thread until none is left (the CLI's worker mode)."""
         count = 0
+        if self._leader_file is None and not self._lead(block=False):
+            return 0  # a server leads: it runs the queue
         while (job := self._claim()) is not None:
             self._run(job)
             count += 1
         return count
 
     def _loop(self) -> None:
+        if not self._lead():
+            return
         while not self._stop.is_set():
             job = self._claim()
             if job is None:
@@ -137,8 +162,10 @@ class JobRunner:
                            .order_by(Job.created_at).limit(1))
             if job is None:
                 return None
-            job.status, job.updated_at = "running", utcnow()
-            return job
+            # Conditional update: a job cancelled (or claimed) meanwhile is not taken.
+            taken = s.execute(update(Job).where(Job.id == job.id, Job.status == "queued")
+                              .values(status="running", updated_at=utcnow())).rowcount
+        return self.get(job.id) if taken else self._claim()
 
     def _run(self, job: Job) -> None:
         work_dir = self.home / "jobs" / job.id

@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8765
     run_jobs: bool = True  # run background jobs in the server process
+    # Production knobs (docs/operations.md).
+    rate_limit_per_minute: int = Field(default=1200, ge=0, description="per API key; 0 = off")
+    rate_limit_burst: int = Field(default=100, ge=1)
+    log_json: bool = True
+    log_level: str = "INFO"
+    workers: int = Field(default=1, ge=1, le=64)
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

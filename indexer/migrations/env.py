@@ -1,0 +1,34 @@
+"""Alembic environment: runs on the connection ``migrate`` hands over, or on the URL
+of ``MEMEX_DATABASE_URL`` / ``MEMEX_HOME`` when alembic is run from the command line."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from indexer.store import Base
+
+try:  # models that live in the service register their tables for --autogenerate
+    import service.keys  # noqa: F401
+except ImportError:
+    pass
+
+
+def run() -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        context.configure(connection=connection, target_metadata=Base.metadata,
+                          render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    from service.settings import Settings
+
+    engine = create_engine(Settings().db_url)
+    with engine.begin() as conn:
+        context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run()

@@ -1,0 +1,30 @@
+"""Readiness for orchestrators: 200 only when this worker can serve searches now."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+
+from service import errors
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/readyz", responses={503: {"description": "not ready (problem+json)"}})
+def readyz(request: Request) -> dict:
+    state = request.app.state
+    checks: dict[str, str] = {}
+    try:
+        with state.corpora.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        checks["database"] = f"error: {type(exc).__name__}"
+    checks["encoder"] = "ok" if state.corpora._encoder is not None else "loading"
+    thread = state.jobs._thread
+    if state.settings.run_jobs:
+        checks["jobs"] = "ok" if thread is not None and thread.is_alive() else "stopped"
+    if any(v != "ok" for v in checks.values()):
+        return errors.problem(503, "NOT_READY", "not ready: " + ", ".join(
+            f"{k} {v}" for k, v in checks.items() if v != "ok"), {"checks": checks})
+    return {"status": "ready", "checks": checks}
