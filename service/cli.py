@@ -7,12 +7,14 @@ import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import typer
 from tqdm import tqdm
 
 from indexer.errors import MemexError, NotFound
+from service import cli_ops
 
 app = typer.Typer(help="memex: ColBERT search over your files, for agents and people.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -57,21 +59,22 @@ class _Bar:
             self.bar = None
 
 
+SERVER = typer.Option(None, "--server", envvar="MEMEX_SERVER",
+                      help="use this memex server (key in MEMEX_API_KEY) instead of MEMEX_HOME")
+
+
 @app.command()
 def index(directory: Path = typer.Argument(..., help="directory to index"),
-          name: Optional[str] = typer.Option(None, "--name", "-n", help="corpus name")) -> None:
+          name: Optional[str] = typer.Option(None, "--name", "-n", help="corpus name"),
+          server: Optional[str] = SERVER) -> None:
     """Index DIRECTORY (again): only new, changed and deleted files are processed."""
-    corpora = _corpora()
     name = name or _default_name(directory)
     bar = _Bar()
     try:
-        try:
-            info = corpora.info(name)
-            if info.root and Path(info.root) != directory.resolve():
-                _fail(f"corpus {name!r} indexes {info.root}; choose another --name")
-        except NotFound:
-            corpora.create(name, root=str(directory))
-        report = corpora.sync(name, progress=bar)
+        if server:
+            report = SimpleNamespace(**cli_ops.remote_index(server, str(directory.resolve()), name))
+        else:
+            report = _index_here(directory, name, bar)
     except MemexError as exc:
         bar.close()
         _fail(exc.message)
@@ -86,24 +89,40 @@ def index(directory: Path = typer.Argument(..., help="directory to index"),
         typer.echo(f"  skipped {path}: {reason}")
 
 
+def _index_here(directory: Path, name: str, bar: "_Bar"):  # noqa: ANN202
+    corpora = _corpora()
+    try:
+        info = corpora.info(name)
+        if info.root and Path(info.root) != directory.resolve():
+            _fail(f"corpus {name!r} indexes {info.root}; choose another --name")
+    except NotFound:
+        corpora.create(name, root=str(directory))
+    return corpora.sync(name, progress=bar)
+
+
 @app.command()
 def search(query: str = typer.Argument(..., help="what to look for"),
            corpus: Optional[list[str]] = typer.Option(None, "--corpus", "-c",
                                                       help="corpus name (repeatable)"),
            k: int = typer.Option(10, "-k", help="number of results"),
            path_glob: Optional[str] = typer.Option(None, "--path", help="only paths matching"),
-           as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+           as_json: bool = typer.Option(False, "--json", help="print JSON"),
+           server: Optional[str] = SERVER) -> None:
     """Print the passages that best match QUERY."""
-    corpora = _corpora()
-    names = corpus or corpora.names()
-    if not names:
-        _fail("no corpus yet: run `memex index DIR` first")
     try:
-        hits = corpora.search(names, [query], k, path_glob)[0]
+        if server:
+            hits = [SimpleNamespace(**h) for h in
+                    cli_ops.remote_search(server, query, corpus, k, path_glob)]
+        else:
+            corpora = _corpora()
+            names = corpus or corpora.names()
+            if not names:
+                _fail("no corpus yet: run `memex index DIR` first")
+            hits = corpora.search(names, [query], k, path_glob)[0]
     except MemexError as exc:
         _fail(exc.message)
     if as_json:
-        typer.echo(json.dumps([asdict(h) for h in hits], indent=2))
+        typer.echo(json.dumps([vars(h) if server else asdict(h) for h in hits], indent=2))
         return
     for rank, h in enumerate(hits, 1):
         typer.secho(f"{rank:>2}. {h.path or h.document_id}:{h.start_line}-{h.end_line}  "
@@ -143,15 +162,17 @@ def models(lm: bool = typer.Option(False, "--lm", help="also convert the causal 
 
 @app.command()
 def serve(host: Optional[str] = typer.Option(None, help="default MEMEX_HOST or 127.0.0.1"),
-          port: Optional[int] = typer.Option(None, help="default MEMEX_PORT or 8765")) -> None:
-    """Run the REST API (OpenAPI docs at /docs)."""
-    import uvicorn
+          port: Optional[int] = typer.Option(None, help="default MEMEX_PORT or 8765"),
+          workers: Optional[int] = typer.Option(None, help="processes; default MEMEX_WORKERS")
+          ) -> None:
+    """Run the REST API (OpenAPI docs at /docs). Without API keys: loopback only."""
+    from service.serve import run
 
-    from service.app import create_app
-    from service.settings import get_settings
+    run(host, port, workers)
 
-    settings = get_settings()
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+
+app.add_typer(cli_ops.keys_app, name="keys")
+app.command()(cli_ops.worker)
 
 
 def main() -> None:
