@@ -36,6 +36,7 @@ def _sqlite_lock(engine: Engine) -> Iterator[None]:
     if not db or db == ":memory:":
         yield
         return
+    Path(db).parent.mkdir(parents=True, exist_ok=True)
     with open(f"{db}.migrate.lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
