@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from indexer.corpus import Corpora
-from service import errors, metrics
+from service import errors, metrics, openapi
 from service.auth import Auth, is_loopback
 from service.handlers import register_all
 from service.jobs import JobRunner
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="memex", version="0.1.0", lifespan=lifespan,
                   description="Retrieval for agents: ColBERT search over directories and documents.")
     errors.install(app)
+    openapi.install(app)
 
     # Outermost last: request id, access log and metrics see every response, 401/413/429 too.
     app.add_middleware(Auth, enforce_always=not is_loopback(settings.host),

@@ -15,11 +15,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, String, func, select
+from sqlalchemy import JSON, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from indexer.errors import InvalidInput, NotFound
-from indexer.store import Base, utcnow
+from indexer.store import Base, UtcDateTime, utcnow
 
 ROLES = ("read", "write", "admin")
 TOKEN_RE = re.compile(r"^mx_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -33,8 +33,8 @@ class ApiKey(Base):
     hash: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(16))
     corpora: Mapped[list] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 @dataclass(frozen=True)
