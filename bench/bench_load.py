@@ -60,7 +60,8 @@ def extract(tmp: Path, n_files: int) -> tuple[Path, list[str]]:
 
 
 def start_server(home: Path, roots: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "MEMEX_HOME": str(home), "MEMEX_ALLOWED_ROOTS": str(roots),
+    env = {"MEMEX_MODEL_CACHE": str(Path.home() / ".memex" / "models"),  # ONNX export reused
+           **os.environ, "MEMEX_HOME": str(home), "MEMEX_ALLOWED_ROOTS": str(roots),
            "MEMEX_RATE_LIMIT_PER_MINUTE": "0", "MEMEX_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
                             env=env)

@@ -25,7 +25,8 @@ CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformanc
 
 
 def start_server(home: Path, port: int, roots: Path) -> subprocess.Popen:
-    env = {**os.environ, "MEMEX_HOME": str(home), "MEMEX_ALLOWED_ROOTS": str(roots),
+    env = {"MEMEX_MODEL_CACHE": str(Path.home() / ".memex" / "models"),  # ONNX export reused
+           **os.environ, "MEMEX_HOME": str(home), "MEMEX_ALLOWED_ROOTS": str(roots),
            "MEMEX_RATE_LIMIT_PER_MINUTE": "0", "MEMEX_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
                             env=env)

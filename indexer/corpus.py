@@ -30,7 +30,7 @@ from sqlalchemy import delete, func, select
 
 from indexer.chunking import chunk_lines
 from indexer.encoder import ColBERTEncoder
-from indexer.errors import Conflict, InvalidInput, NotFound
+from indexer.errors import Conflict, IndexCorrupt, InvalidInput, NotFound
 from indexer.index.base import MultiVectorIndex
 from indexer.index.exact import ExactIndex
 from indexer.sources import content_hash, walk_directory
@@ -217,7 +217,19 @@ class Corpora:
             cached = self._indexes.get(name)
             if cached and cached[0] == key:
                 return cached[1]
-            index = ExactIndex.open(manifest.parent)
+            for _ in range(3):
+                try:
+                    index = ExactIndex.open(manifest.parent)
+                    break
+                except IndexCorrupt:
+                    # A writer in another process swapped the manifest and removed the
+                    # files of the one we read: read the new one. Same manifest: corrupt.
+                    st = manifest.stat()
+                    if (st.st_ino, st.st_mtime_ns, st.st_size) == key:
+                        raise
+                    key = (st.st_ino, st.st_mtime_ns, st.st_size)
+            else:
+                raise IndexCorrupt(f"index of {name!r} keeps changing while being opened")
             self._indexes[name] = (key, index)
             return index
 

@@ -13,7 +13,7 @@ from service.auth import Auth, is_loopback
 from service.handlers import register_all
 from service.jobs import JobRunner
 from service.keys import KeyStore
-from service.limits import BodyLimit
+from service.limits import BodyLimit, SearchGate
 from service.logs import RequestContext
 from service.ratelimit import RateLimiter
 from service.routers import corpora, documents, health, jobs, ops, search
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost last: request id, access log and metrics see every response, 401/413/429 too.
     app.add_middleware(Auth, enforce_always=not is_loopback(settings.host),
                        limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst))
+    app.add_middleware(SearchGate, limit=settings.max_concurrent_searches)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContext)
 

@@ -56,3 +56,27 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class SearchGate:
+    """At most ``limit`` searches compute at once; the rest wait here, in the event loop.
+
+    Searches are CPU-bound (query encoding, MaxSim). Letting every request into the
+    thread pool oversubscribes the cores (each encoder call is itself multi-threaded)
+    and throughput falls as concurrency rises; queueing keeps it at saturation.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self._semaphore = None  # made lazily: it must belong to the server's event loop
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/search"):
+            return await self.app(scope, receive, send)
+        if self._semaphore is None:
+            import asyncio
+
+            self._semaphore = asyncio.Semaphore(self.limit)
+        async with self._semaphore:
+            await self.app(scope, receive, send)

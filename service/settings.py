@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,6 +28,8 @@ class Settings(BaseSettings):
     # Production knobs (docs/operations.md).
     rate_limit_per_minute: int = Field(default=1200, ge=0, description="per API key; 0 = off")
     rate_limit_burst: int = Field(default=100, ge=1)
+    max_concurrent_searches: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1,
+                                         description="searches computing at once; more queue")
     log_json: bool = True
     log_level: str = "INFO"
     workers: int = Field(default=1, ge=1, le=64)

@@ -136,3 +136,32 @@ def test_server_killed_during_sync_job_resumes_it(tmp_path, encoder):
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_reader_reopens_when_another_process_swaps_the_manifest_mid_open(corpora, encoder,
+                                                                          monkeypatch):
+    """The files of the manifest a reader just read may be gone when it loads them."""
+    from indexer.corpus import DocumentInput
+    from indexer.errors import IndexCorrupt
+    from indexer.index.exact import ExactIndex
+
+    corpora.create("c")
+    corpora.upsert_documents("c", [DocumentInput("a", "Volcanoes erupt lava.")])
+    reader = Corpora(corpora.home, encoder=encoder)  # another process's view
+    real_open, raced = ExactIndex.open, []
+
+    def racing_open(path):
+        if not raced:  # a writer commits between our manifest read and our file loads
+            raced.append(1)
+            corpora.upsert_documents("c", [DocumentInput("a", "Glaciers carve valleys.")])
+            raise IndexCorrupt("index is missing a file: seg-1.ids.npy")
+        return real_open(path)
+
+    monkeypatch.setattr(ExactIndex, "open", staticmethod(racing_open))
+    hits = reader.search(["c"], ["glacier"], k=1)[0]
+    assert raced and hits[0].text == "Glaciers carve valleys."
+    monkeypatch.setattr(ExactIndex, "open", staticmethod(lambda path: (_ for _ in ()).throw(
+        IndexCorrupt("bad"))))
+    reader._indexes.clear()
+    with pytest.raises(IndexCorrupt):  # a manifest that does not change is really corrupt
+        reader.index("c")
