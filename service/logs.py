@@ -58,7 +58,9 @@ class RequestContext:
             return await self.app(scope, receive, send)
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         rid = given if ID_RE.match(given) else uuid.uuid4().hex
-        token = request_id.set(rid)
+        # Not reset on the way out: uvicorn runs each request in its own task (own
+        # context), and the 500 handler, outside this middleware, still logs the id.
+        request_id.set(rid)
         status = [500]
         t0 = time.perf_counter()
 
@@ -81,4 +83,3 @@ class RequestContext:
                 "status": status[0], "ms": round(seconds * 1000, 2),
                 "key_id": getattr(principal, "key_id", None),
                 "client": (scope.get("client") or ("?",))[0]})
-            request_id.reset(token)

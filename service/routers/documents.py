@@ -27,7 +27,7 @@ def _summary(doc) -> dict:  # noqa: ANN001
 
 
 @router.get("", response_model=DocumentList)
-def list_documents(name: str, corpora: CorporaDep, offset: int = Query(0, ge=0),
+def list_documents(name: str, corpora: CorporaDep, offset: int = Query(0, ge=0, le=2**62),
                    limit: int = Query(100, ge=1, le=1000)) -> DocumentList:
     total, docs = corpora.documents(name, offset, limit)
     return DocumentList(count=total, documents=[DocumentSummary(**_summary(d)) for d in docs])
