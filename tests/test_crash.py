@@ -127,12 +127,13 @@ def test_server_killed_during_sync_job_resumes_it(tmp_path, encoder):
         wait(lambda: httpx.get(f"{url}/readyz").status_code == 200)
         job = wait(lambda: (j := httpx.get(f"{url}/v1/jobs/{job_id}").json())["status"]
                    not in ("queued", "running") and j)
-        assert job["status"] == "succeeded" and job["result"]["added"]
+        # Resumed: its work was either redone or found committed (then nothing is "added").
+        assert job["status"] == "succeeded"
         info = httpx.get(f"{url}/v1/corpora/big").json()
         assert info["documents"] == 40 and info["version"] == 1
         hit = httpx.post(f"{url}/v1/corpora/big/search",
-                         json={"query": "Note number 42 about topic 0", "k": 1}).json()
-        assert hit["results"][0]["hits"][0]["document_id"] == "f042.txt"
+                         json={"query": "Note number 17 about topic 3", "k": 1}).json()
+        assert hit["results"][0]["hits"][0]["document_id"] == "f017.txt"
     finally:
         server.terminate()
         server.wait(30)

@@ -115,7 +115,7 @@ def test_keys_cli_and_server_mode(tmp_path, sample_dir):
     listed = json.loads(_cli(home, "keys", "ls", "--json").stdout)
     assert [(k["name"], k["role"], k["corpora"]) for k in listed] == [("ci", "write", ["src"])]
     db = (home / "memex.db").read_bytes()
-    assert token.encode() not in db and token.split("_")[2].encode() not in db  # hashed at rest
+    assert token.encode() not in db and token.split("_", 2)[2].encode() not in db  # hashed at rest
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),
