@@ -106,7 +106,7 @@ class ChunkDB:
             import faiss
 
             self.index = keyindex.to_device(faiss.read_index(str(vdir / "index.faiss")), self.device)
-            faiss.ParameterSpace().set_index_parameter(self.index, "nprobe", self.config.nprobe)
+            keyindex.set_search_params(self.index, self.config.nprobe, self.config.rerank)
         self._exact_keys = None
 
     # ---- creation and updates -------------------------------------------------------

@@ -80,6 +80,19 @@ def remove_keys(index, ids: np.ndarray) -> bool:
     return True
 
 
+def set_search_params(index, nprobe: int, rerank: int) -> None:
+    """IVF: visit ``nprobe`` lists; HNSW: a beam as wide as the re-rank list."""
+    import faiss
+
+    space = faiss.ParameterSpace()
+    for name, value in (("nprobe", nprobe), ("efSearch", rerank)):
+        try:
+            space.set_index_parameter(index, name, value)
+            return
+        except RuntimeError:
+            continue
+
+
 def to_device(index, device: str):
     """The faiss index on ``device`` when faiss has GPU support, else unchanged."""
     import faiss
