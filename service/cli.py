@@ -13,6 +13,7 @@ import typer
 from tqdm import tqdm
 
 from indexer.errors import MemexError, NotFound
+from service import cli_retro
 
 app = typer.Typer(help="memex: ColBERT search over your files, for agents and people.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -20,10 +21,13 @@ app = typer.Typer(help="memex: ColBERT search over your files, for agents and pe
 
 def _corpora():
     from indexer.corpus import Corpora
+    from indexer.retro.sync import install
     from service.settings import get_settings
 
     s = get_settings()
-    return Corpora(s.home, s.db_url, s.encoder, s.allowed_roots, s.max_file_bytes)
+    corpora = Corpora(s.home, s.db_url, s.encoder, s.allowed_roots, s.max_file_bytes)
+    install(corpora)  # chunk DBs follow every corpus change
+    return corpora
 
 
 def _fail(message: str) -> None:
@@ -152,6 +156,10 @@ def serve(host: Optional[str] = typer.Option(None, help="default MEMEX_HOST or 1
 
     settings = get_settings()
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+
+
+app.command("neighbors")(cli_retro.neighbors)
+app.add_typer(cli_retro.retro_app, name="retro")
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,7 +37,7 @@ class ChunkDBConfig:
     encoder: str = DEFAULT_ENCODER  # frozen BERT-like encoder for the keys
     chunk_tokens: int = 64
     factory: str | None = None  # faiss factory string; None: "Flat" up to 100k chunks, else IVF-PQ
-    nprobe: int = 16  # IVF lists visited per query
+    nprobe: int = 8  # IVF lists visited per query (HNSW: efSearch = rerank)
     rerank: int = 128  # faiss candidates per query re-ranked on the exact keys
 
 
@@ -94,7 +94,8 @@ class ChunkDB:
         if meta.get("format_version") != FORMAT_VERSION:
             raise IndexCorrupt(f"chunk DB {vdir} has format {meta.get('format_version')}")
         self.meta = meta
-        self.config = ChunkDBConfig(**meta["config"])
+        known = ChunkDBConfig.__dataclass_fields__
+        self.config = ChunkDBConfig(**{k: v for k, v in meta["config"].items() if k in known})
         self.docs: list[dict] = docs
         counts = np.array([d["num_chunks"] for d in docs], dtype=np.int64)
         self.doc_start = np.concatenate([[0], np.cumsum(counts)])[:-1]
@@ -209,6 +210,27 @@ class ChunkDB:
         meta["index"] = index_meta
         store.commit_version(
             self.root, meta["version"], lambda d: _write(d, meta, new_docs, arrays, index)
+        )
+        return ChunkDB(self.root, self.device)
+
+    def reindex(self, factory: str | None = None, nprobe: int | None = None,
+                rerank: int | None = None) -> "ChunkDB":
+        """Commit the same chunks and keys under another index (no re-embedding).
+
+        ``factory`` None picks by size; ``nprobe``/``rerank`` None keep the current values.
+        """
+        config = replace(self.config, factory=factory, nprobe=nprobe or self.config.nprobe,
+                         rerank=rerank or self.config.rerank)
+        arrays = {name: np.asarray(getattr(self, name))
+                  for name in ("tokens", "lengths", "chunk_ids", "doc_rows", "keys")}
+        n, dim = arrays["keys"].shape
+        want = factory or keyindex.default_factory(n, dim)
+        index = None if want == "Flat" else keyindex.build_faiss(want, arrays["keys"],
+                                                                 arrays["chunk_ids"])
+        meta = dict(self.meta, version=self.meta["version"] + 1, config=asdict(config),
+                    index=None if index is None else {"factory": want, "trained_on": n})
+        store.commit_version(
+            self.root, meta["version"], lambda d: _write(d, meta, self.docs, arrays, index)
         )
         return ChunkDB(self.root, self.device)
 
