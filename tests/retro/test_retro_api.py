@@ -1,9 +1,24 @@
 """The neighbours endpoint and CLI on a real server/CLI: the sync keeps the chunk DB updated."""
 
+import time
+
 import numpy as np
 from typer.testing import CliRunner
 
-from ..test_api import assert_problem, wait_for_job
+
+def wait_for_job(client, job_id, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def assert_problem(response, status, code):
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code and response.json()["detail"]
 
 
 def test_neighbors_endpoint_follows_the_sync(live_server, sample_dir):
@@ -63,7 +78,8 @@ def test_cli_neighbors_and_precompute(tmp_path, sample_dir, monkeypatch):
         r = runner.invoke(app, ["retro", "precompute", "--corpus", "src", "--out", str(out)])
         assert r.exit_code == 0, r.output
         nb, rows = np.load(out / "neighbors.npy"), np.load(out / "doc_rows.npy")
-        assert nb.shape == (3, 2) and (rows[nb] != rows[:, None]).all()
+        assert nb.shape == (len(rows), 2) and len(set(rows.tolist())) == 3
+        assert (rows[nb] != rows[:, None]).all()  # never the chunk's own document
         r = runner.invoke(app, ["neighbors", "x", "--corpus", "missing"])
         assert r.exit_code == 2 and "missing" in r.output
     finally:
