@@ -59,7 +59,10 @@ def build_faiss(factory: str, keys: np.ndarray, ids: np.ndarray, seed: int = 0):
         rng = np.random.default_rng(seed)
         take = min(len(keys), max(64 * nlist, 10_000))
         sample = np.sort(rng.choice(len(keys), size=take, replace=False))
-        index.train(np.ascontiguousarray(keys[sample], dtype=np.float32))
+        try:
+            index.train(np.ascontiguousarray(keys[sample], dtype=np.float32))
+        except RuntimeError as exc:
+            raise InvalidInput(f"cannot train faiss index {factory!r} on {take} keys: {exc}") from exc
     add_keys(index, keys, ids)
     return index
 

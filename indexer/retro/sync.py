@@ -1,11 +1,11 @@
 """Keep each corpus's chunk DB in step with the corpus: the glue the sync and the service use.
 
 The chunk DB lives at ``<corpus dir>/chunkdb``. ``install`` registers a
-listener on ``Corpora``: after each committed change it applies the same
-upserts and deletes to the chunk DB (creating it from the whole corpus the
-first time). Updates skip documents whose text hash is unchanged, so
-``reconcile`` (a full pass) is cheap and repairs a chunk DB that missed a
-change (e.g. a crash between the index commit and the listener).
+listener on ``Corpora``: after each committed change it reconciles the chunk DB
+with the corpus (creating it the first time). Updates skip documents whose text
+hash is unchanged, so a reconcile embeds only what changed, and it repairs a
+chunk DB that missed a change (e.g. a crash between the index commit and the
+listener).
 """
 
 from __future__ import annotations
@@ -56,26 +56,19 @@ def reconcile(corpora: Corpora, name: str, config: ChunkDBConfig | None = None) 
                          deletes=[d["id"] for d in db.docs if d["id"] not in live])
 
 
-def apply_change(corpora: Corpora, name: str, upserts: list[DocumentInput],
-                 deletes: list[str], create: bool = True) -> ChunkDB | None:
-    """Apply one committed corpus change; build the whole DB when it does not exist yet."""
-    root = chunkdb_dir(corpora, name)
-    if not (root / "CURRENT").exists():
-        return reconcile(corpora, name) if create else None
-    with _locked(root):
-        db = ChunkDB.open(root)
-        return db.update([(d.doc_id, d.path, d.text) for d in upserts], deletes)
+def install(corpora: Corpora) -> None:
+    """Keep every corpus's chunk DB updated by each sync/upsert/delete of ``corpora``.
 
-
-def install(corpora: Corpora, create: bool = True) -> None:
-    """Keep chunk DBs updated by every sync/upsert/delete of ``corpora``.
-
-    ``create=False`` only updates chunk DBs that exist (built with ``reconcile``).
+    The listener reconciles rather than replaying the change it is told about:
+    listeners run after the corpus lock is released, so two changes' listeners
+    may run out of order; a reconcile under the chunk DB's lock always converges
+    to the corpus's latest state, and costs a hash per document beyond the
+    changed documents' embedding.
     """
 
     def listener(name: str, upserts: list[DocumentInput], deletes: list[str]) -> None:
         try:
-            apply_change(corpora, name, upserts, deletes, create)
+            reconcile(corpora, name)
         except Exception:  # the corpus change is committed; a later reconcile repairs this
             log.exception("chunk DB update of corpus %r failed", name)
 
