@@ -156,6 +156,15 @@ def serve(host: Optional[str] = typer.Option(None, help="default MEMEX_HOST or 1
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
 
 
+def _add_subapps() -> None:
+    from service.cli_retriever import app as retriever_app
+
+    app.add_typer(retriever_app, name="retriever")
+
+
+_add_subapps()
+
+
 def main() -> None:
     app()
 

@@ -98,6 +98,14 @@ def train(cfg: TrainConfig, examples: list[Example], out_dir: Path,
           pca_passages: list[str] | None = None,
           on_step: StepCallback | None = None) -> dict:
     """Train on ``examples`` and write a checkpoint to ``out_dir``; returns the stats."""
+    model, stats = fit(cfg, examples, pca_passages, on_step)
+    save_checkpoint(model.encoder, Path(out_dir), {"config": asdict(cfg), "stats": stats})
+    return stats
+
+
+def fit(cfg: TrainConfig, examples: list[Example], pca_passages: list[str] | None = None,
+        on_step: StepCallback | None = None) -> tuple[TrainableColBERT, dict]:
+    """The training loop; returns the trained model (eval mode) and its stats."""
     if len(examples) < 2:
         raise InvalidInput("training needs at least 2 examples")
     random.seed(cfg.seed)
@@ -137,6 +145,6 @@ def train(cfg: TrainConfig, examples: list[Example], out_dir: Path,
     stats = {"steps": len(losses), "seconds": round(time.perf_counter() - t0, 1),
              "first_loss": losses[0], "last_loss": losses[-1],
              "examples": len(examples), "device": cfg.device}
-    save_checkpoint(model.encoder, Path(out_dir), {"config": asdict(cfg), "stats": stats})
-    return stats
+    model.cache = None
+    return model, stats
 
