@@ -81,11 +81,18 @@ def single_vector(corpora: Corpora, name: str, queries: list[dict]) -> dict:
     return metrics(ranked, queries)
 
 
+def _table(rows: dict, queries: list[dict], base: float) -> None:
+    print(f"\n{len(queries)} queries                      R@10   MRR@10  nDCG@10  MRR/untrained")
+    for label, m in rows.items():
+        print(f"{label:<33} {m['R@10']:.3f}  {m['MRR@10']:.3f}   {m['nDCG@10']:.3f}    "
+              f"{m['MRR@10'] / base:.3f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=9000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--synthetic", type=int, default=24, help="LM-written training queries")
+    ap.add_argument("--synthetic", type=int, default=24, help="LM-written training queries (0: baselines only)")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--no-teacher", action="store_true")
     args = ap.parse_args()
@@ -109,6 +116,9 @@ def main() -> None:
             "ColBERT untrained (raw 384-d)": evaluate(corpora, name, queries, "colbert"),
             "hybrid on untrained (RRF)": evaluate(corpora, name, queries, "hybrid")}
     size_raw = info.bytes_on_disk
+    _table(rows, queries, rows["ColBERT untrained (raw 384-d)"]["MRR@10"])
+    if args.synthetic == 0:
+        return
 
     cfg = PostTrainConfig(passages=args.synthetic, teacher=not args.no_teacher)
     cfg.train.steps = args.steps
@@ -124,11 +134,7 @@ def main() -> None:
     rows["hybrid on post-trained (RRF)"] = evaluate(corpora, name, queries, "hybrid")
     size_trained = corpora.info(name).bytes_on_disk
 
-    base = rows["ColBERT untrained (raw 384-d)"]["MRR@10"]
-    print(f"\n{len(queries)} queries                      R@10   MRR@10  nDCG@10  MRR/untrained")
-    for label, m in rows.items():
-        print(f"{label:<33} {m['R@10']:.3f}  {m['MRR@10']:.3f}   {m['nDCG@10']:.3f}    "
-              f"{m['MRR@10'] / base:.3f}")
+    _table(rows, queries, rows["ColBERT untrained (raw 384-d)"]["MRR@10"])
     print(f"index: untrained {size_raw / 1e6:.1f} MB, post-trained {size_trained / 1e6:.1f} MB "
           f"(ratio {size_trained / size_raw:.2f})")
 
