@@ -11,7 +11,7 @@ from indexer.corpus import Corpora
 from service import errors
 from service.handlers import register_all
 from service.jobs import JobRunner
-from service.routers import corpora, documents, health, jobs, search
+from service.routers import corpora, documents, health, jobs, retriever, search
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("memex")
@@ -46,6 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                   f"request bodies are limited to {settings.max_request_bytes} bytes")
         return await call_next(request)
 
-    for module in (health, corpora, documents, search, jobs):
+    for module in (health, corpora, documents, search, jobs, retriever):
         app.include_router(module.router)
     return app

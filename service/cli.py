@@ -92,6 +92,8 @@ def search(query: str = typer.Argument(..., help="what to look for"),
                                                       help="corpus name (repeatable)"),
            k: int = typer.Option(10, "-k", help="number of results"),
            path_glob: Optional[str] = typer.Option(None, "--path", help="only paths matching"),
+           mode: Optional[str] = typer.Option(None, "--mode",
+                                              help="colbert, bm25 or hybrid (default)"),
            as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Print the passages that best match QUERY."""
     corpora = _corpora()
@@ -99,7 +101,7 @@ def search(query: str = typer.Argument(..., help="what to look for"),
     if not names:
         _fail("no corpus yet: run `memex index DIR` first")
     try:
-        hits = corpora.search(names, [query], k, path_glob)[0]
+        hits = corpora.search(names, [query], k, path_glob, mode)[0]
     except MemexError as exc:
         _fail(exc.message)
     if as_json:
@@ -152,6 +154,15 @@ def serve(host: Optional[str] = typer.Option(None, help="default MEMEX_HOST or 1
 
     settings = get_settings()
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+
+
+def _add_subapps() -> None:
+    from service.cli_retriever import app as retriever_app
+
+    app.add_typer(retriever_app, name="retriever")
+
+
+_add_subapps()
 
 
 def main() -> None:
