@@ -34,6 +34,8 @@ class EncoderConfig:
     markers: bool = False  # prepend ColBERT's [Q]/[D] marker tokens ([unused0]/[unused1])
     query_augmentation: bool = False  # pad queries with [MASK] to query_max_tokens
     skip_punctuation: bool = True  # drop document vectors of pure-punctuation tokens
+    query_marker: str = "[unused0]"  # the text of the markers (PyLate checkpoints use "[Q]")
+    doc_marker: str = "[unused1]"
 
 
 PUNCTUATION = set(string.punctuation)
@@ -78,9 +80,23 @@ class ColBERTEncoder:
             [i for i, tok in enumerate(vocab) if tok and all(c in PUNCTUATION for c in tok)]
         )
         self._special_ids = torch.tensor(self.tokenizer.all_special_ids)
+        # Set by indexer.encode_runtime.configure: an ONNX backend replaces the model in _embed.
+        self.backend = None
+        self.runtime, self.precision, self.agreement = "torch", "fp32", None
 
     @classmethod
-    def load(cls, name: str = DEFAULT_ENCODER, device: str = "cpu") -> "ColBERTEncoder":
+    def load(
+        cls,
+        name: str = DEFAULT_ENCODER,
+        device: str = "cpu",
+        runtime: str | None = None,
+        precision: str | None = None,
+    ) -> "ColBERTEncoder":
+        """``runtime``: auto/torch/onnx, ``precision``: fp32/int8/fp16/bf16 (None: fastest
+        validated); see ``indexer/encode_runtime.py``."""
+        from indexer.encode_runtime import candidates, configure
+
+        candidates(runtime or "auto", precision, device)  # bad settings fail before loading
         path = resolve_model_path(name)
         config_file = path / "memex_encoder.json"
         config = (
@@ -88,12 +104,18 @@ class ColBERTEncoder:
             if config_file.exists()
             else EncoderConfig()
         )
-        return cls(path, config, device)
+        encoder = cls(path, config, device)
+        configure(encoder, runtime, precision)
+        return encoder
 
     @property
     def fingerprint(self) -> str:
         """Identifies the weights and settings; an index built by another encoder is stale."""
-        digest = hashlib.sha256(json.dumps(asdict(self.config), sort_keys=True).encode())
+        settings = asdict(self.config)
+        for key in ("query_marker", "doc_marker"):  # added later: defaults keep old fingerprints
+            if settings[key] == getattr(EncoderConfig, key):
+                del settings[key]
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
         for name in sorted(p.name for p in self.model_path.glob("*.safetensors")):
             stat = (self.model_path / name).stat()
             digest.update(f"{name}:{stat.st_size}".encode())
@@ -108,7 +130,9 @@ class ColBERTEncoder:
 
     @torch.inference_mode()
     def _embed(self, batch: dict) -> torch.Tensor:
-        batch = {k: v.to(self.device) for k, v in batch.items()}
+        if self.backend is not None:
+            return self.backend.embed(batch)
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         hidden = self.model(**batch).last_hidden_state  # (B, T, H)
         if self.projection is not None:
             hidden = self.projection(hidden)  # (B, T, dim)
@@ -116,7 +140,7 @@ class ColBERTEncoder:
 
     def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
         """One float32 [q_tokens, dim] array per query."""
-        batch = self._tokenize(texts, self.config.query_max_tokens, "[unused0]")
+        batch = self._tokenize(texts, self.config.query_max_tokens, self.config.query_marker)
         if self.config.query_augmentation:
             batch = _pad_with_mask(batch, self.tokenizer, self.config.query_max_tokens)
         vectors = self._embed(batch)
@@ -126,18 +150,25 @@ class ColBERTEncoder:
     def encode_documents(
         self,
         texts: list[str],
-        batch_size: int = 32,
+        batch_size: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> list[np.ndarray]:
         """One float32 [doc_tokens, dim] array per document, in input order.
 
-        Texts are sorted by length so each batch pads little.
+        Batches are length-bucketed and tokenized ahead in a thread
+        (``indexer/encode_pipeline.py``); ``progress(n)`` is called with the
+        passages done per batch, e.g. ``tqdm(total=len(texts)).update``.
         """
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        from indexer.encode_pipeline import token_batches
+
+        gpu = self.device.startswith("cuda")
         out: list[np.ndarray | None] = [None] * len(texts)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = self._tokenize([texts[i] for i in idx], self.config.doc_max_tokens, "[unused1]")
+        for idx, batch in token_batches(
+            texts,
+            lambda chunk: self._tokenize(chunk, self.config.doc_max_tokens, self.config.doc_marker),
+            batch_size or (256 if gpu else 32),
+            pin_memory=gpu,
+        ):
             vectors = self._embed(batch)
             keep = batch["attention_mask"].bool()
             if self.config.skip_punctuation:

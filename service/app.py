@@ -12,7 +12,7 @@ from indexer.retro import sync as retro_sync
 from service import errors
 from service.handlers import register_all
 from service.jobs import JobRunner
-from service.routers import corpora, documents, health, jobs, neighbors, search
+from service.routers import corpora, documents, health, jobs, neighbors, retriever, search
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("memex")
@@ -48,6 +48,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                   f"request bodies are limited to {settings.max_request_bytes} bytes")
         return await call_next(request)
 
-    for module in (health, corpora, documents, search, neighbors, jobs):
+    for module in (health, corpora, documents, search, neighbors, jobs, retriever):
         app.include_router(module.router)
     return app

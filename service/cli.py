@@ -13,7 +13,6 @@ import typer
 from tqdm import tqdm
 
 from indexer.errors import MemexError, NotFound
-from service import cli_retro
 
 app = typer.Typer(help="memex: ColBERT search over your files, for agents and people.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -96,6 +95,8 @@ def search(query: str = typer.Argument(..., help="what to look for"),
                                                       help="corpus name (repeatable)"),
            k: int = typer.Option(10, "-k", help="number of results"),
            path_glob: Optional[str] = typer.Option(None, "--path", help="only paths matching"),
+           mode: Optional[str] = typer.Option(None, "--mode",
+                                              help="colbert, bm25 or hybrid (default)"),
            as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Print the passages that best match QUERY."""
     corpora = _corpora()
@@ -103,7 +104,7 @@ def search(query: str = typer.Argument(..., help="what to look for"),
     if not names:
         _fail("no corpus yet: run `memex index DIR` first")
     try:
-        hits = corpora.search(names, [query], k, path_glob)[0]
+        hits = corpora.search(names, [query], k, path_glob, mode)[0]
     except MemexError as exc:
         _fail(exc.message)
     if as_json:
@@ -158,8 +159,16 @@ def serve(host: Optional[str] = typer.Option(None, help="default MEMEX_HOST or 1
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
 
 
-app.command("neighbors")(cli_retro.neighbors)
-app.add_typer(cli_retro.retro_app, name="retro")
+def _add_subapps() -> None:
+    from service import cli_retro
+    from service.cli_retriever import app as retriever_app
+
+    app.add_typer(retriever_app, name="retriever")
+    app.command("neighbors")(cli_retro.neighbors)
+    app.add_typer(cli_retro.retro_app, name="retro")
+
+
+_add_subapps()
 
 
 def main() -> None:

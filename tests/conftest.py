@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -11,8 +12,11 @@ import httpx
 import pytest
 import uvicorn
 
-from indexer.corpus import Corpora
-from indexer.encoder import ColBERTEncoder
+# One model cache for the whole run (CLI subprocesses included): the ONNX export is made once.
+os.environ.setdefault("MEMEX_MODEL_CACHE", str(Path.home() / ".memex" / "models"))
+
+from indexer.corpus import Corpora  # noqa: E402
+from indexer.encoder import ColBERTEncoder  # noqa: E402
 
 
 @pytest.fixture(scope="session")
