@@ -17,6 +17,16 @@ def register_all(runner: JobRunner, corpora: Corpora) -> None:
 
     runner.register("sync", sync)
 
+    def retro_build(ctx: JobContext, params: dict) -> dict:
+        # Idempotent: a reconcile embeds only documents the chunk DB does not have yet.
+        from indexer.retro.sync import reconcile
+
+        ctx.progress(0, 1, "chunk db")
+        db = reconcile(corpora, params["corpus"])
+        return {"chunks": db.num_chunks, "bytes": db.nbytes()}
+
+    runner.register("retro_build", retro_build)
+
     def retriever(ctx: JobContext, params: dict) -> dict:
         # Not resumable mid-way: a restart begins again; the switch happens only at the end.
         from indexer.posttrain import PostTrainConfig, post_train

@@ -57,7 +57,10 @@ def reconcile(corpora: Corpora, name: str, config: ChunkDBConfig | None = None) 
 
 
 def install(corpora: Corpora) -> None:
-    """Keep every corpus's chunk DB updated by each sync/upsert/delete of ``corpora``.
+    """Keep every chunk DB updated by each sync/upsert/delete of its corpus.
+
+    A chunk DB costs a second encoding pass (MiniLM over 64-token chunks), so a
+    corpus gets one only when asked; from then on every change keeps it fresh.
 
     The listener reconciles rather than replaying the change it is told about:
     listeners run after the corpus lock is released, so two changes' listeners
@@ -67,6 +70,8 @@ def install(corpora: Corpora) -> None:
     """
 
     def listener(name: str, upserts: list[DocumentInput], deletes: list[str]) -> None:
+        if not (chunkdb_dir(corpora, name) / "CURRENT").exists():
+            return  # opt-in per corpus: built by `memex retro build` or POST .../chunkdb
         try:
             reconcile(corpora, name)
         except Exception:  # the corpus change is committed; a later reconcile repairs this
@@ -91,8 +96,8 @@ class ChunkDBs:
         try:
             version = store.current_version(root).name
         except NotFound:
-            raise NotFound(f"corpus {name!r} has no chunk DB yet: run `memex retro build "
-                           f"--corpus {name}` or sync the corpus") from None
+            raise NotFound(f"corpus {name!r} has no chunk DB yet: POST /v1/corpora/{name}/chunkdb "
+                           f"or run `memex retro build --corpus {name}`") from None
         with self._lock:
             cached = self._open.get(name)
             if cached and cached[0] == version:

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from indexer.retro import MAX_K
 from indexer.retro.sync import ChunkDBs
+from service.deps import CorporaDep, JobsDep
+from service.schemas import JobPublic
 
 router = APIRouter(tags=["neighbors"])
 
@@ -72,3 +74,10 @@ def neighbors(name: str, params: NeighborsParams, dbs: ChunkDBsDep) -> Neighbors
         chunks=[ChunkResult(chunk=i, tokens=r.tokens,
                             neighbors=[NeighborPublic(**asdict(n)) for n in r.neighbors])
                 for i, r in enumerate(found)])
+
+
+@router.post("/v1/corpora/{name}/chunkdb", response_model=JobPublic, status_code=202)
+def build_chunkdb(name: str, corpora: CorporaDep, jobs: JobsDep) -> JobPublic:
+    """Build (or repair) the corpus's RETRO chunk DB as a job; later changes keep it fresh."""
+    corpora.info(name)  # 404 before queueing anything
+    return JobPublic.model_validate(jobs.submit("retro_build", {"corpus": name}, corpus=name))

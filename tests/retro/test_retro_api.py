@@ -25,6 +25,10 @@ def test_neighbors_endpoint_follows_the_sync(live_server, sample_dir):
     r = live_server.post("/v1/corpora", json={"name": "src", "directory": str(sample_dir)})
     assert wait_for_job(live_server, r.json()["job_id"])["status"] == "succeeded"
     r = live_server.post("/v1/corpora/src/neighbors", json={"text": "area of a circle radius"})
+    assert_problem(r, 404, "NOT_FOUND")  # a chunk DB is opt-in per corpus
+    job = wait_for_job(live_server, live_server.post("/v1/corpora/src/chunkdb").json()["id"])
+    assert job["status"] == "succeeded" and job["result"]["chunks"] >= 3, job
+    r = live_server.post("/v1/corpora/src/neighbors", json={"text": "area of a circle radius"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["chunk_tokens"] == 64 and len(body["chunks"]) == 1
@@ -50,6 +54,7 @@ def test_neighbors_errors(live_server):
                    404, "NOT_FOUND")
     live_server.post("/v1/corpora", json={"name": "d", "documents": [
         {"id": "a", "text": "Cells divide by mitosis."}]})
+    wait_for_job(live_server, live_server.post("/v1/corpora/d/chunkdb").json()["id"])
     ok = live_server.post("/v1/corpora/d/neighbors", json={"token_ids": [1, 2, 3], "k": 1})
     assert ok.status_code == 200, ok.text
     assert_problem(live_server.post("/v1/corpora/d/neighbors", json={"text": " "}),
@@ -71,6 +76,9 @@ def test_cli_neighbors_and_precompute(tmp_path, sample_dir, monkeypatch):
     runner = CliRunner()
     try:
         assert runner.invoke(app, ["index", str(sample_dir), "--name", "src"]).exit_code == 0
+        r = runner.invoke(app, ["neighbors", "knead the dough", "--corpus", "src"])
+        assert r.exit_code == 2 and "no chunk DB yet" in r.output
+        assert runner.invoke(app, ["retro", "build", "--corpus", "src"]).exit_code == 0
         r = runner.invoke(app, ["neighbors", "knead the dough", "--corpus", "src", "-k", "1"])
         assert r.exit_code == 0, r.output
         assert "docs/cooking.md" in r.output
