@@ -180,11 +180,18 @@ def _quantize(source: Path, target: Path) -> None:
 
 
 def default_threads() -> int:
-    """Intra-op threads: ``MEMEX_ENCODER_THREADS`` or the cores this process may use."""
+    """Intra-op threads: ``MEMEX_ENCODER_THREADS``, else the cores not already busy.
+
+    On an oversubscribed machine a second thread makes every parallel op wait
+    for the slower, descheduled thread: with a load average of ~10 on 2 cores
+    one thread ran int8 ~10-15% faster than two (bench/RESULTS-encoder.md).
+    """
     env = os.environ.get("MEMEX_ENCODER_THREADS")
     if env:
         return max(1, int(env))
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    busy = int(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    return max(1, min(cores, cores - busy))
 
 
 class OnnxBackend:

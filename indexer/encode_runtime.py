@@ -124,6 +124,8 @@ def _check(agreement: dict[str, float], what: str) -> dict[str, float]:
 
 def _enable_onnx(encoder, precision: str, guard: bool, cache_dir: Path | None):
     try:
+        import onnxruntime  # noqa: F401  (only to learn whether it is installed)
+
         from indexer.encode_onnx import OnnxBackend, ensure_export
     except ImportError as exc:  # onnxruntime / onnx not installed
         raise ModelError(f"ONNX Runtime is not installed: {exc}") from exc
