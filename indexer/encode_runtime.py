@@ -41,6 +41,12 @@ def _env_flag(name: str, default: bool = True) -> bool:
     return os.environ.get(name, "1" if default else "0").lower() not in ("0", "false", "no", "off")
 
 
+def settings(runtime: str | None, precision: str | None) -> tuple[str, str | None]:
+    """Arguments over ``MEMEX_ENCODER_RUNTIME`` / ``MEMEX_ENCODER_PRECISION`` over auto."""
+    runtime = runtime or os.environ.get("MEMEX_ENCODER_RUNTIME") or "auto"
+    return runtime, precision or os.environ.get("MEMEX_ENCODER_PRECISION") or None
+
+
 def candidates(runtime: str, precision: str | None, device: str) -> list[tuple[str, str]]:
     """(runtime, precision) pairs to try in order; raises ``InvalidInput`` for bad settings.
 
@@ -90,8 +96,7 @@ def configure(
 ) -> None:
     """Switch ``encoder`` to the first usable (runtime, precision); sets ``encoder.backend``,
     ``.runtime``, ``.precision`` and ``.agreement`` (guard figures, None when unchecked)."""
-    runtime = runtime or os.environ.get("MEMEX_ENCODER_RUNTIME") or "auto"
-    precision = precision or os.environ.get("MEMEX_ENCODER_PRECISION") or None
+    runtime, precision = settings(runtime, precision)
     guard = encode_guard.guard_enabled() if guard is None else guard
     failures = []
     for rt, prec in candidates(runtime, precision, encoder.device):
