@@ -164,14 +164,15 @@ def _enable_onnx(encoder, precision: str, guard: bool, cache_dir: Path | None):
 def _enable_torch(encoder, precision: str, guard: bool):
     """fp32 is the reference itself; fp16/bf16 (GPU) cast the weights after checking."""
     encoder.backend = None
-    if precision == "fp32":
-        return None
     modules = [m for m in (encoder.model, encoder.projection) if m is not None]
 
     def cast(dtype: torch.dtype) -> None:
         for m in modules:
             m.to(dtype)
 
+    cast(torch.float32)  # the reference, also when re-configuring a half-precision encoder
+    if precision == "fp32":
+        return None
     if not guard:
         cast(_TORCH_DTYPES[precision])
         return None
