@@ -34,6 +34,8 @@ class EncoderConfig:
     markers: bool = False  # prepend ColBERT's [Q]/[D] marker tokens ([unused0]/[unused1])
     query_augmentation: bool = False  # pad queries with [MASK] to query_max_tokens
     skip_punctuation: bool = True  # drop document vectors of pure-punctuation tokens
+    query_marker: str = "[unused0]"  # the text of the markers (PyLate checkpoints use "[Q]")
+    doc_marker: str = "[unused1]"
 
 
 PUNCTUATION = set(string.punctuation)
@@ -49,6 +51,9 @@ class ColBERTEncoder:
 
     def __init__(self, model_path: Path, config: EncoderConfig, device: str = "cpu") -> None:
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -106,7 +111,11 @@ class ColBERTEncoder:
     @property
     def fingerprint(self) -> str:
         """Identifies the weights and settings; an index built by another encoder is stale."""
-        digest = hashlib.sha256(json.dumps(asdict(self.config), sort_keys=True).encode())
+        settings = asdict(self.config)
+        for key in ("query_marker", "doc_marker"):  # added later: defaults keep old fingerprints
+            if settings[key] == getattr(EncoderConfig, key):
+                del settings[key]
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
         for name in sorted(p.name for p in self.model_path.glob("*.safetensors")):
             stat = (self.model_path / name).stat()
             digest.update(f"{name}:{stat.st_size}".encode())
@@ -131,7 +140,7 @@ class ColBERTEncoder:
 
     def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
         """One float32 [q_tokens, dim] array per query."""
-        batch = self._tokenize(texts, self.config.query_max_tokens, "[unused0]")
+        batch = self._tokenize(texts, self.config.query_max_tokens, self.config.query_marker)
         if self.config.query_augmentation:
             batch = _pad_with_mask(batch, self.tokenizer, self.config.query_max_tokens)
         vectors = self._embed(batch)
@@ -156,7 +165,7 @@ class ColBERTEncoder:
         out: list[np.ndarray | None] = [None] * len(texts)
         for idx, batch in token_batches(
             texts,
-            lambda chunk: self._tokenize(chunk, self.config.doc_max_tokens, "[unused1]"),
+            lambda chunk: self._tokenize(chunk, self.config.doc_max_tokens, self.config.doc_marker),
             batch_size or (256 if gpu else 32),
             pin_memory=gpu,
         ):
@@ -173,7 +182,7 @@ class ColBERTEncoder:
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Token counts without special tokens, for chunking under ``doc_max_tokens``."""
-        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
         return [len(x) for x in ids]
 
 

@@ -1,0 +1,34 @@
+"""Job handlers: the work behind each background job kind."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from indexer.corpus import Corpora
+from service.jobs import JobCancelled, JobContext, JobRunner
+
+
+def register_all(runner: JobRunner, corpora: Corpora) -> None:
+    def sync(ctx: JobContext, params: dict) -> dict:
+        # A sync is idempotent: after a restart it re-walks and re-encodes what is still stale.
+        report = corpora.sync(params["corpus"],
+                              progress=lambda stage, done, total: ctx.progress(done, total, stage))
+        return asdict(report)
+
+    runner.register("sync", sync)
+
+    def retriever(ctx: JobContext, params: dict) -> dict:
+        # Not resumable mid-way: a restart begins again; the switch happens only at the end.
+        from indexer.posttrain import PostTrainConfig, post_train
+
+        cfg = PostTrainConfig(passages=params.get("passages", 64),
+                              teacher=params.get("teacher", True))
+        cfg.train.steps = params.get("steps", cfg.train.steps)
+        try:
+            return post_train(corpora, params["corpus"], cfg,
+                              progress=lambda stage, done, total: ctx.progress(done, total, stage),
+                              should_stop=ctx.should_stop)
+        except InterruptedError:
+            raise JobCancelled() from None
+
+    runner.register("retriever", retriever)
