@@ -180,18 +180,16 @@ def _quantize(source: Path, target: Path) -> None:
 
 
 def default_threads() -> int:
-    """Intra-op threads: ``MEMEX_ENCODER_THREADS``, else the cores not already busy.
+    """Intra-op threads: ``MEMEX_ENCODER_THREADS``, else every core this process may use.
 
-    On an oversubscribed machine a second thread makes every parallel op wait
-    for the slower, descheduled thread: with a load average of ~10 on 2 cores
-    one thread ran int8 ~10-15% faster than two (bench/RESULTS-encoder.md).
+    On an oversubscribed machine one thread ran int8 7-15% faster than two; when
+    the cores were free, two threads ran 80% faster than one
+    (bench/RESULTS-encoder.md), so all cores is the better bet.
     """
     env = os.environ.get("MEMEX_ENCODER_THREADS")
     if env:
         return max(1, int(env))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    busy = int(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
-    return max(1, min(cores, cores - busy))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class OnnxBackend:
