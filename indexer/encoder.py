@@ -94,9 +94,9 @@ class ColBERTEncoder:
     ) -> "ColBERTEncoder":
         """``runtime``: auto/torch/onnx, ``precision``: fp32/int8/fp16/bf16 (None: fastest
         validated); see ``indexer/encode_runtime.py``."""
-        from indexer.encode_runtime import candidates, configure
+        from indexer.encode_runtime import candidates, configure, settings
 
-        candidates(runtime or "auto", precision, device)  # bad settings fail before loading
+        candidates(*settings(runtime, precision), device)  # bad settings fail before loading
         path = resolve_model_path(name)
         config_file = path / "memex_encoder.json"
         config = (
