@@ -348,7 +348,7 @@ class Corpora:
 
             if progress:
                 progress("encode", 0, total)
-            vectors = encoder.encode_documents(texts, progress=step)
+            vectors = encoder.encode_documents(texts, progress=step, dtype=np.float16)
             new_ids, old_ids = self._commit_rows(name, changed, chunks, report.deleted)
             self.index(name, index_dir).commit(np.array(new_ids, np.int64), vectors,
                                     np.array(old_ids, np.int64))

@@ -152,8 +152,11 @@ class ColBERTEncoder:
         texts: list[str],
         batch_size: int | None = None,
         progress: Callable[[int], None] | None = None,
+        dtype: type = np.float32,
     ) -> list[np.ndarray]:
-        """One float32 [doc_tokens, dim] array per document, in input order.
+        """One [doc_tokens, dim] array of ``dtype`` per document, in input order.
+
+        ``np.float16`` halves what a large sync holds in memory before its commit.
 
         Batches are length-bucketed and tokenized ahead in a thread
         (``indexer/encode_pipeline.py``); ``progress(n)`` is called with the
@@ -175,7 +178,7 @@ class ColBERTEncoder:
                 keep &= ~torch.isin(batch["input_ids"], self._punct_ids)
             keep &= ~torch.isin(batch["input_ids"], self._special_ids[self._special_ids != self.tokenizer.cls_token_id])
             for row, i in enumerate(idx):
-                out[i] = vectors[row][keep[row]].cpu().numpy()
+                out[i] = vectors[row][keep[row]].cpu().numpy().astype(dtype, copy=False)
             if progress:
                 progress(len(idx))
         return out  # type: ignore[return-value]
