@@ -57,6 +57,9 @@ class Corpus(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
     encoder: Mapped[str] = mapped_column(String(512))
     encoder_fingerprint: Mapped[str] = mapped_column(String(64))
+    # Index directory under the corpus dir; a re-index with a new encoder switches it
+    # together with encoder and encoder_fingerprint in one transaction (indexer/reindex.py).
+    index_dir: Mapped[str] = mapped_column(String(64), default="index")
     pending: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from indexer.corpus import Corpora
+from indexer.retro import sync as retro_sync
 from service import errors, metrics, openapi
 from service.auth import Auth, is_loopback
 from service.handlers import register_all
@@ -16,7 +17,16 @@ from service.keys import KeyStore
 from service.limits import BodyLimit, SearchGate
 from service.logs import RequestContext
 from service.ratelimit import RateLimiter
-from service.routers import corpora, documents, health, jobs, ops, search
+from service.routers import (
+    corpora,
+    documents,
+    health,
+    jobs,
+    neighbors,
+    ops,
+    retriever,
+    search,
+)
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("memex")
@@ -32,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                     settings.allowed_roots, settings.max_file_bytes)
         app.state.corpora.encoder  # load the model now, not on the first request
         app.state.corpora.recover_all()
+        retro_sync.install(app.state.corpora)  # chunk DBs follow every corpus change
         app.state.jobs = JobRunner(app.state.corpora.sessions, settings.home)
         register_all(app.state.jobs, app.state.corpora)
         if settings.run_jobs:
@@ -57,6 +68,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContext)
 
-    for module in (health, ops, metrics, corpora, documents, search, jobs):
+    for module in (health, ops, metrics, corpora, documents, search, neighbors, jobs, retriever):
         app.include_router(module.router)
     return app
