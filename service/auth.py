@@ -165,6 +165,12 @@ class Auth:
         return principal
 
 
+def visible(request, names: list[str]) -> list[str]:  # noqa: ANN001
+    """The corpora among ``names`` the request's key may read (for listings)."""
+    principal = request.scope.get(PRINCIPAL_KEY, ANONYMOUS)
+    return [n for n in names if principal.allows(n, "read")]
+
+
 def _job_corpus(state, job_id: str) -> str | None:  # noqa: ANN001
     from indexer.errors import NotFound
 

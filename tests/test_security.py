@@ -99,6 +99,8 @@ def test_keys_are_confined_to_their_corpora_and_roles(secured):
     search = {"query": "lava", "k": 1}
     with _as(server, tokens["reader_a"]) as c:
         assert c.post("/v1/corpora/a/search", json=search).status_code == 200
+        listed = c.get("/v1/corpora").json()
+        assert [x["name"] for x in listed["corpora"]] == ["a"] and listed["count"] == 1
         assert c.get("/v1/corpora/a/documents/d1").status_code == 200
         assert_problem(c.post("/v1/corpora/b/search", json=search), 403, "FORBIDDEN")
         assert_problem(c.post("/v1/search", json={"corpora": ["a", "b"], **search}),

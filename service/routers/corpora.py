@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from indexer.corpus import DocumentInput
+from service.auth import visible
 from service.deps import CorporaDep, JobsDep
 from service.schemas import CorpusCreate, CorpusCreated, CorpusList, CorpusPublic, JobPublic
 
@@ -14,8 +15,9 @@ router = APIRouter(prefix="/v1/corpora", tags=["corpora"])
 
 
 @router.get("", response_model=CorpusList)
-def list_corpora(corpora: CorporaDep) -> CorpusList:
-    items = [CorpusPublic(**asdict(c)) for c in corpora.list()]
+def list_corpora(corpora: CorporaDep, request: Request) -> CorpusList:
+    """The corpora the caller's key may read (all of them without auth)."""
+    items = [CorpusPublic(**asdict(corpora.info(n))) for n in visible(request, corpora.names())]
     return CorpusList(count=len(items), corpora=items)
 
 
