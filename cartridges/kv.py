@@ -39,8 +39,11 @@ def load_lm(name: str, device: str = "auto"):
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{name!r} is not a Hugging Face model directory: {exc}") from exc
-    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        raise ModelError(f"{name!r} is a {config.model_type!r} model, not a causal LM")
+    archs = getattr(config, "architectures", None) or []
+    causal_arch = not archs or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or not causal_arch:
+        raise ModelError(f"{name!r} is a {config.model_type!r} model ({', '.join(archs) or 'no architecture'}), "
+                         "not a causal LM")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model.to(pick_device(device)).eval().requires_grad_(False)
