@@ -31,9 +31,13 @@ MAX_HEADER = 100 * 1024 * 1024
 class CartridgeCorrupt(IndexCorrupt):
     """The file is not a complete, untouched cartridge."""
 
+    code = "CARTRIDGE_CORRUPT"
+
 
 class CartridgeMismatch(InvalidInput):
     """The cartridge was made for another model or tokenizer."""
+
+    code = "CARTRIDGE_MISMATCH"
 
 
 def weights_sha256(model) -> str:

@@ -97,13 +97,31 @@ def load_layers(paths: Sequence[Path], model_name: str = DEFAULT_LM) -> list[tup
             for i in range(len(parts[0]))]
 
 
-def generate_chat(messages: list[dict], cartridge_paths: Sequence[Path] = (), max_tokens: int = 256,
-                  temperature: float = 0.0, stream: bool = False, model: str = DEFAULT_LM,
-                  seed: int | None = None) -> str | Iterator[str]:
-    """Answer a chat (``[{"role", "content"}, ...]``) with the given cartridges as context.
+class ChatRun:
+    """One chat completion in progress: text pieces plus the counts an API reports."""
 
-    Returns the reply text, or an iterator of text pieces when ``stream``.
-    """
+    def __init__(self, tokenizer, prompt: list[int], tokens: Iterator[int], max_tokens: int) -> None:
+        self.prompt_tokens = len(prompt)
+        self.completion_tokens = 0
+        self.max_tokens = max_tokens
+        self._tokenizer, self._tokens = tokenizer, tokens
+
+    def _counted(self) -> Iterator[int]:
+        for token in self._tokens:
+            self.completion_tokens += 1
+            yield token
+
+    def pieces(self) -> Iterator[str]:
+        return stream_text(self._tokenizer, self._counted())
+
+    @property
+    def finish_reason(self) -> str:
+        return "length" if self.completion_tokens >= self.max_tokens else "stop"
+
+
+def start_chat(messages: list[dict], cartridge_paths: Sequence[Path] = (), max_tokens: int = 256,
+               temperature: float = 0.0, model: str = DEFAULT_LM, seed: int | None = None) -> ChatRun:
+    """Validate a chat request and set up its generation (nothing is generated yet)."""
     if not messages or any(not isinstance(m, dict) or "role" not in m or "content" not in m for m in messages):
         raise InvalidInput("messages must be a non-empty list of {role, content}")
     if max_tokens <= 0:
@@ -111,7 +129,16 @@ def generate_chat(messages: list[dict], cartridge_paths: Sequence[Path] = (), ma
     lm, tokenizer = load_lm(model)
     layers = load_layers(cartridge_paths, model)
     prompt = chat_ids(tokenizer, messages)
-    tokens = stream_tokens(lm, tokenizer, layers, prompt, max_tokens, temperature, seed)
-    if stream:
-        return stream_text(tokenizer, tokens)
-    return tokenizer.decode(list(tokens), skip_special_tokens=True)
+    return ChatRun(tokenizer, prompt, stream_tokens(lm, tokenizer, layers, prompt, max_tokens, temperature, seed),
+                   max_tokens)
+
+
+def generate_chat(messages: list[dict], cartridge_paths: Sequence[Path] = (), max_tokens: int = 256,
+                  temperature: float = 0.0, stream: bool = False, model: str = DEFAULT_LM,
+                  seed: int | None = None) -> str | Iterator[str]:
+    """Answer a chat (``[{"role", "content"}, ...]``) with the given cartridges as context.
+
+    Returns the reply text, or an iterator of text pieces when ``stream``.
+    """
+    run = start_chat(messages, cartridge_paths, max_tokens, temperature, model, seed)
+    return run.pieces() if stream else "".join(run.pieces())

@@ -7,11 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
+from cartridges.store import CartridgeStore
 from indexer.corpus import Corpora
 from service import errors
+from service.cartridge_handlers import register_cartridges
 from service.handlers import register_all
 from service.jobs import JobRunner
-from service.routers import corpora, documents, health, jobs, search
+from service.routers import cartridges, chat, corpora, documents, health, jobs, search
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("memex")
@@ -29,6 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.corpora.recover_all()
         app.state.jobs = JobRunner(app.state.corpora.sessions, settings.home)
         register_all(app.state.jobs, app.state.corpora)
+        app.state.cartridges = CartridgeStore(settings.home / "cartridges")
+        register_cartridges(app.state.jobs, app.state.corpora, app.state.cartridges)
         if settings.run_jobs:
             app.state.jobs.start()
         yield
@@ -46,6 +50,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                   f"request bodies are limited to {settings.max_request_bytes} bytes")
         return await call_next(request)
 
-    for module in (health, corpora, documents, search, jobs):
+    for module in (health, corpora, documents, search, jobs, cartridges, chat):
         app.include_router(module.router)
     return app

@@ -154,6 +154,16 @@ def serve(host: Optional[str] = typer.Option(None, help="default MEMEX_HOST or 1
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
 
 
+def _add_cartridge_commands() -> None:
+    from service import cli_cartridges
+
+    app.add_typer(cli_cartridges.app, name="cartridge")
+    app.command("chat")(cli_cartridges.chat)
+
+
+_add_cartridge_commands()
+
+
 def main() -> None:
     app()
 
