@@ -7,7 +7,7 @@ cartridge only; model weights frozen.
 
 Work directory (resumable; see FORMAT.md)::
 
-    run.json                 config, corpus id/version/sha256 (a rerun must match)
+    run.json                 data settings, corpus id/version/sha256 (a rerun must match)
     synth/00000.safetensors  self-study samples
     ckpt.safetensors         cartridge + Adam moments + step + loss history
     cartridge.safetensors    the finished cartridge
@@ -100,8 +100,14 @@ def _load_ckpt(path: Path, cart: Cartridge, opt: torch.optim.Adam) -> tuple[int,
     return int(meta["step"]), json.loads(meta["history"])
 
 
+# settings that shape the synthesized data or the cartridge's geometry; the others
+# (steps, lr, batch size, checkpointing, device) may change between resumes
+RUN_FIELDS = ("model", "p", "frozen_tokens", "num_samples", "holdout", "chunk_tokens", "question_tokens",
+              "answer_tokens", "top_k", "temperature", "seed")
+
+
 def _check_run(work_dir: Path, record: dict) -> None:
-    """A work dir belongs to one (config, corpus); resuming with anything else would mix runs."""
+    """A work dir belongs to one (data settings, corpus); resuming with others would mix runs."""
     path = work_dir / "run.json"
     if path.exists():
         old = json.loads(path.read_text())
@@ -130,7 +136,7 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
         raise InvalidInput(f"p={config.p} does not fit the model's context window ({context_window(model)})")
     if ids.numel() < config.p:
         raise InvalidInput(f"the corpus has {ids.numel()} tokens, fewer than p={config.p}")
-    _check_run(work_dir, {"config": config.to_dict(), "corpus_id": corpus_id, "corpus_version": corpus_version,
+    _check_run(work_dir, {**{k: getattr(config, k) for k in RUN_FIELDS}, "corpus_id": corpus_id, "corpus_version": corpus_version,
                           "corpus_sha256": hashlib.sha256(corpus_text.encode()).hexdigest()})
     out = work_dir / "cartridge.safetensors"
     if out.exists():

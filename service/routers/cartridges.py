@@ -24,6 +24,9 @@ class CartridgeCreate(BaseModel):
     batch_size: int | None = None
     lr: float | None = None
     chunk_tokens: int | None = None
+    question_tokens: int | None = None
+    answer_tokens: int | None = None
+    holdout: int | None = Field(None, description="synthesized conversations kept to measure the loss")
     seed: int | None = None
 
 

@@ -32,7 +32,9 @@ def test_finished_run_is_returned_as_is(trained):
 
 def test_work_dir_refuses_other_settings(trained):
     work = trained[-1]
-    other = CartridgeConfig(**{**TINY.to_dict(), "steps": TINY.steps + 1})
-    with pytest.raises(Conflict, match="steps"):
+    other = CartridgeConfig(**{**TINY.to_dict(), "chunk_tokens": TINY.chunk_tokens + 1})
+    with pytest.raises(Conflict, match="chunk_tokens"):
         train_cartridge(TEXT, "faq", 3, other, work)
-    assert json.loads((work / "run.json").read_text())["config"]["steps"] == TINY.steps
+    with pytest.raises(Conflict, match="corpus_sha256"):
+        train_cartridge(TEXT + " more", "faq", 3, TINY, work)
+    assert json.loads((work / "run.json").read_text())["chunk_tokens"] == TINY.chunk_tokens
