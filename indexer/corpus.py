@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 import numpy as np
 from sqlalchemy import delete, func, select
 
+from indexer.bm25 import FUSION_DEPTH, BM25Index, rrf
 from indexer.chunking import chunk_lines
 from indexer.encoder import ColBERTEncoder
 from indexer.errors import Conflict, InvalidInput, NotFound
@@ -39,6 +40,8 @@ from indexer.store import Corpus, Document, Passage, make_engine, make_sessionma
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_K = 1000
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+SEARCH_MODES = ("colbert", "bm25", "hybrid")
+DEFAULT_MODE = "hybrid"  # RRF of ColBERT and BM25 won on the stdlib set (bench/RESULTS-retriever.md)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class CorpusInfo:
     root: str | None
     version: int
     encoder: str
+    encoder_fingerprint: str
     documents: int
     passages: int
     bytes_on_disk: int
@@ -109,8 +113,11 @@ class Corpora:
         self.max_file_bytes = max_file_bytes
         self._encoder = encoder
         self._encoder_lock = threading.Lock()
-        self._indexes: dict[str, tuple[tuple, MultiVectorIndex]] = {}
+        self._indexes: dict[Path, tuple[tuple, MultiVectorIndex]] = {}
         self._index_lock = threading.Lock()
+        self._encoders: dict[str, ColBERTEncoder] = {}  # per-corpus (trained) encoders by name
+        self._bm25: dict[str, tuple[int, BM25Index]] = {}  # by corpus: (version, index)
+        self._bm25_lock = threading.Lock()
         # Called after each committed change: (corpus, upserted docs, deleted doc ids).
         self.listeners: list[Callable[[str, list[DocumentInput], list[str]], None]] = []
 
@@ -121,6 +128,20 @@ class Corpora:
             if self._encoder is None:
                 self._encoder = ColBERTEncoder.load(self.encoder_name)
             return self._encoder
+
+    def encoder_for(self, encoder_name: str, fingerprint: str) -> ColBERTEncoder:
+        """The encoder a corpus row names; its fingerprint must be the one the row recorded."""
+        if encoder_name == self.encoder_name:
+            encoder = self.encoder
+        else:
+            with self._encoder_lock:
+                encoder = self._encoders.get(encoder_name)
+                if encoder is None or encoder.fingerprint != fingerprint:
+                    encoder = self._encoders[encoder_name] = ColBERTEncoder.load(encoder_name)
+        if encoder.fingerprint != fingerprint:
+            raise Conflict(f"encoder {encoder_name!r} changed since the corpus was indexed "
+                           f"(fingerprint {encoder.fingerprint} != {fingerprint}); re-index it")
+        return encoder
 
     def corpus_dir(self, name: str) -> Path:
         return self.home / "corpora" / name
@@ -163,8 +184,8 @@ class Corpora:
             if s.scalar(select(Corpus).where(Corpus.name == name)):
                 raise Conflict(f"corpus {name!r} already exists")
             index_dir = self.corpus_dir(name) / "index"
-            if index_dir.exists():
-                shutil.rmtree(index_dir)  # left by a corpus whose delete crashed
+            for old in self.corpus_dir(name).glob("index*"):
+                shutil.rmtree(old)  # left by a corpus whose delete crashed
             ExactIndex.create(index_dir, self.encoder.dim)
             s.add(Corpus(name=name, kind="directory" if root else "documents", root=resolved,
                          encoder=self.encoder_name, encoder_fingerprint=self.encoder.fingerprint))
@@ -181,10 +202,11 @@ class Corpora:
             row = self._row(s, name)
             docs = s.scalar(select(func.count()).where(Document.corpus_id == row.id))
             passages = s.scalar(select(func.count()).where(Passage.corpus_id == row.id))
-        index_dir = self.corpus_dir(name) / "index"
+        index_dir = self.corpus_dir(name) / row.index_dir
         size = sum(f.stat().st_size for f in index_dir.iterdir()) if index_dir.exists() else 0
-        return CorpusInfo(row.name, row.kind, row.root, row.version, row.encoder, docs or 0,
-                          passages or 0, size, row.created_at.isoformat(), row.updated_at.isoformat())
+        return CorpusInfo(row.name, row.kind, row.root, row.version, row.encoder,
+                          row.encoder_fingerprint, docs or 0, passages or 0, size,
+                          row.created_at.isoformat(), row.updated_at.isoformat())
 
     def names(self) -> list[str]:
         with self.sessions() as s:
@@ -201,24 +223,56 @@ class Corpora:
                 s.execute(delete(Document).where(Document.corpus_id == row.id))
                 s.delete(row)
             with self._index_lock:
-                self._indexes.pop(name, None)
+                for path in [p for p in self._indexes if p.parent == self.corpus_dir(name)]:
+                    self._indexes.pop(path)
+            with self._bm25_lock:
+                self._bm25.pop(name, None)
         shutil.rmtree(self.corpus_dir(name), ignore_errors=True)
 
     # -- index handles ------------------------------------------------------
-    def index(self, name: str) -> MultiVectorIndex:
-        """The committed index of ``name``; reopened when another process committed."""
-        manifest = self.corpus_dir(name) / "index" / "manifest.json"
+    def index(self, name: str, index_dir: str | None = None) -> MultiVectorIndex:
+        """The committed index of ``name`` (in ``index_dir``, default: the one its row
+        points to); reopened when another process committed."""
+        if index_dir is None:
+            with self.sessions() as s:
+                index_dir = self._row(s, name).index_dir
+        manifest = self.corpus_dir(name) / index_dir / "manifest.json"
         try:
             st = manifest.stat()
         except FileNotFoundError:
-            raise NotFound(f"corpus {name!r} has no index") from None
+            raise NotFound(f"corpus {name!r} has no index {index_dir!r}") from None
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         with self._index_lock:
-            cached = self._indexes.get(name)
+            cached = self._indexes.get(manifest.parent)
             if cached and cached[0] == key:
                 return cached[1]
             index = ExactIndex.open(manifest.parent)
-            self._indexes[name] = (key, index)
+            self._indexes[manifest.parent] = (key, index)
+            return index
+
+    def passages(self, name: str) -> tuple[list[int], list[str], int]:
+        """Every passage id with the text the encoder sees, and the corpus version read."""
+        with self.sessions() as s:
+            row = self._row(s, name)
+            rows = s.execute(select(Passage.id, Passage.text, Document.doc_id, Document.path)
+                             .join(Document, Passage.document_id == Document.id)
+                             .where(Passage.corpus_id == row.id).order_by(Passage.id)).all()
+            version = row.version
+        texts = [self._passage_text(DocumentInput(doc_id, "", path), text)
+                 for _, text, doc_id, path in rows]
+        return [r[0] for r in rows], texts, version
+
+    def bm25(self, name: str) -> BM25Index:
+        """The BM25 index of ``name`` at its current version (rebuilt after a change)."""
+        with self.sessions() as s:
+            version = self._row(s, name).version
+        with self._bm25_lock:
+            cached = self._bm25.get(name)
+            if cached and cached[0] == version:
+                return cached[1]
+            ids, texts, version = self.passages(name)
+            index = BM25Index.build(ids, texts)
+            self._bm25[name] = (version, index)
             return index
 
     # -- changes ------------------------------------------------------------
@@ -265,8 +319,8 @@ class Corpora:
             self._recover(name)
             with self.sessions() as s:
                 row = self._row(s, name)
-                if row.encoder_fingerprint != self.encoder.fingerprint:
-                    raise Conflict(f"corpus {name!r} was built with another encoder; re-create it")
+                encoder = self.encoder_for(row.encoder, row.encoder_fingerprint)
+                index_dir = row.index_dir
                 hashes = dict(s.execute(select(Document.doc_id, Document.content_hash)
                                         .where(Document.corpus_id == row.id)).all())
             report = ChangeReport(version=row.version)
@@ -282,7 +336,7 @@ class Corpora:
             if not changed and not report.deleted:
                 report.seconds = time.perf_counter() - t0
                 return report
-            chunks = [self._chunk(d) for d in changed]
+            chunks = [self._chunk(d, encoder) for d in changed]
             texts = [self._passage_text(d, p.text) for d, ps in zip(changed, chunks) for p in ps]
             total = len(texts)
             done = [0]
@@ -294,9 +348,9 @@ class Corpora:
 
             if progress:
                 progress("encode", 0, total)
-            vectors = self.encoder.encode_documents(texts, progress=step)
+            vectors = encoder.encode_documents(texts, progress=step, dtype=np.float16)
             new_ids, old_ids = self._commit_rows(name, changed, chunks, report.deleted)
-            self.index(name).commit(np.array(new_ids, np.int64), vectors,
+            self.index(name, index_dir).commit(np.array(new_ids, np.int64), vectors,
                                     np.array(old_ids, np.int64))
             with self.sessions.begin() as s:
                 row = self._row(s, name)
@@ -308,10 +362,11 @@ class Corpora:
         report.seconds = time.perf_counter() - t0
         return report
 
-    def _chunk(self, doc: DocumentInput):
-        header_tokens = self.encoder.count_tokens([doc.path or doc.doc_id])[0] + 3
-        budget = max(16, self.encoder.config.doc_max_tokens - header_tokens)
-        return chunk_lines(doc.text, max_tokens=budget, count_tokens=self.encoder.count_tokens)
+    @staticmethod
+    def _chunk(doc: DocumentInput, encoder: ColBERTEncoder):
+        header_tokens = encoder.count_tokens([doc.path or doc.doc_id])[0] + 3
+        budget = max(16, encoder.config.doc_max_tokens - header_tokens)
+        return chunk_lines(doc.text, max_tokens=budget, count_tokens=encoder.count_tokens)
 
     @staticmethod
     def _passage_text(doc: DocumentInput, text: str) -> str:
@@ -358,6 +413,8 @@ class Corpora:
             pending = row.pending
             if not pending:
                 return
+            encoder = self.encoder_for(row.encoder, row.encoder_fingerprint)
+            index_dir = row.index_dir
             passages = {p.id: p for p in s.scalars(select(Passage).where(
                 Passage.id.in_(pending["add"])))}
             docs = {d.id: d for d in s.scalars(select(Document).where(
@@ -366,8 +423,8 @@ class Corpora:
         texts = [self._passage_text(
             DocumentInput(docs[passages[i].document_id].doc_id, "", docs[passages[i].document_id].path),
             passages[i].text) for i in add_ids]
-        vectors = self.encoder.encode_documents(texts)
-        self.index(name).commit(np.array(add_ids, np.int64), vectors,
+        vectors = encoder.encode_documents(texts)
+        self.index(name, index_dir).commit(np.array(add_ids, np.int64), vectors,
                                 np.array(pending["delete"], np.int64))
         with self.sessions.begin() as s:
             self._row(s, name).pending = None
@@ -410,8 +467,17 @@ class Corpora:
                 yield DocumentInput(doc.doc_id, doc.text, doc.path, doc.metadata_)
 
     def search(self, names: list[str], queries: list[str], k: int = 10,
-               path_glob: str | None = None) -> list[list[SearchHit]]:
-        """Top ``k`` passages per query over the union of ``names``."""
+               path_glob: str | None = None, mode: str | None = None) -> list[list[SearchHit]]:
+        """Top ``k`` passages per query over the union of ``names``.
+
+        ``mode``: ``colbert`` (MaxSim scores), ``bm25`` (BM25 scores) or ``hybrid``
+        (reciprocal rank fusion of both, see ``indexer/bm25.py``; the default).
+        Each corpus is searched with the encoder and index its row points to, read
+        together, so a re-index switching them never yields a mix.
+        """
+        mode = mode or DEFAULT_MODE
+        if mode not in SEARCH_MODES:
+            raise InvalidInput(f"mode must be one of {', '.join(SEARCH_MODES)}")
         if not names:
             raise InvalidInput("name at least one corpus")
         if not 1 <= k <= MAX_K:
@@ -421,16 +487,28 @@ class Corpora:
                 raise InvalidInput("queries must not be empty")
         with self.sessions() as s:
             rows = {n: self._row(s, n) for n in names}
-        vectors = self.encoder.encode_queries(queries)
+        encoded: dict[str, list[np.ndarray]] = {}  # query vectors per encoder fingerprint
         merged: list[list[SearchHit]] = [[] for _ in queries]
+        depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
         for name, row in rows.items():
             allowed = self._allowed_ids(row.id, path_glob) if path_glob else None
             if allowed is not None and len(allowed) == 0:
                 continue
-            found = self.index(name).search(vectors, k, allowed)
-            hits = self._hydrate(name, {p.passage_id for r in found for p in r})
+            found: list[list[tuple[int, float]]] = [[] for _ in queries]
+            if mode != "bm25":
+                if row.encoder_fingerprint not in encoded:
+                    encoder = self.encoder_for(row.encoder, row.encoder_fingerprint)
+                    encoded[row.encoder_fingerprint] = encoder.encode_queries(queries)
+                found = [[(p.passage_id, p.score) for p in r] for r in self.index(
+                    name, row.index_dir).search(encoded[row.encoder_fingerprint], depth, allowed)]
+            if mode != "colbert":
+                lexical = self.bm25(name).search(queries, depth, allowed)
+                found = lexical if mode == "bm25" else [
+                    rrf([[p for p, _ in dense], [p for p, _ in sparse]], k=k)
+                    for dense, sparse in zip(found, lexical)]
+            hits = self._hydrate(name, {p for r in found for p, _ in r})
             for qi, ranked in enumerate(found):
-                merged[qi] += [hits[p.passage_id](p.score) for p in ranked if p.passage_id in hits]
+                merged[qi] += [hits[p](score) for p, score in ranked[:k] if p in hits]
         return [sorted(h, key=lambda x: -x.score)[:k] for h in merged]
 
     def _allowed_ids(self, corpus_id: int, glob: str) -> np.ndarray:

@@ -78,7 +78,7 @@ def maxsim(query: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
     return np.array([float((query @ d.T).max(axis=1).sum()) for d in docs])
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     return float(np.corrcoef(ra, rb)[0, 1])
 
@@ -95,7 +95,7 @@ def compare(
     for rq, nq in zip(ref_queries, new_queries):
         ref_scores, new_scores = maxsim(rq, ref_docs), maxsim(nq, new_docs)
         top1.append(ref_scores.argmax() == new_scores.argmax())
-        rho.append(_spearman(ref_scores, new_scores))
+        rho.append(spearman(ref_scores, new_scores))
     return {
         "cosine_mean": float(cos.mean()),
         "cosine_p5": float(np.percentile(cos, 5)),

@@ -180,11 +180,16 @@ def _quantize(source: Path, target: Path) -> None:
 
 
 def default_threads() -> int:
-    """Intra-op threads: ``MEMEX_ENCODER_THREADS`` or the cores this process may use."""
+    """Intra-op threads: ``MEMEX_ENCODER_THREADS``, else every core this process may use.
+
+    On an oversubscribed machine one thread ran int8 7-15% faster than two; when
+    the cores were free, two threads ran 80% faster than one
+    (bench/RESULTS-encoder.md), so all cores is the better bet.
+    """
     env = os.environ.get("MEMEX_ENCODER_THREADS")
     if env:
         return max(1, int(env))
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class OnnxBackend:

@@ -41,6 +41,12 @@ def _env_flag(name: str, default: bool = True) -> bool:
     return os.environ.get(name, "1" if default else "0").lower() not in ("0", "false", "no", "off")
 
 
+def settings(runtime: str | None, precision: str | None) -> tuple[str, str | None]:
+    """Arguments over ``MEMEX_ENCODER_RUNTIME`` / ``MEMEX_ENCODER_PRECISION`` over auto."""
+    runtime = runtime or os.environ.get("MEMEX_ENCODER_RUNTIME") or "auto"
+    return runtime, precision or os.environ.get("MEMEX_ENCODER_PRECISION") or None
+
+
 def candidates(runtime: str, precision: str | None, device: str) -> list[tuple[str, str]]:
     """(runtime, precision) pairs to try in order; raises ``InvalidInput`` for bad settings.
 
@@ -90,8 +96,7 @@ def configure(
 ) -> None:
     """Switch ``encoder`` to the first usable (runtime, precision); sets ``encoder.backend``,
     ``.runtime``, ``.precision`` and ``.agreement`` (guard figures, None when unchecked)."""
-    runtime = runtime or os.environ.get("MEMEX_ENCODER_RUNTIME") or "auto"
-    precision = precision or os.environ.get("MEMEX_ENCODER_PRECISION") or None
+    runtime, precision = settings(runtime, precision)
     guard = encode_guard.guard_enabled() if guard is None else guard
     failures = []
     for rt, prec in candidates(runtime, precision, encoder.device):
@@ -124,6 +129,8 @@ def _check(agreement: dict[str, float], what: str) -> dict[str, float]:
 
 def _enable_onnx(encoder, precision: str, guard: bool, cache_dir: Path | None):
     try:
+        import onnxruntime  # noqa: F401  (only to learn whether it is installed)
+
         from indexer.encode_onnx import OnnxBackend, ensure_export
     except ImportError as exc:  # onnxruntime / onnx not installed
         raise ModelError(f"ONNX Runtime is not installed: {exc}") from exc
@@ -157,14 +164,15 @@ def _enable_onnx(encoder, precision: str, guard: bool, cache_dir: Path | None):
 def _enable_torch(encoder, precision: str, guard: bool):
     """fp32 is the reference itself; fp16/bf16 (GPU) cast the weights after checking."""
     encoder.backend = None
-    if precision == "fp32":
-        return None
     modules = [m for m in (encoder.model, encoder.projection) if m is not None]
 
     def cast(dtype: torch.dtype) -> None:
         for m in modules:
             m.to(dtype)
 
+    cast(torch.float32)  # the reference, also when re-configuring a half-precision encoder
+    if precision == "fp32":
+        return None
     if not guard:
         cast(_TORCH_DTYPES[precision])
         return None

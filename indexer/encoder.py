@@ -34,6 +34,8 @@ class EncoderConfig:
     markers: bool = False  # prepend ColBERT's [Q]/[D] marker tokens ([unused0]/[unused1])
     query_augmentation: bool = False  # pad queries with [MASK] to query_max_tokens
     skip_punctuation: bool = True  # drop document vectors of pure-punctuation tokens
+    query_marker: str = "[unused0]"  # the text of the markers (PyLate checkpoints use "[Q]")
+    doc_marker: str = "[unused1]"
 
 
 PUNCTUATION = set(string.punctuation)
@@ -92,9 +94,9 @@ class ColBERTEncoder:
     ) -> "ColBERTEncoder":
         """``runtime``: auto/torch/onnx, ``precision``: fp32/int8/fp16/bf16 (None: fastest
         validated); see ``indexer/encode_runtime.py``."""
-        from indexer.encode_runtime import candidates, configure
+        from indexer.encode_runtime import candidates, configure, settings
 
-        candidates(runtime or "auto", precision, device)  # bad settings fail before loading
+        candidates(*settings(runtime, precision), device)  # bad settings fail before loading
         path = resolve_model_path(name)
         config_file = path / "memex_encoder.json"
         config = (
@@ -109,7 +111,11 @@ class ColBERTEncoder:
     @property
     def fingerprint(self) -> str:
         """Identifies the weights and settings; an index built by another encoder is stale."""
-        digest = hashlib.sha256(json.dumps(asdict(self.config), sort_keys=True).encode())
+        settings = asdict(self.config)
+        for key in ("query_marker", "doc_marker"):  # added later: defaults keep old fingerprints
+            if settings[key] == getattr(EncoderConfig, key):
+                del settings[key]
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
         for name in sorted(p.name for p in self.model_path.glob("*.safetensors")):
             stat = (self.model_path / name).stat()
             digest.update(f"{name}:{stat.st_size}".encode())
@@ -134,7 +140,7 @@ class ColBERTEncoder:
 
     def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
         """One float32 [q_tokens, dim] array per query."""
-        batch = self._tokenize(texts, self.config.query_max_tokens, "[unused0]")
+        batch = self._tokenize(texts, self.config.query_max_tokens, self.config.query_marker)
         if self.config.query_augmentation:
             batch = _pad_with_mask(batch, self.tokenizer, self.config.query_max_tokens)
         vectors = self._embed(batch)
@@ -146,8 +152,11 @@ class ColBERTEncoder:
         texts: list[str],
         batch_size: int | None = None,
         progress: Callable[[int], None] | None = None,
+        dtype: type = np.float32,
     ) -> list[np.ndarray]:
-        """One float32 [doc_tokens, dim] array per document, in input order.
+        """One [doc_tokens, dim] array of ``dtype`` per document, in input order.
+
+        ``np.float16`` halves what a large sync holds in memory before its commit.
 
         Batches are length-bucketed and tokenized ahead in a thread
         (``indexer/encode_pipeline.py``); ``progress(n)`` is called with the
@@ -159,7 +168,7 @@ class ColBERTEncoder:
         out: list[np.ndarray | None] = [None] * len(texts)
         for idx, batch in token_batches(
             texts,
-            lambda chunk: self._tokenize(chunk, self.config.doc_max_tokens, "[unused1]"),
+            lambda chunk: self._tokenize(chunk, self.config.doc_max_tokens, self.config.doc_marker),
             batch_size or (256 if gpu else 32),
             pin_memory=gpu,
         ):
@@ -169,7 +178,7 @@ class ColBERTEncoder:
                 keep &= ~torch.isin(batch["input_ids"], self._punct_ids)
             keep &= ~torch.isin(batch["input_ids"], self._special_ids[self._special_ids != self.tokenizer.cls_token_id])
             for row, i in enumerate(idx):
-                out[i] = vectors[row][keep[row]].cpu().numpy()
+                out[i] = vectors[row][keep[row]].cpu().numpy().astype(dtype, copy=False)
             if progress:
                 progress(len(idx))
         return out  # type: ignore[return-value]

@@ -44,6 +44,9 @@ class Corpus(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
     encoder: Mapped[str] = mapped_column(String(512))
     encoder_fingerprint: Mapped[str] = mapped_column(String(64))
+    # Index directory under the corpus dir; a re-index with a new encoder switches it
+    # together with encoder and encoder_fingerprint in one transaction (indexer/reindex.py).
+    index_dir: Mapped[str] = mapped_column(String(64), default="index")
     pending: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -119,7 +122,19 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     Base.metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added after a database was created (no migration tool yet)."""
+    from sqlalchemy import inspect, text
+
+    columns = {c["name"] for c in inspect(engine).get_columns("corpora")}
+    if "index_dir" not in columns:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE corpora ADD COLUMN index_dir VARCHAR(64) "
+                              "NOT NULL DEFAULT 'index'"))
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

@@ -9,11 +9,13 @@ from fastapi import FastAPI, Request
 
 from cartridges.store import CartridgeStore
 from indexer.corpus import Corpora
+from indexer.retro import sync as retro_sync
 from service import errors
 from service.cartridge_handlers import register_cartridges
 from service.handlers import register_all
 from service.jobs import JobRunner
-from service.routers import cartridges, chat, corpora, documents, health, jobs, search
+from service.routers import (cartridges, chat, corpora, documents, health, jobs, neighbors, retriever,
+                             search)
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("memex")
@@ -29,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                     settings.allowed_roots, settings.max_file_bytes)
         app.state.corpora.encoder  # load the model now, not on the first request
         app.state.corpora.recover_all()
+        retro_sync.install(app.state.corpora)  # chunk DBs follow every corpus change
         app.state.jobs = JobRunner(app.state.corpora.sessions, settings.home)
         register_all(app.state.jobs, app.state.corpora)
         app.state.cartridges = CartridgeStore(settings.home / "cartridges")
@@ -50,6 +53,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                   f"request bodies are limited to {settings.max_request_bytes} bytes")
         return await call_next(request)
 
-    for module in (health, corpora, documents, search, jobs, cartridges, chat):
+    for module in (health, corpora, documents, search, neighbors, jobs, retriever, cartridges, chat):
         app.include_router(module.router)
     return app

@@ -20,10 +20,13 @@ app = typer.Typer(help="memex: ColBERT search over your files, for agents and pe
 
 def _corpora():
     from indexer.corpus import Corpora
+    from indexer.retro.sync import install
     from service.settings import get_settings
 
     s = get_settings()
-    return Corpora(s.home, s.db_url, s.encoder, s.allowed_roots, s.max_file_bytes)
+    corpora = Corpora(s.home, s.db_url, s.encoder, s.allowed_roots, s.max_file_bytes)
+    install(corpora)  # chunk DBs follow every corpus change
+    return corpora
 
 
 def _fail(message: str) -> None:
@@ -92,6 +95,8 @@ def search(query: str = typer.Argument(..., help="what to look for"),
                                                       help="corpus name (repeatable)"),
            k: int = typer.Option(10, "-k", help="number of results"),
            path_glob: Optional[str] = typer.Option(None, "--path", help="only paths matching"),
+           mode: Optional[str] = typer.Option(None, "--mode",
+                                              help="colbert, bm25 or hybrid (default)"),
            as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Print the passages that best match QUERY."""
     corpora = _corpora()
@@ -99,7 +104,7 @@ def search(query: str = typer.Argument(..., help="what to look for"),
     if not names:
         _fail("no corpus yet: run `memex index DIR` first")
     try:
-        hits = corpora.search(names, [query], k, path_glob)[0]
+        hits = corpora.search(names, [query], k, path_glob, mode)[0]
     except MemexError as exc:
         _fail(exc.message)
     if as_json:
@@ -154,14 +159,18 @@ def serve(host: Optional[str] = typer.Option(None, help="default MEMEX_HOST or 1
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
 
 
-def _add_cartridge_commands() -> None:
-    from service import cli_cartridges
+def _add_subapps() -> None:
+    from service import cli_cartridges, cli_retro
+    from service.cli_retriever import app as retriever_app
 
+    app.add_typer(retriever_app, name="retriever")
+    app.command("neighbors")(cli_retro.neighbors)
+    app.add_typer(cli_retro.retro_app, name="retro")
     app.add_typer(cli_cartridges.app, name="cartridge")
     app.command("chat")(cli_cartridges.chat)
 
 
-_add_cartridge_commands()
+_add_subapps()
 
 
 def main() -> None:

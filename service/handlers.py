@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from indexer.corpus import Corpora
-from service.jobs import JobContext, JobRunner
+from service.jobs import JobCancelled, JobContext, JobRunner
 
 
 def register_all(runner: JobRunner, corpora: Corpora) -> None:
@@ -16,3 +16,29 @@ def register_all(runner: JobRunner, corpora: Corpora) -> None:
         return asdict(report)
 
     runner.register("sync", sync)
+
+    def retro_build(ctx: JobContext, params: dict) -> dict:
+        # Idempotent: a reconcile embeds only documents the chunk DB does not have yet.
+        from indexer.retro.sync import reconcile
+
+        ctx.progress(0, 1, "chunk db")
+        db = reconcile(corpora, params["corpus"])
+        return {"chunks": db.num_chunks, "bytes": db.nbytes()}
+
+    runner.register("retro_build", retro_build)
+
+    def retriever(ctx: JobContext, params: dict) -> dict:
+        # Not resumable mid-way: a restart begins again; the switch happens only at the end.
+        from indexer.posttrain import PostTrainConfig, post_train
+
+        cfg = PostTrainConfig(passages=params.get("passages", 64),
+                              teacher=params.get("teacher", True))
+        cfg.train.steps = params.get("steps", cfg.train.steps)
+        try:
+            return post_train(corpora, params["corpus"], cfg,
+                              progress=lambda stage, done, total: ctx.progress(done, total, stage),
+                              should_stop=ctx.should_stop)
+        except InterruptedError:
+            raise JobCancelled() from None
+
+    runner.register("retriever", retriever)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -38,6 +39,7 @@ class CorpusPublic(BaseModel):
     root: str | None
     version: int
     encoder: str
+    encoder_fingerprint: str
     documents: int
     passages: int
     bytes_on_disk: int
@@ -107,6 +109,8 @@ class SearchParams(Strict):
     queries: list[str] | None = Field(default=None, min_length=1, max_length=256)
     k: int = Field(default=10, ge=1, le=MAX_K)
     path_glob: str | None = Field(default=None, max_length=1024, description="fnmatch on path")
+    mode: Literal["colbert", "bm25", "hybrid"] | None = Field(
+        default=None, description="colbert, bm25, or hybrid (RRF of both; the default)")
 
     @model_validator(mode="after")
     def _queries(self) -> "SearchParams":

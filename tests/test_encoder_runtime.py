@@ -98,6 +98,7 @@ def test_torch_runtime_batches_match_single_documents(torch_encoder, windows):
     seen = []
     batched = torch_encoder.encode_documents(windows, batch_size=4, progress=seen.append)
     assert sum(seen) == len(windows)
+    assert torch_encoder.encode_documents([]) == []
     for text, vectors in zip(windows[::4], batched[::4]):
         (alone,) = torch_encoder.encode_documents([text])
         assert vectors.shape == alone.shape and vectors.shape[1] == torch_encoder.dim
@@ -140,6 +141,13 @@ def test_bad_settings_raise_invalid_input(runtime, precision, device):
         candidates(runtime, precision, device)
     with pytest.raises(InvalidInput):
         ColBERTEncoder.load(runtime=runtime, precision=precision, device=device)
+
+
+def test_environment_settings_are_checked_too(monkeypatch):
+    monkeypatch.setenv("MEMEX_ENCODER_RUNTIME", "torch")
+    monkeypatch.setenv("MEMEX_ENCODER_PRECISION", "int8")
+    with pytest.raises(InvalidInput):
+        ColBERTEncoder.load()
 
 
 def test_auto_order_and_quantize_switch(monkeypatch):

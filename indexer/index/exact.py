@@ -120,7 +120,7 @@ class ExactIndex(MultiVectorIndex):
             name = f"seg-{generation}"
             lengths = np.array([len(v) for v in add_vectors], dtype=np.int64)
             offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-            vectors = np.concatenate(add_vectors).astype(np.float16) if len(add_vectors) else \
+            vectors = np.concatenate(add_vectors).astype(np.float16, copy=False) if len(add_vectors) else \
                 np.zeros((0, self.dim), np.float16)
             save_npy(self.path / f"{name}.ids.npy", add_ids)
             save_npy(self.path / f"{name}.offsets.npy", offsets)

@@ -1,0 +1,143 @@
+"""Trained retriever vs every untrained option, side by side, on a stdlib subset.
+
+    MEMEX_ENCODER_RUNTIME=torch python bench/bench_retriever.py --lines 9000 --synthetic 24
+
+A subset of the stdlib code-search set: target files of the queries, in a seeded
+order, until ``--lines`` lines; evaluated on every query whose target is in it.
+Reports R@10 / MRR@10 / nDCG@10 for BM25, single-vector (mean of the stored
+token vectors), the untrained ColBERT default (raw 384-d MiniLM tokens), hybrid
+(RRF) on it, then post-trains the corpus (``indexer/posttrain.py``: LM-written
+queries for sampled passages, never the eval queries) and reports the trained
+128-d ColBERT and hybrid on it, with index sizes and CPU times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.eval_stdlib import extract, metrics  # noqa: E402
+from indexer.corpus import Corpora  # noqa: E402
+from indexer.posttrain import PostTrainConfig, post_train  # noqa: E402
+
+CACHE = Path(__file__).resolve().parent / ".cache" / "retriever"
+
+
+def subset(root: Path, lines: int, seed: int) -> tuple[Path, list[dict]]:
+    queries = [json.loads(x) for x in open(root / "queries.jsonl")]
+    files = sorted({q["path"] for q in queries})
+    random.Random(seed).shuffle(files)
+    chosen, total = [], 0
+    for f in files:
+        if total >= lines:
+            break
+        chosen.append(f)
+        total += (root / "tree" / f).read_text().count("\n")
+    tree = CACHE / f"tree-{lines}-{seed}"
+    if not tree.exists():
+        for f in chosen:
+            (tree / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(root / "tree" / f, tree / f)
+    keep = set(chosen)
+    return tree, [q for q in queries if q["path"] in keep]
+
+
+def evaluate(corpora: Corpora, name: str, queries: list[dict], mode: str) -> dict:
+    texts = [q["text"] for q in queries]
+    found = []
+    for i in range(0, len(texts), 32):
+        found += corpora.search([name], texts[i:i + 32], 10, mode=mode)
+    return metrics([[(h.path, h.start_line, h.end_line) for h in hits] for hits in found], queries)
+
+
+def single_vector(corpora: Corpora, name: str, queries: list[dict]) -> dict:
+    """Mean of each passage's stored token vectors, cosine with the mean query vector."""
+    index = corpora.index(name)
+    ids, pooled = [], []
+    for seg in index.segments:
+        for i, pid in enumerate(seg.ids):
+            if not seg.deleted[i]:
+                ids.append(int(pid))
+                pooled.append(np.asarray(seg.vectors[seg.offsets[i]:seg.offsets[i + 1]],
+                                         np.float32).mean(0))
+    mat = np.stack(pooled)
+    mat /= np.linalg.norm(mat, axis=1, keepdims=True)
+    hydrate = corpora._hydrate(name, set(ids))
+    ranked = []
+    for qv in corpora.encoder.encode_queries([q["text"] for q in queries]):
+        v = qv.mean(0)
+        top = np.argsort(-(mat @ (v / np.linalg.norm(v))))[:10]
+        hits = [hydrate[ids[i]](0.0) for i in top]
+        ranked.append([(h.path, h.start_line, h.end_line) for h in hits])
+    return metrics(ranked, queries)
+
+
+def _table(rows: dict, queries: list[dict], base: float) -> None:
+    print(f"\n{len(queries)} queries                      R@10   MRR@10  nDCG@10  MRR/untrained")
+    for label, m in rows.items():
+        print(f"{label:<33} {m['R@10']:.3f}  {m['MRR@10']:.3f}   {m['nDCG@10']:.3f}    "
+              f"{m['MRR@10'] / base:.3f}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=9000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--synthetic", type=int, default=24, help="LM-written training queries (0: baselines only)")
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--no-teacher", action="store_true")
+    args = ap.parse_args()
+
+    tree, queries = subset(extract(), args.lines, args.seed)
+    home = CACHE / f"home-{args.lines}-{args.seed}"
+    corpora = Corpora(home)
+    name = "stdlib-sub"
+    if name in corpora.names() and corpora.info(name).encoder != corpora.encoder_name:
+        corpora.delete(name)  # left post-trained by an earlier run
+    if name not in corpora.names():
+        corpora.create(name, str(tree))
+    t0 = time.perf_counter()
+    report = corpora.sync(name)
+    info = corpora.info(name)
+    print(f"subset: {info.documents} files, {info.passages} passages, {len(queries)} eval "
+          f"queries; indexing {report.passages_added} passages took {time.perf_counter() - t0:.0f}s")
+
+    rows = {"BM25": evaluate(corpora, name, queries, "bm25"),
+            "single-vector (mean, 384-d)": single_vector(corpora, name, queries),
+            "ColBERT untrained (raw 384-d)": evaluate(corpora, name, queries, "colbert"),
+            "hybrid on untrained (RRF)": evaluate(corpora, name, queries, "hybrid")}
+    size_raw = info.bytes_on_disk
+    _table(rows, queries, rows["ColBERT untrained (raw 384-d)"]["MRR@10"])
+    if args.synthetic == 0:
+        return
+
+    cfg = PostTrainConfig(passages=args.synthetic, teacher=not args.no_teacher)
+    cfg.train.steps = args.steps
+    t0 = time.perf_counter()
+    done = post_train(corpora, name, cfg, progress=lambda s, d, t: print(
+        f"  {s} {d}/{t}", end="\r", flush=True))
+    print(f"\npost-training: {done['examples']} examples; data {done['data_seconds']}s, "
+          f"train {done['training']['seconds']}s ({done['training']['steps']} steps, loss "
+          f"{done['training']['first_loss']:.3f} -> {done['training']['last_loss']:.3f}), "
+          f"re-index {done['reindex']['seconds']}s; total {time.perf_counter() - t0:.0f}s (CPU)")
+    print("sample synthetic queries:", done["sample_queries"][:3])
+    rows["ColBERT post-trained (128-d)"] = evaluate(corpora, name, queries, "colbert")
+    rows["hybrid on post-trained (RRF)"] = evaluate(corpora, name, queries, "hybrid")
+    size_trained = corpora.info(name).bytes_on_disk
+
+    _table(rows, queries, rows["ColBERT untrained (raw 384-d)"]["MRR@10"])
+    print(f"index: untrained {size_raw / 1e6:.1f} MB, post-trained {size_trained / 1e6:.1f} MB "
+          f"(ratio {size_trained / size_raw:.2f})")
+
+
+if __name__ == "__main__":
+    main()

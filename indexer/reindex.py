@@ -1,0 +1,72 @@
+"""Re-index a corpus with another encoder, then switch to it atomically.
+
+The new index is built in a new directory beside the one being served
+(``index-<stamp>``) while searches and syncs go on. Then, under the corpus's
+write lock, changes committed meanwhile are caught up (passage ids are never
+reused and a passage's text never changes, so the delta is two id-set
+differences), and one SQL transaction points the corpus row at the new
+encoder, its fingerprint and the new index directory. A search reads those
+three from the row together (``Corpora.search``), so it uses either the old
+encoder with the old index or the new with the new, never a mix. The old
+directory is kept until the next switch so searches that read the row just
+before the switch still find it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Callable
+
+import numpy as np
+
+from indexer.corpus import Corpora
+from indexer.encoder import ColBERTEncoder
+from indexer.index.exact import ExactIndex
+
+Progress = Callable[[str, int, int], None]
+
+
+def reindex(corpora: Corpora, name: str, encoder_name: str,
+            progress: Progress | None = None) -> dict:
+    """Build ``name``'s index with ``encoder_name`` and switch the corpus to it."""
+    t0 = time.perf_counter()
+    encoder: ColBERTEncoder = ColBERTEncoder.load(encoder_name)
+    with corpora.sessions() as s:
+        old_dir = corpora._row(s, name).index_dir
+    new_dir = f"index-{time.time_ns()}"
+    index = ExactIndex.create(corpora.corpus_dir(name) / new_dir, encoder.dim)
+    try:
+        ids, texts, _ = corpora.passages(name)
+        done = [0]
+
+        def step(n: int) -> None:
+            done[0] += n
+            if progress:
+                progress("re-encode", done[0], len(texts))
+
+        index.commit(np.array(ids, np.int64), encoder.encode_documents(texts, progress=step),
+                     np.zeros(0, np.int64))
+        with corpora._write_lock(name):
+            corpora._recover(name)  # finish a change of the old index first
+            now_ids, now_texts, _ = corpora.passages(name)
+            known = set(ids)
+            added = [(i, t) for i, t in zip(now_ids, now_texts) if i not in known]
+            gone = sorted(known - set(now_ids))
+            if added or gone:
+                index.commit(np.array([i for i, _ in added], np.int64),
+                             encoder.encode_documents([t for _, t in added]),
+                             np.array(gone, np.int64))
+            with corpora.sessions.begin() as s:  # the switch: one transaction
+                row = corpora._row(s, name)
+                row.encoder, row.encoder_fingerprint = encoder_name, encoder.fingerprint
+                row.index_dir = new_dir
+            for path in corpora.corpus_dir(name).glob("index*"):
+                if path.name not in (new_dir, old_dir):
+                    shutil.rmtree(path, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(corpora.corpus_dir(name) / new_dir, ignore_errors=True)
+        raise
+    return {"encoder": encoder_name, "fingerprint": encoder.fingerprint, "index_dir": new_dir,
+            "passages": len(now_ids), "caught_up": {"added": len(added), "deleted": len(gone)},
+            "index_bytes": index.nbytes(), "seconds": round(time.perf_counter() - t0, 1)}

@@ -1,0 +1,102 @@
+"""A ColBERTEncoder made trainable: differentiable encoding and MaxSim scoring.
+
+It wraps the very encoder inference uses (same tokenizer calls, markers, masks),
+so a saved checkpoint encodes exactly as it did at the end of training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from indexer.encoder import ColBERTEncoder, _pad_with_mask
+
+
+class TrainableColBERT(torch.nn.Module):
+    def __init__(self, encoder: ColBERTEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.backbone = encoder.model
+        if encoder.projection is None:
+            raise ValueError("give the encoder a projection head first (see pca_head)")
+        self.head = encoder.projection
+
+        # With a frozen backbone (head-only training) its outputs are computed once per
+        # text and reused: steps then cost a projection, which makes CPU training cheap.
+        self.cache: dict[tuple, torch.Tensor] | None = None
+
+    def freeze_backbone_cache(self) -> None:
+        self.cache = {}
+
+    def _hidden(self, batch: dict) -> torch.Tensor:
+        batch = {k: v.to(self.encoder.device) for k, v in batch.items()}
+        if self.cache is None:
+            return self.backbone(**batch).last_hidden_state  # (B, T, H)
+        ids, mask = batch["input_ids"], batch["attention_mask"].bool()
+        keys = [tuple(ids[i][mask[i]].tolist()) for i in range(len(ids))]  # unpadded ids
+        todo = [i for i, key in enumerate(keys) if key not in self.cache]
+        if todo:
+            with torch.no_grad():
+                out = self.backbone(**{k: v[todo] for k, v in batch.items()}).last_hidden_state
+            for j, i in enumerate(todo):
+                self.cache[keys[i]] = out[j][mask[i]]
+        hidden = out.new_zeros(*ids.shape, self.backbone.config.hidden_size) if todo else \
+            torch.zeros(*ids.shape, self.backbone.config.hidden_size, device=ids.device)
+        for i, key in enumerate(keys):
+            hidden[i, mask[i]] = self.cache[key]
+        return hidden
+
+    def _forward(self, batch: dict) -> torch.Tensor:
+        hidden = self._hidden(batch)
+        return torch.nn.functional.normalize(self.head(hidden), dim=-1)  # (B, T, dim)
+
+    def encode_queries(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vectors (B, Lq, dim) and mask (B, Lq) as ``ColBERTEncoder.encode_queries``."""
+        cfg = self.encoder.config
+        batch = self.encoder._tokenize(texts, cfg.query_max_tokens, cfg.query_marker)
+        if cfg.query_augmentation:
+            batch = _pad_with_mask(batch, self.encoder.tokenizer, cfg.query_max_tokens)
+        return self._forward(batch), batch["attention_mask"].bool().to(self.encoder.device)
+
+    def encode_documents(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vectors (N, Ld, dim) and the mask of kept tokens (N, Ld), as inference keeps them."""
+        enc, cfg = self.encoder, self.encoder.config
+        batch = enc._tokenize(texts, cfg.doc_max_tokens, cfg.doc_marker)
+        keep = batch["attention_mask"].bool()
+        if cfg.skip_punctuation:
+            keep &= ~torch.isin(batch["input_ids"], enc._punct_ids)
+        special = enc._special_ids[enc._special_ids != enc.tokenizer.cls_token_id]
+        keep &= ~torch.isin(batch["input_ids"], special)
+        return self._forward(batch), keep.to(enc.device)
+
+
+def maxsim(q: torch.Tensor, q_mask: torch.Tensor, d: torch.Tensor,
+           d_mask: torch.Tensor) -> torch.Tensor:
+    """Late-interaction scores of every query against every document.
+
+    q (B, Lq, dim), q_mask (B, Lq), d (N, Ld, dim), d_mask (N, Ld) -> (B, N).
+    """
+    sims = torch.einsum("bqh,nth->bnqt", q, d)
+    sims = sims.masked_fill(~d_mask[None, :, None, :], -1e4)
+    best = sims.max(dim=-1).values  # (B, N, Lq)
+    best = best.masked_fill(~q_mask[:, None, :], 0.0)
+    return best.sum(dim=-1)
+
+
+@torch.no_grad()
+def pca_head(encoder: ColBERTEncoder, passages: list[str], dim: int) -> torch.nn.Linear:
+    """A bias-free (dim, hidden) projection onto the top principal directions of the
+    passages' (L2-normalised) raw token vectors, uncentred since the head has no bias.
+
+    Returns the identity-like best rank-``dim`` linear map, so MaxSim at step 0 is
+    close to MaxSim over the raw vectors.
+    """
+    if encoder.projection is not None:
+        raise ValueError("the encoder already has a head")
+    vectors = np.concatenate(encoder.encode_documents(passages))  # (n_tokens, hidden)
+    second_moment = vectors.T.astype(np.float64) @ vectors / len(vectors)
+    _, eigvecs = np.linalg.eigh(second_moment)  # ascending eigenvalues
+    top = eigvecs[:, ::-1][:, :dim].T.copy()  # (dim, hidden)
+    head = torch.nn.Linear(top.shape[1], dim, bias=False)
+    head.weight.data = torch.from_numpy(top).float()
+    return head.to(encoder.device)

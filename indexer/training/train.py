@@ -1,0 +1,150 @@
+"""The ColBERT training loop: short and linear, in the manner of nanoGPT.
+
+Per step: ``batch_size`` examples, each a query with its positive and
+``n_negatives`` hard negatives. Every query is scored against every passage of
+the batch (in-batch negatives) and cross-entropy picks its own positive. When
+the examples carry teacher scores, a KL term (teacher -> student) over each
+query's own passages is added (distillation).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from indexer.encoder import ColBERTEncoder, EncoderConfig
+from indexer.errors import InvalidInput
+from indexer.training.checkpoint import save_checkpoint
+from indexer.training.config import TrainConfig
+from indexer.training.data import Example
+from indexer.training.model import TrainableColBERT, maxsim, pca_head
+
+# (step, total steps, loss) after each step; returning True stops training early.
+StepCallback = Callable[[int, int, float], bool | None]
+
+
+def build_model(cfg: TrainConfig, pca_passages: list[str]) -> TrainableColBERT:
+    """The encoder to train: ``cfg.base`` with ``cfg``'s settings and a (PCA) head."""
+    encoder = ColBERTEncoder.load(cfg.base, device=cfg.device, runtime="torch")
+    if encoder.projection is None:
+        encoder.config = EncoderConfig(
+            query_max_tokens=cfg.query_max_tokens, doc_max_tokens=cfg.doc_max_tokens,
+            markers=cfg.markers, query_augmentation=cfg.query_augmentation,
+            skip_punctuation=encoder.config.skip_punctuation)
+        if cfg.dim and cfg.pca_init:
+            encoder.projection = pca_head(encoder, pca_passages[: cfg.pca_passages], cfg.dim)
+        elif cfg.dim:
+            encoder.projection = torch.nn.Linear(encoder.model.config.hidden_size, cfg.dim,
+                                                 bias=False).to(cfg.device)
+        else:  # keep raw vectors: an identity head keeps one code path
+            hidden = encoder.model.config.hidden_size
+            encoder.projection = torch.nn.Linear(hidden, hidden, bias=False).to(cfg.device)
+            encoder.projection.weight.data = torch.eye(hidden)
+        encoder.dim = encoder.projection.out_features
+    return TrainableColBERT(encoder)
+
+
+def _trainable_params(model: TrainableColBERT, cfg: TrainConfig) -> list[dict]:
+    layers = model.backbone.encoder.layer
+    n = len(layers) if cfg.train_layers < 0 else min(cfg.train_layers, len(layers))
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    backbone = [p for layer in layers[len(layers) - n:] for p in layer.parameters()]
+    if cfg.train_layers < 0:
+        backbone = list(model.backbone.parameters())
+    for p in backbone:
+        p.requires_grad_(True)
+    groups = [{"params": list(model.head.parameters()), "lr": cfg.head_lr, "weight_decay": 0.0}]
+    if backbone:
+        groups.append({"params": backbone, "lr": cfg.lr, "weight_decay": cfg.weight_decay})
+    return groups
+
+
+def batch_loss(model: TrainableColBERT, batch: list[Example], cfg: TrainConfig) -> torch.Tensor:
+    """Contrastive cross-entropy (+ distillation KL when every example has scores)."""
+    group = 1 + cfg.n_negatives if all(e.negatives for e in batch) else 1
+    if group == 1 and not cfg.in_batch_negatives:
+        raise InvalidInput("no negatives: give hard negatives or enable in_batch_negatives")
+    passages = []
+    for e in batch:  # [positive, neg_1..neg_n] per example; negatives cycled when too few
+        passages += [e.positive] + [e.negatives[i % len(e.negatives)] for i in range(group - 1)]
+    q, q_mask = model.encode_queries([e.query for e in batch])
+    d, d_mask = model.encode_documents(passages)
+    scores = maxsim(q, q_mask, d, d_mask)  # (B, B * group)
+    rows = torch.arange(len(batch), device=scores.device)
+    own = scores.gather(1, rows[:, None] * group + torch.arange(group, device=scores.device))
+    if cfg.in_batch_negatives:
+        loss = torch.nn.functional.cross_entropy(scores, rows * group)
+    else:
+        loss = torch.nn.functional.cross_entropy(own, torch.zeros_like(rows))
+    if cfg.distill_weight > 0 and group > 1 and all(e.scores for e in batch):
+        # teacher scores follow [positive] + negatives, cycled like the negatives
+        teacher = torch.tensor([[e.scores[0]] + [e.scores[1 + i % len(e.negatives)]
+                                                 for i in range(group - 1)] for e in batch],
+                               device=scores.device)
+        target = torch.log_softmax(teacher / cfg.teacher_temperature, dim=-1)
+        loss = loss + cfg.distill_weight * torch.nn.functional.kl_div(
+            torch.log_softmax(own, dim=-1), target, log_target=True, reduction="batchmean")
+    return loss
+
+
+def train(cfg: TrainConfig, examples: list[Example], out_dir: Path,
+          pca_passages: list[str] | None = None,
+          on_step: StepCallback | None = None) -> dict:
+    """Train on ``examples`` and write a checkpoint to ``out_dir``; returns the stats."""
+    model, stats = fit(cfg, examples, pca_passages, on_step)
+    save_checkpoint(model.encoder, Path(out_dir), {"config": asdict(cfg), "stats": stats})
+    return stats
+
+
+def fit(cfg: TrainConfig, examples: list[Example], pca_passages: list[str] | None = None,
+        on_step: StepCallback | None = None) -> tuple[TrainableColBERT, dict]:
+    """The training loop; returns the trained model (eval mode) and its stats."""
+    if len(examples) < 2:
+        raise InvalidInput("training needs at least 2 examples")
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    pca_passages = pca_passages or [e.positive for e in examples]
+    model = build_model(cfg, pca_passages)
+    opt = torch.optim.AdamW(_trainable_params(model, cfg))
+    if cfg.train_layers == 0:
+        model.freeze_backbone_cache()
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    order: list[int] = []
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    model.train()
+    for step in range(cfg.steps):
+        warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))  # linear warmup, cosine decay
+        decay = 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.steps)))
+        for g, lr in zip(opt.param_groups, base_lrs):
+            g["lr"] = lr * warm * decay
+        if len(order) < cfg.batch_size:  # epochs of shuffled examples
+            order += random.sample(range(len(examples)), len(examples))
+        batch = [examples[order.pop()] for _ in range(min(cfg.batch_size, len(examples)))]
+        loss = batch_loss(model, batch, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
+                                       cfg.grad_clip)
+        opt.step()
+        losses.append(loss.item())
+        if cfg.log_every and (step + 1) % cfg.log_every == 0:
+            recent = losses[-cfg.log_every:]
+            print(f"step {step + 1}/{cfg.steps} loss {sum(recent) / len(recent):.4f} "
+                  f"({time.perf_counter() - t0:.0f}s)", flush=True)
+        if on_step and on_step(step + 1, cfg.steps, losses[-1]):
+            break
+    model.eval()
+    stats = {"steps": len(losses), "seconds": round(time.perf_counter() - t0, 1),
+             "first_loss": losses[0], "last_loss": losses[-1],
+             "examples": len(examples), "device": cfg.device}
+    model.cache = None
+    return model, stats
+

@@ -1,0 +1,28 @@
+"""/v1/corpora/{name}/retriever: post-train the corpus's retriever (a background job)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from pydantic import Field
+
+from service.deps import CorporaDep, JobsDep
+from service.schemas import JobPublic, Strict
+
+router = APIRouter(prefix="/v1/corpora", tags=["retriever"])
+
+
+class RetrieverTrain(Strict):
+    passages: int = Field(default=64, ge=4, le=100_000, description="synthetic queries to write")
+    steps: int = Field(default=150, ge=1, le=100_000, description="training steps")
+    teacher: bool = Field(default=True, description="distil LM query-likelihood scores")
+
+
+@router.post("/{name}/retriever", response_model=JobPublic,
+             status_code=status.HTTP_202_ACCEPTED)
+def train_retriever(name: str, corpora: CorporaDep, jobs: JobsDep,
+                    body: RetrieverTrain | None = None) -> JobPublic:
+    """Post-train on LM-written queries, re-index, switch atomically; poll ``/v1/jobs/{id}``.
+    Searches keep using the current encoder and index until the switch."""
+    corpora.info(name)  # 404 before queueing
+    params = {"corpus": name, **(body or RetrieverTrain()).model_dump()}
+    return JobPublic.model_validate(jobs.submit("retriever", params, corpus=name))

@@ -1,0 +1,94 @@
+"""Re-indexing with a new encoder switches atomically: searches never see a mix."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import httpx
+
+from indexer.corpus import Corpora
+from indexer.encoder import ColBERTEncoder
+from indexer.reindex import reindex
+from indexer.training.checkpoint import save_checkpoint
+from indexer.training.model import pca_head
+from tests.conftest import SAMPLE_FILES
+
+QUERIES = ["area of a circle", "send an HTTP request over a socket", "bake bread"]
+
+
+def _new_version(encoder: ColBERTEncoder, out: Path) -> str:
+    """A second encoder version: the backbone with a 64-d PCA head."""
+    version = ColBERTEncoder.load(runtime="torch")
+    version.projection = pca_head(version, list(SAMPLE_FILES.values()) * 4, 64)
+    version.dim = 64
+    return str(save_checkpoint(version, out))
+
+
+def _snapshot(corpora: Corpora) -> tuple:
+    return tuple(tuple((h.passage_id, round(h.score, 3)) for h in hits)
+                 for hits in corpora.search(["c"], QUERIES, 5, mode="colbert"))
+
+
+def test_search_during_reindex_never_mixes_versions(corpora: Corpora, sample_dir: Path,
+                                                    encoder: ColBERTEncoder,
+                                                    tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("MEMEX_ENCODER_RUNTIME", "torch")  # no ONNX export of the new version
+    corpora.create("c", str(sample_dir))
+    corpora.sync("c")
+    checkpoint = _new_version(encoder, tmp_path / "v2")
+    old = _snapshot(corpora)
+    # What the new version answers, computed on a separate copy of the corpus.
+    other = Corpora(tmp_path / "other", encoder=encoder)
+    other.create("c", str(sample_dir))
+    other.sync("c")
+    reindex(other, "c", checkpoint)
+    new = _snapshot(other)
+    assert old != new
+
+    seen, during, errors = [], [], []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(_snapshot(corpora))
+            except Exception as exc:  # noqa: BLE001 - any failure is a test failure
+                errors.append(exc)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        result = reindex(corpora, "c", checkpoint,
+                         progress=lambda *_: during.append(_snapshot(corpora)))
+    finally:
+        stop.set()
+        thread.join()
+    seen.append(_snapshot(corpora))
+    assert not errors
+    assert during and all(s == old for s in during)  # mid re-index: still the old version
+    assert all(s in (old, new) for s in seen)
+    assert seen[-1] == new
+    info = corpora.info("c")
+    assert info.encoder == checkpoint and info.encoder_fingerprint == result["fingerprint"]
+    # a sync after the switch encodes with the corpus's new encoder
+    (sample_dir / "extra.py").write_text("def volume_of_sphere(r):\n    return 4 / 3 * 3.14 * r ** 3\n")
+    assert corpora.sync("c").passages_added == 1
+    assert corpora.search(["c"], ["sphere volume"], 1, mode="colbert")[0][0].path == "extra.py"
+
+
+def test_modes(corpora: Corpora, sample_dir: Path) -> None:
+    corpora.create("c", str(sample_dir))
+    corpora.sync("c")
+    for mode in ("colbert", "bm25", "hybrid"):
+        hits = corpora.search(["c"], ["knead the dough"], 2, mode=mode)[0]
+        assert hits[0].path == "docs/cooking.md", mode
+    bm25 = corpora.search(["c"], ["zzzz unknownword"], 3, mode="bm25")[0]
+    assert bm25 == []
+
+
+def test_retriever_route_needs_a_corpus(live_server: httpx.Client) -> None:
+    r = live_server.post("/v1/corpora/missing/retriever", json={})
+    assert r.status_code == 404
+    assert live_server.post("/v1/corpora/x/search",
+                            json={"query": "a", "mode": "nope"}).status_code == 422
