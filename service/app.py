@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from cartridges.store import CartridgeStore
 from indexer.corpus import Corpora
 from indexer.retro import sync as retro_sync
 from service import errors, metrics, openapi
 from service.auth import Auth, is_loopback
+from service.cartridge_handlers import register_cartridges
 from service.handlers import register_all
 from service.jobs import JobRunner
 from service.keys import KeyStore
@@ -18,6 +20,8 @@ from service.limits import BodyLimit, SearchGate
 from service.logs import RequestContext
 from service.ratelimit import RateLimiter
 from service.routers import (
+    cartridges,
+    chat,
     corpora,
     documents,
     health,
@@ -45,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         retro_sync.install(app.state.corpora)  # chunk DBs follow every corpus change
         app.state.jobs = JobRunner(app.state.corpora.sessions, settings.home)
         register_all(app.state.jobs, app.state.corpora)
+        app.state.cartridges = CartridgeStore(settings.home / "cartridges")
+        register_cartridges(app.state.jobs, app.state.corpora, app.state.cartridges)
         if settings.run_jobs:
             app.state.jobs.start()
         keys = KeyStore(app.state.corpora.sessions).active_count()
@@ -68,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContext)
 
-    for module in (health, ops, metrics, corpora, documents, search, neighbors, jobs, retriever):
+    for module in (health, ops, metrics, corpora, documents, search, neighbors, jobs, retriever,
+                   cartridges, chat):
         app.include_router(module.router)
     return app

@@ -181,12 +181,14 @@ app.command()(cli_ops.worker)
 
 
 def _add_subapps() -> None:
-    from service import cli_retro
+    from service import cli_cartridges, cli_retro
     from service.cli_retriever import app as retriever_app
 
     app.add_typer(retriever_app, name="retriever")
     app.command("neighbors")(cli_retro.neighbors)
     app.add_typer(cli_retro.retro_app, name="retro")
+    app.add_typer(cli_cartridges.app, name="cartridge")
+    app.command("chat")(cli_cartridges.chat)
 
 
 _add_subapps()

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from cartridges.store import CartridgeStore
 from indexer.corpus import Corpora
 from service.jobs import JobRunner
 from service.settings import Settings
@@ -19,6 +20,10 @@ def get_jobs(request: Request) -> JobRunner:
     return request.app.state.jobs
 
 
+def get_cartridges(request: Request) -> CartridgeStore:
+    return request.app.state.cartridges
+
+
 def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
@@ -26,3 +31,4 @@ def get_app_settings(request: Request) -> Settings:
 CorporaDep = Annotated[Corpora, Depends(get_corpora)]
 JobsDep = Annotated[JobRunner, Depends(get_jobs)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+CartridgesDep = Annotated[CartridgeStore, Depends(get_cartridges)]

@@ -1,0 +1,59 @@
+"""Settings of a cartridge run: one dataclass, saved with every checkpoint and cartridge.
+
+Defaults follow Eyuboglu et al. (2025) where the paper gives them (top-k 20, Adam at
+2e-2 on the cache, a frozen attention-sink token, init from the corpus's first p tokens)
+and are scaled down elsewhere so a run finishes on a laptop CPU with the bundled
+135M model; raise ``num_samples`` and ``steps`` on a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from indexer.errors import InvalidInput
+from indexer.models import DEFAULT_LM
+
+
+@dataclass(frozen=True)
+class CartridgeConfig:
+    model: str = DEFAULT_LM  # bundled alias or local Hugging Face directory
+    p: int = 256  # cartridge length in tokens (per layer: [kv_heads, p, head_dim])
+    frozen_tokens: int = 1  # leading tokens kept fixed: the attention sink
+    # self-study (synthesis)
+    num_samples: int = 96  # synthesized conversations, held-out ones included
+    holdout: int = 8  # conversations kept out of training to measure the loss
+    chunk_tokens: int = 512  # corpus chunk the teacher sees
+    question_tokens: int = 48  # max new tokens for the generated question
+    answer_tokens: int = 96  # max new tokens for the generated answer
+    top_k: int = 20  # teacher log-probabilities kept per answer token
+    temperature: float = 0.7  # sampling temperature for questions and answers
+    # context distillation (training)
+    steps: int = 60
+    batch_size: int = 4
+    lr: float = 2e-2
+    checkpoint_every: int = 10  # steps between resumable checkpoints
+    seed: int = 0
+    device: str = "auto"  # "auto" picks CUDA when present
+
+    def __post_init__(self) -> None:
+        if self.p <= 0:
+            raise InvalidInput(f"p must be positive, got {self.p}")
+        if not 0 <= self.frozen_tokens < self.p:
+            raise InvalidInput(f"frozen_tokens must be in [0, p), got {self.frozen_tokens}")
+        for name in ("num_samples", "chunk_tokens", "question_tokens", "answer_tokens",
+                     "top_k", "steps", "batch_size", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise InvalidInput(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.holdout < self.num_samples:
+            raise InvalidInput(f"holdout must be in [0, num_samples), got {self.holdout}")
+        if self.lr <= 0 or self.temperature < 0:
+            raise InvalidInput("lr must be positive and temperature non-negative")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CartridgeConfig":
+        """Build from a dict, ignoring unknown keys (files written by later versions)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

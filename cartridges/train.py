@@ -1,0 +1,204 @@
+"""Context distillation: train a cartridge so the model without the corpus answers like the model with it.
+
+Loss per answer token: cross-entropy of the student's log-probabilities (cartridge
+as prefix, no chunk) against the teacher's stored top-k probabilities (chunk in
+context). That equals the KL to the teacher's top-k up to a constant. Adam on the
+cartridge only; model weights frozen.
+
+Work directory (resumable; see FORMAT.md)::
+
+    run.json                 data settings, corpus id/version/sha256 (a rerun must match)
+    synth/00000.safetensors  self-study samples
+    ckpt.safetensors         cartridge + Adam moments + step + loss history
+    cartridge.safetensors    the finished cartridge
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from cartridges.config import CartridgeConfig
+from cartridges.fileformat import model_header, save_cartridge
+from cartridges.kv import Cartridge, context_window, corpus_tokens, forward_with_prefix, init_from_prefix, load_lm
+from cartridges.synthesis import Sample, load_samples, synthesize
+from indexer.errors import Conflict, InvalidInput
+
+Progress = Callable[[int, int, str], None]
+
+
+def _batch(samples: list[Sample], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(s.ids.numel() for s in samples)
+    ids = torch.full((len(samples), width), pad, dtype=torch.long)
+    mask = torch.zeros(len(samples), width, dtype=torch.long)
+    for row, s in enumerate(samples):
+        ids[row, : s.ids.numel()] = s.ids
+        mask[row, : s.ids.numel()] = 1
+    return ids.to(device), mask.to(device)
+
+
+def distill_loss(model, layers, samples: list[Sample], pad: int) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy against the teacher's top-k over all answer tokens, and their count.
+
+    ``layers``: per layer ``(keys, values)``, each ``[kv_heads, p, head_dim]``.
+    """
+    device = layers[0][0].device
+    ids, mask = _batch(samples, pad, device)
+    hidden = forward_with_prefix(model, layers, ids, mask, hidden=True)  # (B, T, d)
+    # the logit at position t predicts token t+1: answer token j is predicted at answer_start + j - 1
+    rows = torch.cat([torch.full((s.topk_ids.shape[0],), i) for i, s in enumerate(samples)])
+    cols = torch.cat([torch.arange(s.answer_start - 1, s.ids.numel() - 1) for s in samples])
+    logits = model.get_output_embeddings()(hidden[rows.to(device), cols.to(device)])  # (N, V)
+    student = torch.log_softmax(logits.float(), dim=-1)
+    top_ids = torch.cat([s.topk_ids for s in samples]).to(device)  # (N, k)
+    teacher = torch.cat([s.topk_logprobs for s in samples]).to(device).exp()  # (N, k)
+    loss = -(teacher * student.gather(1, top_ids)).sum()
+    return loss, int(rows.numel())
+
+
+@torch.no_grad()
+def evaluate(model, layers, samples: list[Sample], pad: int, batch_size: int = 4) -> float:
+    """Mean per-token distillation loss over ``samples``."""
+    total, count = 0.0, 0
+    for i in range(0, len(samples), batch_size):
+        loss, n = distill_loss(model, layers, samples[i:i + batch_size], pad)
+        total, count = total + loss.item(), count + n
+    return total / max(count, 1)
+
+
+def _save_ckpt(path: Path, cart: Cartridge, opt: torch.optim.Adam, step: int, history: dict) -> None:
+    tensors = {name: t.detach().cpu().contiguous() for name, t in cart.state_dict().items()}
+    for idx, state in opt.state_dict()["state"].items():
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            tensors[f"adam.{idx}.{key}"] = torch.as_tensor(state[key]).detach().cpu().reshape(-1).contiguous()
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"step": str(step), "history": json.dumps(history)})
+    tmp.replace(path)
+
+
+def _load_ckpt(path: Path, cart: Cartridge, opt: torch.optim.Adam) -> tuple[int, dict]:
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    cart.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("adam.")})
+    state = {}
+    for idx in range(len(opt.param_groups[0]["params"])):
+        if f"adam.{idx}.step" in tensors:
+            state[idx] = {"step": tensors[f"adam.{idx}.step"].reshape(()),
+                          "exp_avg": tensors[f"adam.{idx}.exp_avg"].reshape(opt.param_groups[0]["params"][idx].shape),
+                          "exp_avg_sq": tensors[f"adam.{idx}.exp_avg_sq"].reshape(opt.param_groups[0]["params"][idx].shape)}
+    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+    return int(meta["step"]), json.loads(meta["history"])
+
+
+# settings that shape the synthesized data or the cartridge's geometry; the others
+# (steps, lr, batch size, checkpointing, device) may change between resumes
+RUN_FIELDS = ("model", "p", "frozen_tokens", "num_samples", "holdout", "chunk_tokens", "question_tokens",
+              "answer_tokens", "top_k", "temperature", "seed")
+
+
+def _check_run(work_dir: Path, record: dict) -> None:
+    """A work dir belongs to one (data settings, corpus); resuming with others would mix runs."""
+    path = work_dir / "run.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != record:
+            changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+            raise Conflict(f"{work_dir} holds a run with other settings ({', '.join(changed)}); use a new work dir")
+    else:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
+def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, config: CartridgeConfig,
+                    work_dir: Path, progress: Progress = lambda *_: None,
+                    should_stop: Callable[[], bool] = lambda: False) -> Path | None:
+    """Synthesize, then train; returns the path of the finished cartridge file.
+
+    Resumable: rerun with the same arguments and it continues from the samples
+    and the last checkpoint in ``work_dir``. Returns None when ``should_stop``
+    interrupted it (everything done so far is saved). ``progress(done, total,
+    stage)`` is called with stage ``"synthesis"`` then ``"training"``.
+    """
+    work_dir = Path(work_dir)
+    model, tokenizer = load_lm(config.model, config.device)
+    ids = corpus_tokens(tokenizer, corpus_text)
+    if config.p >= context_window(model):
+        raise InvalidInput(f"p={config.p} does not fit the model's context window ({context_window(model)})")
+    if ids.numel() < config.p:
+        raise InvalidInput(f"the corpus has {ids.numel()} tokens, fewer than p={config.p}")
+    _check_run(work_dir, {**{k: getattr(config, k) for k in RUN_FIELDS}, "corpus_id": corpus_id, "corpus_version": corpus_version,
+                          "corpus_sha256": hashlib.sha256(corpus_text.encode()).hexdigest()})
+    out = work_dir / "cartridge.safetensors"
+    if out.exists():
+        return out
+    t0 = time.perf_counter()
+    if not synthesize(model, tokenizer, ids, config, work_dir / "synth", progress, should_stop):
+        return None
+    samples = load_samples(work_dir / "synth", config.num_samples)
+    train, held = samples[config.holdout:], samples[: config.holdout]
+    cart = init_from_prefix(model, ids, config.p, config.frozen_tokens)
+    opt = torch.optim.Adam(cart.parameters(), lr=config.lr)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ckpt = work_dir / "ckpt.safetensors"
+    step, history = 0, {"train_loss": [], "tokens": 0, "train_seconds": 0.0}
+    if ckpt.exists():
+        step, history = _load_ckpt(ckpt, cart, opt)
+    elif held:
+        history["heldout_loss_init"] = evaluate(model, cart_layers(cart), held, pad)
+    t_train = time.perf_counter()
+    while step < config.steps:
+        progress(step, config.steps, "training")
+        if should_stop():
+            history["train_seconds"] += time.perf_counter() - t_train
+            _save_ckpt(ckpt, cart, opt, step, history)
+            return None
+        batch = random.Random(config.seed * 7919 + step).sample(train, min(config.batch_size, len(train)))
+        loss, n = distill_loss(model, cart_layers(cart), batch, pad)
+        opt.zero_grad()
+        (loss / n).backward()
+        opt.step()
+        step += 1
+        history["train_loss"].append(round(loss.item() / n, 5))
+        history["tokens"] += int(sum(s.ids.numel() for s in batch))
+        if step % config.checkpoint_every == 0 and step < config.steps:
+            history["train_seconds"] += time.perf_counter() - t_train
+            t_train = time.perf_counter()
+            _save_ckpt(ckpt, cart, opt, step, history)
+    history["train_seconds"] += time.perf_counter() - t_train
+    if held:
+        history["heldout_loss_final"] = evaluate(model, cart_layers(cart), held, pad)
+    progress(config.steps, config.steps, "training")
+    keys, values = cart.tensors()
+    header = {**model_header(model, tokenizer), "frozen_tokens": config.frozen_tokens,
+              "corpus_id": corpus_id, "corpus_version": corpus_version,
+              "training": {"config": config.to_dict(), **summarize(history),
+                           "wall_seconds": round(time.perf_counter() - t0, 1)}}
+    save_cartridge(out, keys, values, header)
+    return out
+
+
+def cart_layers(cart: Cartridge) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [cart.layer(i) for i in range(cart.num_layers)]
+
+
+def summarize(history: dict) -> dict:
+    """Loss curve summary kept in the file: first/last losses and ten evenly spaced points."""
+    losses = history["train_loss"]
+    points = [losses[min(len(losses) - 1, math.floor(i * len(losses) / 10))] for i in range(10)] if losses else []
+    secs = history.get("train_seconds", 0.0)
+    return {"steps": len(losses), "loss_first": losses[0] if losses else None,
+            "loss_last": losses[-1] if losses else None, "loss_curve": points,
+            "heldout_loss_init": history.get("heldout_loss_init"),
+            "heldout_loss_final": history.get("heldout_loss_final"),
+            "train_tokens": history.get("tokens", 0),
+            "train_tokens_per_s": round(history.get("tokens", 0) / secs, 2) if secs else None}

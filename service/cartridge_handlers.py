@@ -1,0 +1,44 @@
+"""The ``cartridge_train`` job: read a corpus, synthesize, distill, publish to the store.
+
+Resumable: its state lives in the store's work dir for the cartridge, so a job
+re-queued after a restart continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from cartridges.config import CartridgeConfig
+from cartridges.store import CartridgeStore
+from cartridges.train import train_cartridge
+from indexer.corpus import Corpora
+from indexer.errors import InvalidInput
+from service.jobs import JobContext, JobRunner
+
+
+def corpus_text(corpora: Corpora, name: str) -> str:
+    """The corpus as one text: documents in id order, each headed by its path or id."""
+    parts = [f"# {d.path or d.doc_id}\n\n{d.text}" for d in corpora.iter_documents(name)]
+    if not parts:
+        raise InvalidInput(f"corpus {name!r} has no documents to train a cartridge on")
+    return "\n\n".join(parts)
+
+
+def register_cartridges(runner: JobRunner, corpora: Corpora, store: CartridgeStore) -> None:
+    def train(ctx: JobContext, params: dict) -> dict:
+        cid = params["cartridge_id"]
+        info = store.info(cid)
+        store.update(cid, status="training")
+        try:
+            path = train_cartridge(corpus_text(corpora, info["corpus_id"]), info["corpus_id"],
+                                   info["corpus_version"], CartridgeConfig.from_dict(info["config"]),
+                                   store.work_dir(cid), ctx.progress, ctx.should_stop)
+        except Exception as exc:
+            store.update(cid, status="failed", error=str(getattr(exc, "message", exc)))
+            raise
+        if path is None:
+            store.update(cid, status="cancelled")
+            ctx.check_cancelled()
+            return {"cartridge_id": cid, "status": "cancelled"}
+        info = store.finish(cid, path)
+        return {"cartridge_id": cid, "bytes": info["bytes"], **(info["training"] or {})}
+
+    runner.register("cartridge_train", train)

@@ -1,0 +1,138 @@
+"""``memex cartridge train|ls|pull|rm`` and ``memex chat``: cartridges on the local data directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from tqdm import tqdm
+
+from indexer.errors import MemexError
+
+app = typer.Typer(help="Train, list and download cartridges (trained KV caches of a corpus).",
+                  no_args_is_help=True)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _store():
+    from cartridges.store import CartridgeStore
+    from service.settings import get_settings
+
+    return CartridgeStore(get_settings().home / "cartridges")
+
+
+@app.command()
+def train(corpus: str = typer.Argument(..., help="corpus name"),
+          tokens: Optional[int] = typer.Option(None, "--tokens", "-p", help="cartridge length p"),
+          steps: Optional[int] = typer.Option(None, "--steps", help="training steps"),
+          samples: Optional[int] = typer.Option(None, "--samples", help="self-study conversations"),
+          resume: Optional[str] = typer.Option(None, "--resume", help="continue this cartridge id")) -> None:
+    """Train in the foreground (Ctrl-C stops; --resume ID continues from the last checkpoint)."""
+    from cartridges.config import CartridgeConfig
+    from cartridges.train import train_cartridge
+    from service.cartridge_handlers import corpus_text
+    from service.cli import _corpora
+
+    try:
+        store, corpora = _store(), _corpora()
+        if resume:
+            info = store.info(resume)
+        else:
+            given = {"p": tokens, "steps": steps, "num_samples": samples}
+            config = CartridgeConfig(**{k: v for k, v in given.items() if v is not None})
+            info = store.create(corpus, corpora.info(corpus).version, config)
+            typer.echo(f"cartridge {info['id']}")
+        store.update(info["id"], status="training")
+        bars: dict[str, tqdm] = {}
+
+        def progress(done: int, total: int, stage: str) -> None:
+            bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, file=sys.stderr))
+            bar.update(done - bar.n)
+
+        path = train_cartridge(corpus_text(corpora, info["corpus_id"]), info["corpus_id"], info["corpus_version"],
+                               CartridgeConfig.from_dict(info["config"]), store.work_dir(info["id"]), progress)
+        for bar in bars.values():
+            bar.close()
+        done = store.finish(info["id"], path)
+        t = done["training"]
+        typer.echo(f"ready: {done['bytes']} bytes, held-out loss {t['heldout_loss_init']} -> "
+                   f"{t['heldout_loss_final']}")
+    except MemexError as exc:
+        _fail(exc.message)
+
+
+@app.command("ls")
+def list_cartridges(corpus: Optional[str] = typer.Option(None, "--corpus", "-c"),
+                    as_json: bool = typer.Option(False, "--json")) -> None:
+    """Cartridges with status, model, p, size and whether their corpus changed since (stale)."""
+    from service.cli import _corpora
+
+    corpora = _corpora()
+    infos = _store().list(corpus)
+    for info in infos:
+        try:
+            info["stale"] = corpora.info(info["corpus_id"]).version != info["corpus_version"]
+        except MemexError:
+            info["stale"] = True
+    if as_json:
+        typer.echo(json.dumps(infos, indent=2))
+        return
+    for i in infos:
+        loss = (i.get("training") or {}).get("heldout_loss_final")
+        typer.echo(f"{i['id']}  {i['status']:<9} {i['corpus_id']:<20} v{i['corpus_version']:<3} "
+                   f"p={i['p']:<5} {i['bytes'] or 0:>10} B  loss={loss}  {'STALE' if i['stale'] else ''}")
+
+
+@app.command()
+def pull(cartridge_id: str = typer.Argument(...),
+         output: Path = typer.Option(..., "-o", "--output", help="where to write the .safetensors file")) -> None:
+    """Copy a ready cartridge's file (load it with cartridges.client.load_cartridge)."""
+    try:
+        shutil.copyfile(_store().file(cartridge_id), output)
+    except MemexError as exc:
+        _fail(exc.message)
+    typer.echo(f"wrote {output}")
+
+
+@app.command("rm")
+def remove(cartridge_id: str = typer.Argument(...)) -> None:
+    try:
+        _store().delete(cartridge_id)
+    except MemexError as exc:
+        _fail(exc.message)
+
+
+def chat(message: Optional[str] = typer.Argument(None, help="one message; omit for an interactive chat"),
+         cartridge: Optional[list[str]] = typer.Option(None, "--cartridge", help="cartridge id (repeatable)"),
+         max_tokens: int = typer.Option(256, "--max-tokens"),
+         temperature: float = typer.Option(0.0, "--temperature")) -> None:
+    """Chat with the local LM, a cartridge's corpus as its context; replies stream."""
+    from cartridges.generate import generate_chat
+
+    try:
+        store = _store()
+        paths = [store.file(c) for c in cartridge or []]
+        models = {store.info(c)["model"] for c in cartridge or []}
+        model = models.pop() if len(models) == 1 else "bundled:smollm2"
+        history: list[dict] = []
+        while True:
+            text = message if message is not None else typer.prompt("you", prompt_suffix="> ")
+            history.append({"role": "user", "content": text})
+            reply = ""
+            for piece in generate_chat(history, paths, max_tokens, temperature, stream=True, model=model):
+                reply += piece
+                typer.echo(piece, nl=False)
+            typer.echo()
+            history.append({"role": "assistant", "content": reply})
+            if message is not None:
+                return
+    except MemexError as exc:
+        _fail(exc.message)

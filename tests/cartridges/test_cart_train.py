@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+from cartridges.config import CartridgeConfig
+from cartridges.fileformat import read_cartridge
+from cartridges.train import train_cartridge
+from indexer.errors import Conflict
+from cart_setup import TEXT, TINY
+
+
+def test_training_lowers_heldout_loss(trained):
+    t = read_cartridge(trained[0]).header["training"]
+    assert t["steps"] == TINY.steps
+    assert t["heldout_loss_final"] < t["heldout_loss_init"]
+
+
+def test_cancel_then_resume_continues(trained):
+    _, first, second, mtimes, work = trained
+    assert ("training", 1) in [(s, d) for d, _, s in first]
+    # the rerun skips synthesis work and starts training at the saved step, not at 0
+    assert [d for d, _, s in second if s == "training"][0] == 1
+    assert {p.name: p.stat().st_mtime_ns for p in (work / "synth").iterdir()} == mtimes
+
+
+def test_finished_run_is_returned_as_is(trained):
+    path, *_, work = trained
+    before = path.stat().st_mtime_ns
+    assert train_cartridge(TEXT, "faq", 3, TINY, work) == path
+    assert path.stat().st_mtime_ns == before
+
+
+def test_work_dir_refuses_other_settings(trained):
+    work = trained[-1]
+    other = CartridgeConfig(**{**TINY.to_dict(), "chunk_tokens": TINY.chunk_tokens + 1})
+    with pytest.raises(Conflict, match="chunk_tokens"):
+        train_cartridge(TEXT, "faq", 3, other, work)
+    with pytest.raises(Conflict, match="corpus_sha256"):
+        train_cartridge(TEXT + " more", "faq", 3, TINY, work)
+    assert json.loads((work / "run.json").read_text())["chunk_tokens"] == TINY.chunk_tokens
