@@ -57,6 +57,8 @@ def required_access(method: str, path: str, body: bytes = b"",
     [('a', 'read'), ('b', 'read')]
     >>> required_access("POST", "/v1/cartridges/x/train"), required_access("GET", "/healthz")
     ([(None, 'write')], None)
+    >>> required_access("POST", "/v1/chat/completions")
+    [(None, 'read')]
     """
     if path in PUBLIC:
         return None
@@ -83,6 +85,8 @@ def required_access(method: str, path: str, body: bytes = b"",
         except (ValueError, TypeError, KeyError):
             pass
         return [(None, "read")]
+    if parts[1:] == ["chat", "completions"]:
+        return [(None, "read")]  # generation reads cartridges; it changes nothing
     if parts[1:2] == ["jobs"] and len(parts) >= 3 and job_corpus is not None:
         corpus = job_corpus(parts[2])
         return [(corpus, "read" if reading else "write")]
