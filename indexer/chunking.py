@@ -1,0 +1,63 @@
+"""Cut documents into passages of whole lines that fit the encoder.
+
+A passage is a window of up to ``window_lines`` lines, windows starting every
+``stride_lines`` lines (overlap keeps a function whole in at least one window).
+A window whose text would exceed the encoder's token budget is shortened line
+by line, so nothing the encoder sees is silently truncated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Passage:
+    start_line: int  # 1-based, inclusive
+    end_line: int  # 1-based, inclusive
+    start_char: int
+    end_char: int
+    text: str
+
+
+def chunk_lines(
+    text: str,
+    window_lines: int = 30,
+    stride_lines: int = 15,
+    max_tokens: int | None = None,
+    count_tokens: Callable[[list[str]], list[int]] | None = None,
+) -> list[Passage]:
+    """Split ``text`` into overlapping line windows.
+
+    >>> [(p.start_line, p.end_line) for p in chunk_lines("a\\nb\\nc\\nd\\ne", 2, 2)]
+    [(1, 2), (3, 4), (5, 5)]
+    >>> chunk_lines("one line")[0].text
+    'one line'
+    """
+    lines = text.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    passages: list[Passage] = []
+    start = 0
+    while start < len(lines):
+        end = min(start + window_lines, len(lines))
+        if max_tokens is not None and count_tokens is not None:
+            end = _fit_to_budget(lines, start, end, max_tokens, count_tokens)
+        passages.append(
+            Passage(start + 1, end, offsets[start], offsets[end], "".join(lines[start:end]))
+        )
+        if end >= len(lines):
+            break
+        start = min(start + stride_lines, end)  # a shortened window never leaves a gap
+    return passages
+
+
+def _fit_to_budget(lines, start, end, max_tokens, count_tokens) -> int:
+    """Shrink the window [start, end) until it fits ``max_tokens``; keep at least one line."""
+    n = count_tokens(["".join(lines[start:end])])[0]
+    while n > max_tokens and end - start > 1:
+        end = start + max(1, min(end - start - 1, int((end - start) * max_tokens / n)))
+        n = count_tokens(["".join(lines[start:end])])[0]
+    return end

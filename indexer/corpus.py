@@ -1,0 +1,453 @@
+"""Corpora: named document sets kept in sync with their search index.
+
+The one entry point the service and the CLI use. A change (a directory sync or
+documents put through the API) runs in three steps so a crash loses nothing:
+
+1. chunk and encode the changed documents (slow, no state touched);
+2. one SQL transaction: rows for documents and passages, the new corpus
+   version, and ``pending`` = the index changes still to apply;
+3. commit those changes to the index, then clear ``pending``.
+
+A crash after 2 is finished when the corpus is next opened (``_recover``).
+Writers of one corpus are serialised by a file lock, across processes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import fnmatch
+import re
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from sqlalchemy import delete, func, select
+
+from indexer.chunking import chunk_lines
+from indexer.encoder import ColBERTEncoder
+from indexer.errors import Conflict, InvalidInput, NotFound
+from indexer.index.base import MultiVectorIndex
+from indexer.index.exact import ExactIndex
+from indexer.sources import content_hash, walk_directory
+from indexer.store import Corpus, Document, Passage, make_engine, make_sessionmaker, utcnow
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_K = 1000
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class DocumentInput:
+    doc_id: str
+    text: str
+    path: str | None = None
+    metadata: dict | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    corpus: str
+    passage_id: int
+    document_id: str
+    path: str | None
+    start_line: int
+    end_line: int
+    score: float
+    text: str
+
+
+@dataclass
+class ChangeReport:
+    version: int
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    passages_added: int = 0
+    passages_deleted: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    name: str
+    kind: str
+    root: str | None
+    version: int
+    encoder: str
+    documents: int
+    passages: int
+    bytes_on_disk: int
+    created_at: str
+    updated_at: str
+
+
+class Corpora:
+    """All corpora of one data directory."""
+
+    def __init__(
+        self,
+        home: Path,
+        db_url: str | None = None,
+        encoder_name: str = "bundled:minilm",
+        allowed_roots: list[Path] | None = None,
+        max_file_bytes: int = 2_000_000,
+        encoder: ColBERTEncoder | None = None,
+    ) -> None:
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(db_url or f"sqlite:///{self.home / 'memex.db'}")
+        self.sessions = make_sessionmaker(self.engine)
+        self.encoder_name = encoder_name
+        self.allowed_roots = [Path(r).resolve() for r in allowed_roots] if allowed_roots else None
+        self.max_file_bytes = max_file_bytes
+        self._encoder = encoder
+        self._encoder_lock = threading.Lock()
+        self._indexes: dict[str, tuple[tuple, MultiVectorIndex]] = {}
+        self._index_lock = threading.Lock()
+        # Called after each committed change: (corpus, upserted docs, deleted doc ids).
+        self.listeners: list[Callable[[str, list[DocumentInput], list[str]], None]] = []
+
+    # -- models and paths ---------------------------------------------------
+    @property
+    def encoder(self) -> ColBERTEncoder:
+        with self._encoder_lock:
+            if self._encoder is None:
+                self._encoder = ColBERTEncoder.load(self.encoder_name)
+            return self._encoder
+
+    def corpus_dir(self, name: str) -> Path:
+        return self.home / "corpora" / name
+
+    @contextmanager
+    def _write_lock(self, name: str) -> Iterator[None]:
+        path = self.corpus_dir(name)
+        path.mkdir(parents=True, exist_ok=True)
+        with open(path / ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _check_root(self, root: str) -> Path:
+        path = Path(root).expanduser()
+        if not path.exists():
+            raise InvalidInput(f"directory {root!r} does not exist")
+        path = path.resolve()
+        if not path.is_dir():
+            raise InvalidInput(f"{root!r} is not a directory")
+        if self.allowed_roots is not None and not any(
+            path == r or r in path.parents for r in self.allowed_roots
+        ):
+            raise InvalidInput(
+                f"directory {root!r} is outside the allowed roots (MEMEX_ALLOWED_ROOTS)",
+                allowed_roots=[str(r) for r in self.allowed_roots],
+            )
+        return path
+
+    # -- corpora ------------------------------------------------------------
+    def create(self, name: str, root: str | None = None) -> CorpusInfo:
+        if not NAME_RE.match(name):
+            raise InvalidInput(
+                f"invalid corpus name {name!r}: use 1-64 letters, digits, '.', '_' or '-'"
+            )
+        resolved = str(self._check_root(root)) if root is not None else None
+        with self.sessions.begin() as s:
+            if s.scalar(select(Corpus).where(Corpus.name == name)):
+                raise Conflict(f"corpus {name!r} already exists")
+            index_dir = self.corpus_dir(name) / "index"
+            if index_dir.exists():
+                shutil.rmtree(index_dir)  # left by a corpus whose delete crashed
+            ExactIndex.create(index_dir, self.encoder.dim)
+            s.add(Corpus(name=name, kind="directory" if root else "documents", root=resolved,
+                         encoder=self.encoder_name, encoder_fingerprint=self.encoder.fingerprint))
+        return self.info(name)
+
+    def _row(self, s, name: str) -> Corpus:
+        row = s.scalar(select(Corpus).where(Corpus.name == name))
+        if row is None:
+            raise NotFound(f"corpus {name!r} does not exist")
+        return row
+
+    def info(self, name: str) -> CorpusInfo:
+        with self.sessions() as s:
+            row = self._row(s, name)
+            docs = s.scalar(select(func.count()).where(Document.corpus_id == row.id))
+            passages = s.scalar(select(func.count()).where(Passage.corpus_id == row.id))
+        index_dir = self.corpus_dir(name) / "index"
+        size = sum(f.stat().st_size for f in index_dir.iterdir()) if index_dir.exists() else 0
+        return CorpusInfo(row.name, row.kind, row.root, row.version, row.encoder, docs or 0,
+                          passages or 0, size, row.created_at.isoformat(), row.updated_at.isoformat())
+
+    def names(self) -> list[str]:
+        with self.sessions() as s:
+            return list(s.scalars(select(Corpus.name).order_by(Corpus.name)))
+
+    def list(self) -> list[CorpusInfo]:
+        return [self.info(n) for n in self.names()]
+
+    def delete(self, name: str) -> None:
+        with self._write_lock(name):
+            with self.sessions.begin() as s:
+                row = self._row(s, name)
+                s.execute(delete(Passage).where(Passage.corpus_id == row.id))
+                s.execute(delete(Document).where(Document.corpus_id == row.id))
+                s.delete(row)
+            with self._index_lock:
+                self._indexes.pop(name, None)
+        shutil.rmtree(self.corpus_dir(name), ignore_errors=True)
+
+    # -- index handles ------------------------------------------------------
+    def index(self, name: str) -> MultiVectorIndex:
+        """The committed index of ``name``; reopened when another process committed."""
+        manifest = self.corpus_dir(name) / "index" / "manifest.json"
+        try:
+            st = manifest.stat()
+        except FileNotFoundError:
+            raise NotFound(f"corpus {name!r} has no index") from None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._index_lock:
+            cached = self._indexes.get(name)
+            if cached and cached[0] == key:
+                return cached[1]
+            index = ExactIndex.open(manifest.parent)
+            self._indexes[name] = (key, index)
+            return index
+
+    # -- changes ------------------------------------------------------------
+    def sync(self, name: str, progress: Progress | None = None) -> ChangeReport:
+        """Bring a directory corpus up to date with its directory."""
+        with self.sessions() as s:
+            row = self._row(s, name)
+            if row.kind != "directory":
+                raise InvalidInput(f"corpus {name!r} has no directory to sync")
+            root = self._check_root(row.root)
+            known = set(s.scalars(select(Document.doc_id).where(Document.corpus_id == row.id)))
+        walked = walk_directory(root, self.max_file_bytes)
+        docs = [DocumentInput(f.rel_path, f.text, path=f.rel_path) for f in walked.files]
+        gone = sorted(known - {d.doc_id for d in docs})
+        report = self._apply(name, docs, gone, progress)
+        report.skipped = walked.skipped
+        return report
+
+    def upsert_documents(self, name: str, docs: list[DocumentInput],
+                         progress: Progress | None = None) -> ChangeReport:
+        for d in docs:
+            if not d.doc_id or len(d.doc_id) > 1024:
+                raise InvalidInput("document ids must be 1-1024 characters")
+            if not d.text.strip():
+                raise InvalidInput(f"document {d.doc_id!r} is empty")
+        if len({d.doc_id for d in docs}) != len(docs):
+            raise InvalidInput("document ids in one request must be unique")
+        return self._apply(name, docs, [], progress)
+
+    def delete_documents(self, name: str, doc_ids: list[str]) -> ChangeReport:
+        with self.sessions() as s:
+            row = self._row(s, name)
+            existing = set(s.scalars(select(Document.doc_id).where(
+                Document.corpus_id == row.id, Document.doc_id.in_(doc_ids))))
+        missing = sorted(set(doc_ids) - existing)
+        if missing:
+            raise NotFound(f"documents not in corpus {name!r}: {missing[:5]}")
+        return self._apply(name, [], doc_ids, None)
+
+    def _apply(self, name: str, upserts: list[DocumentInput], deletes: list[str],
+               progress: Progress | None) -> ChangeReport:
+        t0 = time.perf_counter()
+        with self._write_lock(name):
+            self._recover(name)
+            with self.sessions() as s:
+                row = self._row(s, name)
+                if row.encoder_fingerprint != self.encoder.fingerprint:
+                    raise Conflict(f"corpus {name!r} was built with another encoder; re-create it")
+                hashes = dict(s.execute(select(Document.doc_id, Document.content_hash)
+                                        .where(Document.corpus_id == row.id)).all())
+            report = ChangeReport(version=row.version)
+            changed = []
+            for d in upserts:
+                old = hashes.get(d.doc_id)
+                if old == content_hash(d.text):
+                    report.unchanged += 1
+                    continue
+                (report.updated if old else report.added).append(d.doc_id)
+                changed.append(d)
+            report.deleted = [d for d in deletes if d in hashes]
+            if not changed and not report.deleted:
+                report.seconds = time.perf_counter() - t0
+                return report
+            chunks = [self._chunk(d) for d in changed]
+            texts = [self._passage_text(d, p.text) for d, ps in zip(changed, chunks) for p in ps]
+            total = len(texts)
+            done = [0]
+
+            def step(n: int) -> None:
+                done[0] += n
+                if progress:
+                    progress("encode", done[0], total)
+
+            if progress:
+                progress("encode", 0, total)
+            vectors = self.encoder.encode_documents(texts, progress=step)
+            new_ids, old_ids = self._commit_rows(name, changed, chunks, report.deleted)
+            self.index(name).commit(np.array(new_ids, np.int64), vectors,
+                                    np.array(old_ids, np.int64))
+            with self.sessions.begin() as s:
+                row = self._row(s, name)
+                row.pending = None
+                report.version = row.version
+            report.passages_added, report.passages_deleted = len(new_ids), len(old_ids)
+        for listener in self.listeners:
+            listener(name, changed, report.deleted)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _chunk(self, doc: DocumentInput):
+        header_tokens = self.encoder.count_tokens([doc.path or doc.doc_id])[0] + 3
+        budget = max(16, self.encoder.config.doc_max_tokens - header_tokens)
+        return chunk_lines(doc.text, max_tokens=budget, count_tokens=self.encoder.count_tokens)
+
+    @staticmethod
+    def _passage_text(doc: DocumentInput, text: str) -> str:
+        """What the encoder sees: the path first, so a query can match a file name."""
+        return f"{doc.path or doc.doc_id}\n{text}"
+
+    def _commit_rows(self, name, changed, chunks, deleted) -> tuple[list[int], list[int]]:
+        """Step 2: one transaction for rows, version and the redo record."""
+        with self.sessions.begin() as s:
+            row = self._row(s, name)
+            touched = [d.doc_id for d in changed] + list(deleted)
+            old_docs = {d.doc_id: d for d in s.scalars(select(Document).where(
+                Document.corpus_id == row.id, Document.doc_id.in_(touched)))}
+            old_ids = list(s.scalars(select(Passage.id).where(
+                Passage.document_id.in_([d.id for d in old_docs.values()]))))
+            s.execute(delete(Passage).where(Passage.id.in_(old_ids)))
+            for doc_id in deleted:
+                s.delete(old_docs[doc_id])
+            new_passages = []
+            for d, passages in zip(changed, chunks):
+                doc = old_docs.get(d.doc_id) or Document(corpus_id=row.id, doc_id=d.doc_id)
+                doc.path, doc.text, doc.content_hash = d.path, d.text, content_hash(d.text)
+                doc.n_chars = len(d.text)
+                doc.metadata_, doc.updated_at = d.metadata, utcnow()
+                s.add(doc)
+                s.flush()
+                for p in passages:
+                    new_passages.append(Passage(
+                        corpus_id=row.id, document_id=doc.id, start_line=p.start_line,
+                        end_line=p.end_line, start_char=p.start_char, end_char=p.end_char,
+                        text=p.text))
+            s.add_all(new_passages)
+            s.flush()
+            new_ids = [p.id for p in new_passages]
+            row.version += 1
+            row.updated_at = utcnow()
+            row.pending = {"add": new_ids, "delete": old_ids}
+        return new_ids, old_ids
+
+    def _recover(self, name: str) -> None:
+        """Finish a change whose rows committed but whose index commit did not."""
+        with self.sessions() as s:
+            row = self._row(s, name)
+            pending = row.pending
+            if not pending:
+                return
+            passages = {p.id: p for p in s.scalars(select(Passage).where(
+                Passage.id.in_(pending["add"])))}
+            docs = {d.id: d for d in s.scalars(select(Document).where(
+                Document.id.in_({p.document_id for p in passages.values()})))}
+        add_ids = [i for i in pending["add"] if i in passages]
+        texts = [self._passage_text(
+            DocumentInput(docs[passages[i].document_id].doc_id, "", docs[passages[i].document_id].path),
+            passages[i].text) for i in add_ids]
+        vectors = self.encoder.encode_documents(texts)
+        self.index(name).commit(np.array(add_ids, np.int64), vectors,
+                                np.array(pending["delete"], np.int64))
+        with self.sessions.begin() as s:
+            self._row(s, name).pending = None
+
+    def recover_all(self) -> list[str]:
+        """Finish interrupted changes of every corpus (called at start-up)."""
+        with self.sessions() as s:
+            names = list(s.scalars(select(Corpus.name).where(Corpus.pending.is_not(None))))
+        for name in names:
+            with self._write_lock(name):
+                self._recover(name)
+        return names
+
+    # -- reading ------------------------------------------------------------
+    def documents(self, name: str, offset: int = 0, limit: int = 100) -> tuple[int, list[Document]]:
+        with self.sessions() as s:
+            row = self._row(s, name)
+            total = s.scalar(select(func.count()).where(Document.corpus_id == row.id)) or 0
+            docs = list(s.scalars(select(Document).where(Document.corpus_id == row.id)
+                                  .order_by(Document.doc_id).offset(offset).limit(limit)))
+        return total, docs
+
+    def document(self, name: str, doc_id: str) -> tuple[Document, list[Passage]]:
+        with self.sessions() as s:
+            row = self._row(s, name)
+            doc = s.scalar(select(Document).where(Document.corpus_id == row.id,
+                                                  Document.doc_id == doc_id))
+            if doc is None:
+                raise NotFound(f"document {doc_id!r} is not in corpus {name!r}")
+            passages = list(s.scalars(select(Passage).where(Passage.document_id == doc.id)
+                                      .order_by(Passage.start_line)))
+        return doc, passages
+
+    def iter_documents(self, name: str) -> Iterator[DocumentInput]:
+        """Every document's text, in id order: what cartridges and RETRO read."""
+        with self.sessions() as s:
+            row = self._row(s, name)
+            for doc in s.scalars(select(Document).where(Document.corpus_id == row.id)
+                                 .order_by(Document.doc_id)):
+                yield DocumentInput(doc.doc_id, doc.text, doc.path, doc.metadata_)
+
+    def search(self, names: list[str], queries: list[str], k: int = 10,
+               path_glob: str | None = None) -> list[list[SearchHit]]:
+        """Top ``k`` passages per query over the union of ``names``."""
+        if not names:
+            raise InvalidInput("name at least one corpus")
+        if not 1 <= k <= MAX_K:
+            raise InvalidInput(f"k must be between 1 and {MAX_K}")
+        for q in queries:
+            if not q or not q.strip():
+                raise InvalidInput("queries must not be empty")
+        with self.sessions() as s:
+            rows = {n: self._row(s, n) for n in names}
+        vectors = self.encoder.encode_queries(queries)
+        merged: list[list[SearchHit]] = [[] for _ in queries]
+        for name, row in rows.items():
+            allowed = self._allowed_ids(row.id, path_glob) if path_glob else None
+            if allowed is not None and len(allowed) == 0:
+                continue
+            found = self.index(name).search(vectors, k, allowed)
+            hits = self._hydrate(name, {p.passage_id for r in found for p in r})
+            for qi, ranked in enumerate(found):
+                merged[qi] += [hits[p.passage_id](p.score) for p in ranked if p.passage_id in hits]
+        return [sorted(h, key=lambda x: -x.score)[:k] for h in merged]
+
+    def _allowed_ids(self, corpus_id: int, glob: str) -> np.ndarray:
+        with self.sessions() as s:
+            docs = s.execute(select(Document.id, Document.path, Document.doc_id)
+                             .where(Document.corpus_id == corpus_id)).all()
+            keep = [i for i, path, doc_id in docs if fnmatch.fnmatchcase(path or doc_id, glob)]
+            ids = s.scalars(select(Passage.id).where(Passage.document_id.in_(keep)))
+            return np.array(sorted(ids), dtype=np.int64)
+
+    def _hydrate(self, name: str, ids: set[int]) -> dict[int, Callable[[float], SearchHit]]:
+        with self.sessions() as s:
+            rows = s.execute(select(Passage, Document.doc_id, Document.path)
+                             .join(Document, Passage.document_id == Document.id)
+                             .where(Passage.id.in_(ids))).all()
+        return {
+            p.id: (lambda score, p=p, doc_id=doc_id, path=path: SearchHit(
+                name, p.id, doc_id, path, p.start_line, p.end_line, score, p.text))
+            for p, doc_id, path in rows
+        }

@@ -1,0 +1,103 @@
+"""Walk a directory the way a developer sees it: .gitignore honoured, binaries skipped.
+
+Symlinks are followed only while they stay inside the root, so a link cannot
+pull ``/etc`` into a corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pathspec
+
+from indexer.errors import InvalidInput
+
+DEFAULT_MAX_FILE_BYTES = 2_000_000
+ALWAYS_IGNORED = [".git/", ".hg/", ".svn/", "__pycache__/", "node_modules/", ".venv/", "*.pyc"]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    rel_path: str  # POSIX path relative to the root: the document id of a directory corpus
+    text: str
+    content_hash: str
+
+
+@dataclass
+class WalkReport:
+    files: list[SourceFile]
+    skipped: dict[str, str]  # rel_path -> reason
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _ignore_spec(root: Path) -> pathspec.PathSpec:
+    lines = list(ALWAYS_IGNORED)
+    for name in (".gitignore", ".memexignore"):
+        f = root / name
+        if f.is_file():
+            lines += f.read_text(errors="replace").splitlines()
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def read_text_file(path: Path, max_bytes: int) -> tuple[str | None, str]:
+    """Return (text, "") or (None, reason) for files that are not indexable text."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        return None, f"larger than {max_bytes} bytes"
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        return None, "binary"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "not valid UTF-8"
+    if not text.strip():
+        return None, "empty"
+    return text, ""
+
+
+def walk_directory(root: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> WalkReport:
+    root = root.resolve()
+    if not root.is_dir():
+        raise InvalidInput(f"{root} is not a directory")
+    spec = _ignore_spec(root)
+    files: list[SourceFile] = []
+    skipped: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root).as_posix()
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not spec.match_file(prefix + d + "/") and _inside(here / d, root)
+        )
+        for name in sorted(filenames):
+            rel = prefix + name
+            path = here / name
+            if spec.match_file(rel):
+                continue
+            if not _inside(path, root):
+                skipped[rel] = "symlink leaves the root"
+                continue
+            if not path.is_file():
+                continue
+            text, reason = read_text_file(path, max_file_bytes)
+            if text is None:
+                skipped[rel] = reason
+                continue
+            files.append(SourceFile(rel, text, content_hash(text)))
+    return WalkReport(files, skipped)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+        return True
+    except ValueError:
+        return False

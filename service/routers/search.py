@@ -1,0 +1,32 @@
+"""Search one corpus (/v1/corpora/{name}/search) or several at once (/v1/search)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter
+
+from service.deps import CorporaDep
+from service.schemas import Hit, MultiSearchParams, QueryResult, SearchParams, SearchResponse
+
+router = APIRouter(tags=["search"])
+
+
+def _search(corpora, names: list[str], params: SearchParams) -> SearchResponse:  # noqa: ANN001
+    queries = params.all_queries()
+    found = corpora.search(names, queries, params.k, params.path_glob)
+    return SearchResponse(results=[
+        QueryResult(query=q, hits=[Hit(**asdict(h)) for h in hits])
+        for q, hits in zip(queries, found)])
+
+
+@router.post("/v1/corpora/{name}/search", response_model=SearchResponse)
+def search_corpus(name: str, params: SearchParams, corpora: CorporaDep) -> SearchResponse:
+    """``query`` or a batch of ``queries``; each result lists ``k`` hits, best first."""
+    return _search(corpora, [name], params)
+
+
+@router.post("/v1/search", response_model=SearchResponse)
+def search_many(params: MultiSearchParams, corpora: CorporaDep) -> SearchResponse:
+    """Search several corpora at once; scores are comparable across corpora of one encoder."""
+    return _search(corpora, list(dict.fromkeys(params.corpora)), params)

@@ -1,0 +1,168 @@
+"""Request and response bodies of the REST API (see docs/api.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from indexer.corpus import MAX_K
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DocumentIn(Strict):
+    id: str = Field(min_length=1, max_length=1024)
+    text: str = Field(min_length=1)
+    path: str | None = Field(default=None, max_length=4096)
+    metadata: dict | None = None
+
+
+class CorpusCreate(Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    directory: str | None = Field(default=None, description="index this directory (a sync job)")
+    documents: list[DocumentIn] | None = Field(default=None, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "CorpusCreate":
+        if self.directory is not None and self.documents is not None:
+            raise ValueError("give either directory or documents, not both")
+        return self
+
+
+class CorpusPublic(BaseModel):
+    name: str
+    kind: str
+    root: str | None
+    version: int
+    encoder: str
+    documents: int
+    passages: int
+    bytes_on_disk: int
+    created_at: str
+    updated_at: str
+
+
+class CorpusCreated(CorpusPublic):
+    job_id: str | None = None
+
+
+class CorpusList(BaseModel):
+    count: int
+    corpora: list[CorpusPublic]
+
+
+class DocumentsPut(Strict):
+    documents: list[DocumentIn] = Field(min_length=1, max_length=10_000)
+
+
+class DocumentPut(Strict):
+    text: str = Field(min_length=1)
+    path: str | None = Field(default=None, max_length=4096)
+    metadata: dict | None = None
+
+
+class DocumentSummary(BaseModel):
+    id: str
+    path: str | None
+    content_hash: str
+    chars: int
+    metadata: dict | None
+    updated_at: datetime
+
+
+class DocumentList(BaseModel):
+    count: int
+    documents: list[DocumentSummary]
+
+
+class PassagePublic(BaseModel):
+    passage_id: int
+    start_line: int
+    end_line: int
+    text: str
+
+
+class DocumentPublic(DocumentSummary):
+    text: str
+    passages: list[PassagePublic]
+
+
+class ChangeResult(BaseModel):
+    version: int
+    added: list[str]
+    updated: list[str]
+    deleted: list[str]
+    unchanged: int
+    skipped: dict[str, str]
+    passages_added: int
+    passages_deleted: int
+    seconds: float
+
+
+class SearchParams(Strict):
+    query: str | None = Field(default=None, max_length=4096)
+    queries: list[str] | None = Field(default=None, min_length=1, max_length=256)
+    k: int = Field(default=10, ge=1, le=MAX_K)
+    path_glob: str | None = Field(default=None, max_length=1024, description="fnmatch on path")
+
+    @model_validator(mode="after")
+    def _queries(self) -> "SearchParams":
+        if (self.query is None) == (self.queries is None):
+            raise ValueError("give exactly one of query or queries")
+        for q in self.all_queries():
+            if not q.strip():
+                raise ValueError("queries must not be empty")
+            if len(q) > 4096:
+                raise ValueError("a query is at most 4096 characters")
+        return self
+
+    def all_queries(self) -> list[str]:
+        return [self.query] if self.query is not None else list(self.queries or [])
+
+
+class MultiSearchParams(SearchParams):
+    corpora: list[str] = Field(min_length=1, max_length=64)
+
+
+class Hit(BaseModel):
+    corpus: str
+    passage_id: int
+    document_id: str
+    path: str | None
+    start_line: int
+    end_line: int
+    score: float
+    text: str
+
+
+class QueryResult(BaseModel):
+    query: str
+    hits: list[Hit]
+
+
+class SearchResponse(BaseModel):
+    results: list[QueryResult]
+
+
+class JobPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    kind: str
+    corpus: str | None
+    status: str
+    stage: str
+    done: int
+    total: int
+    result: dict | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobList(BaseModel):
+    count: int
+    jobs: list[JobPublic]

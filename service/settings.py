@@ -1,0 +1,42 @@
+"""Settings from ``MEMEX_*`` environment variables (documented in docs/configuration.md)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEMEX_", extra="ignore")
+
+    home: Path = Field(default=Path.home() / ".memex", description="data directory")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in home")
+    encoder: str = "bundled:minilm"
+    allowed_roots: Annotated[list[Path] | None, NoDecode] = Field(
+        default=None, description="comma-separated directories a corpus may index; unset = any"
+    )
+    max_file_bytes: int = 2_000_000
+    max_request_bytes: int = 32 * 1024 * 1024
+    host: str = "127.0.0.1"
+    port: int = 8765
+    run_jobs: bool = True  # run background jobs in the server process
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value):  # noqa: ANN001
+        if isinstance(value, str):
+            return [Path(p.strip()) for p in value.split(",") if p.strip()] or None
+        return value
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'memex.db'}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,97 @@
+"""Shared fixtures: the real bundled encoder (loaded once) and fresh data directories."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from indexer.corpus import Corpora
+from indexer.encoder import ColBERTEncoder
+
+
+@pytest.fixture(scope="session")
+def encoder() -> ColBERTEncoder:
+    return ColBERTEncoder.load()
+
+
+@pytest.fixture
+def corpora(tmp_path: Path, encoder: ColBERTEncoder) -> Corpora:
+    return Corpora(tmp_path / "home", encoder=encoder)
+
+
+SAMPLE_FILES = {
+    "math/geometry.py": (
+        "def circle_area(radius):\n"
+        '    """Area of a circle."""\n'
+        "    return 3.14159 * radius * radius\n"
+    ),
+    "net/http_client.py": (
+        "import socket\n\n"
+        "def fetch_url(url, timeout=10):\n"
+        "    # open a TCP connection and send an HTTP GET request\n"
+        "    sock = socket.create_connection((url, 80), timeout)\n"
+        "    sock.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n"
+        "    return sock.recv(65536)\n"
+    ),
+    "docs/cooking.md": (
+        "# Bread\n\nKnead the dough for ten minutes, let it rise, then bake at 220 degrees.\n"
+    ),
+}
+
+
+@pytest.fixture
+def sample_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "src"
+    for rel, text in SAMPLE_FILES.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """A real uvicorn serving the app on a loopback port, in a thread."""
+
+    def __init__(self, app) -> None:  # noqa: ANN001
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                                    log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.time() + 60
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, sample_dir: Path):
+    from service.app import create_app
+    from service.settings import Settings
+
+    settings = Settings(home=tmp_path / "server-home", allowed_roots=[sample_dir.parent],
+                        max_request_bytes=2_000_000)
+    with LiveServer(create_app(settings)) as server:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            yield client

@@ -1,0 +1,157 @@
+"""Encoder runtimes with the real MiniLM: ONNX int8 vs torch fp32, export cache, guard, settings."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+
+import numpy as np
+import pytest
+
+import indexer.encode_onnx as encode_onnx
+from indexer.encode_guard import compare, passes
+from indexer.encode_pipeline import token_batches
+from indexer.encode_runtime import candidates, configure
+from indexer.encoder import ColBERTEncoder
+from indexer.errors import InvalidInput, ModelError
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A private model cache, so the first ONNX load really exports."""
+    path = tmp_path_factory.mktemp("models")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEMEX_MODEL_CACHE", str(path))
+        mp.delenv("MEMEX_ENCODER_GUARD", raising=False)
+        mp.delenv("MEMEX_ENCODER_QUANTIZE", raising=False)
+        yield path
+
+
+@pytest.fixture(scope="module")
+def torch_encoder(cache):
+    return ColBERTEncoder.load(runtime="torch")
+
+
+@pytest.fixture(scope="module")
+def int8_encoder(cache):
+    return ColBERTEncoder.load(runtime="onnx", precision="int8")
+
+
+@pytest.fixture(scope="module")
+def windows():
+    """Real code the guard's validation sample does not contain: 30-line windows of collections."""
+    import collections
+
+    lines = inspect.getsource(collections).splitlines()
+    return [
+        "collections/__init__.py\n" + "\n".join(lines[i : i + 30])
+        for i in range(0, 12 * 15, 15)
+    ] + ["x = 1", "def f():\n    pass"]
+
+
+def test_onnx_int8_vectors_agree_with_torch(torch_encoder, int8_encoder, windows):
+    assert int8_encoder.runtime == "onnx" and int8_encoder.precision == "int8"
+    assert passes(int8_encoder.agreement)
+    ref = torch_encoder.encode_documents(windows)
+    new = int8_encoder.encode_documents(windows)
+    assert [r.shape for r in ref] == [n.shape for n in new]
+    cos = np.concatenate([(r * n).sum(axis=1) for r, n in zip(ref, new)])
+    assert cos.mean() > 0.97 and np.percentile(cos, 5) > 0.9
+    queries = ["Return a new ordered dictionary", "count elements of an iterable"]
+    q_ref, q_new = torch_encoder.encode_queries(queries), int8_encoder.encode_queries(queries)
+    figures = compare(ref, q_ref, new, q_new)
+    assert figures["cosine_mean"] > 0.97 and figures["top1"] == 1.0
+
+
+def test_second_load_reuses_the_export(int8_encoder, cache, monkeypatch):
+    model_file = encode_onnx.export_dir(int8_encoder, "int8") / "model.onnx"
+    assert model_file.exists()
+    stamp = model_file.stat().st_mtime_ns
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the cached export should have been reused")
+
+    monkeypatch.setattr(encode_onnx, "_trace", no_export)
+    again = ColBERTEncoder.load(runtime="onnx", precision="int8")
+    assert again.backend.directory == model_file.parent
+    assert model_file.stat().st_mtime_ns == stamp
+    assert len(list((cache / "onnx").iterdir())) == 1  # no stray temporary directories
+
+
+def test_changed_weights_change_the_key(torch_encoder):
+    import torch
+
+    before = encode_onnx.export_key(torch_encoder, "int8")
+    assert before != encode_onnx.export_key(torch_encoder, "fp32")
+    weight = torch_encoder.model.embeddings.word_embeddings.weight
+    with torch.no_grad():
+        weight[0, 0] += 1.0
+        try:
+            assert encode_onnx.export_key(torch_encoder, "int8") != before
+        finally:
+            weight[0, 0] -= 1.0
+
+
+def test_torch_runtime_batches_match_single_documents(torch_encoder, windows):
+    assert torch_encoder.backend is None and torch_encoder.runtime == "torch"
+    seen = []
+    batched = torch_encoder.encode_documents(windows, batch_size=4, progress=seen.append)
+    assert sum(seen) == len(windows)
+    for text, vectors in zip(windows[::4], batched[::4]):
+        (alone,) = torch_encoder.encode_documents([text])
+        assert vectors.shape == alone.shape and vectors.shape[1] == torch_encoder.dim
+        np.testing.assert_allclose(vectors, alone, atol=1e-4)
+
+
+def test_guard_rejects_a_disagreeing_export(int8_encoder, torch_encoder):
+    verdict = encode_onnx.export_dir(int8_encoder, "int8") / "validation.json"
+    saved = verdict.read_text()
+    bad = {**json.loads(saved)["agreement"], "cosine_mean": 0.5}
+    verdict.write_text(json.dumps({"agreement": bad}))
+    try:
+        with pytest.raises(ModelError, match="disagrees"):
+            configure(torch_encoder, "onnx", "int8")
+        configure(torch_encoder, "onnx", "int8", guard=False)  # the documented way around it
+        assert torch_encoder.backend is not None and torch_encoder.agreement is None
+    finally:
+        verdict.write_text(saved)
+        configure(torch_encoder, "torch")
+    assert torch_encoder.backend is None
+
+
+def test_guard_figures_detect_noise():
+    rng = np.random.default_rng(0)
+    docs = [rng.normal(size=(20, 8)) for _ in range(10)]
+    docs = [d / np.linalg.norm(d, axis=1, keepdims=True) for d in docs]
+    queries = [d[:4] for d in docs]
+    assert passes(compare(docs, queries, docs, queries))
+    noisy = [rng.normal(size=d.shape) for d in docs]
+    assert not passes(compare(docs, queries, noisy, queries))
+
+
+@pytest.mark.parametrize(
+    "runtime, precision, device",
+    [("tpu", None, "cpu"), ("torch", "int8", "cpu"), ("onnx", "fp16", "cpu"),
+     ("onnx", None, "cuda"), ("auto", "int4", "cpu")],
+)
+def test_bad_settings_raise_invalid_input(runtime, precision, device):
+    with pytest.raises(InvalidInput):
+        candidates(runtime, precision, device)
+    with pytest.raises(InvalidInput):
+        ColBERTEncoder.load(runtime=runtime, precision=precision, device=device)
+
+
+def test_auto_order_and_quantize_switch(monkeypatch):
+    assert candidates("auto", None, "cpu")[0] == ("onnx", "int8")
+    assert candidates("auto", None, "cuda")[0] == ("torch", "fp16")
+    monkeypatch.setenv("MEMEX_ENCODER_QUANTIZE", "0")
+    assert candidates("auto", None, "cpu") == [("onnx", "fp32"), ("torch", "fp32")]
+
+
+def test_pipeline_reraises_tokenizer_errors():
+    def broken(texts):
+        raise ValueError("tokenizer failed")
+
+    with pytest.raises(ValueError, match="tokenizer failed"):
+        list(token_batches(["a", "b"], broken, batch_size=1))
