@@ -1,0 +1,8 @@
+"""PLAID-style compressed multi-vector engine: codec, segments, manifest, merges, search."""
+
+from indexer.index.plaid.codec import Codec
+from indexer.index.plaid.index import PlaidIndex
+from indexer.index.plaid.merge import MergePolicy, NoMerge, TieredMerge
+from indexer.index.plaid.search import SearchParams
+
+__all__ = ["Codec", "MergePolicy", "NoMerge", "PlaidIndex", "SearchParams", "TieredMerge"]

@@ -1,0 +1,102 @@
+"""The manifest: which codecs, segments and tombstone files make up the index.
+
+``manifest.json`` is the only file ever replaced; the commit point is its
+rename. It is written to a temp file, fsynced, renamed over the old one, and
+the directory is fsynced. Everything it does not name is garbage from a failed
+or superseded commit and is removed by ``collect_garbage``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from indexer.errors import IndexCorrupt
+
+FORMAT = 1
+NAME = "manifest.json"
+
+# Called with a stage name at each step of a commit; tests raise from it to
+# simulate a crash ("segment_written", "tombstones_written", "manifest_temp_written").
+FaultHook = Callable[[str], None]
+
+
+@dataclass
+class SegmentEntry:
+    name: str  # directory under segments/
+    codec: str  # directory under codecs/
+    n_passages: int
+    n_tokens: int
+    tombstones: str | None = None  # file under tombstones/, local indexes of deleted passages
+    n_deleted: int = 0
+
+    @property
+    def n_live(self) -> int:
+        return self.n_passages - self.n_deleted
+
+
+@dataclass
+class Manifest:
+    dim: int
+    nbits: int
+    generation: int = 0  # bumped by every commit; names new files uniquely
+    codecs: list[str] = field(default_factory=list)  # oldest first; the last is current
+    segments: list[SegmentEntry] = field(default_factory=list)
+    format: int = FORMAT
+
+    def live_files(self) -> set[str]:
+        """Paths (relative to the index dir) that this manifest references."""
+        out = {NAME} | {f"codecs/{c}" for c in self.codecs}
+        for s in self.segments:
+            out.add(f"segments/{s.name}")
+            if s.tombstones:
+                out.add(f"tombstones/{s.tombstones}")
+        return out
+
+    @classmethod
+    def read(cls, root: Path) -> "Manifest":
+        try:
+            raw = json.loads((root / NAME).read_text())
+            if raw.get("format") != FORMAT:
+                raise IndexCorrupt(f"unknown manifest format {raw.get('format')!r} at {root}")
+            raw["segments"] = [SegmentEntry(**s) for s in raw["segments"]]
+            return cls(**raw)
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise IndexCorrupt(f"unreadable manifest at {root}: {e}") from e
+
+    def write(self, root: Path, fault_hook: FaultHook | None = None) -> None:
+        """Atomically replace ``root/manifest.json`` with this manifest."""
+        tmp = root / f"{NAME}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(asdict(self), f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        if fault_hook:
+            fault_hook("manifest_temp_written")
+        os.replace(tmp, root / NAME)
+        fsync_dir(root)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def collect_garbage(root: Path, manifest: Manifest) -> None:
+    """Delete files and directories under ``root`` that ``manifest`` does not reference.
+
+    Safe while readers hold older snapshots: their mmaps keep unlinked files alive.
+    """
+    keep = manifest.live_files()
+    (root / f"{NAME}.tmp").unlink(missing_ok=True)
+    for sub in ("codecs", "segments", "tombstones"):
+        for p in (root / sub).iterdir():
+            if f"{sub}/{p.name}" not in keep:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()

@@ -1,0 +1,115 @@
+"""The PLAID query path over one segment, in torch, identical on CPU and CUDA.
+
+1. centroid scores ``S = Q @ centroids.T`` (once per codec, by the caller);
+2. probe: the ``nprobe`` best centroids of each query token; their inverted lists
+   give the candidate passages;
+3. approximate score of each candidate from centroid scores alone: for each
+   query token, the best score among the probed centroids the passage holds,
+   summed over query tokens; keep the ``candidates`` best (pruning);
+4. decompress only those passages' token vectors and score them by exact MaxSim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from indexer.index.plaid.codec import decompress
+from indexer.index.plaid.segment import Segment
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Per-request knobs; defaults measured on stdlib-codesearch (bench/RESULTS-plaid.md)."""
+
+    nprobe: int = 4  # centroids probed per query token
+    candidates: int = 512  # passages per segment decompressed and scored exactly
+
+
+@dataclass
+class CodecTensors:
+    """A codec's arrays on the search device."""
+
+    centroids: torch.Tensor  # [C, dim] float32
+    table: torch.Tensor  # [256, 8 // nbits] float32, packed byte -> residual values
+
+
+def gather_ranges(starts: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenated ``arange(s, s + n)`` for each (s, n), and the range each item came from.
+
+    >>> gather_ranges(torch.tensor([10, 3]), torch.tensor([2, 3]))
+    (tensor([10, 11,  3,  4,  5]), tensor([0, 0, 1, 1, 1]))
+    """
+    owner = torch.repeat_interleave(torch.arange(len(starts), device=starts.device), lengths)
+    firsts = torch.cumsum(lengths, 0) - lengths
+    pos = torch.arange(int(lengths.sum()), device=starts.device) - firsts[owner] + starts[owner]
+    return pos, owner
+
+
+def maxsim_groups(sim: torch.Tensor, owner: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """Sum over query tokens of the max over each group's rows.
+
+    ``sim`` [n_rows, nq] scores of rows against query tokens, ``owner`` [n_rows]
+    the group of each row; returns [n_groups] float32.
+    """
+    best = torch.full((n_groups, sim.shape[1]), float("-inf"), device=sim.device, dtype=sim.dtype)
+    best.scatter_reduce_(0, owner[:, None].expand_as(sim), sim, "amax")
+    return best.sum(1)
+
+
+def exact_scores(q: torch.Tensor, seg: Segment, codec: CodecTensors,
+                 passages: torch.Tensor) -> torch.Tensor:
+    """MaxSim of ``q`` [nq, dim] with decompressed local ``passages`` [m] -> [m]."""
+    starts = seg.offsets[passages]
+    pos, owner = gather_ranges(starts, seg.offsets[passages + 1] - starts)
+    d = decompress(seg.codes[pos], seg.residuals[pos], codec.centroids, codec.table)  # [T, dim]
+    return maxsim_groups(d @ q.T, owner, len(passages))
+
+
+def search_segment(q: torch.Tensor, cscores: torch.Tensor, seg: Segment, codec: CodecTensors,
+                   allowed: torch.Tensor | None, k: int,
+                   params: SearchParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top ``k`` passages of one segment for one query.
+
+    Parameters
+    ----------
+    q : [nq, dim] float32 query token vectors.
+    cscores : [nq, C] float32, ``q @ centroids.T`` of the segment's codec.
+    allowed : [n_passages] bool mask of live (and filter-passing) passages, or None.
+
+    Returns
+    -------
+    scores [m] float32 and local passage indexes [m] int64, best first, m <= k.
+    """
+    empty = (torch.empty(0, device=q.device), torch.empty(0, dtype=torch.long, device=q.device))
+    probe = cscores.topk(min(params.nprobe, cscores.shape[1]), dim=1).indices.flatten().unique()
+    starts = seg.ivf_offsets[probe]
+    pos, which = gather_ranges(starts, seg.ivf_offsets[probe + 1] - starts)
+    local = seg.ivf[pos].long()  # [E] passage of each (probed centroid, passage) pair
+    if allowed is not None:
+        keep = allowed[local]
+        local, which = local[keep], which[keep]
+    if len(local) == 0:
+        return empty
+    uniq, inv = torch.unique(local, return_inverse=True)
+    approx = torch.zeros(len(uniq), q.shape[0], device=q.device)
+    approx.scatter_reduce_(0, inv[:, None].expand(-1, q.shape[0]), cscores[:, probe].T[which], "amax")
+    cand = uniq[approx.sum(1).topk(min(params.candidates, len(uniq))).indices]
+    scores = exact_scores(q, seg, codec, cand)
+    top = scores.topk(min(k, len(cand)))
+    return top.values, cand[top.indices]
+
+
+def exhaustive_segment(q: torch.Tensor, seg: Segment, codec: CodecTensors,
+                       allowed: torch.Tensor | None, k: int,
+                       batch: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """The oracle: exact MaxSim against every decompressed passage of the segment."""
+    ids = torch.arange(len(seg), device=q.device)
+    if allowed is not None:
+        ids = ids[allowed]
+    if len(ids) == 0:
+        return torch.empty(0, device=q.device), ids
+    scores = torch.cat([exact_scores(q, seg, codec, ids[s : s + batch]) for s in range(0, len(ids), batch)])
+    top = scores.topk(min(k, len(ids)))
+    return top.values, ids[top.indices]

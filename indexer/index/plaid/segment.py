@@ -1,0 +1,103 @@
+"""Immutable segments: one directory of memory-mapped arrays per commit or merge.
+
+A segment never changes after it is written; deletes live in tombstone files
+named by the manifest. Arrays are read with ``np.load(mmap_mode="r")`` and
+wrapped as torch tensors without copying (CPU) or copied once (CUDA).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from indexer.errors import IndexCorrupt
+
+SEGMENT_FORMAT = 1
+FILES = ("codes.npy", "residuals.npy", "doclens.npy", "pids.npy", "ivf.npy", "ivf_offsets.npy")
+
+
+def build_ivf(codes: np.ndarray, doclens: np.ndarray, n_centroids: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverted list centroid -> local passage indexes (each pair once).
+
+    Returns ``ivf`` int32 [n_pairs] sorted by centroid then passage, and
+    ``offsets`` int64 [n_centroids + 1] with list ``c`` at ``ivf[offsets[c]:offsets[c+1]]``.
+    """
+    owner = np.repeat(np.arange(len(doclens), dtype=np.int64), doclens)
+    pairs = np.unique(codes.astype(np.int64) * len(doclens) + owner)
+    cent, ivf = np.divmod(pairs, max(len(doclens), 1))
+    offsets = np.zeros(n_centroids + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cent, minlength=n_centroids), out=offsets[1:])
+    return ivf.astype(np.int32), offsets
+
+
+def _write(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, arr)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_segment(path: Path, codec: str, n_centroids: int, pids: np.ndarray, doclens: np.ndarray,
+                  codes: np.ndarray, residuals: np.ndarray) -> None:
+    """Write a segment directory; every file is fsynced before this returns."""
+    path.mkdir(parents=True)
+    ivf, ivf_offsets = build_ivf(codes, doclens, n_centroids)
+    arrays = {"codes.npy": codes, "residuals.npy": residuals, "doclens.npy": doclens.astype(np.int32),
+              "pids.npy": pids.astype(np.int64), "ivf.npy": ivf, "ivf_offsets.npy": ivf_offsets}
+    for name, arr in arrays.items():
+        _write(path / name, np.ascontiguousarray(arr))
+    meta = {"format": SEGMENT_FORMAT, "codec": codec, "n_passages": len(pids), "n_tokens": int(len(codes))}
+    (path / "segment.json").write_text(json.dumps(meta))
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+
+
+def _tensor(arr: np.ndarray, device: torch.device) -> torch.Tensor:
+    with warnings.catch_warnings():  # read-only mmap: torch warns, we never write through it
+        warnings.simplefilter("ignore")
+        t = torch.from_numpy(arr)
+    return t if device.type == "cpu" else t.to(device)
+
+
+@dataclass
+class Segment:
+    """One opened segment. Tensors share memory with the mmapped files on CPU."""
+
+    name: str
+    codec: str
+    pids: np.ndarray  # [n] int64 external ids (mmap)
+    doclens: np.ndarray  # [n] int32 (mmap)
+    offsets: torch.Tensor  # [n + 1] int64 token offset of each passage
+    codes: torch.Tensor  # [n_tokens] uint16 or int32
+    residuals: torch.Tensor  # [n_tokens, dim * nbits / 8] uint8
+    ivf: torch.Tensor  # [n_pairs] int32
+    ivf_offsets: torch.Tensor  # [C + 1] int64
+    nbytes: int
+
+    @classmethod
+    def open(cls, path: Path, device: torch.device) -> "Segment":
+        try:
+            meta = json.loads((path / "segment.json").read_text())
+            arr = {f[:-4]: np.load(path / f, mmap_mode="r") for f in FILES}
+        except (OSError, ValueError) as e:
+            raise IndexCorrupt(f"unreadable segment {path.name}: {e}") from e
+        n, t = meta["n_passages"], meta["n_tokens"]
+        if meta.get("format") != SEGMENT_FORMAT or arr["pids"].shape != (n,) \
+                or arr["codes"].shape != (t,) or int(arr["doclens"].sum()) != t or len(arr["residuals"]) != t:
+            raise IndexCorrupt(f"segment {path.name} fails its shape checks")
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(arr["doclens"], out=offsets[1:])
+        size = sum((path / f).stat().st_size for f in (*FILES, "segment.json"))
+        return cls(path.name, meta["codec"], arr["pids"], arr["doclens"], _tensor(offsets, device),
+                   _tensor(arr["codes"], device), _tensor(arr["residuals"], device),
+                   _tensor(arr["ivf"], device), _tensor(arr["ivf_offsets"], device), size)
+
+    def __len__(self) -> int:
+        return len(self.pids)
