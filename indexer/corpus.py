@@ -33,7 +33,7 @@ from indexer.chunking import chunk_lines
 from indexer.encoder import ColBERTEncoder
 from indexer.errors import Conflict, IndexCorrupt, InvalidInput, NotFound
 from indexer.index.base import MultiVectorIndex
-from indexer.index.exact import ExactIndex
+from indexer.index import create_index, open_index
 from indexer.sources import content_hash, walk_directory
 from indexer.store import Corpus, Document, Passage, make_engine, make_sessionmaker, utcnow
 
@@ -103,8 +103,11 @@ class Corpora:
         allowed_roots: list[Path] | None = None,
         max_file_bytes: int = 2_000_000,
         encoder: ColBERTEncoder | None = None,
+        index_engine: str = "plaid",
+        index_nbits: int = 2,
     ) -> None:
         self.home = Path(home)
+        self.index_engine, self.index_nbits = index_engine, index_nbits
         self.home.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(db_url or f"sqlite:///{self.home / 'memex.db'}")
         self.sessions = make_sessionmaker(self.engine)
@@ -186,7 +189,7 @@ class Corpora:
             index_dir = self.corpus_dir(name) / "index"
             for old in self.corpus_dir(name).glob("index*"):
                 shutil.rmtree(old)  # left by a corpus whose delete crashed
-            ExactIndex.create(index_dir, self.encoder.dim)
+            create_index(index_dir, self.encoder.dim, self.index_engine, self.index_nbits)
             s.add(Corpus(name=name, kind="directory" if root else "documents", root=resolved,
                          encoder=self.encoder_name, encoder_fingerprint=self.encoder.fingerprint))
         return self.info(name)
@@ -248,7 +251,7 @@ class Corpora:
                 return cached[1]
             for _ in range(3):
                 try:
-                    index = ExactIndex.open(manifest.parent)
+                    index = open_index(manifest.parent)
                     break
                 except IndexCorrupt:
                     # A writer in another process swapped the manifest and removed the

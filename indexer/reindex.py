@@ -22,7 +22,7 @@ import numpy as np
 
 from indexer.corpus import Corpora
 from indexer.encoder import ColBERTEncoder
-from indexer.index.exact import ExactIndex
+from indexer.index import create_index
 
 Progress = Callable[[str, int, int], None]
 
@@ -35,7 +35,8 @@ def reindex(corpora: Corpora, name: str, encoder_name: str,
     with corpora.sessions() as s:
         old_dir = corpora._row(s, name).index_dir
     new_dir = f"index-{time.time_ns()}"
-    index = ExactIndex.create(corpora.corpus_dir(name) / new_dir, encoder.dim)
+    index = create_index(corpora.corpus_dir(name) / new_dir, encoder.dim,
+                         corpora.index_engine, corpora.index_nbits)
     try:
         ids, texts, _ = corpora.passages(name)
         done = [0]

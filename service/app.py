@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from cartridges.store import CartridgeStore
-from indexer.corpus import Corpora
 from indexer.retro import sync as retro_sync
 from service import errors, metrics, openapi
 from service.auth import Auth, is_loopback
@@ -31,7 +30,7 @@ from service.routers import (
     retriever,
     search,
 )
-from service.settings import Settings, get_settings
+from service.settings import Settings, get_settings, open_corpora
 
 log = logging.getLogger("memex")
 
@@ -42,8 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.settings = settings
-        app.state.corpora = Corpora(settings.home, settings.db_url, settings.encoder,
-                                    settings.allowed_roots, settings.max_file_bytes)
+        app.state.corpora = open_corpora(settings)
         app.state.corpora.encoder  # load the model now, not on the first request
         app.state.corpora.recover_all()
         retro_sync.install(app.state.corpora)  # chunk DBs follow every corpus change

@@ -21,12 +21,11 @@ app = typer.Typer(help="memex: ColBERT search over your files, for agents and pe
 
 
 def _corpora():
-    from indexer.corpus import Corpora
     from indexer.retro.sync import install
-    from service.settings import get_settings
+    from service.settings import get_settings, open_corpora
 
     s = get_settings()
-    corpora = Corpora(s.home, s.db_url, s.encoder, s.allowed_roots, s.max_file_bytes)
+    corpora = open_corpora(s)
     install(corpora)  # chunk DBs follow every corpus change
     return corpora
 

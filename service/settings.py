@@ -21,6 +21,8 @@ class Settings(BaseSettings):
         default=None, description="comma-separated directories a corpus may index; unset = any"
     )
     max_file_bytes: int = 2_000_000
+    index_engine: str = Field(default="plaid", description="plaid (compressed) or exact")
+    index_nbits: int = Field(default=2, description="PLAID residual bits per dimension: 1, 2, 4")
     max_request_bytes: int = 32 * 1024 * 1024
     host: str = "127.0.0.1"
     port: int = 8765
@@ -49,3 +51,12 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def open_corpora(settings: Settings):  # noqa: ANN201 - indexer imports stay out of start-up
+    """The ``Corpora`` of a data directory, as the server, the worker and the CLI open it."""
+    from indexer.corpus import Corpora
+
+    return Corpora(settings.home, settings.db_url, settings.encoder, settings.allowed_roots,
+                   settings.max_file_bytes, index_engine=settings.index_engine,
+                   index_nbits=settings.index_nbits)

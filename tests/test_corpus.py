@@ -4,7 +4,7 @@ import pytest
 
 from indexer.corpus import Corpora, DocumentInput
 from indexer.errors import Conflict, InvalidInput, NotFound
-from indexer.index.exact import ExactIndex
+from indexer.index.plaid import PlaidIndex
 
 
 def top_path(corpora, name, query, **kw):
@@ -113,7 +113,7 @@ def test_crash_between_rows_and_index_is_finished_on_reopen(tmp_path, encoder, s
     def crash(self, *args, **kwargs):
         raise KeyboardInterrupt("killed after the rows committed")
 
-    monkeypatch.setattr(ExactIndex, "commit", crash)
+    monkeypatch.setattr(PlaidIndex, "commit", crash)
     with pytest.raises(KeyboardInterrupt):
         corpora.sync("src")
     monkeypatch.undo()

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import free_port
+from tests.conftest import free_port
 from sqlalchemy import select
 
 from indexer.corpus import Corpora
@@ -143,13 +143,13 @@ def test_reader_reopens_when_another_process_swaps_the_manifest_mid_open(corpora
                                                                           monkeypatch):
     """The files of the manifest a reader just read may be gone when it loads them."""
     from indexer.corpus import DocumentInput
+    from indexer import corpus as corpus_module
     from indexer.errors import IndexCorrupt
-    from indexer.index.exact import ExactIndex
 
     corpora.create("c")
     corpora.upsert_documents("c", [DocumentInput("a", "Volcanoes erupt lava.")])
     reader = Corpora(corpora.home, encoder=encoder)  # another process's view
-    real_open, raced = ExactIndex.open, []
+    real_open, raced = corpus_module.open_index, []
 
     def racing_open(path):
         if not raced:  # a writer commits between our manifest read and our file loads
@@ -158,11 +158,11 @@ def test_reader_reopens_when_another_process_swaps_the_manifest_mid_open(corpora
             raise IndexCorrupt("index is missing a file: seg-1.ids.npy")
         return real_open(path)
 
-    monkeypatch.setattr(ExactIndex, "open", staticmethod(racing_open))
+    monkeypatch.setattr(corpus_module, "open_index", racing_open)
     hits = reader.search(["c"], ["glacier"], k=1)[0]
     assert raced and hits[0].text == "Glaciers carve valleys."
-    monkeypatch.setattr(ExactIndex, "open", staticmethod(lambda path: (_ for _ in ()).throw(
-        IndexCorrupt("bad"))))
+    monkeypatch.setattr(corpus_module, "open_index", lambda path: (_ for _ in ()).throw(
+        IndexCorrupt("bad")))
     reader._indexes.clear()
     with pytest.raises(IndexCorrupt):  # a manifest that does not change is really corrupt
         reader.index("c")

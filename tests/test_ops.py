@@ -17,8 +17,8 @@ import httpx
 import numpy as np
 import pytest
 from sqlalchemy import select
-from conftest import free_port
-from test_api import wait_for_job
+from tests.conftest import free_port
+from tests.test_api import wait_for_job
 
 from service import client as mc
 from service.logs import JsonFormatter

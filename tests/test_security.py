@@ -14,8 +14,8 @@ import time
 
 import httpx
 import pytest
-from conftest import LiveServer
-from test_api import assert_problem, wait_for_job
+from tests.conftest import LiveServer
+from tests.test_api import assert_problem, wait_for_job
 
 from service.keys import KeyStore
 

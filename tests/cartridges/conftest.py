@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cart_setup import TEXT, TINY
+from tests.cartridges.cart_setup import TEXT, TINY
 from cartridges.kv import load_lm
 
 

@@ -4,7 +4,7 @@ from cartridges.config import CartridgeConfig
 from cartridges.kv import corpus_tokens, init_from_prefix, load_lm
 from cartridges.train import train_cartridge
 from indexer.errors import InvalidInput, ModelError
-from cart_setup import TINY
+from tests.cartridges.cart_setup import TINY
 
 
 @pytest.mark.parametrize("p", [0, -3])

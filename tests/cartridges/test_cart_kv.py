@@ -4,7 +4,7 @@ import torch
 from cartridges.client import load_cartridge
 from cartridges.fileformat import model_header, save_cartridge
 from cartridges.kv import corpus_tokens, forward_with_prefix, init_from_prefix
-from cart_setup import TEXT
+from tests.cartridges.cart_setup import TEXT
 
 
 def test_fresh_cartridge_reproduces_prefix_logits(lm):

@@ -6,7 +6,7 @@ from cartridges.config import CartridgeConfig
 from cartridges.fileformat import read_cartridge
 from cartridges.train import train_cartridge
 from indexer.errors import Conflict
-from cart_setup import TEXT, TINY
+from tests.cartridges.cart_setup import TEXT, TINY
 
 
 def test_training_lowers_heldout_loss(trained):

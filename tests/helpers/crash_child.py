@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 
 from indexer.corpus import Corpora
-from indexer.index import exact
+from indexer.index.plaid import PlaidIndex
+
+STAGES = {"segment": "segment_written", "manifest-tmp": "manifest_temp_written"}
 
 
 def die() -> None:
@@ -28,8 +30,7 @@ def die() -> None:
 
 def install(point: str) -> None:
     commit_rows = Corpora._commit_rows
-    write_manifest = exact.atomic_write_bytes
-    remove = exact.ExactIndex._remove_unreferenced
+    index_commit = PlaidIndex.commit
 
     def rows_hook(self, *args):  # noqa: ANN001, ANN002, ANN202
         if point == "encoded":
@@ -39,26 +40,16 @@ def install(point: str) -> None:
             die()
         return out
 
-    def manifest_hook(path: Path, data: bytes) -> None:
-        if point == "segment":
-            die()
-        if point == "manifest-tmp":
-            tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            die()
-        write_manifest(path, data)
-
-    def remove_hook(self, entries):  # noqa: ANN001, ANN202
+    def commit_hook(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        # The engine's own fault hook names each stage of its commit.
+        self.fault_hook = lambda stage: die() if STAGES.get(point) == stage else None
+        out = index_commit(self, *args, **kwargs)
         if point == "manifest":
             die()
-        return remove(self, entries)
+        return out
 
     Corpora._commit_rows = rows_hook
-    exact.atomic_write_bytes = manifest_hook
-    exact.ExactIndex._remove_unreferenced = remove_hook
+    PlaidIndex.commit = commit_hook
 
 
 if __name__ == "__main__":

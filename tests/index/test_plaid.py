@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from plaid_data import corpus, exact_topk, queries  # noqa: E402
-
-from indexer.errors import IndexCorrupt, InvalidInput  # noqa: E402
-from indexer.index.plaid import Codec, NoMerge, PlaidIndex, TieredMerge  # noqa: E402
-from indexer.index.plaid.codec import pack  # noqa: E402
-from indexer.index.plaid.manifest import SegmentEntry  # noqa: E402
+from indexer.errors import IndexCorrupt, InvalidInput
+from indexer.index.plaid import Codec, NoMerge, PlaidIndex, TieredMerge
+from indexer.index.plaid.codec import pack
+from indexer.index.plaid.manifest import SegmentEntry
+from tests.index.plaid_data import corpus, exact_topk, queries
 
 NONE = np.empty(0, dtype=np.int64)
 
