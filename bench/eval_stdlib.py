@@ -1,12 +1,18 @@
-"""Quality and speed of memex search on the stdlib code-search set, next to BM25.
+"""Quality and speed of memex search on the stdlib code-search set, next to its baselines.
 
-    python bench/eval_stdlib.py --home bench/.cache/home-auto [--index] [--queries 1000]
+    memex index bench/.cache/stdlib/tree --name stdlib      # with MEMEX_HOME=bench/.cache/home-plaid
+    python bench/eval_stdlib.py --home bench/.cache/home-plaid \
+        [--oracle-home bench/.cache/home-exact --oracle-queries 100]
 
-With ``--index`` the tree is (re-)indexed first, timed (passages/s). Then every query is
-searched through the same library the CLI uses; a hit is a returned passage of the
-query's file whose line span overlaps the target lines. Baselines over the same passages,
-in the same run: BM25 (bm25s, English stemmer, path prepended as memex does) and a
-single-vector baseline (the mean of each passage's stored token vectors).
+Every query goes through the library call the CLI and the server use
+(``Corpora.search``), in each mode: ``colbert`` (MaxSim on the corpus's engine),
+``bm25`` (bm25s over the same passages) and ``hybrid`` (RRF of both). A hit is a
+returned passage of the query's file whose line span overlaps the target lines.
+
+With ``--oracle-home`` (the same tree indexed with ``MEMEX_INDEX_ENGINE=exact``), the
+run also reports the engine against the exhaustive float16 MaxSim oracle (top-10
+overlap, MRR on the same queries) and a single-vector baseline: the mean of each
+passage's stored token vectors, cosine-ranked (all queries).
 """
 
 from __future__ import annotations
@@ -18,10 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
 
 from indexer.corpus import Corpora
-from indexer.store import Document, Passage
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "stdlib-codesearch.tar.gz"
 CACHE = Path(__file__).resolve().parent / ".cache" / "stdlib"
@@ -35,107 +39,132 @@ def extract() -> Path:
     return CACHE
 
 
-def metrics(ranked: list[list[tuple[str, int, int]]], queries: list[dict]) -> dict:
+def metrics(ranked: list[list[tuple]], queries: list[dict]) -> dict:
     """Recall@10, MRR@10, nDCG@10 (one relevant target per query)."""
     recall = mrr = ndcg = 0.0
     for hits, q in zip(ranked, queries):
         for rank, (path, start, end) in enumerate(hits[:10], 1):
             if path == q["path"] and start <= q["end_line"] and end >= q["start_line"]:
-                recall += 1
-                mrr += 1 / rank
-                ndcg += 1 / np.log2(rank + 1)
+                recall, mrr, ndcg = recall + 1, mrr + 1 / rank, ndcg + 1 / np.log2(rank + 1)
                 break
     n = len(queries)
     return {"R@10": recall / n, "MRR@10": mrr / n, "nDCG@10": ndcg / n}
 
 
-def percentiles(seconds: list[float]) -> str:
+def pct(seconds: list[float]) -> str:
     ms = np.array(seconds) * 1000
     return f"p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms"
+
+
+def run_modes(corpora: Corpora, name: str, queries: list[dict]) -> tuple[dict, dict]:
+    ranked, seconds = {}, {}
+    for mode in ("colbert", "bm25", "hybrid"):
+        corpora.search([name], [queries[0]["text"]], 10, mode=mode)  # warm caches (BM25 build)
+        ranked[mode], seconds[mode] = [], []
+        for q in queries:
+            t0 = time.perf_counter()
+            hits = corpora.search([name], [q["text"]], 10, mode=mode)[0]
+            seconds[mode].append(time.perf_counter() - t0)
+            ranked[mode].append([(h.path, h.start_line, h.end_line) for h in hits])
+    return ranked, seconds
+
+
+def engine_latency(corpora: Corpora, name: str, queries: list[dict]) -> tuple[list, list]:
+    encoder, index = corpora.encoder, corpora.index(name)
+    t_enc, t_search = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        qv = encoder.encode_queries([q["text"]])
+        t1 = time.perf_counter()
+        index.search(qv, 10)
+        t_search.append(time.perf_counter() - t1)
+        t_enc.append(t1 - t0)
+    return t_enc, t_search
+
+
+def single_vector(oracle: Corpora, name: str, queries: list[dict]) -> list[list[tuple]]:
+    """Mean-pooled stored token vectors of the exact index, cosine-ranked."""
+    index = oracle.index(name)
+    spans = _spans(oracle)
+    ids, means = [], []
+    for seg in index.segments:
+        for i, pid in enumerate(seg.ids):
+            if not seg.deleted[i]:
+                ids.append(int(pid))
+                means.append(np.asarray(seg.vectors[seg.offsets[i]:seg.offsets[i + 1]],
+                                        np.float32).mean(0))
+    mat = np.stack(means)
+    mat /= np.linalg.norm(mat, axis=1, keepdims=True)
+    out = []
+    for q in queries:
+        qv = oracle.encoder.encode_queries([q["text"]])[0].mean(0)
+        top = np.argsort(-(mat @ (qv / np.linalg.norm(qv))))[:10]
+        out.append([spans[ids[i]] for i in top])
+    return out
+
+
+def _spans(corpora: Corpora) -> dict[int, tuple]:
+    """passage id -> (path, start_line, end_line)."""
+    from sqlalchemy import select
+
+    from indexer.store import Document, Passage
+
+    with corpora.sessions() as s:
+        rows = s.execute(select(Passage.id, Document.path, Passage.start_line, Passage.end_line)
+                         .join(Document, Passage.document_id == Document.id)).all()
+    return {r[0]: tuple(r[1:]) for r in rows}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", type=Path, required=True)
+    ap.add_argument("--oracle-home", type=Path, help="the same tree indexed by the exact engine")
     ap.add_argument("--corpus", default="stdlib")
-    ap.add_argument("--index", action="store_true", help="index the tree first (timed)")
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--oracle-queries", type=int, default=100)
     args = ap.parse_args()
 
-    root = extract()
-    queries = [json.loads(line) for line in open(root / "queries.jsonl")][: args.queries]
+    queries = [json.loads(line) for line in open(extract() / "queries.jsonl")][: args.queries]
     corpora = Corpora(args.home)
-    if args.index:
-        if args.corpus not in corpora.names():
-            corpora.create(args.corpus, str(root / "tree"))
-        report = corpora.sync(args.corpus)
-        print(f"indexing: {report.passages_added} passages in {report.seconds:.0f} s = "
-              f"{report.passages_added / max(report.seconds, 1e-9):.1f} passages/s "
-              f"(runtime {corpora.encoder.runtime} {corpora.encoder.precision})")
     info = corpora.info(args.corpus)
-    print(f"corpus: {info.documents} files, {info.passages} passages, "
-          f"index {info.bytes_on_disk / 1e6:.0f} MB")
+    engine = type(corpora.index(args.corpus)).__name__
+    print(f"corpus: {info.documents} files, {info.passages} passages, {engine} index "
+          f"{info.bytes_on_disk / 1e6:.0f} MB; encoder runtime {corpora.encoder.runtime} "
+          f"{corpora.encoder.precision}")
 
-    # memex (ColBERT, exact MaxSim), with timings split into encoding and search.
-    encoder, index = corpora.encoder, corpora.index(args.corpus)
-    with corpora.sessions() as s:
-        rows = s.execute(select(Passage.id, Document.path, Passage.start_line, Passage.end_line,
-                                Passage.text).join(Document, Passage.document_id == Document.id)
-                         ).all()
-    span = {pid: (path, a, b) for pid, path, a, b, _ in rows}
-    ranked, t_encode, t_search, t_total = [], [], [], []
-    for q in queries:
-        t0 = time.perf_counter()
-        qv = encoder.encode_queries([q["text"]])
-        t1 = time.perf_counter()
-        hits = index.search(qv, 10)[0]
-        t2 = time.perf_counter()
-        corpora.search([args.corpus], [q["text"]], 10)  # the full library call, hydration included
-        t_total.append(time.perf_counter() - t2)
-        t_encode.append(t1 - t0)
-        t_search.append(t2 - t1)
-        ranked.append([span[h.passage_id] for h in hits])
-    colbert = metrics(ranked, queries)
+    ranked, seconds = run_modes(corpora, args.corpus, queries)
+    t_enc, t_search = engine_latency(corpora, args.corpus, queries[:200])
+    rows = [(f"memex {m}", metrics(ranked[m], queries)) for m in ("bm25", "colbert", "hybrid")]
+    if args.oracle_home:
+        oracle = Corpora(args.oracle_home)
+        rows.insert(1, ("single-vector (mean)", metrics(single_vector(oracle, args.corpus,
+                                                                      queries), queries)))
+    print(f"\n{len(queries)} queries               R@10   MRR@10  nDCG@10")
+    for name, m in rows:
+        print(f"{name:<26} {m['R@10']:.3f}  {m['MRR@10']:.3f}   {m['nDCG@10']:.3f}")
+    bm25 = rows[0][1]["MRR@10"]
+    for name, m in rows[1:]:
+        print(f"MRR@10 ratio {name} / BM25: {m['MRR@10'] / bm25:.2f}")
+    print(f"\nlatency (library call, k=10): " +
+          "; ".join(f"{m} {pct(seconds[m])}" for m in seconds))
+    print(f"engine alone: query encoding {pct(t_enc)}; search excl. encoding {pct(t_search)}")
 
-    # BM25 over the same passages and text the encoder saw.
-    import bm25s
-    import Stemmer
-
-    stemmer = Stemmer.Stemmer("english")
-    ids = [r[0] for r in rows]
-    corpus_tokens = bm25s.tokenize([f"{r[1]}\n{r[4]}" for r in rows], stopwords="en",
-                                   stemmer=stemmer, show_progress=False)
-    bm25 = bm25s.BM25()
-    bm25.index(corpus_tokens, show_progress=False)
-    q_tokens = bm25s.tokenize([q["text"] for q in queries], stopwords="en", stemmer=stemmer,
-                              show_progress=False)
-    docs, _ = bm25.retrieve(q_tokens, k=10, show_progress=False, n_threads=1)
-    bm25_m = metrics([[span[ids[i]] for i in row] for row in docs], queries)
-
-    # Single-vector: mean of the stored token vectors per passage, cosine.
-    pooled = {}
-    for seg in index.segments:
-        for i, pid in enumerate(seg.ids):
-            if not seg.deleted[i]:
-                v = np.asarray(seg.vectors[seg.offsets[i] : seg.offsets[i + 1]], np.float32)
-                pooled[int(pid)] = v.mean(0)
-    pids = np.array(list(pooled))
-    mat = np.stack([pooled[p] for p in pids])
-    mat /= np.linalg.norm(mat, axis=1, keepdims=True)
-    single = []
-    for q in queries:
-        qv = encoder.encode_queries([q["text"]])[0].mean(0)
-        top = np.argsort(-(mat @ (qv / np.linalg.norm(qv))))[:10]
-        single.append([span[int(pids[i])] for i in top])
-    single_m = metrics(single, queries)
-
-    print(f"\n{len(queries)} queries          R@10   MRR@10  nDCG@10")
-    for name, m in [("BM25 (bm25s)", bm25_m), ("single-vector (mean)", single_m),
-                    ("memex ColBERT exact", colbert)]:
-        print(f"{name:<22} {m['R@10']:.3f}  {m['MRR@10']:.3f}   {m['nDCG@10']:.3f}")
-    print(f"MRR@10 ratio memex/BM25: {colbert['MRR@10'] / bm25_m['MRR@10']:.2f}")
-    print(f"\nlatency: query encoding {percentiles(t_encode)}; search excl. encoding "
-          f"{percentiles(t_search)}; full library call {percentiles(t_total)}")
+    if args.oracle_home:
+        sub = queries[: args.oracle_queries]
+        exact_ranked, t_exact = [], []
+        for q in sub:
+            t0 = time.perf_counter()
+            hits = oracle.search([args.corpus], [q["text"]], 10, mode="colbert")[0]
+            t_exact.append(time.perf_counter() - t0)
+            exact_ranked.append([(h.path, h.start_line, h.end_line) for h in hits])
+        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in
+                           zip(ranked["colbert"][: len(sub)], exact_ranked)])
+        mine, exact = metrics(ranked["colbert"][: len(sub)], sub), metrics(exact_ranked, sub)
+        print(f"\nvs exact oracle on {len(sub)} queries: top-10 overlap {overlap:.3f}; "
+              f"MRR@10 {mine['MRR@10']:.3f} vs exact {exact['MRR@10']:.3f} "
+              f"({(mine['MRR@10'] / exact['MRR@10'] - 1) * 100:+.1f}%); "
+              f"exact latency {pct(t_exact)}; index size ratio "
+              f"{info.bytes_on_disk / oracle.info(args.corpus).bytes_on_disk:.3f}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import torch
 
 from indexer.errors import IndexCorrupt, InvalidInput
 
+COMPRESS_BLOCK = 1 << 16  # token vectors compressed per block
 NBITS = (1, 2, 4)
 
 
@@ -89,9 +90,16 @@ class Codec:
         """Codes [n] (``code_dtype``) and packed residuals [n, dim * nbits / 8] uint8."""
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise InvalidInput(f"expected vectors of dim {self.dim}, got shape {vectors.shape}")
-        codes = assign(self.centroids, vectors)
-        buckets = np.searchsorted(self.cutoffs, vectors - self.centroids[codes]).astype(np.uint8)
-        return codes.astype(self.code_dtype), pack(buckets, self.nbits)
+        # Blocks bound the float32 temporaries: a 3M-vector commit stays within a few hundred MB.
+        codes = np.empty(len(vectors), self.code_dtype)
+        packed = np.empty((len(vectors), self.dim * self.nbits // 8), np.uint8)
+        for start in range(0, len(vectors), COMPRESS_BLOCK):
+            block = np.asarray(vectors[start : start + COMPRESS_BLOCK], dtype=np.float32)
+            block_codes = assign(self.centroids, block)
+            buckets = np.searchsorted(self.cutoffs, block - self.centroids[block_codes])
+            codes[start : start + len(block)] = block_codes
+            packed[start : start + len(block)] = pack(buckets.astype(np.uint8), self.nbits)
+        return codes, packed
 
     def decode_table(self) -> np.ndarray:
         """[256, 8 // nbits] float32: the residual values one packed byte decodes to."""

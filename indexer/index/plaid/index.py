@@ -211,7 +211,8 @@ class PlaidIndex(MultiVectorIndex):
     def _codec_for(self, m: Manifest, flat: np.ndarray) -> str:
         """The current codec if it still fits ``flat``; else a new one trained on it."""
         rng = np.random.default_rng(m.generation)
-        sample = flat[rng.choice(len(flat), min(len(flat), TRAIN_SAMPLE), replace=False)]
+        picked = np.sort(rng.choice(len(flat), min(len(flat), TRAIN_SAMPLE), replace=False))
+        sample = np.asarray(flat[picked], dtype=np.float32)
         if m.codecs:
             current = Codec.load(self.path / "codecs" / m.codecs[-1])
             if len(flat) < REFIT_MIN_TOKENS or current.fit(sample[:16384]) <= REFIT_RATIO:
@@ -223,7 +224,7 @@ class PlaidIndex(MultiVectorIndex):
         return name
 
     def _add_segment(self, m: Manifest, ids: np.ndarray, vectors: list[np.ndarray]) -> None:
-        flat = np.concatenate(vectors).astype(np.float32, copy=False)
+        flat = np.concatenate(vectors)  # kept in the caller's dtype (float16 from a sync)
         cname = self._codec_for(m, flat)
         codec = Codec.load(self.path / "codecs" / cname)
         codes, residuals = codec.compress(flat)
