@@ -41,7 +41,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_K = 1000
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 SEARCH_MODES = ("colbert", "bm25", "hybrid")
-DEFAULT_MODE = "hybrid"  # RRF of ColBERT and BM25 won on the stdlib set (bench/RESULTS-retriever.md)
+# ColBERT alone: on all 1,000 stdlib queries RRF with BM25 lowered MRR@10 from 0.422 to 0.397
+# (bench/RESULTS.md); it had won on a 38-query subset (bench/RESULTS-retriever.md).
+DEFAULT_MODE = "colbert"
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,8 @@ class Corpora:
             docs = s.scalar(select(func.count()).where(Document.corpus_id == row.id))
             passages = s.scalar(select(func.count()).where(Passage.corpus_id == row.id))
         index_dir = self.corpus_dir(name) / row.index_dir
-        size = sum(f.stat().st_size for f in index_dir.iterdir()) if index_dir.exists() else 0
+        size = sum(f.stat().st_size for f in index_dir.rglob("*") if f.is_file()) \
+            if index_dir.exists() else 0
         return CorpusInfo(row.name, row.kind, row.root, row.version, row.encoder,
                           row.encoder_fingerprint, docs or 0, passages or 0, size,
                           row.created_at.isoformat(), row.updated_at.isoformat())
@@ -486,7 +489,7 @@ class Corpora:
         """Top ``k`` passages per query over the union of ``names``.
 
         ``mode``: ``colbert`` (MaxSim scores), ``bm25`` (BM25 scores) or ``hybrid``
-        (reciprocal rank fusion of both, see ``indexer/bm25.py``; the default).
+        (reciprocal rank fusion of both, see ``indexer/bm25.py``); default ``colbert``.
         Each corpus is searched with the encoder and index its row points to, read
         together, so a re-index switching them never yields a mix.
         """

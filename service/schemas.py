@@ -110,7 +110,7 @@ class SearchParams(Strict):
     k: int = Field(default=10, ge=1, le=MAX_K)
     path_glob: str | None = Field(default=None, max_length=1024, description="fnmatch on path")
     mode: Literal["colbert", "bm25", "hybrid"] | None = Field(
-        default=None, description="colbert, bm25, or hybrid (RRF of both; the default)")
+        default=None, description="colbert (the default), bm25, or hybrid (RRF of both)")
 
     @model_validator(mode="after")
     def _queries(self) -> "SearchParams":
