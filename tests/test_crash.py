@@ -88,6 +88,28 @@ def test_kill_at_each_step_of_a_sync(committed, encoder, point):
     assert corpora.info("c").version == 2
 
 
+@pytest.mark.parametrize("point", ["merge-segment", "merge-manifest-tmp", "merge-none"])
+def test_kill_during_a_merge(committed, encoder, point):
+    home, root = committed
+    corpora = Corpora(home, encoder=encoder)
+    corpora.sync("c")  # a second segment, with tombstones in the first: something to merge
+    queries = list(QUERY.values())
+    before = [[(h.document_id, round(h.score, 4)) for h in hits]
+              for hits in corpora.search(["c"], queries, k=3)]
+    child = subprocess.run([sys.executable, str(CHILD), str(home), "c", point],
+                           capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    expected = 0 if point == "merge-none" else -signal.SIGKILL
+    assert child.returncode == expected, child.stderr[-2000:]
+    restarted = Corpora(home, encoder=encoder)
+    assert _check_consistent(restarted, [AFTER]) == AFTER
+    after = [[(h.document_id, round(h.score, 4)) for h in hits]
+             for hits in restarted.search(["c"], queries, k=3)]
+    assert after == before  # a merge never changes results, finished or not
+    restarted.index("c").merge()  # and the next merge completes
+    assert _check_consistent(restarted, [AFTER]) == AFTER
+
+
 def test_server_killed_during_sync_job_resumes_it(tmp_path, encoder):
     root = tmp_path / "big"
     root.mkdir()

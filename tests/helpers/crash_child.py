@@ -6,8 +6,9 @@ Points, in protocol order: ``encoded`` (vectors made, nothing written), ``rows``
 (SQL rows and redo record committed), ``segment`` (segment files written, old
 manifest still in place), ``manifest-tmp`` (new manifest fsynced under its temp
 name, not renamed), ``manifest`` (manifest swapped, redo record not cleared),
-``none`` (no kill). The hooks wrap library functions; the code under test is
-unchanged.
+``none`` (no kill). ``merge-segment`` / ``merge-manifest-tmp`` run a merge of all
+segments instead and die when its segment is written / its manifest is fsynced under
+the temp name. The hooks wrap library functions; the code under test is unchanged.
 """
 
 from __future__ import annotations
@@ -52,8 +53,19 @@ def install(point: str) -> None:
     PlaidIndex.commit = commit_hook
 
 
+def merge(home: str, corpus: str, point: str) -> None:
+    """Merge every segment of the corpus's index, dying at the engine's commit stage."""
+    index = Corpora(Path(home)).index(corpus)
+    stage = {"merge-segment": "merged_segment_written", "merge-manifest-tmp": "manifest_temp_written"}
+    index.fault_hook = lambda s: die() if stage.get(point) == s else None
+    index.merge()
+
+
 if __name__ == "__main__":
     home, corpus, point = sys.argv[1:4]
-    install(point)
-    report = Corpora(Path(home)).sync(corpus)
-    print(f"synced version {report.version}")
+    if point.startswith("merge"):
+        merge(home, corpus, point)
+    else:
+        install(point)
+        report = Corpora(Path(home)).sync(corpus)
+        print(f"synced version {report.version}")

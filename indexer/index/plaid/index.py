@@ -252,6 +252,8 @@ class PlaidIndex(MultiVectorIndex):
             n_cent = len(Codec.load(self.path / "codecs" / codec).centroids)
             name = f"s{m.generation:06d}m{i}"
             n, t = merge_segments(self.path / "segments" / name, codec, n_cent, parts)
+            if self.fault_hook:
+                self.fault_hook("merged_segment_written")
             m.segments = [e for e in m.segments if e.name not in group]
             if n:
                 m.segments.append(SegmentEntry(name, codec, n, t))
