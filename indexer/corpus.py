@@ -485,11 +485,13 @@ class Corpora:
                 yield DocumentInput(doc.doc_id, doc.text, doc.path, doc.metadata_)
 
     def search(self, names: list[str], queries: list[str], k: int = 10,
-               path_glob: str | None = None, mode: str | None = None) -> list[list[SearchHit]]:
+               path_glob: str | None = None, mode: str | None = None,
+               nprobe: int | None = None, candidates: int | None = None) -> list[list[SearchHit]]:
         """Top ``k`` passages per query over the union of ``names``.
 
         ``mode``: ``colbert`` (MaxSim scores), ``bm25`` (BM25 scores) or ``hybrid``
         (reciprocal rank fusion of both, see ``indexer/bm25.py``); default ``colbert``.
+        ``nprobe`` and ``candidates`` override the engine's defaults for this call.
         Each corpus is searched with the encoder and index its row points to, read
         together, so a re-index switching them never yields a mix.
         """
@@ -505,6 +507,7 @@ class Corpora:
                 raise InvalidInput("queries must not be empty")
         with self.sessions() as s:
             rows = {n: self._row(s, n) for n in names}
+        knobs = {n: v for n, v in (("nprobe", nprobe), ("candidates", candidates)) if v}
         encoded: dict[str, list[np.ndarray]] = {}  # query vectors per encoder fingerprint
         merged: list[list[SearchHit]] = [[] for _ in queries]
         depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
@@ -518,7 +521,8 @@ class Corpora:
                     encoder = self.encoder_for(row.encoder, row.encoder_fingerprint)
                     encoded[row.encoder_fingerprint] = encoder.encode_queries(queries)
                 found = [[(p.passage_id, p.score) for p in r] for r in self.index(
-                    name, row.index_dir).search(encoded[row.encoder_fingerprint], depth, allowed)]
+                    name, row.index_dir).search(encoded[row.encoder_fingerprint], depth, allowed,
+                                                **knobs)]
             if mode != "colbert":
                 lexical = self.bm25(name).search(queries, depth, allowed)
                 found = lexical if mode == "bm25" else [

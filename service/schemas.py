@@ -109,6 +109,10 @@ class SearchParams(Strict):
     queries: list[str] | None = Field(default=None, min_length=1, max_length=256)
     k: int = Field(default=10, ge=1, le=MAX_K)
     path_glob: str | None = Field(default=None, max_length=1024, description="fnmatch on path")
+    nprobe: int | None = Field(default=None, ge=1, le=64,
+                               description="PLAID: centroids probed per query token (default 4)")
+    candidates: int | None = Field(default=None, ge=1, le=8192,
+                                   description="PLAID: passages decompressed per segment (default 128)")
     mode: Literal["colbert", "bm25", "hybrid"] | None = Field(
         default=None, description="colbert (the default), bm25, or hybrid (RRF of both)")
 

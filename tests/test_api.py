@@ -32,6 +32,11 @@ def test_directory_corpus_sync_job_and_search(live_server, sample_dir):
 
     r = live_server.post("/v1/corpora/src/search", json={"query": "area of a circle", "k": 2})
     hit = r.json()["results"][0]["hits"][0]
+    tuned = live_server.post("/v1/corpora/src/search", json={
+        "query": "area of a circle", "k": 2, "nprobe": 8, "candidates": 16})
+    assert tuned.json()["results"][0]["hits"][0]["path"] == "math/geometry.py"
+    assert live_server.post("/v1/corpora/src/search", json={
+        "query": "x", "candidates": 0}).status_code == 422
     assert hit["path"] == "math/geometry.py" and hit["start_line"] == 1 and hit["end_line"] == 3
     assert set(hit) >= {"passage_id", "document_id", "score", "text"}
 

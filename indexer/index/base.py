@@ -57,9 +57,12 @@ class MultiVectorIndex(ABC):
         queries: list[np.ndarray],
         k: int,
         allowed_ids: np.ndarray | None = None,
+        **params: int,
     ) -> list[list[ScoredPassage]]:
         """For each query ([q_tokens, dim] float32), the ``k`` best passages by MaxSim,
-        best first. ``allowed_ids`` (sorted int64) restricts the candidates (filters)."""
+        best first. ``allowed_ids`` (sorted int64) restricts the candidates (filters).
+        ``params``: engine knobs (PLAID's ``nprobe``, ``candidates``); an engine ignores
+        the ones it does not have."""
 
     @abstractmethod
     def passage_ids(self) -> np.ndarray:

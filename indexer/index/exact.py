@@ -144,7 +144,7 @@ class ExactIndex(MultiVectorIndex):
             if f.name not in keep and not f.name.endswith(".tmp"):
                 f.unlink(missing_ok=True)
 
-    def search(self, queries, k, allowed_ids=None) -> list[list[ScoredPassage]]:
+    def search(self, queries, k, allowed_ids=None, **params) -> list[list[ScoredPassage]]:
         results = []
         for q in queries:
             q = np.asarray(q, dtype=np.float32)
