@@ -3,7 +3,7 @@
 import time
 
 
-def wait_for_job(client, job_id, timeout=120):
+def wait_for_job(client, job_id, timeout=900):
     deadline = time.time() + timeout
     while time.time() < deadline:
         job = client.get(f"/v1/jobs/{job_id}").json()

@@ -1,24 +1,14 @@
 """Cartridges through the REST API, on a real uvicorn with the real models."""
 
 import json
-import time
 
 from cartridges.client import load_cartridge
+from tests.test_api import wait_for_job as _wait
 
 TINY_BODY = {"p": 4, "num_samples": 2, "holdout": 1, "steps": 1, "batch_size": 1, "chunk_tokens": 24,
              "question_tokens": 6, "answer_tokens": 6}
 DOC = ("The Zephyr protocol sends heartbeats every 7 seconds. Nodes that miss three heartbeats are "
        "marked dead and their shards move to the two nearest replicas. ") * 3
-
-
-def _wait(client, job_id, timeout=900):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError("job did not finish")
 
 
 def test_train_list_pull_chat_delete(live_server, tmp_path, lm):

@@ -1,24 +1,9 @@
 """The neighbours endpoint and CLI on a real server/CLI: the sync keeps the chunk DB updated."""
 
-import time
-
 import numpy as np
 from typer.testing import CliRunner
 
-
-def wait_for_job(client, job_id, timeout=180):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
-def assert_problem(response, status, code):
-    assert response.status_code == status, response.text
-    assert response.json()["code"] == code and response.json()["detail"]
+from tests.test_api import assert_problem, wait_for_job
 
 
 def test_neighbors_endpoint_follows_the_sync(live_server, sample_dir):
