@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from indexer.durable import atomic_write_bytes
 from indexer.errors import IndexCorrupt, InvalidInput, NotFound
 
 FORMAT = "memex-cartridge"
@@ -129,12 +129,7 @@ def save_cartridge(path: Path, keys: list[torch.Tensor], values: list[torch.Tens
                                       CHECKSUM_KEY: _checksum(header, tensors)})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(blob)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, blob)
     return len(blob)
 
 

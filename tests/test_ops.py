@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 from tests.conftest import free_port
-from tests.test_api import wait_for_job
 
 from service import client as mc
 from service.logs import JsonFormatter

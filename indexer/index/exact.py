@@ -10,39 +10,17 @@ the manifest they opened, so a commit never changes what they see.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from indexer.durable import atomic_write_bytes, save_npy
 from indexer.errors import IndexCorrupt, InvalidInput
 from indexer.index.base import MultiVectorIndex, ScoredPassage
 
 FORMAT_VERSION = 1
 SCORE_BLOCK_TOKENS = 1 << 20  # token vectors scored per block: bounds peak memory
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write, fsync, rename: after a crash ``path`` holds either the old or the new bytes."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 @dataclass

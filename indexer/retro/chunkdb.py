@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.durable import save_npy
 from indexer.errors import IndexCorrupt, InvalidInput, NotFound
 from indexer.retro import keyindex, store
 from indexer.retro.chunking import (
@@ -377,7 +378,7 @@ class ChunkDB:
             "doc_rows.npy": self.doc_rows, "chunk_ids.npy": self.chunk_ids,
         }
         for name, arr in files.items():
-            store.replace_file(out_dir / name, lambda p, a=arr: store.save_npy(p, a))
+            store.replace_file(out_dir / name, lambda p, a=arr: save_npy(p, a))
         info = {
             "format_version": FORMAT_VERSION, "k": k, "num_chunks": n,
             "chunk_tokens": self.config.chunk_tokens, "pad_id": self.meta["pad_id"],
@@ -396,7 +397,7 @@ class ChunkDB:
 
 def _write(vdir: Path, meta: dict, docs: list[dict], arrays: dict, index) -> None:
     for name, arr in arrays.items():
-        store.save_npy(vdir / f"{name}.npy", arr)
+        save_npy(vdir / f"{name}.npy", arr)
     store.save_json(vdir / "documents.json", docs)
     if index is not None:
         keyindex.save(index, vdir / "index.faiss")

@@ -13,24 +13,9 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 
+from indexer.durable import fsync_dir
 from indexer.errors import IndexCorrupt, NotFound
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def save_json(path: Path, obj: object) -> None:
@@ -45,7 +30,7 @@ def replace_file(path: Path, write) -> None:
     tmp = path.with_name(f".tmp-{path.name}")
     write(tmp)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def current_version(root: Path) -> Path:
@@ -69,11 +54,11 @@ def commit_version(root: Path, number: int, write) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     write(tmp)
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     final = root / name
     shutil.rmtree(final, ignore_errors=True)  # leftover of a crash after rename, never CURRENT
     os.replace(tmp, final)
-    _fsync_dir(root)
+    fsync_dir(root)
 
     def write_current(p: Path) -> None:
         with open(p, "w") as f:

@@ -1,4 +1,3 @@
-import pytest
 import torch
 
 from cartridges.client import load_cartridge

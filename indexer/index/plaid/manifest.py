@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from indexer.durable import fsync_dir
 from indexer.errors import IndexCorrupt
 
 FORMAT = 1
@@ -79,14 +80,6 @@ class Manifest:
             fault_hook("manifest_temp_written")
         os.replace(tmp, root / NAME)
         fsync_dir(root)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def collect_garbage(root: Path, manifest: Manifest) -> None:
