@@ -99,7 +99,7 @@ def main() -> None:
 
     tree, queries = subset(extract(), args.lines, args.seed)
     home = CACHE / f"home-{args.lines}-{args.seed}"
-    corpora = Corpora(home)
+    corpora = Corpora(home, index_engine="exact")  # single_vector reads its float16 segments
     name = "stdlib-sub"
     if name in corpora.names() and corpora.info(name).encoder != corpora.encoder_name:
         corpora.delete(name)  # left post-trained by an earlier run

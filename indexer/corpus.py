@@ -14,13 +14,11 @@ Writers of one corpus are serialised by a file lock, across processes.
 
 from __future__ import annotations
 
-import fcntl
 import fnmatch
 import re
 import shutil
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,6 +28,7 @@ from sqlalchemy import delete, func, select
 
 from indexer.bm25 import FUSION_DEPTH, BM25Index, rrf
 from indexer.chunking import chunk_lines
+from indexer.durable import exclusive_lock
 from indexer.encoder import ColBERTEncoder
 from indexer.errors import Conflict, IndexCorrupt, InvalidInput, NotFound
 from indexer.index.base import MultiVectorIndex
@@ -151,16 +150,8 @@ class Corpora:
     def corpus_dir(self, name: str) -> Path:
         return self.home / "corpora" / name
 
-    @contextmanager
-    def _write_lock(self, name: str) -> Iterator[None]:
-        path = self.corpus_dir(name)
-        path.mkdir(parents=True, exist_ok=True)
-        with open(path / ".lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def _write_lock(self, name: str):  # noqa: ANN202 - a context manager
+        return exclusive_lock(self.corpus_dir(name))
 
     def _check_root(self, root: str) -> Path:
         path = Path(root).expanduser()

@@ -1,4 +1,5 @@
-"""Writes that survive a crash: fsync the data, rename into place, fsync the directory.
+"""Writes that survive a crash: fsync the data, rename into place, fsync the directory;
+and the file lock that serialises writers across processes.
 
 Every persisted format of memex (index manifests and segments, chunk DBs,
 cartridge files) writes through these helpers, so "old or new, never half"
@@ -7,8 +8,11 @@ holds in one place.
 
 from __future__ import annotations
 
+import fcntl
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -39,3 +43,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+@contextmanager
+def exclusive_lock(directory: Path) -> Iterator[None]:
+    """Hold ``directory/.lock`` exclusively (flock): one writer across threads and processes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -10,14 +10,12 @@ listener).
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from indexer.corpus import Corpora, DocumentInput
+from indexer.durable import exclusive_lock
 from indexer.errors import NotFound
 from indexer.retro import store
 from indexer.retro.chunkdb import ChunkDB, ChunkDBConfig
@@ -29,23 +27,11 @@ def chunkdb_dir(corpora: Corpora, name: str) -> Path:
     return corpora.corpus_dir(name) / "chunkdb"
 
 
-@contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """One writer per chunk DB across threads and processes (read-modify-write)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def reconcile(corpora: Corpora, name: str, config: ChunkDBConfig | None = None) -> ChunkDB:
     """Create or repair the chunk DB of ``name`` from every document of the corpus."""
     corpora.info(name)  # NotFound for an unknown corpus
     root = chunkdb_dir(corpora, name)
-    with _locked(root):
+    with exclusive_lock(root):
         try:
             db = ChunkDB.open(root)
         except NotFound:
