@@ -21,11 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.eval_stdlib import extract, metrics  # noqa: E402
+from bench.eval_stdlib import extract, metrics, single_vector  # noqa: E402
 from indexer.corpus import Corpora  # noqa: E402
 from indexer.posttrain import PostTrainConfig, post_train  # noqa: E402
 
@@ -59,28 +58,6 @@ def evaluate(corpora: Corpora, name: str, queries: list[dict], mode: str) -> dic
     return metrics([[(h.path, h.start_line, h.end_line) for h in hits] for hits in found], queries)
 
 
-def single_vector(corpora: Corpora, name: str, queries: list[dict]) -> dict:
-    """Mean of each passage's stored token vectors, cosine with the mean query vector."""
-    index = corpora.index(name)
-    ids, pooled = [], []
-    for seg in index.segments:
-        for i, pid in enumerate(seg.ids):
-            if not seg.deleted[i]:
-                ids.append(int(pid))
-                pooled.append(np.asarray(seg.vectors[seg.offsets[i]:seg.offsets[i + 1]],
-                                         np.float32).mean(0))
-    mat = np.stack(pooled)
-    mat /= np.linalg.norm(mat, axis=1, keepdims=True)
-    hydrate = corpora._hydrate(name, set(ids))
-    ranked = []
-    for qv in corpora.encoder.encode_queries([q["text"] for q in queries]):
-        v = qv.mean(0)
-        top = np.argsort(-(mat @ (v / np.linalg.norm(v))))[:10]
-        hits = [hydrate[ids[i]](0.0) for i in top]
-        ranked.append([(h.path, h.start_line, h.end_line) for h in hits])
-    return metrics(ranked, queries)
-
-
 def _table(rows: dict, queries: list[dict], base: float) -> None:
     print(f"\n{len(queries)} queries                      R@10   MRR@10  nDCG@10  MRR/untrained")
     for label, m in rows.items():
@@ -112,7 +89,8 @@ def main() -> None:
           f"queries; indexing {report.passages_added} passages took {time.perf_counter() - t0:.0f}s")
 
     rows = {"BM25": evaluate(corpora, name, queries, "bm25"),
-            "single-vector (mean, 384-d)": single_vector(corpora, name, queries),
+            "single-vector (mean, 384-d)": metrics(single_vector(corpora, name, queries),
+                                                   queries),
             "ColBERT untrained (raw 384-d)": evaluate(corpora, name, queries, "colbert"),
             "hybrid on untrained (RRF)": evaluate(corpora, name, queries, "hybrid")}
     size_raw = info.bytes_on_disk
