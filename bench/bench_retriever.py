@@ -1,13 +1,16 @@
-"""Trained retriever vs every untrained option, side by side, on a stdlib subset.
+"""Trained retriever vs every untrained option, side by side, on the stdlib set.
 
-    MEMEX_ENCODER_RUNTIME=torch python bench/bench_retriever.py --lines 9000 --synthetic 24
+    # the whole corpus, from homes eval_stdlib.py indexed (copied, never changed):
+    python bench/bench_retriever.py --from-home bench/.cache/home-plaid \
+        --oracle-home bench/.cache/home-auto --lm 200 --mined 2000
+    # or a subset: target files of the queries, in a seeded order, until --lines lines
+    python bench/bench_retriever.py --lines 9000 --lm 24 --mined 500
 
-A subset of the stdlib code-search set: target files of the queries, in a seeded
-order, until ``--lines`` lines; evaluated on every query whose target is in it.
-Reports R@10 / MRR@10 / nDCG@10 for BM25, single-vector (mean of the stored
-token vectors), the untrained ColBERT default (raw 384-d MiniLM tokens), hybrid
-(RRF) on it, then post-trains the corpus (``indexer/posttrain.py``: LM-written
-queries for sampled passages, never the eval queries) and reports the trained
+Reports R@10 / MRR@10 / nDCG@10 for BM25, single-vector (mean of the exact
+index's stored token vectors), the untrained ColBERT default (raw 384-d MiniLM
+tokens), hybrid (RRF) on it, then post-trains the corpus
+(``indexer/posttrain.py``: LM-written queries for sampled passages and the
+corpus's own docstrings, never the evaluation queries) and reports the trained
 128-d ColBERT and hybrid on it, with index sizes and CPU times.
 """
 
@@ -26,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.eval_stdlib import extract, metrics, single_vector  # noqa: E402
 from indexer.corpus import Corpora  # noqa: E402
-from indexer.posttrain import PostTrainConfig, post_train  # noqa: E402
+from indexer.posttrain import PostTrainConfig, mined_queries, post_train  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "retriever"
 
@@ -67,52 +70,82 @@ def _table(rows: dict, queries: list[dict], base: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--from-home", type=Path, help="an indexed home to copy (whole corpus)")
+    ap.add_argument("--oracle-home", type=Path, help="the same corpus on the exact engine "
+                    "(for the single-vector baseline; default: the subset's own home)")
+    ap.add_argument("--corpus", default="stdlib")
     ap.add_argument("--lines", type=int, default=9000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--synthetic", type=int, default=24, help="LM-written training queries (0: baselines only)")
-    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--lm", type=int, default=24, help="LM-written training queries")
+    ap.add_argument("--mined", type=int, default=500, help="docstring training queries")
+    ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--no-teacher", action="store_true")
+    ap.add_argument("--baselines-only", action="store_true")
     args = ap.parse_args()
 
-    tree, queries = subset(extract(), args.lines, args.seed)
-    home = CACHE / f"home-{args.lines}-{args.seed}"
-    corpora = Corpora(home, index_engine="exact")  # single_vector reads its float16 segments
-    name = "stdlib-sub"
-    if name in corpora.names() and corpora.info(name).encoder != corpora.encoder_name:
-        corpora.delete(name)  # left post-trained by an earlier run
-    if name not in corpora.names():
-        corpora.create(name, str(tree))
-    t0 = time.perf_counter()
-    report = corpora.sync(name)
+    root = extract()
+    if args.from_home:
+        home, name = CACHE / "full-home", args.corpus
+        if home.exists():
+            shutil.rmtree(home)
+        shutil.copytree(args.from_home, home)
+        queries = [json.loads(x) for x in open(root / "queries.jsonl")]
+        corpora = Corpora(home)
+        oracle = Corpora(args.oracle_home) if args.oracle_home else None
+    else:
+        tree, queries = subset(root, args.lines, args.seed)
+        home, name = CACHE / f"home-{args.lines}-{args.seed}", "stdlib-sub"
+        corpora = Corpora(home, index_engine="exact")  # single_vector reads float16 segments
+        if name in corpora.names() and corpora.info(name).encoder != corpora.encoder_name:
+            corpora.delete(name)  # left post-trained by an earlier run
+        if name not in corpora.names():
+            corpora.create(name, str(tree))
+        t0 = time.perf_counter()
+        report = corpora.sync(name)
+        print(f"indexing {report.passages_added} passages took {time.perf_counter() - t0:.0f}s")
+        oracle = corpora
     info = corpora.info(name)
-    print(f"subset: {info.documents} files, {info.passages} passages, {len(queries)} eval "
-          f"queries; indexing {report.passages_added} passages took {time.perf_counter() - t0:.0f}s")
+    print(f"corpus: {info.documents} files, {info.passages} passages, {len(queries)} eval "
+          f"queries; {type(corpora.index(name)).__name__}, encoder {info.encoder}")
 
-    rows = {"BM25": evaluate(corpora, name, queries, "bm25"),
-            "single-vector (mean, 384-d)": metrics(single_vector(corpora, name, queries),
-                                                   queries),
-            "ColBERT untrained (raw 384-d)": evaluate(corpora, name, queries, "colbert"),
-            "hybrid on untrained (RRF)": evaluate(corpora, name, queries, "hybrid")}
+    t0 = time.perf_counter()
+    rows = {"BM25": evaluate(corpora, name, queries, "bm25")}
+    if oracle is not None:
+        rows["single-vector (mean, 384-d)"] = metrics(single_vector(oracle, name, queries),
+                                                      queries)
+    rows["ColBERT untrained (raw 384-d)"] = evaluate(corpora, name, queries, "colbert")
+    rows["hybrid on untrained (RRF)"] = evaluate(corpora, name, queries, "hybrid")
     size_raw = info.bytes_on_disk
-    _table(rows, queries, rows["ColBERT untrained (raw 384-d)"]["MRR@10"])
-    if args.synthetic == 0:
+    base = rows["ColBERT untrained (raw 384-d)"]["MRR@10"]
+    _table(rows, queries, base)
+    print(f"(baselines evaluated in {time.perf_counter() - t0:.0f}s)")
+    if args.baselines_only:
         return
 
-    cfg = PostTrainConfig(passages=args.synthetic, teacher=not args.no_teacher)
+    eval_texts = {x["text"].strip() for x in queries}
+    mined = mined_queries(corpora, name, args.mined, args.seed)
+    print(f"docstring queries whose text equals an evaluation query's: "
+          f"{sum(m[0] in eval_texts for m in mined)} of {len(mined)} (the evaluated functions' "
+          f"docstrings are blanked in the tree; equal texts are other functions' docstrings)")
+    cfg = PostTrainConfig(passages=args.lm, mined=args.mined, teacher=not args.no_teacher,
+                          seed=args.seed)
     cfg.train.steps = args.steps
     t0 = time.perf_counter()
     done = post_train(corpora, name, cfg, progress=lambda s, d, t: print(
         f"  {s} {d}/{t}", end="\r", flush=True))
-    print(f"\npost-training: {done['examples']} examples; data {done['data_seconds']}s, "
+    q = done["queries"]
+    print(f"\npost-training: {done['examples']} examples ({q['lm']['count']} LM-written, "
+          f"{q['docstrings']['count']} docstrings); data {done['data_seconds']}s, "
           f"train {done['training']['seconds']}s ({done['training']['steps']} steps, loss "
           f"{done['training']['first_loss']:.3f} -> {done['training']['last_loss']:.3f}), "
           f"re-index {done['reindex']['seconds']}s; total {time.perf_counter() - t0:.0f}s (CPU)")
-    print("sample synthetic queries:", done["sample_queries"][:3])
+    print("LM-written queries:", q["lm"]["examples"][:3])
+    print("docstring queries:", q["docstrings"]["examples"][:3])
     rows["ColBERT post-trained (128-d)"] = evaluate(corpora, name, queries, "colbert")
     rows["hybrid on post-trained (RRF)"] = evaluate(corpora, name, queries, "hybrid")
     size_trained = corpora.info(name).bytes_on_disk
 
-    _table(rows, queries, rows["ColBERT untrained (raw 384-d)"]["MRR@10"])
+    _table(rows, queries, base)
     print(f"index: untrained {size_raw / 1e6:.1f} MB, post-trained {size_trained / 1e6:.1f} MB "
           f"(ratio {size_trained / size_raw:.2f})")
 

@@ -1,11 +1,16 @@
 """Post-training a corpus's retriever with no labels.
 
-1. sample passages of the corpus;
-2. the bundled LM (SmolLM2-135M-Instruct) writes a search query for each;
+1. queries: the bundled LM (SmolLM2-135M-Instruct) writes a search query for
+   each of a sample of passages, and the corpus's own docstrings give more
+   (``indexer/mined_queries.py``: free, and far more numerous than what the LM
+   writes in the same time on a CPU);
+2. (the LM's positives are their passages; a docstring's is its code's passage
+   with the docstring cut out);
 3. hard negatives: the current retriever's top passages for that query that
    come from other documents (windows of the same file overlap the positive);
-4. a teacher scores positive and negatives: the LM's mean log-likelihood of the
-   query given each passage (query likelihood); training distils it (KL);
+4. a teacher scores the LM queries' positive and negatives: the LM's mean
+   log-likelihood of the query given each passage (query likelihood); training
+   distils it (KL) next to the contrastive loss;
 5. train (``indexer/training``), save a new encoder version under
    ``<home>/encoders/``, re-index the corpus with it and switch atomically
    (``indexer/reindex.py``).
@@ -19,31 +24,37 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
+from sqlalchemy import select
 
 from indexer.corpus import Corpora
 from indexer.errors import InvalidInput
+from indexer.mined_queries import PassageSpan, docstring_queries
+from indexer.store import Document, Passage
 from indexer.reindex import reindex
 from indexer.training import Example, TrainConfig, train
 
 Progress = Callable[[str, int, int], None]
 
-PROMPT = ("Here is a passage from the file {path}:\n\n{passage}\n\n"
-          "Write one short search query, a single line describing what this code or text "
-          "does, that a developer would type to find it. Reply with the query only, "
-          "in under 12 words.")
+# Asked for "a search query", the 135M model mostly writes generic questions ("How do I
+# write a Python function ..."); asked to summarise, it names what the code touches,
+# which is what a search for that code contains. The reply is primed with "It ".
+PROMPT = "```\n# {path}\n{passage}\n```\nSummarize what this code does in one short sentence."
+REPLY_PREFIX = "It "
+MIN_WORDS = 3
 
 
 @dataclass
 class PostTrainConfig:
-    passages: int = 64  # sampled passages, one synthetic query each
-    passage_chars: int = 800  # passage text shown to the LM (keeps generation fast)
+    passages: int = 64  # sampled passages, one LM-written query each
+    mined: int = 2000  # docstring queries mined from the corpus, at most (0: none)
+    passage_chars: int = 600  # passage text shown to the LM (prefill dominates its cost)
     max_query_tokens: int = 20
     lm_batch: int = 8
     mine_depth: int = 20  # negatives come from the current top-k
-    teacher: bool = True  # LM query likelihood scores for distillation
+    teacher: bool = True  # LM query likelihood scores for distillation (LM queries)
     seed: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=150, batch_size=8, n_negatives=3, train_layers=0, head_lr=1e-3))
+        steps=300, batch_size=8, n_negatives=3, train_layers=2, head_lr=1e-3))
 
 
 class QueryWriter:
@@ -63,18 +74,20 @@ class QueryWriter:
     def _prompt(self, path: str, passage: str, chars: int) -> str:
         msg = PROMPT.format(path=path, passage=passage[:chars])
         return self.tok.apply_chat_template([{"role": "user", "content": msg}], tokenize=False,
-                                            add_generation_prompt=True) + "Query: "
+                                            add_generation_prompt=True) + REPLY_PREFIX
 
     @torch.inference_mode()
     def write(self, items: list[tuple[str, str]], chars: int, max_tokens: int) -> list[str]:
-        """A query per (path, passage), greedy."""
+        """A query per (path, passage), greedy; "" where the reply is too short to use."""
         prompts = [self._prompt(p, t, chars) for p, t in items]
         batch = self.tok(prompts, return_tensors="pt", padding=True).to(self.device)
         out = self.model.generate(**batch, max_new_tokens=max_tokens, do_sample=False,
+                                  repetition_penalty=1.2,
                                   pad_token_id=self.tok.pad_token_id)
         texts = self.tok.batch_decode(out[:, batch["input_ids"].shape[1]:],
                                       skip_special_tokens=True)
-        return [t.strip().splitlines()[0].strip(' "`') if t.strip() else "" for t in texts]
+        first = [t.strip().splitlines()[0].strip(' "`') if t.strip() else "" for t in texts]
+        return [t if len(t.split()) >= MIN_WORDS else "" for t in first]
 
     @torch.inference_mode()
     def likelihood(self, query: str, passages: list[tuple[str, str]], chars: int) -> list[float]:
@@ -100,42 +113,74 @@ def _split_path(text: str) -> tuple[str, str]:
     return path, body
 
 
+def mined_queries(corpora: Corpora, name: str, limit: int,
+                  seed: int) -> list[tuple[str, int, str]]:
+    """(query, passage id, positive text with its path line) from the corpus's docstrings."""
+    with corpora.sessions() as s:
+        row = corpora._row(s, name)
+        spans: dict[int, list[PassageSpan]] = {}
+        for pid, doc, start, end in s.execute(
+                select(Passage.id, Passage.document_id, Passage.start_line, Passage.end_line)
+                .where(Passage.corpus_id == row.id)):
+            spans.setdefault(doc, []).append(PassageSpan(pid, start, end))
+        docs = s.execute(select(Document.id, Document.path, Document.doc_id, Document.text)
+                         .where(Document.corpus_id == row.id,
+                                Document.path.like("%.py"))).all()
+    found = [(m.query, m.passage_id, f"{path or doc_id}\n{m.positive}")
+             for key, path, doc_id, text in docs
+             for m in docstring_queries(text, spans.get(key, []))]
+    random.Random(seed).shuffle(found)
+    return found[:limit]
+
+
 def make_examples(corpora: Corpora, name: str, cfg: PostTrainConfig,
                   progress: Progress | None = None,
-                  should_stop: Callable[[], bool] = lambda: False) -> list[Example]:
+                  should_stop: Callable[[], bool] = lambda: False
+                  ) -> tuple[list[Example], dict]:
+    """Training examples, and how many came from each source with a few of each."""
     ids, texts, _ = corpora.passages(name)
     if len(ids) < 4:
         raise InvalidInput(f"corpus {name!r} has too few passages to post-train on")
     rng = random.Random(cfg.seed)
     sample = rng.sample(range(len(ids)), min(cfg.passages, len(ids)))
-    writer = QueryWriter()
-    queries: list[str] = []
+    by_id = dict(zip(ids, texts))
+    writer = QueryWriter() if sample else None
+    # (query, positive passage id, positive text, from the LM)
+    pairs = [(q, pid, text, False) for q, pid, text in
+             mined_queries(corpora, name, cfg.mined, cfg.seed)] if cfg.mined else []
     for start in range(0, len(sample), cfg.lm_batch):
         if should_stop():
             raise InterruptedError("stopped")
-        chunk = [_split_path(texts[i]) for i in sample[start:start + cfg.lm_batch]]
-        queries += writer.write(chunk, cfg.passage_chars, cfg.max_query_tokens)
+        chunk = sample[start:start + cfg.lm_batch]
+        written = writer.write([_split_path(texts[i]) for i in chunk], cfg.passage_chars,
+                               cfg.max_query_tokens)
+        pairs += [(q, ids[i], texts[i], True) for q, i in zip(written, chunk) if q]
         if progress:
-            progress("write queries", len(queries), len(sample))
-    by_id = dict(zip(ids, texts))
-    examples = []
-    for n, (i, query) in enumerate(zip(sample, queries)):
-        if not query:
-            continue
-        hits = corpora.search([name], [query], cfg.mine_depth, mode="colbert")[0]
-        doc = next((h.document_id for h in hits if h.passage_id == ids[i]), None)
-        negs = [by_id[h.passage_id] for h in hits if h.passage_id != ids[i]
-                and h.document_id != doc][: cfg.train.n_negatives]
-        if not negs:
-            continue
-        scores = None
-        if cfg.teacher:
-            scores = writer.likelihood(query, [_split_path(t) for t in [texts[i]] + negs],
-                                       cfg.passage_chars)
-        examples.append(Example(query, texts[i], negs, scores))
+            progress("write queries", start + len(chunk), len(sample))
+    examples, sources = [], {"lm": [], "docstrings": []}
+    for start in range(0, len(pairs), 32):
+        if should_stop():
+            raise InterruptedError("stopped")
+        batch = pairs[start:start + 32]
+        found = corpora.search([name], [q for q, *_ in batch], cfg.mine_depth, mode="colbert")
+        for (query, pid, positive, from_lm), hits in zip(batch, found):
+            path = by_id[pid].partition("\n")[0]  # windows of the same file overlap it
+            negs = [by_id[h.passage_id] for h in hits if h.passage_id in by_id
+                    and by_id[h.passage_id].partition("\n")[0] != path][: cfg.train.n_negatives]
+            if not negs:
+                continue
+            scores = None
+            if cfg.teacher and from_lm:
+                scores = writer.likelihood(query, [_split_path(t) for t in [positive] + negs],
+                                           cfg.passage_chars)
+            examples.append(Example(query, positive, negs, scores))
+            sources["lm" if from_lm else "docstrings"].append(query)
         if progress:
-            progress("mine and score", n + 1, len(sample))
-    return examples
+            progress("mine and score", start + len(batch), len(pairs))
+    if len(examples) < 2:
+        raise InvalidInput(f"corpus {name!r} gave too few training queries "
+                           f"({len(examples)}); sample more passages")
+    return examples, {k: {"count": len(v), "examples": v[:5]} for k, v in sources.items()}
 
 
 def post_train(corpora: Corpora, name: str, cfg: PostTrainConfig | None = None,
@@ -146,7 +191,7 @@ def post_train(corpora: Corpora, name: str, cfg: PostTrainConfig | None = None,
     t0 = time.perf_counter()
     with corpora.sessions() as s:
         base = corpora._row(s, name).encoder
-    examples = make_examples(corpora, name, cfg, progress, should_stop)
+    examples, sources = make_examples(corpora, name, cfg, progress, should_stop)
     t_data = time.perf_counter() - t0
     cfg.train.base = base
     passages = corpora.passages(name)[1]
@@ -166,4 +211,4 @@ def post_train(corpora: Corpora, name: str, cfg: PostTrainConfig | None = None,
     switched = reindex(corpora, name, str(out), progress)
     return {"encoder": str(out), "examples": len(examples), "data_seconds": round(t_data, 1),
             "training": stats, "reindex": switched, "config": asdict(cfg),
-            "sample_queries": [e.query for e in examples[:5]]}
+            "queries": sources}

@@ -18,14 +18,15 @@ def _fail(message: str) -> None:
 
 @app.command("train")
 def train_cmd(corpus: str = typer.Argument(..., help="corpus to post-train"),
-              passages: int = typer.Option(64, help="synthetic queries the LM writes"),
-              steps: int = typer.Option(150, help="training steps"),
+              passages: int = typer.Option(64, help="sampled passages the LM writes a query for"),
+              mined: int = typer.Option(2000, help="docstring queries mined from the corpus"),
+              steps: int = typer.Option(300, help="training steps"),
               teacher: bool = typer.Option(True, help="distil LM query likelihood")) -> None:
-    """Post-train CORPUS's retriever on LM-written queries, then re-index and switch."""
+    """Post-train CORPUS's retriever on LM-written and docstring queries, re-index, switch."""
     from indexer.posttrain import PostTrainConfig, post_train
     from service.cli import _Bar, _corpora
 
-    cfg = PostTrainConfig(passages=passages, teacher=teacher)
+    cfg = PostTrainConfig(passages=passages, mined=mined, teacher=teacher)
     cfg.train.steps = steps
     bar = _Bar()
     try:

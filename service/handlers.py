@@ -32,6 +32,7 @@ def register_all(runner: JobRunner, corpora: Corpora) -> None:
         from indexer.posttrain import PostTrainConfig, post_train
 
         cfg = PostTrainConfig(passages=params.get("passages", 64),
+                              mined=params.get("mined", 2000),
                               teacher=params.get("teacher", True))
         cfg.train.steps = params.get("steps", cfg.train.steps)
         try:

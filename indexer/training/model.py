@@ -21,12 +21,16 @@ class TrainableColBERT(torch.nn.Module):
             raise ValueError("give the encoder a projection head first (see pca_head)")
         self.head = encoder.projection
 
-        # With a frozen backbone (head-only training) its outputs are computed once per
-        # text and reused: steps then cost a projection, which makes CPU training cheap.
+        # The frozen lower part of the backbone (everything below the trained top layers)
+        # gives the same output for a text at every step: it is computed once per text
+        # and reused, so a step costs only the trained layers and the head. That is
+        # what makes training affordable on a CPU.
         self.cache: dict[tuple, torch.Tensor] | None = None
+        self.trained_layers = 0
 
-    def freeze_backbone_cache(self) -> None:
-        self.cache = {}
+    def cache_frozen_layers(self, trained_layers: int) -> None:
+        """Cache the input of the top ``trained_layers`` layers (0: the backbone's output)."""
+        self.cache, self.trained_layers = {}, trained_layers
 
     def _hidden(self, batch: dict) -> torch.Tensor:
         batch = {k: v.to(self.encoder.device) for k, v in batch.items()}
@@ -35,15 +39,23 @@ class TrainableColBERT(torch.nn.Module):
         ids, mask = batch["input_ids"], batch["attention_mask"].bool()
         keys = [tuple(ids[i][mask[i]].tolist()) for i in range(len(ids))]  # unpadded ids
         todo = [i for i, key in enumerate(keys) if key not in self.cache]
+        layers = self.backbone.encoder.layer
+        first_trained = len(layers) - self.trained_layers
         if todo:
             with torch.no_grad():
-                out = self.backbone(**{k: v[todo] for k, v in batch.items()}).last_hidden_state
-            for j, i in enumerate(todo):
-                self.cache[keys[i]] = out[j][mask[i]]
-        hidden = out.new_zeros(*ids.shape, self.backbone.config.hidden_size) if todo else \
-            torch.zeros(*ids.shape, self.backbone.config.hidden_size, device=ids.device)
+                states = self.backbone(**{k: v[todo] for k, v in batch.items()},
+                                       output_hidden_states=True).hidden_states
+            for j, i in enumerate(todo):  # hidden_states[n] is the input of layer n
+                self.cache[keys[i]] = states[first_trained][j][mask[i]]
+        hidden = torch.zeros(*ids.shape, self.backbone.config.hidden_size, device=ids.device)
         for i, key in enumerate(keys):
             hidden[i, mask[i]] = self.cache[key]
+        if self.trained_layers:
+            attention = self.backbone._create_attention_masks(
+                attention_mask=batch["attention_mask"], encoder_attention_mask=None,
+                embedding_output=hidden, encoder_hidden_states=None, cache=None)[0]
+            for layer in layers[first_trained:]:
+                hidden = layer(hidden, attention_mask=attention)
         return hidden
 
     def _forward(self, batch: dict) -> torch.Tensor:

@@ -4,7 +4,7 @@ Per step: ``batch_size`` examples, each a query with its positive and
 ``n_negatives`` hard negatives. Every query is scored against every passage of
 the batch (in-batch negatives) and cross-entropy picks its own positive. When
 the examples carry teacher scores, a KL term (teacher -> student) over each
-query's own passages is added (distillation).
+query's own passages is added for the examples that have them (distillation).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _trainable_params(model: TrainableColBERT, cfg: TrainConfig) -> list[dict]:
 
 
 def batch_loss(model: TrainableColBERT, batch: list[Example], cfg: TrainConfig) -> torch.Tensor:
-    """Contrastive cross-entropy (+ distillation KL when every example has scores)."""
+    """Contrastive cross-entropy (+ distillation KL for the examples that carry scores)."""
     group = 1 + cfg.n_negatives if all(e.negatives for e in batch) else 1
     if group == 1 and not cfg.in_batch_negatives:
         raise InvalidInput("no negatives: give hard negatives or enable in_batch_negatives")
@@ -83,14 +83,17 @@ def batch_loss(model: TrainableColBERT, batch: list[Example], cfg: TrainConfig) 
         loss = torch.nn.functional.cross_entropy(scores, rows * group)
     else:
         loss = torch.nn.functional.cross_entropy(own, torch.zeros_like(rows))
-    if cfg.distill_weight > 0 and group > 1 and all(e.scores for e in batch):
-        # teacher scores follow [positive] + negatives, cycled like the negatives
-        teacher = torch.tensor([[e.scores[0]] + [e.scores[1 + i % len(e.negatives)]
-                                                 for i in range(group - 1)] for e in batch],
-                               device=scores.device)
+    scored = [i for i, e in enumerate(batch) if e.scores]
+    if cfg.distill_weight > 0 and group > 1 and scored:
+        # teacher scores follow [positive] + negatives, cycled like the negatives; the
+        # KL covers the examples that carry them (a batch may mix scored and unscored)
+        rows_t = [[e.scores[0]] + [e.scores[1 + j % len(e.negatives)] for j in range(group - 1)]
+                  for e in (batch[i] for i in scored)]
+        teacher = torch.tensor(rows_t, device=scores.device)
         target = torch.log_softmax(teacher / cfg.teacher_temperature, dim=-1)
         loss = loss + cfg.distill_weight * torch.nn.functional.kl_div(
-            torch.log_softmax(own, dim=-1), target, log_target=True, reduction="batchmean")
+            torch.log_softmax(own[scored], dim=-1), target, log_target=True,
+            reduction="batchmean")
     return loss
 
 
@@ -113,8 +116,8 @@ def fit(cfg: TrainConfig, examples: list[Example], pca_passages: list[str] | Non
     pca_passages = pca_passages or [e.positive for e in examples]
     model = build_model(cfg, pca_passages)
     opt = torch.optim.AdamW(_trainable_params(model, cfg))
-    if cfg.train_layers == 0:
-        model.freeze_backbone_cache()
+    if 0 <= cfg.train_layers < len(model.backbone.encoder.layer):
+        model.cache_frozen_layers(cfg.train_layers)
     base_lrs = [g["lr"] for g in opt.param_groups]
     order: list[int] = []
     losses: list[float] = []

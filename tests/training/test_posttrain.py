@@ -1,0 +1,85 @@
+"""Post-training with no labels: docstring mining, the frozen-layer cache, end to end."""
+
+from __future__ import annotations
+
+import inspect
+import shlex
+import shutil
+import textwrap
+from pathlib import Path
+
+import torch
+
+from indexer.corpus import Corpora
+from indexer.encoder import ColBERTEncoder
+from indexer.mined_queries import PassageSpan, docstring_queries
+from indexer.posttrain import PostTrainConfig, mined_queries, post_train
+from indexer.training.model import TrainableColBERT
+
+SOURCE = '''class Stack:
+    """A last-in first-out collection of items."""
+
+    def push(self, item):
+        """Put an item on top of the stack."""
+        self.items.append(item)
+
+    def pop(self):
+        """Short."""
+        return self.items.pop()
+'''
+
+
+def test_docstring_queries_cut_the_docstring_and_pick_the_holding_window() -> None:
+    spans = [PassageSpan(1, 1, 5), PassageSpan(2, 4, 10)]
+    found = {m.query: m for m in docstring_queries(SOURCE, spans)}
+    assert set(found) == {"A last-in first-out collection of items.",
+                          "Put an item on top of the stack."}  # "Short." is too short
+    push = found["Put an item on top of the stack."]
+    assert push.passage_id == 2  # the window that holds the whole method
+    assert "def push(self, item):" in push.positive and "Put an item" not in push.positive
+    assert "last-in" not in found["A last-in first-out collection of items."].positive
+    assert docstring_queries("def broken(:\n", spans) == []
+    assert docstring_queries(SOURCE, []) == []
+
+
+def test_frozen_layer_cache_encodes_as_the_full_forward(encoder: ColBERTEncoder) -> None:
+    trainable = ColBERTEncoder.load(runtime="torch")
+    trainable.projection = torch.nn.Linear(384, 32, bias=False)
+    trainable.dim = 32
+    model = TrainableColBERT(trainable).eval()
+    texts = [inspect.getsource(textwrap.dedent), "def f(x):\n    return x", "short"]
+    with torch.no_grad():
+        full, mask = model.encode_documents(texts)
+        for trained_layers in (0, 1, 2):
+            model.cache_frozen_layers(trained_layers)
+            for _ in range(2):  # the second pass reads the cache
+                cached, _ = model.encode_documents(texts)
+                assert torch.allclose(cached[mask], full[mask], atol=1e-5), trained_layers
+
+
+def test_post_train_mines_trains_and_switches(tmp_path: Path, encoder: ColBERTEncoder,
+                                              monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("MEMEX_ENCODER_RUNTIME", "torch")  # no ONNX export of the new version
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for module in (textwrap, shlex):
+        shutil.copy(inspect.getsourcefile(module), tree / Path(module.__file__).name)
+    corpora = Corpora(tmp_path / "home", encoder=encoder)
+    corpora.create("lib", str(tree))
+    corpora.sync("lib")
+    mined = mined_queries(corpora, "lib", 1000, seed=0)
+    assert len(mined) >= 10 and all(text.startswith(("textwrap.py\n", "shlex.py\n"))
+                                    for _, _, text in mined)
+
+    cfg = PostTrainConfig(passages=2, mined=24, lm_batch=2)
+    cfg.train.steps, cfg.train.batch_size, cfg.train.train_layers = 4, 4, 1
+    cfg.train.dim, cfg.train.doc_max_tokens = 32, 96
+    done = post_train(corpora, "lib", cfg)
+    assert done["queries"]["docstrings"]["count"] >= 10
+    assert done["training"]["steps"] == 4
+    info = corpora.info("lib")
+    assert info.encoder == done["encoder"] != "bundled:minilm"
+    assert corpora.index("lib").dim == 32
+    hits = corpora.search(["lib"], ["split a string using shell-like syntax"], 5,
+                          mode="colbert")[0]
+    assert hits and hits[0].path in {"shlex.py", "textwrap.py"}
