@@ -1,5 +1,8 @@
 """Trained retriever vs every untrained option, side by side, on the stdlib set.
 
+    # after a --from-home run: calibrate hybrid on fresh LM queries and evaluate it
+    python bench/bench_retriever.py --recalibrate 64
+
     # the whole corpus, from homes eval_stdlib.py indexed (copied, never changed):
     python bench/bench_retriever.py --from-home bench/.cache/home-plaid \
         --oracle-home bench/.cache/home-auto --lm 200 --mined 2000
@@ -29,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.eval_stdlib import extract, metrics, single_vector  # noqa: E402
 from indexer.corpus import Corpora  # noqa: E402
-from indexer.posttrain import PostTrainConfig, mined_queries, post_train  # noqa: E402
+from indexer.posttrain import (PostTrainConfig, QueryWriter, split_path,  # noqa: E402
+                               calibrate_fusion, mined_queries, post_train)
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "retriever"
 
@@ -81,11 +85,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--no-teacher", action="store_true")
     ap.add_argument("--baselines-only", action="store_true")
+    ap.add_argument("--recalibrate", type=int, default=0, metavar="N",
+                    help="evaluate the post-trained corpus left by an earlier --from-home run, "
+                    "after calibrating hybrid search on N fresh LM-written queries")
     args = ap.parse_args()
 
     root = extract()
+    if args.recalibrate:
+        recalibrate(args, root)
+        return
     if args.from_home:
-        home, name = CACHE / "full-home", args.corpus
+        home = CACHE / ("baselines-home" if args.baselines_only else "full-home")
+        name = args.corpus
         if home.exists():
             shutil.rmtree(home)
         shutil.copytree(args.from_home, home)
@@ -133,7 +144,7 @@ def main() -> None:
     t0 = time.perf_counter()
     done = post_train(corpora, name, cfg, progress=lambda s, d, t: print(
         f"  {s} {d}/{t}", end="\r", flush=True))
-    q = done["queries"]
+    q, fusion = done["queries"], done["fusion"]
     print(f"\npost-training: {done['examples']} examples ({q['lm']['count']} LM-written, "
           f"{q['docstrings']['count']} docstrings); data {done['data_seconds']}s, "
           f"train {done['training']['seconds']}s ({done['training']['steps']} steps, loss "
@@ -141,6 +152,8 @@ def main() -> None:
           f"re-index {done['reindex']['seconds']}s; total {time.perf_counter() - t0:.0f}s (CPU)")
     print("LM-written queries:", q["lm"]["examples"][:3])
     print("docstring queries:", q["docstrings"]["examples"][:3])
+    print(f"hybrid calibration on {fusion['queries']} held-out LM queries: BM25 weight "
+          f"{fusion['chosen']} (MRR@10 by weight: {fusion.get('mrr_by_weight')})")
     rows["ColBERT post-trained (128-d)"] = evaluate(corpora, name, queries, "colbert")
     rows["hybrid on post-trained (RRF)"] = evaluate(corpora, name, queries, "hybrid")
     size_trained = corpora.info(name).bytes_on_disk
@@ -148,6 +161,28 @@ def main() -> None:
     _table(rows, queries, base)
     print(f"index: untrained {size_raw / 1e6:.1f} MB, post-trained {size_trained / 1e6:.1f} MB "
           f"(ratio {size_trained / size_raw:.2f})")
+
+
+def recalibrate(args: argparse.Namespace, root: Path) -> None:
+    """Calibrate hybrid search on fresh LM queries, then evaluate, on the post-trained home."""
+    corpora, name = Corpora(CACHE / "full-home"), args.corpus
+    queries = [json.loads(x) for x in open(root / "queries.jsonl")]
+    ids, texts, _ = corpora.passages(name)
+    sample = random.Random(args.seed + 1).sample(range(len(ids)), args.recalibrate)
+    writer = QueryWriter()
+    held_out = []
+    for start in range(0, len(sample), 8):
+        chunk = sample[start:start + 8]
+        written = writer.write([split_path(texts[i]) for i in chunk], 600, 20)
+        held_out += [(q, ids[i]) for q, i in zip(written, chunk) if q]
+    fusion = calibrate_fusion(corpora, name, held_out)
+    print(f"encoder {corpora.info(name).encoder}; hybrid calibration on {fusion['queries']} "
+          f"fresh LM queries: BM25 weight {fusion['chosen']} "
+          f"(MRR@10 of their passages by weight: {fusion.get('mrr_by_weight')})")
+    rows = {"ColBERT post-trained (128-d)": evaluate(corpora, name, queries, "colbert"),
+            f"hybrid, calibrated weight {fusion['chosen']}": evaluate(corpora, name, queries,
+                                                                       "hybrid")}
+    _table(rows, queries, rows["ColBERT post-trained (128-d)"]["MRR@10"])
 
 
 if __name__ == "__main__":

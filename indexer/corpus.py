@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 from sqlalchemy import delete, func, select
 
-from indexer.bm25 import FUSION_DEPTH, BM25Index, rrf
+from indexer.bm25 import FUSION_DEPTH, BM25Index, fuse
 from indexer.chunking import chunk_lines
 from indexer.durable import exclusive_lock
 from indexer.encoder import ColBERTEncoder
@@ -40,9 +40,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_K = 1000
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 SEARCH_MODES = ("colbert", "bm25", "hybrid")
-# ColBERT alone: on all 1,000 stdlib queries RRF with BM25 lowered MRR@10 from 0.422 to 0.397
-# (bench/RESULTS.md); it had won on a 38-query subset (bench/RESULTS-retriever.md).
-DEFAULT_MODE = "colbert"
+# Hybrid: z-score fusion with BM25 beat ColBERT alone on all 1,000 stdlib queries, untrained
+# (MRR@10 0.425 vs 0.419) and post-trained (0.473 vs 0.462); bench/RESULTS-retriever.md.
+DEFAULT_MODE = "hybrid"
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,7 @@ class CorpusInfo:
     documents: int
     passages: int
     bytes_on_disk: int
+    bm25_weight: float
     created_at: str
     updated_at: str
 
@@ -203,7 +204,15 @@ class Corpora:
             if index_dir.exists() else 0
         return CorpusInfo(row.name, row.kind, row.root, row.version, row.encoder,
                           row.encoder_fingerprint, docs or 0, passages or 0, size,
-                          row.created_at.isoformat(), row.updated_at.isoformat())
+                          row.bm25_weight, row.created_at.isoformat(),
+                          row.updated_at.isoformat())
+
+    def set_bm25_weight(self, name: str, weight: float) -> None:
+        """BM25's share in this corpus's hybrid search (``indexer/bm25.fuse``)."""
+        if not 0.0 <= weight <= 1.0:
+            raise InvalidInput("bm25_weight must be between 0 and 1")
+        with self.sessions.begin() as s:
+            self._row(s, name).bm25_weight = weight
 
     def names(self) -> list[str]:
         with self.sessions() as s:
@@ -481,7 +490,8 @@ class Corpora:
         """Top ``k`` passages per query over the union of ``names``.
 
         ``mode``: ``colbert`` (MaxSim scores), ``bm25`` (BM25 scores) or ``hybrid``
-        (reciprocal rank fusion of both, see ``indexer/bm25.py``); default ``colbert``.
+        (z-score fusion of both, weighted per corpus, see ``indexer/bm25.py``); default
+        ``hybrid``.
         ``nprobe`` and ``candidates`` override the engine's defaults for this call.
         Each corpus is searched with the encoder and index its row points to, read
         together, so a re-index switching them never yields a mix.
@@ -517,7 +527,7 @@ class Corpora:
             if mode != "colbert":
                 lexical = self.bm25(name).search(queries, depth, allowed)
                 found = lexical if mode == "bm25" else [
-                    rrf([[p for p, _ in dense], [p for p, _ in sparse]], k=k)
+                    fuse(dense, sparse, row.bm25_weight, k)
                     for dense, sparse in zip(found, lexical)]
             hits = self._hydrate(name, {p for r in found for p, _ in r})
             for qi, ranked in enumerate(found):

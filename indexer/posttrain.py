@@ -23,9 +23,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 from sqlalchemy import select
 
+from indexer.bm25 import FUSION_DEPTH, fuse
 from indexer.corpus import Corpora
 from indexer.errors import InvalidInput
 from indexer.mined_queries import PassageSpan, docstring_queries
@@ -41,6 +43,9 @@ Progress = Callable[[str, int, int], None]
 PROMPT = "```\n# {path}\n{passage}\n```\nSummarize what this code does in one short sentence."
 REPLY_PREFIX = "It "
 MIN_WORDS = 3
+HOLDOUT_EVERY = 4  # every 4th LM query calibrates hybrid search instead of training
+MIN_HELD_OUT = 8
+FUSION_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 
 @dataclass
@@ -107,7 +112,7 @@ class QueryWriter:
         return scores
 
 
-def _split_path(text: str) -> tuple[str, str]:
+def split_path(text: str) -> tuple[str, str]:
     """Passage texts start with their path line (``Corpora._passage_text``)."""
     path, _, body = text.partition("\n")
     return path, body
@@ -136,8 +141,9 @@ def mined_queries(corpora: Corpora, name: str, limit: int,
 def make_examples(corpora: Corpora, name: str, cfg: PostTrainConfig,
                   progress: Progress | None = None,
                   should_stop: Callable[[], bool] = lambda: False
-                  ) -> tuple[list[Example], dict]:
-    """Training examples, and how many came from each source with a few of each."""
+                  ) -> tuple[list[Example], list[tuple[str, int]], dict]:
+    """Training examples; held-out LM queries with their passage id (to calibrate hybrid
+    search); how many examples came from each source, with a few of each."""
     ids, texts, _ = corpora.passages(name)
     if len(ids) < 4:
         raise InvalidInput(f"corpus {name!r} has too few passages to post-train on")
@@ -152,11 +158,16 @@ def make_examples(corpora: Corpora, name: str, cfg: PostTrainConfig,
         if should_stop():
             raise InterruptedError("stopped")
         chunk = sample[start:start + cfg.lm_batch]
-        written = writer.write([_split_path(texts[i]) for i in chunk], cfg.passage_chars,
+        written = writer.write([split_path(texts[i]) for i in chunk], cfg.passage_chars,
                                cfg.max_query_tokens)
         pairs += [(q, ids[i], texts[i], True) for q, i in zip(written, chunk) if q]
         if progress:
             progress("write queries", start + len(chunk), len(sample))
+    # Every HOLDOUT_EVERY-th LM query is kept out of training to calibrate hybrid search:
+    # docstring queries cannot serve, their passages still hold the docstring verbatim.
+    lm = [p for p in pairs if p[3]]
+    held_out = [(q, pid) for q, pid, _, _ in lm[::HOLDOUT_EVERY]]
+    pairs = [p for p in pairs if not p[3]] + [p for i, p in enumerate(lm) if i % HOLDOUT_EVERY]
     examples, sources = [], {"lm": [], "docstrings": []}
     for start in range(0, len(pairs), 32):
         if should_stop():
@@ -171,7 +182,7 @@ def make_examples(corpora: Corpora, name: str, cfg: PostTrainConfig,
                 continue
             scores = None
             if cfg.teacher and from_lm:
-                scores = writer.likelihood(query, [_split_path(t) for t in [positive] + negs],
+                scores = writer.likelihood(query, [split_path(t) for t in [positive] + negs],
                                            cfg.passage_chars)
             examples.append(Example(query, positive, negs, scores))
             sources["lm" if from_lm else "docstrings"].append(query)
@@ -180,7 +191,44 @@ def make_examples(corpora: Corpora, name: str, cfg: PostTrainConfig,
     if len(examples) < 2:
         raise InvalidInput(f"corpus {name!r} gave too few training queries "
                            f"({len(examples)}); sample more passages")
-    return examples, {k: {"count": len(v), "examples": v[:5]} for k, v in sources.items()}
+    return examples, held_out, {k: {"count": len(v), "examples": v[:5]}
+                                for k, v in sources.items()}
+
+
+def calibrate_fusion(corpora: Corpora, name: str, held_out: list[tuple[str, int]]) -> dict:
+    """BM25's weight in hybrid search, from held-out queries with their own passages.
+
+    The corpus keeps its current weight unless another weight of ``FUSION_GRID`` ranks
+    the held-out queries' passages better by more than two standard errors of the
+    per-query difference in reciprocal rank: a few dozen noisy LM queries are weak
+    evidence, and a weight fitted to their noise would be worse than the prior.
+    """
+    current = corpora.info(name).bm25_weight
+    if len(held_out) < MIN_HELD_OUT:
+        return {"queries": len(held_out), "chosen": current}
+    texts = [q for q, _ in held_out]
+    dense, sparse = [], []
+    for start in range(0, len(texts), 32):
+        batch = texts[start:start + 32]
+        dense += [[(h.passage_id, h.score) for h in r] for r in
+                  corpora.search([name], batch, FUSION_DEPTH, mode="colbert")]
+        sparse += [[(h.passage_id, h.score) for h in r] for r in
+                   corpora.search([name], batch, FUSION_DEPTH, mode="bm25")]
+
+    def reciprocal_ranks(w: float) -> np.ndarray:
+        ranks = [[p for p, _ in fuse(d, s, w, 10)] for d, s in zip(dense, sparse)]
+        return np.array([1 / (r.index(pid) + 1) if pid in r else 0.0
+                         for r, (_, pid) in zip(ranks, held_out)])
+
+    rr = {w: reciprocal_ranks(w) for w in sorted({*FUSION_GRID, current})}
+    best = max(rr, key=lambda w: (rr[w].mean(), -w))
+    gain = rr[best] - rr[current]
+    significant = gain.mean() > 2 * gain.std(ddof=1) / np.sqrt(len(gain)) if best != current \
+        else False
+    chosen = best if significant else current
+    corpora.set_bm25_weight(name, chosen)
+    return {"queries": len(held_out), "mrr_by_weight": {w: float(v.mean()) for w, v in rr.items()},
+            "best": best, "significant": bool(significant), "chosen": chosen}
 
 
 def post_train(corpora: Corpora, name: str, cfg: PostTrainConfig | None = None,
@@ -191,7 +239,7 @@ def post_train(corpora: Corpora, name: str, cfg: PostTrainConfig | None = None,
     t0 = time.perf_counter()
     with corpora.sessions() as s:
         base = corpora._row(s, name).encoder
-    examples, sources = make_examples(corpora, name, cfg, progress, should_stop)
+    examples, held_out, sources = make_examples(corpora, name, cfg, progress, should_stop)
     t_data = time.perf_counter() - t0
     cfg.train.base = base
     passages = corpora.passages(name)[1]
@@ -209,6 +257,7 @@ def post_train(corpora: Corpora, name: str, cfg: PostTrainConfig | None = None,
     if should_stop():
         raise InterruptedError("stopped before the re-index")
     switched = reindex(corpora, name, str(out), progress)
+    fusion = calibrate_fusion(corpora, name, held_out)
     return {"encoder": str(out), "examples": len(examples), "data_seconds": round(t_data, 1),
             "training": stats, "reindex": switched, "config": asdict(cfg),
-            "queries": sources}
+            "queries": sources, "fusion": fusion}

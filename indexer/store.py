@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -25,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from indexer.bm25 import DEFAULT_BM25_WEIGHT
 
 
 def utcnow() -> datetime:
@@ -60,6 +63,9 @@ class Corpus(Base):
     # Index directory under the corpus dir; a re-index with a new encoder switches it
     # together with encoder and encoder_fingerprint in one transaction (indexer/reindex.py).
     index_dir: Mapped[str] = mapped_column(String(64), default="index")
+    # Hybrid search: BM25's share of the fused z-scores (indexer/bm25.py); calibrated by
+    # post-training, DEFAULT_BM25_WEIGHT until then.
+    bm25_weight: Mapped[float] = mapped_column(Float, default=DEFAULT_BM25_WEIGHT)
     pending: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -43,6 +43,8 @@ class CorpusPublic(BaseModel):
     documents: int
     passages: int
     bytes_on_disk: int
+    bm25_weight: float = Field(description="BM25's share in hybrid search (calibrated by "
+                               "post-training)")
     created_at: str
     updated_at: str
 
@@ -114,7 +116,7 @@ class SearchParams(Strict):
     candidates: int | None = Field(default=None, ge=1, le=8192,
                                    description="PLAID: passages decompressed per segment (default 128)")
     mode: Literal["colbert", "bm25", "hybrid"] | None = Field(
-        default=None, description="colbert (the default), bm25, or hybrid (RRF of both)")
+        default=None, description="hybrid (the default: ColBERT and BM25 fused), colbert or bm25")
 
     @model_validator(mode="after")
     def _queries(self) -> "SearchParams":

@@ -6,8 +6,12 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
+from indexer.bm25 import DEFAULT_BM25_WEIGHT
 from indexer.corpus import Corpora
+from indexer.errors import InvalidInput
+from indexer.posttrain import FUSION_GRID, MIN_HELD_OUT, calibrate_fusion
 from indexer.encoder import ColBERTEncoder
 from indexer.reindex import reindex
 from indexer.training.checkpoint import save_checkpoint
@@ -87,8 +91,41 @@ def test_modes(corpora: Corpora, sample_dir: Path) -> None:
     assert bm25 == []
 
 
+def test_hybrid_weight_spans_colbert_to_bm25_and_is_calibrated(corpora: Corpora,
+                                                                sample_dir: Path) -> None:
+    corpora.create("c", str(sample_dir))
+    corpora.sync("c")
+    assert corpora.info("c").bm25_weight == DEFAULT_BM25_WEIGHT
+    queries = ["knead the dough", "area of a circle", "http request"]
+
+    def order(mode: str) -> list[list[int]]:
+        return [[h.passage_id for h in hits] for hits in corpora.search(["c"], queries, 3,
+                                                                           mode=mode)]
+    corpora.set_bm25_weight("c", 0.0)
+    assert order("hybrid") == order("colbert")
+    corpora.set_bm25_weight("c", 1.0)
+    assert [r[:len(b)] for r, b in zip(order("hybrid"), order("bm25"))] == order("bm25")
+    with pytest.raises(InvalidInput):
+        corpora.set_bm25_weight("c", 1.5)
+
+    corpora.set_bm25_weight("c", DEFAULT_BM25_WEIGHT)
+    ids, texts, _ = corpora.passages("c")
+    held_out = [(text.splitlines()[1], pid) for pid, text in zip(ids, texts)
+                if len(text.splitlines()) > 1][:MIN_HELD_OUT]
+    result = calibrate_fusion(corpora, "c", held_out * (MIN_HELD_OUT // len(held_out) + 1))
+    assert set(result["mrr_by_weight"]) == set(FUSION_GRID) | {DEFAULT_BM25_WEIGHT}
+    assert corpora.info("c").bm25_weight == result["chosen"]
+    mrr = result["mrr_by_weight"]
+    assert mrr[result["best"]] == max(mrr.values())
+    # the prior is kept unless the best weight is significantly better
+    assert result["chosen"] == (result["best"] if result["significant"] else DEFAULT_BM25_WEIGHT)
+
+
 def test_retriever_route_needs_a_corpus(live_server: httpx.Client) -> None:
     r = live_server.post("/v1/corpora/missing/retriever", json={})
     assert r.status_code == 404
+    live_server.post("/v1/corpora", json={"name": "x", "documents": [{"id": "a", "text": "b"}]})
+    r = live_server.post("/v1/corpora/x/retriever", json={"passages": 0, "mined": 0})
+    assert r.status_code == 422 and "both be 0" in r.text
     assert live_server.post("/v1/corpora/x/search",
                             json={"query": "a", "mode": "nope"}).status_code == 422
