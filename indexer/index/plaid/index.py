@@ -120,13 +120,13 @@ class PlaidIndex(MultiVectorIndex):
 
     def search(self, queries: list[np.ndarray], k: int, allowed_ids: np.ndarray | None = None,
                nprobe: int | None = None, candidates: int | None = None,
-               exhaustive: bool = False) -> list[list[ScoredPassage]]:
-        """MaxSim top ``k`` per query. ``nprobe``/``candidates`` override the defaults for
-        this call; ``exhaustive=True`` scores every decompressed passage (the oracle)."""
+               decompress: int | None = None, exhaustive: bool = False) -> list[list[ScoredPassage]]:
+        """MaxSim top ``k`` per query. ``nprobe``/``candidates``/``decompress`` override the
+        defaults for this call; ``exhaustive=True`` scores every decompressed passage (the oracle)."""
         if k < 1:
             raise InvalidInput("k must be >= 1")
-        params = replace(self.params, **{n: v for n, v in
-                                         (("nprobe", nprobe), ("candidates", candidates)) if v})
+        params = replace(self.params, **{n: v for n, v in (("nprobe", nprobe), ("candidates", candidates),
+                                                           ("decompress", decompress)) if v})
         snap = self._snap
         masks = []
         for seg, dead in zip(snap.segments, snap.dead):
