@@ -36,7 +36,8 @@ def main() -> None:
     corpora = Corpora(args.home)
     index, spans = corpora.index(args.corpus), _spans(corpora)
     vectors = corpora.encoder.encode_queries([q["text"] for q in queries])
-    oracle = json.loads(args.oracle_cache.read_text())["ranked"] if args.oracle_cache else []
+    oracle = json.loads(args.oracle_cache.read_text())["ranked"] \
+        if args.oracle_cache and args.oracle_cache.exists() else []
     print(f"{args.home}: {index.nbytes() / 1e6:.0f} MB, {len(queries)} queries, "
           f"{len(oracle)} with oracle rankings")
     print("nprobe cand decomp |  MRR@10   R@10  overlap@10 |  p50 ms  p95 ms | p50 ratio")

@@ -100,6 +100,7 @@ def test_centroid_interaction_prunes_before_decompression(tmp_path, data128):
     assert np.mean([overlap(ids_of(p), ids_of(f)) for p, f in zip(pruned, full)]) >= 0.9
     assert all(p[0].passage_id == f[0].passage_id for p, f in zip(pruned, full))
     assert idx.search(qs, 10, candidates=256, decompress=10) != full  # the knob does prune
+    assert len(idx.search(qs[:1], 50, candidates=128)[0]) == 50  # never fewer than k decompressed
 
 
 def test_bytes_per_vector_at_2_bits_128_dims_beats_colbert(tmp_path, data128):

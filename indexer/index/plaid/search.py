@@ -29,7 +29,12 @@ class SearchParams:
 
     nprobe: int = 4  # centroids probed per query token
     candidates: int = 128  # passages per segment kept by the probed-centroid score
-    decompress: int = 128  # of those, passages kept by centroid interaction and scored exactly
+    # of those, passages kept by centroid interaction, decompressed and scored exactly
+    # (never fewer than k); None: candidates // 4, as PLAID
+    decompress: int | None = None
+
+    def n_decompress(self, k: int) -> int:
+        return max(self.decompress or self.candidates // 4, k)
 
 
 @dataclass
@@ -113,9 +118,9 @@ def search_segment(q: torch.Tensor, cscores: torch.Tensor, seg: Segment, codec: 
     approx = torch.zeros(len(uniq), q.shape[0], device=q.device)
     approx.scatter_reduce_(0, inv[:, None].expand(-1, q.shape[0]), cscores[:, probe].T[which], "amax")
     cand = uniq[approx.sum(1).topk(min(params.candidates, len(uniq))).indices]
-    if params.decompress < len(cand):
+    if params.n_decompress(k) < len(cand):
         interaction = centroid_scores(cscores.T.contiguous(), seg, cand)
-        cand = cand[interaction.topk(params.decompress).indices]
+        cand = cand[interaction.topk(params.n_decompress(k)).indices]
     scores = exact_scores(q, seg, codec, cand)
     top = scores.topk(min(k, len(cand)))
     return top.values, cand[top.indices]
