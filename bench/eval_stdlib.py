@@ -142,8 +142,8 @@ def main() -> None:
     t_enc, t_search = engine_latency(corpora, args.corpus, queries[:200])
     rows = [(f"memex {m}", metrics(ranked[m], queries)) for m in ("bm25", "colbert", "hybrid")
             if m in modes]
-    if args.oracle_home and "bm25" in modes:
-        oracle = Corpora(args.oracle_home)
+    oracle = Corpora(args.oracle_home) if args.oracle_home else None
+    if oracle and "bm25" in modes:
         rows.insert(1, ("single-vector (mean)", metrics(single_vector(oracle, args.corpus,
                                                                       queries), queries)))
     print(f"\n{len(queries)} queries               R@10   MRR@10  nDCG@10")
