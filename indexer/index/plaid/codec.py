@@ -97,7 +97,7 @@ class Codec:
         for start in range(0, len(vectors), COMPRESS_BLOCK):
             block = torch.from_numpy(np.asarray(vectors[start : start + COMPRESS_BLOCK], dtype=np.float32))
             block_codes = assign(c, block)
-            residual = block.sub_(c[block_codes])
+            residual = block - c[block_codes]  # not in place: block may be the caller's array
             buckets = torch.zeros(residual.shape, dtype=torch.uint8)
             for cut in cutoffs:  # bucket = number of cutoffs below the value (np.searchsorted)
                 buckets += residual > cut
