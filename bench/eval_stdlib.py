@@ -56,9 +56,10 @@ def pct(seconds: list[float]) -> str:
     return f"p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms"
 
 
-def run_modes(corpora: Corpora, name: str, queries: list[dict]) -> tuple[dict, dict]:
+def run_modes(corpora: Corpora, name: str, queries: list[dict],
+              modes: tuple[str, ...] = ("colbert", "bm25", "hybrid")) -> tuple[dict, dict]:
     ranked, seconds = {}, {}
-    for mode in ("colbert", "bm25", "hybrid"):
+    for mode in modes:
         corpora.search([name], [queries[0]["text"]], 10, mode=mode)  # warm caches (BM25 build)
         ranked[mode], seconds[mode] = [], []
         for q in queries:
@@ -122,7 +123,12 @@ def main() -> None:
     ap.add_argument("--corpus", default="stdlib")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--oracle-queries", type=int, default=100)
+    ap.add_argument("--oracle-cache", type=Path, help="JSON of the oracle's rankings: read if it "
+                    "exists, else written (the exact engine takes seconds per query)")
+    ap.add_argument("--modes", default="colbert,bm25,hybrid",
+                    help="comma-separated search modes to evaluate (colbert is always run)")
     args = ap.parse_args()
+    modes = tuple(dict.fromkeys(["colbert", *args.modes.split(",")]))
 
     queries = [json.loads(line) for line in open(extract() / "queries.jsonl")][: args.queries]
     corpora = Corpora(args.home)
@@ -132,31 +138,40 @@ def main() -> None:
           f"{info.bytes_on_disk / 1e6:.0f} MB; encoder runtime {corpora.encoder.runtime} "
           f"{corpora.encoder.precision}")
 
-    ranked, seconds = run_modes(corpora, args.corpus, queries)
+    ranked, seconds = run_modes(corpora, args.corpus, queries, modes)
     t_enc, t_search = engine_latency(corpora, args.corpus, queries[:200])
-    rows = [(f"memex {m}", metrics(ranked[m], queries)) for m in ("bm25", "colbert", "hybrid")]
-    if args.oracle_home:
-        oracle = Corpora(args.oracle_home)
+    rows = [(f"memex {m}", metrics(ranked[m], queries)) for m in ("bm25", "colbert", "hybrid")
+            if m in modes]
+    oracle = Corpora(args.oracle_home) if args.oracle_home else None
+    if oracle and "bm25" in modes:
         rows.insert(1, ("single-vector (mean)", metrics(single_vector(oracle, args.corpus,
                                                                       queries), queries)))
     print(f"\n{len(queries)} queries               R@10   MRR@10  nDCG@10")
     for name, m in rows:
         print(f"{name:<26} {m['R@10']:.3f}  {m['MRR@10']:.3f}   {m['nDCG@10']:.3f}")
-    bm25 = rows[0][1]["MRR@10"]
-    for name, m in rows[1:]:
-        print(f"MRR@10 ratio {name} / BM25: {m['MRR@10'] / bm25:.2f}")
+    if "bm25" in modes:
+        bm25 = rows[0][1]["MRR@10"]
+        for name, m in rows[1:]:
+            print(f"MRR@10 ratio {name} / BM25: {m['MRR@10'] / bm25:.2f}")
     print(f"\nlatency (library call, k=10): " +
           "; ".join(f"{m} {pct(seconds[m])}" for m in seconds))
     print(f"engine alone: query encoding {pct(t_enc)}; search excl. encoding {pct(t_search)}")
 
     if args.oracle_home:
         sub = queries[: args.oracle_queries]
-        exact_ranked, t_exact = [], []
-        for q in sub:
-            t0 = time.perf_counter()
-            hits = oracle.search([args.corpus], [q["text"]], 10, mode="colbert")[0]
-            t_exact.append(time.perf_counter() - t0)
-            exact_ranked.append([(h.path, h.start_line, h.end_line) for h in hits])
+        if args.oracle_cache and args.oracle_cache.exists():
+            cached = json.loads(args.oracle_cache.read_text())
+            exact_ranked = [[tuple(h) for h in hits] for hits in cached["ranked"][: len(sub)]]
+            t_exact = cached["seconds"][: len(sub)]
+        else:
+            exact_ranked, t_exact = [], []
+            for q in sub:
+                t0 = time.perf_counter()
+                hits = oracle.search([args.corpus], [q["text"]], 10, mode="colbert")[0]
+                t_exact.append(time.perf_counter() - t0)
+                exact_ranked.append([(h.path, h.start_line, h.end_line) for h in hits])
+            if args.oracle_cache:
+                args.oracle_cache.write_text(json.dumps({"ranked": exact_ranked, "seconds": t_exact}))
         overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in
                            zip(ranked["colbert"][: len(sub)], exact_ranked)])
         mine, exact = metrics(ranked["colbert"][: len(sub)], sub), metrics(exact_ranked, sub)

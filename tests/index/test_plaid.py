@@ -10,7 +10,7 @@ import pytest
 
 from indexer.errors import IndexCorrupt, InvalidInput
 from indexer.index.plaid import Codec, NoMerge, PlaidIndex, TieredMerge
-from indexer.index.plaid.codec import pack
+from indexer.index.plaid.codec import assign, pack, spherical_kmeans
 from indexer.index.plaid.manifest import SegmentEntry
 from tests.index.plaid_data import corpus, exact_topk, queries
 
@@ -61,6 +61,48 @@ def test_codec_error_shrinks_with_bits(nbits, data128):
     assert cos > {1: 0.9, 2: 0.95, 4: 0.99}[nbits]
 
 
+def test_int8_assignment_matches_float_nearest_centroid(data128):
+    import torch
+
+    flat = torch.from_numpy(np.concatenate(data128[1]))
+    centroids = torch.nn.functional.normalize(flat[torch.randperm(len(flat))[:512]], dim=1)
+    exact = (flat @ centroids.T).argmax(1)
+    fast = assign(centroids, flat.numpy().astype(np.float16), block=1000)  # blocks, float16 input
+    assert (fast == exact).float().mean() > 0.95  # the misses are near-ties...
+    mse = [float(((flat - centroids[c]) ** 2).sum(1).mean()) for c in (fast, exact)]
+    assert mse[0] <= mse[1] * 1.005  # ...that cost (almost) nothing
+
+
+def test_spherical_kmeans_matches_faiss(data128):
+    import faiss
+    import torch
+
+    flat = np.concatenate(data128[1])
+    centroids, codes = spherical_kmeans(torch.from_numpy(flat), 256, 8, seed=1)
+    assert torch.allclose(centroids.norm(dim=1), torch.ones(256), atol=1e-5)
+    assert (codes == assign(centroids, flat)).all()
+    km = faiss.Kmeans(128, 256, niter=12, seed=1, spherical=True, max_points_per_centroid=64)
+    km.train(flat)  # the previous trainer, 12 iterations: ours must cover the data as well
+
+    def mse(c: np.ndarray) -> float:
+        return float(((flat - c[(flat @ c.T).argmax(1)]) ** 2).sum(1).mean())
+
+    assert mse(centroids.numpy()) <= 1.02 * mse(km.centroids)
+
+
+def test_centroid_interaction_prunes_before_decompression(tmp_path, data128):
+    ids, bags = data128
+    idx = build(tmp_path / "i", ids, bags)
+    qs = queries(bags, 20, seed=5)
+    full = idx.search(qs, 10, candidates=256, decompress=256)
+    pruned = idx.search(qs, 10, candidates=256, decompress=32)
+    # scoring passages by their tokens' centroids keeps what full decompression ranks first
+    assert np.mean([overlap(ids_of(p), ids_of(f)) for p, f in zip(pruned, full)]) >= 0.9
+    assert all(p[0].passage_id == f[0].passage_id for p, f in zip(pruned, full))
+    assert idx.search(qs, 10, candidates=256, decompress=10) != full  # the knob does prune
+    assert len(idx.search(qs[:1], 50, candidates=128)[0]) == 50  # never fewer than k decompressed
+
+
 def test_bytes_per_vector_at_2_bits_128_dims_beats_colbert(tmp_path, data128):
     ids, bags = data128
     idx = build(tmp_path / "i", ids, bags)
@@ -94,7 +136,7 @@ def test_search_params_per_call_trade_recall(tmp_path, data128):
     qs = queries(bags, 20, seed=3)
     ex = idx.search(qs, 10, exhaustive=True)
     narrow = idx.search(qs, 10, nprobe=1, candidates=10)
-    wide = idx.search(qs, 10, nprobe=16, candidates=2000)
+    wide = idx.search(qs, 10, nprobe=16, candidates=2000, decompress=2000)
     o_narrow = np.mean([overlap(ids_of(h), ids_of(e)) for h, e in zip(narrow, ex)])
     o_wide = np.mean([overlap(ids_of(h), ids_of(e)) for h, e in zip(wide, ex)])
     assert o_wide == 1.0 and o_narrow < o_wide

