@@ -88,7 +88,7 @@ def mrr_recall(scores: np.ndarray, queries: list[dict], passages: list[dict], k:
 def pool(paths: list[str], rounds: int = 2000) -> None:
     """Pooled figures of several ``--json`` runs: throughput ratios and ΔMRR with a bootstrap CI."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
-    names = list(runs[0]["runtimes"])
+    names = [n for n in runs[0]["runtimes"] if all(n in r["runtimes"] for r in runs)]
     print(f"{len(runs)} runs: {sum(r['queries'] for r in runs)} queries, "
           f"{sum(r['passages'] for r in runs)} passages (seeds {[r['seed'] for r in runs]})")
     base = names[0]
@@ -96,17 +96,22 @@ def pool(paths: list[str], rounds: int = 2000) -> None:
     print("|---|---|---|---|")
     total = {n: sum(r["runtimes"][n]["seconds"] for r in runs) for n in names}
     count = sum(r["passages"] for r in runs)
-    for n in names:
+    for n in [n for n in names if "queries" not in n]:  # a query variant has its row's speed
         per_run = ", ".join(f"{r['runtimes'][base]['seconds'] / r['runtimes'][n]['seconds']:.2f}×"
                             for r in runs)
         print(f"| {n} | {count / total[n]:.1f} | {total[base] / total[n]:.2f}× | {per_run} |")
     rr = {n: np.concatenate([r["runtimes"][n]["rr"] for r in runs]) for n in names}
     hit = {n: np.concatenate([r["runtimes"][n]["hit"] for r in runs]) for n in names}
+
+    def overlap(name: str) -> float:  # absent from runs written before it was recorded
+        found = [r["runtimes"][name].get("overlap") for r in runs]
+        return float(np.mean(np.concatenate(found))) if all(found) else float("nan")
+
     rng = np.random.default_rng(0)
     draws = rng.integers(0, len(rr[base]), size=(rounds, len(rr[base])))
     print(f"\n| runtime | MRR@10 | Recall@10 | ΔMRR vs {base} | 95% CI (paired bootstrap) "
-          "| per run ΔMRR | queries better / worse |")
-    print("|---|---|---|---|---|---|---|")
+          "| per run ΔMRR | queries better / worse | top-10 overlap |")
+    print("|---|---|---|---|---|---|---|---|")
     for n in names:
         ref, new = rr[base], rr[n]
         delta = 100 * (new.mean() - ref.mean()) / ref.mean()
@@ -116,7 +121,8 @@ def pool(paths: list[str], rounds: int = 2000) -> None:
             f"{100 * (np.mean(r['runtimes'][n]['rr']) / np.mean(r['runtimes'][base]['rr']) - 1):+.2f}%"
             for r in runs)
         print(f"| {n} | {new.mean():.4f} | {hit[n].mean():.4f} | {delta:+.2f}% | "
-              f"[{lo:+.2f}%, {hi:+.2f}%] | {per_run} | {(new > ref).sum()} / {(new < ref).sum()} |")
+              f"[{lo:+.2f}%, {hi:+.2f}%] | {per_run} | {(new > ref).sum()} / {(new < ref).sum()} "
+              f"| {overlap(n):.3f} |")
 
 
 def main() -> None:
@@ -220,15 +226,17 @@ def main() -> None:
     qtexts = [q.get("query") or q["text"] for q in queries]
     ref_scores = None
     report = {"seed": args.seed, "queries": len(queries), "passages": len(texts), "runtimes": {}}
-    for r in [r for r in runtimes if vectors[r]]:
-        encoder.backend = backends[r][0]
+    # int8 rows again with queries encoded by torch fp32: queries are few and short, so the
+    # index could be int8 while the (already loaded) fp32 model encodes queries at search time
+    rows = [(r, r[1], backends[r][0]) for r in runtimes if vectors[r]]
+    rows += [(r, f"{r[1]}, fp32 queries", None) for r in runtimes if vectors[r] and "int8" in r[1]]
+    for r, label, query_backend in rows:
+        encoder.backend = query_backend
         qv = encoder.encode_queries(qtexts)
         dv = [v.astype(np.float32) for v in vectors[r]]
         scores = query_scores(qv, dv)
         rr, hit = mrr_recall(scores, queries, passages)
         mrr, rec = float(rr.mean()), float(hit.mean())
-        report["runtimes"][f"{r[0]} {r[1]}"] = {
-            "seconds": wall[r], "rr": rr.tolist(), "hit": hit.tolist(), "guard": backends[r][1]}
         if ref_scores is None:
             ref_scores, ref_mrr, ref_dv = scores, mrr, dv
         # the guard's figures, over the whole subset (scores computed once per runtime)
@@ -236,11 +244,14 @@ def main() -> None:
         top1 = np.mean(ref_scores.argmax(axis=1) == scores.argmax(axis=1))
         rho = np.mean([spearman(a, b) for a, b in zip(ref_scores, scores)])
         k = min(10, len(dv))
-        overlap = np.mean([len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k
-                           for a, b in zip(ref_scores, scores)])
-        print(f"| {r[0]} | {r[1]} | {mrr:.4f} | {rec:.4f} | {100 * (mrr - ref_mrr) / ref_mrr:+.2f}% "
+        overlap = [len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k
+                   for a, b in zip(ref_scores, scores)]
+        report["runtimes"][f"{r[0]} {label}"] = {
+            "seconds": wall[r], "rr": rr.tolist(), "hit": hit.tolist(), "overlap": overlap,
+            "guard": backends[r][1]}
+        print(f"| {r[0]} | {label} | {mrr:.4f} | {rec:.4f} | {100 * (mrr - ref_mrr) / ref_mrr:+.2f}% "
               f"| {cos.mean():.4f} | {np.percentile(cos, 5):.4f} | {top1:.3f} "
-              f"| {rho:.4f} | {overlap:.3f} |", flush=True)
+              f"| {rho:.4f} | {np.mean(overlap):.3f} |", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report))
 
