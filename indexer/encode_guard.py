@@ -20,7 +20,7 @@ import ast
 import importlib
 import inspect
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
