@@ -1,4 +1,4 @@
-"""Encoder throughput and quality: PyTorch fp32 vs ONNX Runtime fp32 / int8, same passages.
+"""Encoder throughput and quality: PyTorch fp32 vs ONNX Runtime fp32 / int8 recipes, same passages.
 
 Passages are 30-line windows (stride 15, file path prepended) of the stdlib
 code-search tree. The subset is the target files of ``--queries`` random
@@ -7,9 +7,15 @@ in turn (interleaved, so load from other processes on this shared machine hits
 all of them alike); passages/s is over the whole subset. Quality: token cosine
 and MaxSim ranking agreement with torch fp32, and MRR@10 / Recall@10 of
 exhaustive MaxSim over the subset (hit = a passage of the target file whose
-line span overlaps the target's).
+line span overlaps the target's). int8 runs once per recipe of
+``encode_onnx.INT8_RECIPES``.
 
-    python bench/bench_encoder.py --queries 60
+    python bench/bench_encoder.py --queries 100 --seed 0 --json bench/.cache/enc-s0.json
+    python bench/bench_encoder.py --pool bench/.cache/enc-s*.json   # pooled over seeds
+
+``--pool`` averages per-query reciprocal ranks over all the runs' queries and
+gives a paired bootstrap 95% interval of each runtime's ΔMRR against fp32 and
+of each int8 recipe's against int8 with everything quantized.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from indexer.encode_guard import spearman  # noqa: E402
-from indexer.encode_onnx import OnnxBackend, default_threads  # noqa: E402
+from indexer.encode_onnx import INT8_RECIPES, OnnxBackend, default_threads, int8_recipe  # noqa: E402
 from indexer.encode_runtime import configure  # noqa: E402
 from indexer.encoder import ColBERTEncoder  # noqa: E402
 
@@ -69,6 +75,7 @@ def query_scores(query_vecs: list[np.ndarray], doc_vecs: list[np.ndarray]) -> np
 
 
 def mrr_recall(scores: np.ndarray, queries: list[dict], passages: list[dict], k: int = 10):
+    """Per-query reciprocal rank and hit@k (numpy arrays, one entry per query)."""
     rr, hits = [], []
     for qi, q in enumerate(queries):
         top = np.argsort(-scores[qi])[:k]
@@ -76,7 +83,53 @@ def mrr_recall(scores: np.ndarray, queries: list[dict], passages: list[dict], k:
                  and passages[pi]["start"] <= q["end_line"] and q["start_line"] <= passages[pi]["end"]]
         rr.append(1.0 / (ranks[0] + 1) if ranks else 0.0)
         hits.append(bool(ranks))
-    return float(np.mean(rr)), float(np.mean(hits))
+    return np.array(rr), np.array(hits, dtype=float)
+
+
+def pool(paths: list[str], rounds: int = 2000) -> None:
+    """Pooled figures of several ``--json`` runs: throughput ratios and ΔMRR with a bootstrap CI."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    names = [n for n in runs[0]["runtimes"] if all(n in r["runtimes"] for r in runs)]
+    print(f"{len(runs)} runs: {sum(r['queries'] for r in runs)} queries, "
+          f"{sum(r['passages'] for r in runs)} passages (seeds {[r['seed'] for r in runs]})")
+    base = names[0]
+    print("\n| runtime | passages/s (pooled) | × " + base + " | per run |")
+    print("|---|---|---|---|")
+    total = {n: sum(r["runtimes"][n]["seconds"] for r in runs) for n in names}
+    count = sum(r["passages"] for r in runs)
+    for n in [n for n in names if "queries" not in n]:  # a query variant has its row's speed
+        per_run = ", ".join(f"{r['runtimes'][base]['seconds'] / r['runtimes'][n]['seconds']:.2f}×"
+                            for r in runs)
+        print(f"| {n} | {count / total[n]:.1f} | {total[base] / total[n]:.2f}× | {per_run} |")
+    rr = {n: np.concatenate([r["runtimes"][n]["rr"] for r in runs]) for n in names}
+    hit = {n: np.concatenate([r["runtimes"][n]["hit"] for r in runs]) for n in names}
+
+    def overlap(name: str) -> float:  # absent from runs written before it was recorded
+        found = [r["runtimes"][name].get("overlap") for r in runs]
+        return float(np.mean(np.concatenate(found))) if all(found) else float("nan")
+
+    rng = np.random.default_rng(0)
+    draws = rng.integers(0, len(rr[base]), size=(rounds, len(rr[base])))
+
+    def delta(new: np.ndarray, ref: np.ndarray) -> str:
+        """ΔMRR of ``new`` against ``ref`` in % of the fp32 MRR, with its bootstrap 95% interval."""
+        d = 100 * (new.mean() - ref.mean()) / rr[base].mean()
+        boot = 100 * (new[draws].mean(axis=1) - ref[draws].mean(axis=1)) / rr[base][draws].mean(axis=1)
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        return f"{d:+.2f}% [{lo:+.2f}%, {hi:+.2f}%]"
+
+    plain = next((n for n in names if "int8" in n), base)  # the first int8 recipe: all quantized
+    print(f"\n| runtime | MRR@10 | Recall@10 | ΔMRR vs {base} [95% CI, paired bootstrap] "
+          f"| per run ΔMRR | queries better / worse | top-10 overlap | ΔMRR vs {plain} [95% CI] |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in names:
+        ref, new = rr[base], rr[n]
+        per_run = ", ".join(
+            f"{100 * (np.mean(r['runtimes'][n]['rr']) / np.mean(r['runtimes'][base]['rr']) - 1):+.2f}%"
+            for r in runs)
+        print(f"| {n} | {new.mean():.4f} | {hit[n].mean():.4f} | {delta(new, ref)} | {per_run} "
+              f"| {(new > ref).sum()} / {(new < ref).sum()} | {overlap(n):.3f} "
+              f"| {delta(new, rr[plain]) if 'int8' in n else ''} |")
 
 
 def main() -> None:
@@ -87,7 +140,12 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=256, help="passages per interleaved round")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="also write per-query figures here (input of --pool)")
+    ap.add_argument("--pool", nargs="+", metavar="JSON", help="only pool earlier --json runs")
     args = ap.parse_args()
+    if args.pool:
+        pool(args.pool)
+        return
 
     tree, all_queries = load_corpus()
     queries = random.Random(args.seed).sample(all_queries, args.queries)
@@ -107,21 +165,26 @@ def main() -> None:
 
     encoder = ColBERTEncoder.load(runtime="torch")
     cores = torch.get_num_threads()
-    runtimes = [("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"),
-                ("torch", "fp32, 1 thread"), ("onnx", "int8, 1 thread"), ("onnx", f"int8, {cores} threads")]
+    main_rows = [("torch", "fp32", None), ("onnx", "fp32", None)]
+    main_rows += [("onnx", f"int8 {recipe}", recipe) for recipe in INT8_RECIPES]
+    runtimes = [(rt, prec) for rt, prec, _ in main_rows]
     backends = {}
-    for rt, prec in runtimes[:3]:  # export/validate once up front; switching later is free
+    for rt, prec, recipe in main_rows:  # export/validate once up front; switching later is free
         t = time.perf_counter()
-        configure(encoder, rt, prec)
+        configure(encoder, rt, prec.split()[0], recipe=recipe)
         backends[(rt, prec)] = (encoder.backend, encoder.agreement)
         print(f"setup {rt}/{prec}: {time.perf_counter() - t:.1f}s (first run exports + validates; "
               f"later loads reuse the cache) guard={encoder.agreement}")
-    int8 = backends[("onnx", "int8")][0]
-    backends[runtimes[3]] = (None, None)
-    backends[runtimes[4]] = (OnnxBackend(int8.directory, "int8", threads=1), None)
-    backends[runtimes[5]] = (OnnxBackend(int8.directory, "int8", threads=cores), None)
+    if cores > 1:  # with several cores, also pin 1 and all threads for both runtimes
+        int8 = backends[("onnx", f"int8 {int8_recipe()}")][0]  # the default recipe
+        thread_rows = [("torch", "fp32, 1 thread"), ("onnx", f"int8 {int8.recipe}, 1 thread"),
+                       ("onnx", f"int8 {int8.recipe}, {cores} threads")]
+        backends[thread_rows[0]] = (None, None)
+        for row, threads in zip(thread_rows[1:], (1, cores)):
+            backends[row] = (OnnxBackend(int8.directory, "int8", threads, int8.recipe), None)
+        runtimes += thread_rows
     print(f"threads by default: torch {cores}, onnx {default_threads()} (load average "
-          f"{os.getloadavg()[0]:.1f}); rows below also pin 1 and {cores}")
+          f"{os.getloadavg()[0]:.1f})")
 
     embed_time = {r: 0.0 for r in runtimes}
     inner = encoder._embed
@@ -169,12 +232,18 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     qtexts = [q.get("query") or q["text"] for q in queries]
     ref_scores = None
-    for r in [r for r in runtimes if vectors[r]]:
-        encoder.backend = backends[r][0]
+    report = {"seed": args.seed, "queries": len(queries), "passages": len(texts), "runtimes": {}}
+    # int8 rows again with queries encoded by torch fp32: queries are few and short, so the
+    # index could be int8 while the (already loaded) fp32 model encodes queries at search time
+    rows = [(r, r[1], backends[r][0]) for r in runtimes if vectors[r]]
+    rows += [(r, f"{r[1]}, fp32 queries", None) for r in runtimes if vectors[r] and "int8" in r[1]]
+    for r, label, query_backend in rows:
+        encoder.backend = query_backend
         qv = encoder.encode_queries(qtexts)
         dv = [v.astype(np.float32) for v in vectors[r]]
         scores = query_scores(qv, dv)
-        mrr, rec = mrr_recall(scores, queries, passages)
+        rr, hit = mrr_recall(scores, queries, passages)
+        mrr, rec = float(rr.mean()), float(hit.mean())
         if ref_scores is None:
             ref_scores, ref_mrr, ref_dv = scores, mrr, dv
         # the guard's figures, over the whole subset (scores computed once per runtime)
@@ -182,11 +251,16 @@ def main() -> None:
         top1 = np.mean(ref_scores.argmax(axis=1) == scores.argmax(axis=1))
         rho = np.mean([spearman(a, b) for a, b in zip(ref_scores, scores)])
         k = min(10, len(dv))
-        overlap = np.mean([len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k
-                           for a, b in zip(ref_scores, scores)])
-        print(f"| {r[0]} | {r[1]} | {mrr:.4f} | {rec:.4f} | {100 * (mrr - ref_mrr) / ref_mrr:+.2f}% "
+        overlap = [len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k
+                   for a, b in zip(ref_scores, scores)]
+        report["runtimes"][f"{r[0]} {label}"] = {
+            "seconds": wall[r], "rr": rr.tolist(), "hit": hit.tolist(), "overlap": overlap,
+            "guard": backends[r][1]}
+        print(f"| {r[0]} | {label} | {mrr:.4f} | {rec:.4f} | {100 * (mrr - ref_mrr) / ref_mrr:+.2f}% "
               f"| {cos.mean():.4f} | {np.percentile(cos, 5):.4f} | {top1:.3f} "
-              f"| {rho:.4f} | {overlap:.3f} |", flush=True)
+              f"| {rho:.4f} | {np.mean(overlap):.3f} |", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 The loaded encoder (backbone + optional projection + L2 normalisation) is
 traced to ONNX, fused by ONNX Runtime's BERT optimizer (attention, GELU,
 skip-LayerNorm, embedding LayerNorm) and, for ``int8``, dynamically quantized
-(per-channel int8 weights, int8 activations computed per batch). The result
-lives in ``<model cache>/onnx/<key>/model.onnx`` where ``key`` hashes the
-weights' bytes and every export setting, so a changed checkpoint or setting
-gets a fresh export and an unchanged one is never exported twice.
+(per-channel int8 weights, int8 activations computed per batch) following one
+of ``INT8_RECIPES``. The result lives in ``<model cache>/onnx/<key>/model.onnx``
+where ``key`` hashes the weights' bytes and every export setting (recipe
+included), so a changed checkpoint or setting gets a fresh export and an
+unchanged one is never exported twice.
 """
 
 from __future__ import annotations
@@ -24,12 +25,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexer.errors import ModelError
+from indexer.errors import InvalidInput, ModelError
 from indexer.models import default_cache_dir
 
 ONNX_PRECISIONS = ("fp32", "int8")
-EXPORT_VERSION = 1  # bump when the export recipe changes; old exports stay unused
+EXPORT_VERSION = 2  # bump when the export recipe changes; old exports stay unused (2: int8 recipes)
 OPSET = 17
+# int8 recipes: how many FFN down-projections (from the first layer on; None: all) stay
+# fp32. Their inputs are GELU outputs with outliers, which stretch the per-batch int8
+# activation scale; keeping all 6 of MiniLM's halved the token-vector error, and the error they
+# add shrinks with depth (layer 0 contributes most), so the early ones buy the most
+# quality per unit of speed (bench/RESULTS-encoder.md).
+INT8_RECIPES = {
+    "all": 0,
+    "ffn-down-fp32-first1": 1,
+    "ffn-down-fp32-first2": 2,
+    "ffn-down-fp32": None,
+}
+# Of the two recipes at >= 3x torch fp32 with pooled MRR@10 within 1% of fp32 ("all" and this
+# one), the one with the better vectors (bench/RESULTS-encoder.md, 2026-11-27).
+DEFAULT_INT8_RECIPE = "ffn-down-fp32-first1"
+_GELU_OPS = ("BiasGelu", "Gelu", "FastGelu")
 
 
 class _Head(torch.nn.Module):
@@ -65,14 +81,23 @@ def weights_digest(encoder) -> str:
     return digest.hexdigest()
 
 
-def export_key(encoder, precision: str) -> str:
-    """Cache key: weights + encoder config + precision + export recipe and runtime version."""
+def int8_recipe(recipe: str | None = None) -> str:
+    """``recipe``, else ``MEMEX_ENCODER_INT8_RECIPE``, else ``DEFAULT_INT8_RECIPE``; checked."""
+    recipe = recipe or os.environ.get("MEMEX_ENCODER_INT8_RECIPE") or DEFAULT_INT8_RECIPE
+    if recipe not in INT8_RECIPES:
+        raise InvalidInput(f"unknown int8 recipe {recipe!r} (choose from {', '.join(INT8_RECIPES)})")
+    return recipe
+
+
+def export_key(encoder, precision: str, recipe: str | None = None) -> str:
+    """Cache key: weights + encoder config + precision (+ int8 recipe) + export and runtime version."""
     import onnxruntime
 
     settings = {
         "weights": weights_digest(encoder),
         "config": asdict(encoder.config),
         "precision": precision,
+        "recipe": int8_recipe(recipe) if precision == "int8" else None,
         "export_version": EXPORT_VERSION,
         "opset": OPSET,
         "onnxruntime": onnxruntime.__version__,
@@ -80,12 +105,18 @@ def export_key(encoder, precision: str) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def export_dir(encoder, precision: str, cache_dir: Path | None = None) -> Path:
-    return (cache_dir or default_cache_dir()) / "onnx" / export_key(encoder, precision)
+def export_dir(
+    encoder, precision: str, cache_dir: Path | None = None, recipe: str | None = None
+) -> Path:
+    return (cache_dir or default_cache_dir()) / "onnx" / export_key(encoder, precision, recipe)
 
 
-def ensure_export(encoder, precision: str, cache_dir: Path | None = None) -> Path:
+def ensure_export(
+    encoder, precision: str, cache_dir: Path | None = None, recipe: str | None = None
+) -> Path:
     """Return the directory holding ``model.onnx`` for ``precision``, exporting it if absent.
+
+    ``recipe`` (int8 only) names the layers kept in fp32, see ``int8_recipe``.
 
     The export is built in a temporary directory beside its target and renamed
     into place, so a crash or a concurrent exporter never leaves a half-written
@@ -93,7 +124,8 @@ def ensure_export(encoder, precision: str, cache_dir: Path | None = None) -> Pat
     """
     if precision not in ONNX_PRECISIONS:
         raise ValueError(f"ONNX precision must be one of {ONNX_PRECISIONS}")
-    target = export_dir(encoder, precision, cache_dir)
+    recipe = int8_recipe(recipe) if precision == "int8" else None
+    target = export_dir(encoder, precision, cache_dir, recipe)
     if (target / "model.onnx").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -107,13 +139,14 @@ def ensure_export(encoder, precision: str, cache_dir: Path | None = None) -> Pat
             _trace(encoder, traced)
             _fuse(encoder, traced, fused)
             if precision == "int8":
-                _quantize(fused, tmp_dir / "model.onnx")
+                _quantize(fused, tmp_dir / "model.onnx", recipe)
             else:
                 os.replace(fused, tmp_dir / "model.onnx")
         except Exception as exc:  # the exporter raises many types; one typed error out
             raise ModelError(f"ONNX export of {encoder.model_path} failed: {exc}") from exc
         meta = {
             "precision": precision,
+            "recipe": recipe,
             "dim": encoder.dim,
             "model_path": str(encoder.model_path),
             "export_seconds": round(time.perf_counter() - started, 2),
@@ -164,16 +197,34 @@ def _fuse(encoder, source: Path, target: Path) -> None:
     fused.save_model_to_file(str(target))
 
 
-def _quantize(source: Path, target: Path) -> None:
+def ffn_down_projections(graph) -> list[str]:
+    """Names of the MatMuls fed by a GELU: the FFN down-projections of a fused BERT graph,
+    first layer first (the graph is stored in topological order).
+
+    Found by structure, not by name, so any BERT-like checkpoint's export works.
+    """
+    gelu_outputs = {out for node in graph.node if node.op_type in _GELU_OPS for out in node.output}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and n.input[0] in gelu_outputs]
+
+
+def _quantize(source: Path, target: Path, recipe: str) -> None:
     """Dynamic int8: per-channel weights (per-tensor lost ~7% cosine on MiniLM)."""
+    import onnx
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    exclude = []
+    if INT8_RECIPES[recipe] != 0:
+        found = ffn_down_projections(onnx.load(str(source), load_external_data=False).graph)
+        if not found:
+            raise ModelError("no FFN down-projection (MatMul after GELU) found in the fused graph")
+        exclude = found[: INT8_RECIPES[recipe]]
     quantize_dynamic(
         str(source),
         str(target),
         weight_type=QuantType.QInt8,
         per_channel=True,
+        nodes_to_exclude=exclude,
         # fused ops (Attention, SkipLayerNorm) defeat shape inference; their outputs are float
         extra_options={"DefaultTensorType": TensorProto.FLOAT},
     )
@@ -195,7 +246,9 @@ def default_threads() -> int:
 class OnnxBackend:
     """Runs an exported encoder with ONNX Runtime on CPU; a drop-in for ``_embed``."""
 
-    def __init__(self, directory: Path, precision: str, threads: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, precision: str, threads: int | None = None, recipe: str | None = None
+    ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -213,6 +266,7 @@ class OnnxBackend:
             raise ModelError(f"cannot open the ONNX encoder in {directory}: {exc}") from exc
         self.directory = directory
         self.precision = precision
+        self.recipe = recipe  # int8 only: which layers stayed fp32
 
     def embed(self, batch: dict) -> torch.Tensor:
         """(B, T) ``input_ids`` / ``attention_mask`` tensors -> (B, T, dim) float32 unit vectors."""

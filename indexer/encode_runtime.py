@@ -15,7 +15,8 @@ before use (ONNX verdicts are cached beside the export). ``auto`` takes the
 first candidate that is available and passes; an explicitly requested one that
 fails raises ``ModelError``. Environment: ``MEMEX_ENCODER_RUNTIME`` and
 ``MEMEX_ENCODER_PRECISION`` give the defaults, ``MEMEX_ENCODER_QUANTIZE=0``
-keeps ``auto`` off int8, ``MEMEX_ENCODER_GUARD=0`` skips the check.
+keeps ``auto`` off int8, ``MEMEX_ENCODER_INT8_RECIPE`` picks which layers int8
+keeps in fp32 (``encode_onnx.INT8_RECIPES``), ``MEMEX_ENCODER_GUARD=0`` skips the check.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 import torch
 
 from indexer import encode_guard
+from indexer.encode_onnx import int8_recipe
 from indexer.errors import InvalidInput, ModelError
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ def candidates(runtime: str, precision: str | None, device: str) -> list[tuple[s
         table = {"torch": [("torch", "fp32")], "onnx": onnx_options,
                  "auto": onnx_options + [("torch", "fp32")]}
     options = table[runtime]
+    if ("onnx", "int8") in options and precision in (None, "int8"):
+        int8_recipe()  # a bad MEMEX_ENCODER_INT8_RECIPE fails before any weights load
     if precision is None:
         if _env_flag("MEMEX_ENCODER_QUANTIZE"):
             return options
@@ -93,16 +97,18 @@ def configure(
     precision: str | None = None,
     guard: bool | None = None,
     cache_dir: Path | None = None,
+    recipe: str | None = None,
 ) -> None:
     """Switch ``encoder`` to the first usable (runtime, precision); sets ``encoder.backend``,
-    ``.runtime``, ``.precision`` and ``.agreement`` (guard figures, None when unchecked)."""
+    ``.runtime``, ``.precision`` and ``.agreement`` (guard figures, None when unchecked).
+    ``recipe``: the int8 recipe (default ``MEMEX_ENCODER_INT8_RECIPE`` or the built-in one)."""
     runtime, precision = settings(runtime, precision)
     guard = encode_guard.guard_enabled() if guard is None else guard
     failures = []
     for rt, prec in candidates(runtime, precision, encoder.device):
         try:
             if rt == "onnx":
-                agreement = _enable_onnx(encoder, prec, guard, cache_dir)
+                agreement = _enable_onnx(encoder, prec, guard, cache_dir, recipe)
             else:
                 agreement = _enable_torch(encoder, prec, guard)
         except ModelError as exc:
@@ -127,15 +133,16 @@ def _check(agreement: dict[str, float], what: str) -> dict[str, float]:
     return agreement
 
 
-def _enable_onnx(encoder, precision: str, guard: bool, cache_dir: Path | None):
+def _enable_onnx(encoder, precision: str, guard: bool, cache_dir: Path | None, recipe: str | None):
     try:
         import onnxruntime  # noqa: F401  (only to learn whether it is installed)
 
         from indexer.encode_onnx import OnnxBackend, ensure_export
     except ImportError as exc:  # onnxruntime / onnx not installed
         raise ModelError(f"ONNX Runtime is not installed: {exc}") from exc
-    directory = ensure_export(encoder, precision, cache_dir)
-    backend = OnnxBackend(directory, precision)
+    recipe = int8_recipe(recipe) if precision == "int8" else None
+    directory = ensure_export(encoder, precision, cache_dir, recipe)
+    backend = OnnxBackend(directory, precision, recipe=recipe)
     encoder.backend = None
     agreement = None
     if guard:
@@ -156,7 +163,7 @@ def _enable_onnx(encoder, precision: str, guard: bool, cache_dir: Path | None):
             tmp = verdict.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(json.dumps({"agreement": agreement, "reference": "torch/fp32"}))
             os.replace(tmp, verdict)
-        _check(agreement, f"ONNX {precision} encoder")
+        _check(agreement, f"ONNX {precision} encoder" + (f" (recipe {recipe})" if recipe else ""))
     encoder.backend = backend
     return agreement
 

@@ -1,4 +1,5 @@
-"""Encoder runtimes with the real MiniLM: ONNX int8 vs torch fp32, export cache, guard, settings."""
+"""Encoder runtimes with the real MiniLM: ONNX int8 (both recipes) vs torch fp32, export cache,
+guard, settings."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-import indexer.encode_onnx as encode_onnx
+from indexer import encode_onnx
 from indexer.encode_guard import compare, passes
 from indexer.encode_pipeline import token_batches
 from indexer.encode_runtime import candidates, configure
@@ -24,6 +25,7 @@ def cache(tmp_path_factory):
         mp.setenv("MEMEX_MODEL_CACHE", str(path))
         mp.delenv("MEMEX_ENCODER_GUARD", raising=False)
         mp.delenv("MEMEX_ENCODER_QUANTIZE", raising=False)
+        mp.delenv("MEMEX_ENCODER_INT8_RECIPE", raising=False)
         yield path
 
 
@@ -51,6 +53,7 @@ def windows():
 
 def test_onnx_int8_vectors_agree_with_torch(torch_encoder, int8_encoder, windows):
     assert int8_encoder.runtime == "onnx" and int8_encoder.precision == "int8"
+    assert int8_encoder.backend.recipe == encode_onnx.DEFAULT_INT8_RECIPE
     assert passes(int8_encoder.agreement)
     ref = torch_encoder.encode_documents(windows)
     new = int8_encoder.encode_documents(windows)
@@ -75,7 +78,36 @@ def test_second_load_reuses_the_export(int8_encoder, cache, monkeypatch):
     again = ColBERTEncoder.load(runtime="onnx", precision="int8")
     assert again.backend.directory == model_file.parent
     assert model_file.stat().st_mtime_ns == stamp
-    assert len(list((cache / "onnx").iterdir())) == 1  # no stray temporary directories
+    assert not [p for p in (cache / "onnx").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_int8_recipes_quantize_what_they_say(torch_encoder, cache, windows):
+    """'all' quantizes every MatMul; the others keep the first N GELU-fed ones (FFN down) fp32;
+    keeping all 6 agrees better with torch fp32. Each recipe has its own cache key."""
+    import onnx
+
+    keys = {r: encode_onnx.export_key(torch_encoder, "int8", r) for r in encode_onnx.INT8_RECIPES}
+    assert len(set(keys.values())) == len(keys)
+    ref = torch_encoder.encode_documents(windows)
+    cosine = {}
+    for recipe in sorted({"all", "ffn-down-fp32", encode_onnx.DEFAULT_INT8_RECIPE}):
+        directory = encode_onnx.ensure_export(torch_encoder, "int8", recipe=recipe)
+        assert directory.name == keys[recipe]
+        assert json.loads((directory / "meta.json").read_text())["recipe"] == recipe
+        graph = onnx.load(str(directory / "model.onnx")).graph
+        float_matmuls = [n.name for n in graph.node if n.op_type == "MatMul"]
+        quantized = [n for n in graph.node if n.op_type == "MatMulInteger"]
+        kept = encode_onnx.INT8_RECIPES[recipe]
+        kept = 6 if kept is None else kept
+        assert len(float_matmuls) == kept and len(quantized) == 18 - kept
+        assert float_matmuls == [f"/model/encoder/layer.{i}/output/dense/MatMul" for i in range(kept)]
+        torch_encoder.backend = encode_onnx.OnnxBackend(directory, "int8", recipe=recipe)
+        try:
+            new = torch_encoder.encode_documents(windows)
+        finally:
+            torch_encoder.backend = None
+        cosine[recipe] = np.concatenate([(r * n).sum(axis=1) for r, n in zip(ref, new)]).mean()
+    assert cosine["ffn-down-fp32"] > cosine["all"] > 0.97
 
 
 def test_changed_weights_change_the_key(torch_encoder):
@@ -147,6 +179,17 @@ def test_environment_settings_are_checked_too(monkeypatch):
     monkeypatch.setenv("MEMEX_ENCODER_PRECISION", "int8")
     with pytest.raises(InvalidInput):
         ColBERTEncoder.load()
+
+
+def test_unknown_int8_recipe_is_invalid_input(monkeypatch, torch_encoder):
+    monkeypatch.setenv("MEMEX_ENCODER_INT8_RECIPE", "int4")
+    with pytest.raises(InvalidInput, match="int8 recipe"):
+        ColBERTEncoder.load(runtime="onnx")
+    assert candidates("torch", None, "cpu") == [("torch", "fp32")]  # no int8 in play: not checked
+    monkeypatch.delenv("MEMEX_ENCODER_INT8_RECIPE")
+    with pytest.raises(InvalidInput, match="int8 recipe"):
+        configure(torch_encoder, "onnx", "int8", recipe="none")
+    assert torch_encoder.backend is None
 
 
 def test_auto_order_and_quantize_switch(monkeypatch):
