@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FUSION_DEPTH = 100  # candidates taken from each ranking before fusing
+# Candidates taken from each ranking before fusing. 32 fused as well as 100 on the stdlib set
+# (MRR@10 0.4742 vs 0.4747 post-trained) and lets PLAID decompress only its default 32.
+FUSION_DEPTH = 32
 # Uncalibrated corpora: BM25 as a light correction of ColBERT. On the stdlib set (the one
 # evaluation set here) every weight from 0.05 to 0.3 beat ColBERT alone.
 DEFAULT_BM25_WEIGHT = 0.1

@@ -486,13 +486,15 @@ class Corpora:
 
     def search(self, names: list[str], queries: list[str], k: int = 10,
                path_glob: str | None = None, mode: str | None = None,
-               nprobe: int | None = None, candidates: int | None = None) -> list[list[SearchHit]]:
+               nprobe: int | None = None, candidates: int | None = None,
+               decompress: int | None = None) -> list[list[SearchHit]]:
         """Top ``k`` passages per query over the union of ``names``.
 
         ``mode``: ``colbert`` (MaxSim scores), ``bm25`` (BM25 scores) or ``hybrid``
         (z-score fusion of both, weighted per corpus, see ``indexer/bm25.py``); default
         ``hybrid``.
-        ``nprobe`` and ``candidates`` override the engine's defaults for this call.
+        ``nprobe``, ``candidates`` and ``decompress`` override the engine's defaults for
+        this call.
         Each corpus is searched with the encoder and index its row points to, read
         together, so a re-index switching them never yields a mix.
         """
@@ -508,7 +510,8 @@ class Corpora:
                 raise InvalidInput("queries must not be empty")
         with self.sessions() as s:
             rows = {n: self._row(s, n) for n in names}
-        knobs = {n: v for n, v in (("nprobe", nprobe), ("candidates", candidates)) if v}
+        knobs = {n: v for n, v in (("nprobe", nprobe), ("candidates", candidates),
+                                   ("decompress", decompress)) if v}
         encoded: dict[str, list[np.ndarray]] = {}  # query vectors per encoder fingerprint
         merged: list[list[SearchHit]] = [[] for _ in queries]
         depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k

@@ -15,7 +15,8 @@ router = APIRouter(tags=["search"])
 def _search(corpora, names: list[str], params: SearchParams) -> SearchResponse:  # noqa: ANN001
     queries = params.all_queries()
     found = corpora.search(names, queries, params.k, params.path_glob, params.mode,
-                           nprobe=params.nprobe, candidates=params.candidates)
+                           nprobe=params.nprobe, candidates=params.candidates,
+                           decompress=params.decompress)
     return SearchResponse(results=[
         QueryResult(query=q, hits=[Hit(**asdict(h)) for h in hits])
         for q, hits in zip(queries, found)])
