@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.eval_stdlib import extract, metrics, single_vector  # noqa: E402
+from indexer.bm25 import DEFAULT_BM25_WEIGHT  # noqa: E402
 from indexer.corpus import Corpora  # noqa: E402
 from indexer.posttrain import (PostTrainConfig, QueryWriter, split_path,  # noqa: E402
                                calibrate_fusion, mined_queries, post_train)
@@ -125,7 +126,7 @@ def main() -> None:
         rows["single-vector (mean, 384-d)"] = metrics(single_vector(oracle, name, queries),
                                                       queries)
     rows["ColBERT untrained (raw 384-d)"] = evaluate(corpora, name, queries, "colbert")
-    rows["hybrid on untrained (RRF)"] = evaluate(corpora, name, queries, "hybrid")
+    rows["hybrid on untrained (z-fusion)"] = evaluate(corpora, name, queries, "hybrid")
     size_raw = info.bytes_on_disk
     base = rows["ColBERT untrained (raw 384-d)"]["MRR@10"]
     _table(rows, queries, base)
@@ -155,7 +156,7 @@ def main() -> None:
     print(f"hybrid calibration on {fusion['queries']} held-out LM queries: BM25 weight "
           f"{fusion['chosen']} (MRR@10 by weight: {fusion.get('mrr_by_weight')})")
     rows["ColBERT post-trained (128-d)"] = evaluate(corpora, name, queries, "colbert")
-    rows["hybrid on post-trained (RRF)"] = evaluate(corpora, name, queries, "hybrid")
+    rows["hybrid on post-trained (z-fusion)"] = evaluate(corpora, name, queries, "hybrid")
     size_trained = corpora.info(name).bytes_on_disk
 
     _table(rows, queries, base)
@@ -175,6 +176,7 @@ def recalibrate(args: argparse.Namespace, root: Path) -> None:
         chunk = sample[start:start + 8]
         written = writer.write([split_path(texts[i]) for i in chunk], 600, 20)
         held_out += [(q, ids[i]) for q, i in zip(written, chunk) if q]
+    corpora.set_bm25_weight(name, DEFAULT_BM25_WEIGHT)  # as post-training finds it
     fusion = calibrate_fusion(corpora, name, held_out)
     print(f"encoder {corpora.info(name).encoder}; hybrid calibration on {fusion['queries']} "
           f"fresh LM queries: BM25 weight {fusion['chosen']} "
