@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
+import resource
 import time
 from pathlib import Path
 
@@ -50,6 +52,24 @@ def kv_bytes(layers) -> int:
     return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
 
 
+def peak_rss_mib() -> int:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+def bootstrap_share(scores: dict[str, list[float]], rounds: int = 2000) -> tuple[float, float]:
+    """5th and 95th percentile of the cartridge's share of the gap, resampling questions."""
+    rng = random.Random(0)
+    n, shares = len(scores["nothing"]), []
+    for _ in range(rounds):
+        pick = [rng.randrange(n) for _ in range(n)]
+        m = {name: sum(scores[name][i] for i in pick) / n for name in ("corpus", "cartridge", "nothing")}
+        if m["corpus"] != m["nothing"]:
+            shares.append((m["cartridge"] - m["nothing"]) / (m["corpus"] - m["nothing"]))
+    shares.sort()
+    return shares[len(shares) // 20], shares[len(shares) * 19 // 20]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, required=True)
@@ -61,6 +81,9 @@ def main() -> None:
     ap.add_argument("--answer-tokens", type=int, default=48)
     ap.add_argument("--qa", type=int, default=0, help="limit on QA pairs (0: all)")
     ap.add_argument("--decode-tokens", type=int, default=24)
+    ap.add_argument("--stop-after", type=float, default=0,
+                    help="seconds after which no new synthesis batch or training step starts; the run "
+                         "saves its progress and exits, and the same command resumes it (0: no limit)")
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -74,18 +97,34 @@ def main() -> None:
     ids = corpus_tokens(tok, text)
     work = Path("bench/.cache/cartridges") / args.data.name
     t0 = time.perf_counter()
-    path = train_cartridge(text, args.data.name, 1, cfg, work,
-                           progress=lambda d, t, s: print(f"  {s} {d}/{t} {time.perf_counter() - t0:.0f}s", flush=True))
+    stop = (lambda: time.perf_counter() - t0 > args.stop_after) if args.stop_after else (lambda: False)
+    stages: dict[str, list[tuple[int, float]]] = {}
+
+    def progress(done: int, total: int, stage: str) -> None:
+        stages.setdefault(stage, []).append((done, time.perf_counter()))
+        print(f"  {stage} {done}/{total} {time.perf_counter() - t0:.0f}s", flush=True)
+
+    path = train_cartridge(text, args.data.name, 1, cfg, work, progress, should_stop=stop)
+    synth = stages.get("synthesis", [])
+    if len(synth) > 1 and synth[-1][0] > synth[0][0]:
+        n, secs = synth[-1][0] - synth[0][0], synth[-1][1] - synth[0][1]
+        print(f"synthesis in this run: {n} conversations in {secs:.0f}s = {secs / n:.1f} s/conversation")
+    if path is None:
+        print(f"stopped after {time.perf_counter() - t0:.0f}s with progress saved in {work}; "
+              "rerun the same command to resume")
+        return
     cart = read_cartridge(path)
     training = cart.header["training"]
     print(f"training: {training['steps']} steps, heldout loss {training['heldout_loss_init']:.4f} -> "
           f"{training['heldout_loss_final']:.4f}, {training['train_tokens_per_s']} tokens/s")
 
+    rss_before = peak_rss_mib()
     longest = max(len(tok(q["question"] + q["answer"]).input_ids) for q in qa) + 40
     fit = min(ids.numel(), context_window(model) - longest)
     t1 = time.perf_counter()
     corpus_layers = prefix_kv(model, ids[:fit])
     prefill_s = time.perf_counter() - t1
+    rss_prefill = peak_rss_mib()
     fresh = cart_layers(init_from_prefix(model, ids, cfg.p, cfg.frozen_tokens))
     conditions = {"corpus": corpus_layers, "cartridge": cart.layers(), "untrained": fresh, "nothing": []}
     scores = {name: [] for name in conditions}
@@ -100,6 +139,9 @@ def main() -> None:
     print("|---|---|---|")
     for name, value in mean.items():
         print(f"| {name} | {value:.4f} | {(value - mean['nothing']) / gap:.3f} |")
+    low, high = bootstrap_share(scores)
+    print(f"share of gap recovered by the cartridge: {(mean['cartridge'] - mean['nothing']) / gap:.3f} "
+          f"(90% bootstrap interval over questions {low:.3f} to {high:.3f})")
     cb, fb = kv_bytes(cart.layers()), kv_bytes(corpus_layers)
     full = fb * ids.numel() // fit
     print(f"cartridge {cb} bytes vs corpus KV {full} bytes (in-context part {fb}): {full / cb:.1f}x smaller")
@@ -113,6 +155,8 @@ def main() -> None:
         print(f"decode with {name}: {n} tokens in {secs:.1f}s = {n / secs:.2f} tokens/s "
               f"(KV held {kv_bytes(conditions[name]) / 2**20:.1f} MiB + prompt)")
     print(f"corpus prefill (needed each time without a cartridge): {fit} tokens in {prefill_s:.1f}s")
+    print(f"peak RSS: {rss_before} MiB before the corpus prefill (model, cartridge, training if it ran here), "
+          f"{rss_prefill} MiB after it")
 
 
 if __name__ == "__main__":
