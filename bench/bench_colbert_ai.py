@@ -227,6 +227,23 @@ def stage_search(args) -> None:  # noqa: ANN001
         ov = overlap(hits, oracle)
         result.setdefault("quality", {})[name] = {"overlap": ov, "MRR@10": mrr, "R@10": rec}
         print(f"{name:12}{ov:22.4f}{mrr:9.4f}{rec:7.3f}")
+    print("\nmemex search settings (same query vectors; default nprobe 4, candidates 128):")
+    print(f"{'':24}{'overlap@10':>11}{'MRR@10':>9}{'R@10':>7}{'p50 ms':>9}{'p95 ms':>9}")
+    index = PlaidIndex.open(WORK / "memex-index")
+    for nprobe, candidates in [(4, c) for c in args.sweep] + [(None, None)]:
+        hits, seconds = [], []
+        for q in mem["vectors"]:
+            t0 = time.perf_counter()
+            found = index.search([q], K, nprobe=nprobe, candidates=candidates, exhaustive=nprobe is None)
+            seconds.append(time.perf_counter() - t0)
+            hits.append([s.passage_id for s in found[0]])
+        mrr, rec = quality(hits, subset)
+        name = f"nprobe {nprobe} cand. {candidates}" if nprobe else "exhaustive decompressed"
+        result.setdefault("memex_sweep", {})[name] = {
+            "overlap": overlap(hits, oracle), "MRR@10": mrr, "R@10": rec,
+            "p50_ms": ms(seconds, 50), "p95_ms": ms(seconds, 95)}
+        print(f"{name:24}{overlap(hits, oracle):11.4f}{mrr:9.4f}{rec:7.3f}"
+              f"{ms(seconds, 50):9.2f}{ms(seconds, 95):9.2f}")
     (WORK / "result.json").write_text(json.dumps(result, indent=1))
 
 
@@ -239,6 +256,8 @@ def main() -> None:
     ap.add_argument("stage", choices=[*STAGES, "all"])
     ap.add_argument("--passages", type=int, default=2500)
     ap.add_argument("--pca-passages", type=int, default=256)
+    ap.add_argument("--sweep", type=int, nargs="*", default=[128, 256, 512],
+                    help="memex candidates to time after the table (nprobe 4)")
     ap.add_argument("--colbert-python", default="/work/peers/colbert-venv/bin/python")
     args = ap.parse_args()
     for name, (run, output) in STAGES.items():
