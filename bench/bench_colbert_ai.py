@@ -42,6 +42,7 @@ from bench_plaid import padded_oracle  # noqa: E402
 
 from indexer.encoder import ColBERTEncoder, EncoderConfig  # noqa: E402
 from indexer.index.plaid import PlaidIndex  # noqa: E402
+from indexer.index.plaid import index as plaid_index  # noqa: E402
 
 WORK = BENCH / ".cache" / "peer"
 SIDE = BENCH / "peers" / "colbert_ai_side.py"
@@ -100,24 +101,39 @@ def stage_prepare(args) -> None:  # noqa: ANN001
           f"{len(queries)} queries; checkpoints in {WORK}")
 
 
+def memex_name(args) -> str:  # noqa: ANN001
+    return f"memex-index-c{args.centroids}" if args.centroids else "memex-index"
+
+
+def memex_bags() -> list[np.ndarray]:
+    flat, off = np.load(WORK / "memex-doc.npy"), np.load(WORK / "memex-doc-offsets.npy")
+    return [flat[off[i]:off[i + 1]] for i in range(len(off) - 1)]
+
+
 def stage_index_memex(args) -> None:  # noqa: ANN001
-    subset = json.loads((WORK / "subset.json").read_text())
-    texts = [p["text"] for p in choose_passages(args.passages)[0]]
-    assert len(texts) == len(subset["passages"]), "subset changed: rerun prepare"
-    encoder = ColBERTEncoder.load(str(WORK / "memex-ckpt"), runtime="torch")
-    t0 = time.perf_counter()
-    bags = encoder.encode_documents(texts)
+    """Encode (once: later builds reuse the vectors and report the first encoding time) and build."""
+    if args.centroids:  # the engine has no knob for it: codec.n_centroids_for fixes 2*sqrt(T)
+        plaid_index.n_centroids_for = lambda n_tokens: args.centroids
+    if (WORK / "memex-doc.npy").exists():
+        bags, encode_s = memex_bags(), json.loads((WORK / "memex-index.json").read_text())["encode_s"]
+    else:
+        subset = json.loads((WORK / "subset.json").read_text())
+        texts = [p["text"] for p in choose_passages(args.passages)[0]]
+        assert len(texts) == len(subset["passages"]), "subset changed: rerun prepare"
+        encoder = ColBERTEncoder.load(str(WORK / "memex-ckpt"), runtime="torch")
+        t0 = time.perf_counter()
+        bags = encoder.encode_documents(texts)
+        encode_s = time.perf_counter() - t0
+        np.save(WORK / "memex-doc.npy", np.concatenate(bags))
+        np.save(WORK / "memex-doc-offsets.npy", np.r_[0, np.cumsum([len(b) for b in bags])])
     t1 = time.perf_counter()
-    index = PlaidIndex.create(WORK / "memex-index", DIM, nbits=NBITS)
+    index = PlaidIndex.create(WORK / memex_name(args), DIM, nbits=NBITS)
     index.commit(np.arange(len(bags), dtype=np.int64), bags, np.empty(0, dtype=np.int64))
-    t2 = time.perf_counter()
-    flat = np.concatenate(bags)
-    np.save(WORK / "memex-doc.npy", flat)
-    np.save(WORK / "memex-doc-offsets.npy", np.r_[0, np.cumsum([len(b) for b in bags])])
-    stats = {"encode_s": t1 - t0, "build_s": t2 - t1, "index_s": t2 - t0,
-             "index_bytes": index.nbytes(), "n_embeddings": len(flat),
+    build_s = time.perf_counter() - t1
+    stats = {"encode_s": encode_s, "build_s": build_s, "index_s": encode_s + build_s,
+             "index_bytes": index.nbytes(), "n_embeddings": sum(len(b) for b in bags),
              "n_centroids": int(index._snap.codecs[index._snap.segments[0].codec].centroids.shape[0])}
-    (WORK / "memex-index.json").write_text(json.dumps(stats))
+    (WORK / f"{memex_name(args)}.json").write_text(json.dumps(stats))
     print(json.dumps(stats))
 
 
@@ -132,9 +148,9 @@ def stage_index_colbert(args) -> None:  # noqa: ANN001
     print(json.dumps({k: v for k, v in stats.items() if k != "files"}))
 
 
-def memex_search(queries: list[str]) -> dict:
+def memex_search(queries: list[str], name: str) -> dict:
     encoder = ColBERTEncoder.load(str(WORK / "memex-ckpt"), runtime="torch")
-    index = PlaidIndex.open(WORK / "memex-index")
+    index = PlaidIndex.open(WORK / name)
     index.search(encoder.encode_queries(queries[:1]), K)  # warm-up, not timed
     encode_s, search_s, total_s, hits, vectors = [], [], [], [], []
     for text in queries:
@@ -187,12 +203,11 @@ def stage_search(args) -> None:  # noqa: ANN001
     torch.set_num_threads(1)
     subset = json.loads((WORK / "subset.json").read_text())
     queries = json.loads((WORK / "queries.json").read_text())
-    mi, ci = (json.loads((WORK / f) .read_text()) for f in ("memex-index.json", "colbert-index.json"))
-    mem = memex_search(queries)
+    mi = json.loads((WORK / f"{memex_name(args)}.json").read_text())
+    ci = json.loads((WORK / "colbert-index.json").read_text())
+    mem = memex_search(queries, memex_name(args))
     col = run_colbert("search", args.colbert_python)
-    flat, off = np.load(WORK / "memex-doc.npy"), np.load(WORK / "memex-doc-offsets.npy")
-    bags = [flat[off[i]:off[i + 1]] for i in range(len(off) - 1)]
-    oracle = [[s.passage_id for s in hits] for hits in padded_oracle(bags, mem["vectors"], K)]
+    oracle = [[s.passage_id for s in hits] for hits in padded_oracle(memex_bags(), mem["vectors"], K)]
     texts = [p["text"] for p in choose_passages(args.passages)[0]]
     gap = vector_gap(mem, texts)
     col_hits = [[pid for pid, _ in h] for h in col["hits"]]
@@ -229,7 +244,7 @@ def stage_search(args) -> None:  # noqa: ANN001
         print(f"{name:12}{ov:22.4f}{mrr:9.4f}{rec:7.3f}")
     print("\nmemex search settings (same query vectors; default nprobe 4, candidates 128):")
     print(f"{'':24}{'overlap@10':>11}{'MRR@10':>9}{'R@10':>7}{'p50 ms':>9}{'p95 ms':>9}")
-    index = PlaidIndex.open(WORK / "memex-index")
+    index = PlaidIndex.open(WORK / memex_name(args))
     for nprobe, candidates in [(4, c) for c in args.sweep] + [(None, None)]:
         hits, seconds = [], []
         for q in mem["vectors"]:
@@ -244,11 +259,13 @@ def stage_search(args) -> None:  # noqa: ANN001
             "p50_ms": ms(seconds, 50), "p95_ms": ms(seconds, 95)}
         print(f"{name:24}{overlap(hits, oracle):11.4f}{mrr:9.4f}{rec:7.3f}"
               f"{ms(seconds, 50):9.2f}{ms(seconds, 95):9.2f}")
-    (WORK / "result.json").write_text(json.dumps(result, indent=1))
+    (WORK / f"result-{memex_name(args)}.json").write_text(json.dumps(result, indent=1))
 
 
-STAGES = {"prepare": (stage_prepare, "subset.json"), "index-memex": (stage_index_memex, "memex-index.json"),
-          "index-colbert": (stage_index_colbert, "colbert-index.json"), "search": (stage_search, None)}
+STAGES = {"prepare": (stage_prepare, lambda args: "subset.json"),
+          "index-memex": (stage_index_memex, lambda args: f"{memex_name(args)}.json"),
+          "index-colbert": (stage_index_colbert, lambda args: "colbert-index.json"),
+          "search": (stage_search, lambda args: None)}
 
 
 def main() -> None:
@@ -258,10 +275,13 @@ def main() -> None:
     ap.add_argument("--pca-passages", type=int, default=256)
     ap.add_argument("--sweep", type=int, nargs="*", default=[128, 256, 512],
                     help="memex candidates to time after the table (nprobe 4)")
+    ap.add_argument("--centroids", type=int, default=0,
+                    help="memex codec size instead of its 2*sqrt(tokens) (colbert-ai: 16*sqrt)")
     ap.add_argument("--colbert-python", default="/work/peers/colbert-venv/bin/python")
     args = ap.parse_args()
     for name, (run, output) in STAGES.items():
-        if args.stage == name or (args.stage == "all" and (output is None or not (WORK / output).exists())):
+        out = output(args)
+        if args.stage == name or (args.stage == "all" and (out is None or not (WORK / out).exists())):
             print(f"== {name}", flush=True)
             run(args)
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from colbert import Indexer, Searcher
 from colbert.infra import ColBERTConfig, Run, RunConfig
 from colbert.modeling import colbert as colbert_model
