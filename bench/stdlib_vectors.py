@@ -24,12 +24,13 @@ import numpy as np
 
 DATA = Path(__file__).parent / ".cache"
 OUT = DATA / "stdlib-vecs"
+SRC = DATA / "stdlib"  # the data set's tree/ and queries.jsonl, as eval_stdlib.extract() unpacks it
 WINDOW, STRIDE = 30, 15
 
 
 def windows(path: str) -> list[dict]:
     """30-line windows with stride 15 of one file; line numbers are 1-based, inclusive."""
-    lines = (DATA / "tree" / path).read_text(errors="replace").splitlines()
+    lines = (SRC / "tree" / path).read_text(errors="replace").splitlines()
     out = []
     for start in range(0, max(len(lines), 1), STRIDE):
         chunk = lines[start : start + WINDOW]
@@ -43,9 +44,9 @@ def windows(path: str) -> list[dict]:
 def choose_subset(n_passages: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
     """Target files of sampled queries (~75% of passages) plus other files."""
     rng = random.Random(seed)
-    queries = [json.loads(l) for l in (DATA / "queries.jsonl").open()]
+    queries = [json.loads(l) for l in (SRC / "queries.jsonl").open()]
     targets = sorted({q["path"] for q in queries})
-    others = sorted(str(p.relative_to(DATA / "tree")) for p in (DATA / "tree").rglob("*.py"))
+    others = sorted(str(p.relative_to(SRC / "tree")) for p in (SRC / "tree").rglob("*.py"))
     others = [p for p in others if p not in set(targets)]
     rng.shuffle(targets)
     rng.shuffle(others)

@@ -122,11 +122,24 @@ class ColBERTEncoder:
         return digest.hexdigest()[:16]
 
     def _tokenize(self, texts: list[str], max_tokens: int, marker: str) -> dict:
-        if self.config.markers:
-            texts = [f"{marker} {t}" for t in texts]
-        return self.tokenizer(
-            texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt"
+        """Right-padded tensors. A marker that is one vocabulary token (BERT's
+        ``[unused0]``, which the tokenizer would split as text) is inserted as that id
+        after [CLS], as colbert-ai does; other markers (PyLate's added ``[Q]``) as text."""
+        marker_id = self.tokenizer.convert_tokens_to_ids(marker) if self.config.markers else None
+        if marker_id is None or marker_id == self.tokenizer.unk_token_id:
+            if self.config.markers:
+                texts = [f"{marker} {t}" for t in texts]
+            return self.tokenizer(
+                texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt"
+            )
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=max_tokens - 1, return_tensors="pt"
         )
+        fill = {"input_ids": marker_id, "attention_mask": 1, "token_type_ids": 0}
+        return {
+            key: torch.cat([t[:, :1], torch.full_like(t[:, :1], fill[key]), t[:, 1:]], dim=1)
+            for key, t in batch.items()
+        }
 
     @torch.inference_mode()
     def _embed(self, batch: dict) -> torch.Tensor:

@@ -89,11 +89,12 @@ def export_colbert_ai(checkpoint: Path, out_dir: Path) -> Path:
         config = json.loads((tmp / "config.json").read_text())
         config["architectures"] = ["HF_ColBERT"]
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        # attend_to_mask_tokens: memex's query augmentation attends to its [MASK] padding.
         (tmp / "artifact.metadata").write_text(json.dumps({
             "dim": enc.dim, "query_maxlen": cfg.query_max_tokens,
             "doc_maxlen": cfg.doc_max_tokens, "mask_punctuation": cfg.skip_punctuation,
             "query_token_id": cfg.query_marker, "doc_token_id": cfg.doc_marker,
-            "similarity": "cosine", "attend_to_mask_tokens": False}, indent=2))
+            "similarity": "cosine", "attend_to_mask_tokens": True}, indent=2))
 
     return _write_atomically(out_dir, fill)
 

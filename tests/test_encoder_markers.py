@@ -1,0 +1,34 @@
+"""ColBERT markers with the real MiniLM tokenizer: one marker id after [CLS], as colbert-ai."""
+
+from __future__ import annotations
+
+import pytest
+
+from indexer.encoder import ColBERTEncoder, EncoderConfig
+
+
+@pytest.fixture(scope="module")
+def encoder() -> ColBERTEncoder:
+    enc = ColBERTEncoder.load("bundled:minilm", runtime="torch")
+    enc.config = EncoderConfig(markers=True, query_augmentation=True)
+    return enc
+
+
+def test_vocab_marker_is_one_token_after_cls(encoder) -> None:  # noqa: ANN001
+    batch = encoder._tokenize(["def add(a, b): return a + b", "x"], 8, "[unused1]")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    assert ids.shape[1] == 8  # the marker counts towards the limit
+    assert ids[:, 0].tolist() == [encoder.tokenizer.cls_token_id] * 2
+    assert ids[:, 1].tolist() == [encoder.tokenizer.convert_tokens_to_ids("[unused1]")] * 2
+    plain = encoder.tokenizer(["x"])["input_ids"][0]
+    assert ids[1][mask[1].bool()].tolist() == [plain[0], ids[0, 1].item(), *plain[1:]]
+
+
+def test_queries_keep_marker_and_mask_padding(encoder) -> None:  # noqa: ANN001
+    (q,) = encoder.encode_queries(["open a file"])
+    assert q.shape == (encoder.config.query_max_tokens, encoder.dim)
+
+
+def test_marker_outside_vocab_stays_text(encoder) -> None:  # noqa: ANN001
+    ids = encoder._tokenize(["x"], 16, "[Q]")["input_ids"][0].tolist()
+    assert encoder.tokenizer.convert_ids_to_tokens(ids)[1:4] == ["[", "q", "]"]
