@@ -49,7 +49,7 @@ def _drift(engine) -> list:
 def test_migrations_match_models_on_sqlite(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
     upgrade(engine)
-    assert current(engine) == "0003"
+    assert current(engine) == "0004"
     assert _drift(engine) == []
 
 
@@ -63,7 +63,7 @@ def test_database_made_before_migrations_is_stamped_and_upgraded(tmp_path):
                           "cancel_requested, created_at, updated_at) VALUES ('j', 'sync', "
                           "'succeeded', '', 0, 0, '{}', 0, '2025-01-01', '2025-01-01')"))
     upgrade(engine)
-    assert current(engine) == "0003" and _drift(engine) == []
+    assert current(engine) == "0004" and _drift(engine) == []
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id FROM jobs")).scalar() == "j"  # data kept
 
@@ -84,7 +84,7 @@ def test_migrations_on_postgres_concurrently(pg_url):
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert errors == []
-    assert current(engines[0]) == "0003" and _drift(engines[0]) == []
+    assert current(engines[0]) == "0004" and _drift(engines[0]) == []
     [e.dispose() for e in engines]
 
 
