@@ -14,8 +14,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("corpora", sa.Column("bm25_weight", sa.Float(), nullable=False,
-                                       server_default="0.1"))
+    # A database made by create_all before migrations existed may have the column already.
+    columns = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("corpora")}
+    if "bm25_weight" not in columns:
+        op.add_column("corpora", sa.Column("bm25_weight", sa.Float(), nullable=False,
+                                           server_default="0.1"))
 
 
 def downgrade() -> None:
