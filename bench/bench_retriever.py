@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.eval_stdlib import extract, metrics, single_vector  # noqa: E402
 from indexer.bm25 import DEFAULT_BM25_WEIGHT  # noqa: E402
 from indexer.corpus import Corpora  # noqa: E402
+from indexer.reindex import reindex  # noqa: E402
 from indexer.posttrain import (PostTrainConfig, QueryWriter, split_path,  # noqa: E402
                                calibrate_fusion, mined_queries, post_train)
 
@@ -89,9 +90,15 @@ def main() -> None:
     ap.add_argument("--recalibrate", type=int, default=0, metavar="N",
                     help="evaluate the post-trained corpus left by an earlier --from-home run, "
                     "after calibrating hybrid search on N fresh LM-written queries")
+    ap.add_argument("--trained-nbits", type=int, default=0, metavar="N",
+                    help="re-index a copy of the post-trained corpus left by an earlier "
+                    "--from-home run with N-bit PLAID and evaluate it")
     args = ap.parse_args()
 
     root = extract()
+    if args.trained_nbits:
+        rebuild_at(args, root)
+        return
     if args.recalibrate:
         recalibrate(args, root)
         return
@@ -185,6 +192,27 @@ def recalibrate(args: argparse.Namespace, root: Path) -> None:
             f"hybrid, calibrated weight {fusion['chosen']}": evaluate(corpora, name, queries,
                                                                        "hybrid")}
     _table(rows, queries, rows["ColBERT post-trained (128-d)"]["MRR@10"])
+
+
+def rebuild_at(args: argparse.Namespace, root: Path) -> None:
+    """The post-trained encoder's index at another PLAID width: size against quality."""
+    home = CACHE / f"trained-{args.trained_nbits}bit"
+    if home.exists():
+        shutil.rmtree(home)
+    shutil.copytree(CACHE / "full-home", home)
+    corpora, name = Corpora(home, index_nbits=args.trained_nbits), args.corpus
+    queries = [json.loads(x) for x in open(root / "queries.jsonl")]
+    before = corpora.info(name)
+    t0 = time.perf_counter()
+    reindex(corpora, name, before.encoder)
+    after = corpora.info(name)
+    print(f"re-indexed at {args.trained_nbits} bits in {time.perf_counter() - t0:.0f}s: "
+          f"{after.bytes_on_disk / 1e6:.1f} MB (2-bit: {before.bytes_on_disk / 1e6:.1f} MB)")
+    rows = {f"ColBERT post-trained (128-d, {args.trained_nbits}-bit)":
+            evaluate(corpora, name, queries, "colbert"),
+            f"hybrid on it (weight {after.bm25_weight})": evaluate(corpora, name, queries,
+                                                                  "hybrid")}
+    _table(rows, queries, next(iter(rows.values()))["MRR@10"])
 
 
 if __name__ == "__main__":
