@@ -4,61 +4,24 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Optional
 
 import typer
-from tqdm import tqdm
 
 from indexer.errors import MemexError, NotFound
 from service import cli_ops
+from service.cli_common import StageBar, fail, local_corpora
 
 app = typer.Typer(help="memex: ColBERT search over your files, for agents and people.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
 
-def _corpora():
-    from indexer.retro.sync import install
-    from service.settings import get_settings, open_corpora
-
-    s = get_settings()
-    corpora = open_corpora(s)
-    install(corpora)  # chunk DBs follow every corpus change
-    return corpora
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
 def _default_name(directory: Path) -> str:
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", directory.resolve().name).strip("-.") or "corpus"
     return name[:64]
-
-
-class _Bar:
-    """One tqdm bar per stage, fed by ``(stage, done, total)`` progress callbacks."""
-
-    def __init__(self) -> None:
-        self.bar: tqdm | None = None
-        self.stage = ""
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage != self.stage or self.bar is None:
-            self.close()
-            self.stage = stage
-            self.bar = tqdm(total=total, desc=stage, unit="passage", file=sys.stderr,
-                            dynamic_ncols=True)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 SERVER = typer.Option(None, "--server", envvar="MEMEX_SERVER",
@@ -71,7 +34,7 @@ def index(directory: Path = typer.Argument(..., help="directory to index"),
           server: Optional[str] = SERVER) -> None:
     """Index DIRECTORY (again): only new, changed and deleted files are processed."""
     name = name or _default_name(directory)
-    bar = _Bar()
+    bar = StageBar()
     try:
         if server:
             report = SimpleNamespace(**cli_ops.remote_index(server, str(directory.resolve()), name))
@@ -79,7 +42,7 @@ def index(directory: Path = typer.Argument(..., help="directory to index"),
             report = _index_here(directory, name, bar)
     except MemexError as exc:
         bar.close()
-        _fail(exc.message)
+        fail(exc.message)
     bar.close()
     typer.echo(
         f"{name}: version {report.version}; {len(report.added)} added, {len(report.updated)} "
@@ -91,12 +54,12 @@ def index(directory: Path = typer.Argument(..., help="directory to index"),
         typer.echo(f"  skipped {path}: {reason}")
 
 
-def _index_here(directory: Path, name: str, bar: "_Bar"):  # noqa: ANN202
-    corpora = _corpora()
+def _index_here(directory: Path, name: str, bar: StageBar):  # noqa: ANN202
+    corpora = local_corpora()
     try:
         info = corpora.info(name)
         if info.root and Path(info.root) != directory.resolve():
-            _fail(f"corpus {name!r} indexes {info.root}; choose another --name")
+            fail(f"corpus {name!r} indexes {info.root}; choose another --name")
     except NotFound:
         corpora.create(name, root=str(directory))
     return corpora.sync(name, progress=bar)
@@ -118,13 +81,13 @@ def search(query: str = typer.Argument(..., help="what to look for"),
             hits = [SimpleNamespace(**h) for h in
                     cli_ops.remote_search(server, query, corpus, k, path_glob, mode)]
         else:
-            corpora = _corpora()
+            corpora = local_corpora()
             names = corpus or corpora.names()
             if not names:
-                _fail("no corpus yet: run `memex index DIR` first")
+                fail("no corpus yet: run `memex index DIR` first")
             hits = corpora.search(names, [query], k, path_glob, mode)[0]
     except MemexError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     if as_json:
         typer.echo(json.dumps([vars(h) if server else asdict(h) for h in hits], indent=2))
         return
@@ -141,7 +104,7 @@ def search(query: str = typer.Argument(..., help="what to look for"),
 @app.command("corpora")
 def list_corpora(as_json: bool = typer.Option(False, "--json")) -> None:
     """List corpora with their sizes."""
-    infos = _corpora().list()
+    infos = local_corpora().list()
     if as_json:
         typer.echo(json.dumps([asdict(i) for i in infos], indent=2))
         return
@@ -161,7 +124,7 @@ def models(lm: bool = typer.Option(False, "--lm", help="also convert the causal 
         if lm:
             typer.echo(f"{'converted LM':<18} {'safetensors':<36} {causal_lm_dir()}")
     except MemexError as exc:
-        _fail(exc.message)
+        fail(exc.message)
 
 
 @app.command()

@@ -12,14 +12,11 @@ import typer
 from tqdm import tqdm
 
 from indexer.errors import MemexError
+from service.cli_common import fail, local_corpora
 
 app = typer.Typer(help="Train, list and download cartridges (trained KV caches of a corpus).",
                   no_args_is_help=True)
 
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 def _store():
@@ -39,10 +36,9 @@ def train(corpus: str = typer.Argument(..., help="corpus name"),
     from cartridges.config import CartridgeConfig
     from cartridges.train import train_cartridge
     from service.cartridge_handlers import corpus_text
-    from service.cli import _corpora
 
     try:
-        store, corpora = _store(), _corpora()
+        store, corpora = _store(), local_corpora()
         if resume:
             info = store.info(resume)
         else:
@@ -66,16 +62,15 @@ def train(corpus: str = typer.Argument(..., help="corpus name"),
         typer.echo(f"ready: {done['bytes']} bytes, held-out loss {t['heldout_loss_init']} -> "
                    f"{t['heldout_loss_final']}")
     except MemexError as exc:
-        _fail(exc.message)
+        fail(exc.message)
 
 
 @app.command("ls")
 def list_cartridges(corpus: Optional[str] = typer.Option(None, "--corpus", "-c"),
                     as_json: bool = typer.Option(False, "--json")) -> None:
     """Cartridges with status, model, p, size and whether their corpus changed since (stale)."""
-    from service.cli import _corpora
 
-    corpora = _corpora()
+    corpora = local_corpora()
     infos = _store().list(corpus)
     for info in infos:
         try:
@@ -98,7 +93,7 @@ def pull(cartridge_id: str = typer.Argument(...),
     try:
         shutil.copyfile(_store().file(cartridge_id), output)
     except MemexError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     typer.echo(f"wrote {output}")
 
 
@@ -107,7 +102,7 @@ def remove(cartridge_id: str = typer.Argument(...)) -> None:
     try:
         _store().delete(cartridge_id)
     except MemexError as exc:
-        _fail(exc.message)
+        fail(exc.message)
 
 
 def chat(message: Optional[str] = typer.Argument(None, help="one message; omit for an interactive chat"),
@@ -135,4 +130,4 @@ def chat(message: Optional[str] = typer.Argument(None, help="one message; omit f
             if message is not None:
                 return
     except MemexError as exc:
-        _fail(exc.message)
+        fail(exc.message)

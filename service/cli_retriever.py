@@ -7,13 +7,10 @@ from pathlib import Path
 import typer
 
 from indexer.errors import MemexError
+from service.cli_common import StageBar, fail, local_corpora
 
 app = typer.Typer(help="Train and exchange ColBERT retrievers.", no_args_is_help=True)
 
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 @app.command("train")
@@ -24,16 +21,15 @@ def train_cmd(corpus: str = typer.Argument(..., help="corpus to post-train"),
               teacher: bool = typer.Option(True, help="distil LM query likelihood")) -> None:
     """Post-train CORPUS's retriever on LM-written and docstring queries, re-index, switch."""
     from indexer.posttrain import PostTrainConfig, post_train
-    from service.cli import _Bar, _corpora
 
     cfg = PostTrainConfig(passages=passages, mined=mined, teacher=teacher)
     cfg.train.steps = steps
-    bar = _Bar()
+    bar = StageBar()
     try:
-        done = post_train(_corpora(), corpus, cfg, progress=bar)
+        done = post_train(local_corpora(), corpus, cfg, progress=bar)
     except MemexError as exc:
         bar.close()
-        _fail(exc.message)
+        fail(exc.message)
     bar.close()
     t = done["training"]
     typer.echo(f"{corpus}: new encoder {done['encoder']} ({done['reindex']['fingerprint']}); "
@@ -54,7 +50,7 @@ def fit_cmd(data: Path = typer.Argument(..., help="training JSONL (docs/retrieve
         stats = train(TrainConfig(base=base, steps=steps, dim=dim, train_layers=train_layers),
                       read_jsonl(data), out)
     except MemexError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     typer.echo(f"{out}: {stats}")
 
 
@@ -66,11 +62,11 @@ def export_cmd(checkpoint: Path, out: Path,
 
     fn = {"colbert-ai": export_colbert_ai, "pylate": export_pylate}.get(to)
     if fn is None:
-        _fail("--to must be colbert-ai or pylate")
+        fail("--to must be colbert-ai or pylate")
     try:
         typer.echo(str(fn(checkpoint, out)))
     except MemexError as exc:
-        _fail(exc.message)
+        fail(exc.message)
 
 
 @app.command("import")
@@ -81,8 +77,8 @@ def import_cmd(src: Path, out: Path,
 
     fn = {"colbert-ai": import_colbert_ai, "pylate": import_pylate}.get(source)
     if fn is None:
-        _fail("--from must be colbert-ai or pylate")
+        fail("--from must be colbert-ai or pylate")
     try:
         typer.echo(str(fn(src, out)))
     except MemexError as exc:
-        _fail(exc.message)
+        fail(exc.message)

@@ -10,20 +10,10 @@ from typing import Optional
 import typer
 
 from indexer.errors import MemexError
+from service.cli_common import fail, local_corpora
 
 retro_app = typer.Typer(help="RETRO chunk DBs: build, precompute neighbours for training.",
                         no_args_is_help=True)
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
-def _corpora():
-    from service.cli import _corpora as corpora
-
-    return corpora()
 
 
 def neighbors(text: str = typer.Argument(..., help="input text; every 64-token chunk is answered"),
@@ -37,10 +27,10 @@ def neighbors(text: str = typer.Argument(..., help="input text; every 64-token c
     from indexer.retro.sync import ChunkDBs
 
     try:
-        found = ChunkDBs(_corpora()).get(corpus).neighbors(
+        found = ChunkDBs(local_corpora()).get(corpus).neighbors(
             text=text, k=k, continuation=continuation, exclude_document_ids=exclude or ())
     except MemexError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     if as_json:
         typer.echo(json.dumps([asdict(r) for r in found], indent=2))
         return
@@ -59,9 +49,9 @@ def build(corpus: str = typer.Option(..., "--corpus", "-c", help="corpus name"))
     from indexer.retro.sync import reconcile
 
     try:
-        db = reconcile(_corpora(), corpus)
+        db = reconcile(local_corpora(), corpus)
     except MemexError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     typer.echo(f"{corpus}: chunk DB version {db.meta['version']}, {len(db.docs)} documents, "
                f"{db.num_chunks} chunks, {db.nbytes() / 1e6:.1f} MB")
 
@@ -74,8 +64,8 @@ def precompute(corpus: str = typer.Option(..., "--corpus", "-c", help="corpus na
     from indexer.retro.sync import ChunkDBs
 
     try:
-        db = ChunkDBs(_corpora()).get(corpus)
+        db = ChunkDBs(local_corpora()).get(corpus)
         db.precompute(out, k=k)
     except MemexError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     typer.echo(f"{corpus}: neighbours of {db.num_chunks} chunks (k={k}) written to {out}")

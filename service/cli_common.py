@@ -1,0 +1,45 @@
+"""What every ``memex`` sub-command shares: the local corpora, error exit, progress bars."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from tqdm import tqdm
+
+
+def local_corpora():  # noqa: ANN201 - indexer.corpus.Corpora, imported lazily (start-up time)
+    """The data directory's corpora, with chunk DBs following every change (as the server)."""
+    from indexer.retro.sync import install
+    from service.settings import get_settings, open_corpora
+
+    corpora = open_corpora(get_settings())
+    install(corpora)
+    return corpora
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` in red on stderr and exit with status 2."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+class StageBar:
+    """One tqdm bar per stage, fed by ``(stage, done, total)`` progress callbacks."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+        self.stage = ""
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage or self.bar is None:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=stage, unit="passage", file=sys.stderr,
+                            dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
