@@ -11,7 +11,6 @@ content types), and exits non-zero on any failure. Prints the summary.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import subprocess
 import sys
@@ -21,24 +20,11 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_load import start_server  # noqa: E402  (one way to start a bench server)
+
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
-
-
-def start_server(home: Path, port: int, roots: Path) -> subprocess.Popen:
-    env = {"MEMEX_MODEL_CACHE": str(Path.home() / ".memex" / "models"),  # ONNX export reused
-           **os.environ, "MEMEX_HOME": str(home), "MEMEX_ALLOWED_ROOTS": str(roots),
-           "MEMEX_RATE_LIMIT_PER_MINUTE": "0", "MEMEX_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-                            env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server did not become ready")
 
 
 def main() -> int:
@@ -54,7 +40,7 @@ def main() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        server = start_server(tmp / "home", port, tmp / "roots")
+        server = start_server(tmp / "home", tmp / "roots", port)
         url = f"http://127.0.0.1:{port}"
         try:
             httpx.post(f"{url}/v1/corpora", json={"name": "a", "documents": [
