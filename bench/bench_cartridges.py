@@ -81,6 +81,9 @@ def main() -> None:
     ap.add_argument("--answer-tokens", type=int, default=48)
     ap.add_argument("--qa", type=int, default=0, help="limit on QA pairs (0: all)")
     ap.add_argument("--decode-tokens", type=int, default=24)
+    ap.add_argument("--work", type=Path, default=None,
+                    help="work dir for samples and checkpoints (default bench/.cache/cartridges/<data name>); "
+                         "a run with other data settings (p, samples) needs its own")
     ap.add_argument("--stop-after", type=float, default=0,
                     help="seconds after which no new synthesis batch or training step starts; the run "
                          "saves its progress and exits, and the same command resumes it (0: no limit)")
@@ -95,7 +98,7 @@ def main() -> None:
     qa = qa[: args.qa] if args.qa else qa
     model, tok = load_lm(cfg.model)
     ids = corpus_tokens(tok, text)
-    work = Path("bench/.cache/cartridges") / args.data.name
+    work = args.work or Path("bench/.cache/cartridges") / args.data.name
     t0 = time.perf_counter()
     stop = (lambda: time.perf_counter() - t0 > args.stop_after) if args.stop_after else (lambda: False)
     stages: dict[str, list[tuple[int, float]]] = {}
