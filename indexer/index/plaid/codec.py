@@ -18,8 +18,8 @@ import torch
 
 from indexer.errors import IndexCorrupt, InvalidInput
 
-COMPRESS_BLOCK = 1 << 16  # token vectors compressed per block
-ASSIGN_BLOCK = 1 << 14  # rows scored against all centroids at once
+COMPRESS_BLOCK = 1 << 11  # token vectors compressed together (their float32 copy stays in L2)
+SCORE_BUDGET = 1 << 20  # int32 scores per assignment block (4 MB, cache-resident): rows = this // C
 KMEANS_ITERS = 8  # 4 raised held-out residual MSE by 1.5% on stdlib, 8 matched faiss's 12
 QUANTILE_ROWS = 16384  # residual rows the bucket cutoffs and weights are read from
 NBITS = (1, 2, 4)
@@ -90,20 +90,22 @@ class Codec:
         """Codes [n] (``code_dtype``) and packed residuals [n, dim * nbits / 8] uint8."""
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise InvalidInput(f"expected vectors of dim {self.dim}, got shape {vectors.shape}")
-        # Blocks bound the float32 temporaries: a 3M-vector commit stays within a few hundred MB.
-        c, cutoffs = torch.from_numpy(self.centroids), torch.from_numpy(self.cutoffs)
-        codes = np.empty(len(vectors), self.code_dtype)
-        packed = np.empty((len(vectors), self.dim * self.nbits // 8), np.uint8)
+        # Small blocks keep every temporary in cache: one float32 copy per block serves the
+        # assignment, becomes the residual in place, and is bucketed and packed from there.
+        c, cutoffs = torch.from_numpy(self.centroids), torch.from_numpy(self.cutoffs).tolist()
+        c8 = _int8_centroids(c)
+        codes = torch.empty(len(vectors), dtype=torch.long)
+        packed = torch.empty((len(vectors), self.dim * self.nbits // 8), dtype=torch.uint8)
         for start in range(0, len(vectors), COMPRESS_BLOCK):
-            block = torch.from_numpy(np.asarray(vectors[start : start + COMPRESS_BLOCK], dtype=np.float32))
-            block_codes = assign(c, block)
-            residual = block - c[block_codes]  # not in place: block may be the caller's array
-            buckets = torch.zeros(residual.shape, dtype=torch.uint8)
-            for cut in cutoffs:  # bucket = number of cutoffs below the value (np.searchsorted)
-                buckets += residual > cut
-            codes[start : start + len(block)] = block_codes.numpy()
-            packed[start : start + len(block)] = pack(buckets.numpy(), self.nbits)
-        return codes, packed
+            stop = min(start + COMPRESS_BLOCK, len(vectors))
+            block = torch.from_numpy(np.array(vectors[start:stop], dtype=np.float32))  # a copy
+            codes[start:stop] = block_codes = _assign_block(c8, block)
+            residual = block.sub_(torch.nn.functional.embedding(block_codes, c))
+            buckets = (residual > cutoffs[0]).view(torch.uint8)
+            for cut in cutoffs[1:]:  # bucket = number of cutoffs below the value (np.searchsorted)
+                buckets.add_((residual > cut).view(torch.uint8))
+            _pack_into(buckets, self.nbits, packed[start:stop])
+        return codes.numpy().astype(self.code_dtype), packed.numpy()
 
     def decode_table(self) -> np.ndarray:
         """[256, 8 // nbits] float32: the residual values one packed byte decodes to."""
@@ -142,34 +144,52 @@ def spherical_kmeans(x: torch.Tensor, k: int, niter: int, seed: int) -> tuple[to
     g = torch.Generator().manual_seed(seed)
     centroids = x[torch.randperm(len(x), generator=g)[:k]].clone()
     for _ in range(niter):
-        codes = assign(centroids, x)
+        codes = _assign_block(_int8_centroids(centroids), x)
         sums = torch.zeros_like(centroids).index_add_(0, codes, x)
         empty = torch.bincount(codes, minlength=k) == 0
         sums[empty] = x[torch.randint(len(x), (int(empty.sum()),), generator=g)]
         centroids = sums / torch.linalg.vector_norm(sums, dim=1, keepdim=True).clamp_min(1e-12)
-    return centroids, assign(centroids, x)
+    return centroids, _assign_block(_int8_centroids(centroids), x)
 
 
 def _int8_rows(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return (x * scale).round_().to(torch.int8)
 
 
+def _int8_centroids(centroids: torch.Tensor) -> torch.Tensor:
+    """[dim, C] int8: the centroids scaled by one common factor, transposed for the product."""
+    return _int8_rows(centroids.float(), 127 / centroids.abs().max().clamp_min(1e-12)).T.contiguous()
+
+
+def _assign_block(c8: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Nearest centroid of each float32 row of ``v`` [n, dim] given ``c8`` [dim, C], int64 [n]."""
+    rows = max(64, SCORE_BUDGET // c8.shape[1])
+    out = torch.empty(len(v), dtype=torch.long)
+    for s in range(0, len(v), rows):
+        part = v[s : s + rows]
+        v8 = _int8_rows(part, 127 / part.abs().amax(1, keepdim=True).clamp_min(1e-12))
+        out[s : s + len(part)] = _int8_scores(v8, c8).max(1).indices  # 2.5x faster than argmax
+    return out
+
+
 def assign(centroids: torch.Tensor, vectors: np.ndarray | torch.Tensor,
-           block: int = ASSIGN_BLOCK) -> torch.Tensor:
+           block: int = COMPRESS_BLOCK) -> torch.Tensor:
     """Index of the nearest (max inner product) centroid of each row, int64 [n].
 
     Scores are int8 dot products (``torch._int_mm``, VNNI on CPU): each vector row is
     scaled to +-127 (a per-row scale does not change its argmax), the centroids by one
     common scale. A near-tie may go to the runner-up; on stdlib that raised the mean
     squared residual by 0.02% while the assignment ran ~3x faster than float32.
+    Rows are scored ``SCORE_BUDGET // C`` at a time: the int32 scores then stay in
+    cache, and the product plus ``max`` run 2.3x faster than with 16k-row blocks
+    (C = 4,096, one core); ``block`` rows are converted to float32 at once.
     """
-    c8 = _int8_rows(centroids, 127 / centroids.abs().max().clamp_min(1e-12)).T.contiguous()
+    c8 = _int8_centroids(centroids)
     out = torch.empty(len(vectors), dtype=torch.long)
     for s in range(0, len(vectors), block):
         v = vectors[s : s + block]
         v = torch.from_numpy(np.asarray(v, dtype=np.float32)) if isinstance(v, np.ndarray) else v.float()
-        v8 = _int8_rows(v, 127 / v.abs().amax(1, keepdim=True).clamp_min(1e-12))
-        out[s : s + len(v)] = _int8_scores(v8, c8).max(1).indices  # 2.5x faster than argmax
+        out[s : s + len(v)] = _assign_block(c8, v)
     return out
 
 
@@ -188,11 +208,20 @@ def pack(buckets: np.ndarray, nbits: int) -> np.ndarray:
     >>> pack(np.array([[3, 0, 1, 2]], dtype=np.uint8), 2)
     array([[198]], dtype=uint8)
     """
-    per = 8 // nbits
     n, dim = buckets.shape
-    b = buckets.reshape(n, dim // per, per).astype(np.uint8)
-    shift = (8 - nbits * (np.arange(per) + 1)).astype(np.uint8)
-    return np.bitwise_or.reduce(b << shift, axis=2).astype(np.uint8)
+    out = torch.empty((n, dim * nbits // 8), dtype=torch.uint8)
+    _pack_into(torch.from_numpy(np.ascontiguousarray(buckets, dtype=np.uint8)), nbits, out)
+    return out.numpy()
+
+
+def _pack_into(buckets: torch.Tensor, nbits: int, out: torch.Tensor) -> None:
+    """``pack`` into ``out`` [n, dim * nbits / 8] uint8 from uint8 ``buckets`` [n, dim]:
+    Horner's scheme over strided views, in place (10x faster than a numpy reduce)."""
+    per = 8 // nbits
+    b = buckets.view(len(buckets), -1, per)
+    out.copy_(b[:, :, 0])
+    for j in range(1, per):
+        out.bitwise_left_shift_(nbits).bitwise_or_(b[:, :, j])
 
 
 def decompress(codes: torch.Tensor, packed: torch.Tensor, centroids: torch.Tensor,

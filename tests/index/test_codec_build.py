@@ -1,0 +1,74 @@
+"""The codec build's fast paths against the implementation they replaced (bit for bit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from indexer.index.plaid import Codec
+from indexer.index.plaid.codec import assign, pack
+from tests.index.plaid_data import corpus
+
+
+def reference_assign(centroids: torch.Tensor, vectors: np.ndarray) -> torch.Tensor:
+    """The previous ``assign``: int8 scores of 16k-row blocks, argmax per row."""
+    c = centroids.float()
+    c8 = (c * (127 / c.abs().max())).round_().to(torch.int8).T.contiguous()
+    out = torch.empty(len(vectors), dtype=torch.long)
+    for s in range(0, len(vectors), 1 << 14):
+        v = torch.from_numpy(np.asarray(vectors[s : s + (1 << 14)], dtype=np.float32))
+        v8 = (v * (127 / v.abs().amax(1, keepdim=True))).round_().to(torch.int8)
+        out[s : s + len(v)] = torch._int_mm(v8, c8).max(1).indices
+    return out
+
+
+def reference_compress(codec: Codec, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The previous ``Codec.compress``: float32 residuals, comparisons, numpy bit-or reduce."""
+    c = torch.from_numpy(codec.centroids)
+    codes = reference_assign(c, vectors)
+    residual = torch.from_numpy(np.asarray(vectors, dtype=np.float32)) - c[codes]
+    buckets = np.searchsorted(codec.cutoffs, residual.numpy(), side="left").astype(np.uint8)
+    per = 8 // codec.nbits
+    b = buckets.reshape(len(vectors), -1, per)
+    shift = (8 - codec.nbits * (np.arange(per) + 1)).astype(np.uint8)
+    return codes.numpy().astype(codec.code_dtype), np.bitwise_or.reduce(b << shift, axis=2)
+
+
+@pytest.fixture(scope="module")
+def flat():
+    # 5,000+ rows: several compression blocks and a ragged last one
+    return np.concatenate(corpus(260, 64, seed=3, spread=0.3))
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_compress_is_bit_identical_to_the_previous_implementation(flat, nbits, dtype):
+    codec = Codec.train(flat, nbits, 128, seed=2)
+    vectors = flat.astype(dtype)
+    before = vectors.copy()
+    codes, packed = codec.compress(vectors)
+    ref_codes, ref_packed = reference_compress(codec, vectors)
+    assert len(flat) > 2 * 2048
+    assert codes.dtype == ref_codes.dtype and packed.dtype == np.uint8
+    assert np.array_equal(codes, ref_codes)
+    assert np.array_equal(packed, ref_packed)
+    assert np.array_equal(vectors, before)  # the caller's array is not used as scratch
+
+
+def test_assign_blocks_do_not_change_codes(flat):
+    rng = np.random.default_rng(0)
+    centroids = torch.from_numpy(flat[rng.choice(len(flat), 3000, replace=False)])
+    ref = reference_assign(centroids, flat)
+    for block in (100, 2048, len(flat)):
+        assert torch.equal(assign(centroids, flat, block=block), ref)
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_pack_matches_numpy_reduce_on_random_buckets(nbits):
+    rng = np.random.default_rng(nbits)
+    buckets = rng.integers(0, 2**nbits, (333, 96)).astype(np.uint8)
+    per = 8 // nbits
+    shift = (8 - nbits * (np.arange(per) + 1)).astype(np.uint8)
+    expected = np.bitwise_or.reduce(buckets.reshape(333, -1, per) << shift, axis=2)
+    assert np.array_equal(pack(buckets, nbits), expected)
