@@ -3,7 +3,9 @@
 A passage is a window of up to ``window_lines`` lines, windows starting every
 ``stride_lines`` lines (overlap keeps a function whole in at least one window).
 A window whose text would exceed the encoder's token budget is shortened line
-by line, so nothing the encoder sees is silently truncated.
+by line, so nothing the encoder sees is silently truncated. The windows of the
+unshortened layout are counted in one batched call per document (the usual
+case needs no other count); a shortened window's counts are asked one by one.
 """
 
 from __future__ import annotations
@@ -40,11 +42,15 @@ def chunk_lines(
     for line in lines:
         offsets.append(offsets[-1] + len(line))
     passages: list[Passage] = []
+    counted: dict[tuple[int, int], int] = {}
+    if max_tokens is not None and count_tokens is not None:
+        spans = _planned_windows(len(lines), window_lines, stride_lines)
+        counted = dict(zip(spans, count_tokens(["".join(lines[a:b]) for a, b in spans])))
     start = 0
     while start < len(lines):
         end = min(start + window_lines, len(lines))
         if max_tokens is not None and count_tokens is not None:
-            end = _fit_to_budget(lines, start, end, max_tokens, count_tokens)
+            end = _fit_to_budget(lines, start, end, max_tokens, count_tokens, counted)
         passages.append(
             Passage(start + 1, end, offsets[start], offsets[end], "".join(lines[start:end]))
         )
@@ -54,10 +60,26 @@ def chunk_lines(
     return passages
 
 
-def _fit_to_budget(lines, start, end, max_tokens, count_tokens) -> int:
-    """Shrink the window [start, end) until it fits ``max_tokens``; keep at least one line."""
-    n = count_tokens(["".join(lines[start:end])])[0]
+def _planned_windows(n_lines: int, window_lines: int, stride_lines: int) -> list[tuple[int, int]]:
+    """Line spans [start, end) of the windows if none needs shortening."""
+    spans = []
+    for start in range(0, n_lines, max(1, min(stride_lines, window_lines))):
+        spans.append((start, min(start + window_lines, n_lines)))
+        if spans[-1][1] >= n_lines:
+            break
+    return spans
+
+
+def _fit_to_budget(lines, start, end, max_tokens, count_tokens, counted) -> int:
+    """Shrink the window [start, end) until it fits ``max_tokens``; keep at least one line.
+    ``counted`` holds token counts of spans already counted."""
+    def count(a: int, b: int) -> int:
+        if (a, b) not in counted:
+            counted[(a, b)] = count_tokens(["".join(lines[a:b])])[0]
+        return counted[(a, b)]
+
+    n = count(start, end)
     while n > max_tokens and end - start > 1:
         end = start + max(1, min(end - start - 1, int((end - start) * max_tokens / n)))
-        n = count_tokens(["".join(lines[start:end])])[0]
+        n = count(start, end)
     return end

@@ -354,7 +354,8 @@ class Corpora:
             if not changed and not report.deleted:
                 report.seconds = time.perf_counter() - t0
                 return report
-            chunks = [self._chunk(d, encoder) for d in changed]
+            headers = encoder.count_tokens([d.path or d.doc_id for d in changed])
+            chunks = [self._chunk(d, encoder, n) for d, n in zip(changed, headers)]
             texts = [self._passage_text(d, p.text) for d, ps in zip(changed, chunks) for p in ps]
             total = len(texts)
             done = [0]
@@ -381,8 +382,12 @@ class Corpora:
         return report
 
     @staticmethod
-    def _chunk(doc: DocumentInput, encoder: ColBERTEncoder):
-        header_tokens = encoder.count_tokens([doc.path or doc.doc_id])[0] + 3
+    def _chunk(doc: DocumentInput, encoder: ColBERTEncoder, header_tokens: int | None = None):
+        """Passages of ``doc`` that fit the encoder after its path header (``header_tokens``
+        tokens, counted here if not given; a sync counts all headers in one call)."""
+        if header_tokens is None:
+            header_tokens = encoder.count_tokens([doc.path or doc.doc_id])[0]
+        header_tokens += 3
         budget = max(16, encoder.config.doc_max_tokens - header_tokens)
         return chunk_lines(doc.text, max_tokens=budget, count_tokens=encoder.count_tokens)
 

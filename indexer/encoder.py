@@ -83,6 +83,7 @@ class ColBERTEncoder:
         # Set by indexer.encode_runtime.configure: an ONNX backend replaces the model in _embed.
         self.backend = None
         self.runtime, self.precision, self.agreement = "torch", "fp32", None
+        self._counter = None  # count_tokens's own copy of the fast tokenizer, made at first use
 
     @classmethod
     def load(
@@ -197,9 +198,22 @@ class ColBERTEncoder:
         return out  # type: ignore[return-value]
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        """Token counts without special tokens, for chunking under ``doc_max_tokens``."""
-        ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-        return [len(x) for x in ids]
+        """Token counts without special tokens, for chunking under ``doc_max_tokens``.
+
+        A fast tokenizer's Rust backend is called directly (a private copy, never
+        truncating or padding): the ``transformers`` wrapper cost more than the
+        tokenization itself on short texts.
+        """
+        if self._counter is None:
+            if not getattr(self.tokenizer, "is_fast", False):
+                ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+                return [len(x) for x in ids]
+            from tokenizers import Tokenizer
+
+            self._counter = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+            self._counter.no_truncation()
+            self._counter.no_padding()
+        return [len(e.ids) for e in self._counter.encode_batch(texts, add_special_tokens=False)]
 
 
 def _pad_with_mask(batch: dict, tokenizer, length: int) -> dict:

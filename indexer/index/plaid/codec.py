@@ -20,8 +20,11 @@ from indexer.errors import IndexCorrupt, InvalidInput
 
 COMPRESS_BLOCK = 1 << 11  # token vectors compressed together (their float32 copy stays in L2)
 SCORE_BUDGET = 1 << 20  # int32 scores per assignment block (4 MB, cache-resident): rows = this // C
-KMEANS_ITERS = 8  # 4 raised held-out residual MSE by 1.5% on stdlib, 8 matched faiss's 12
-QUANTILE_ROWS = 16384  # residual rows the bucket cutoffs and weights are read from
+# Lloyd iterations as (d, iterations) on a random 1/d of the sample: 4 on half, then 3 on
+# all. On stdlib (C = 4,096, 3 seeds) 1.5x faster than 8 on all at +0.37% held-out
+# residual MSE; a quarter-sample start was 1.6-1.9x at +0.5-1%; 8 on all matched faiss's 12.
+KMEANS_SCHEDULE = ((2, 4), (1, 3))
+QUANTILE_ROWS = 16384  # residual rows (spread over the sample) for the buckets and train_mse
 NBITS = (1, 2, 4)
 
 
@@ -68,13 +71,13 @@ class Codec:
             raise InvalidInput(f"dim * nbits must be a multiple of 8, got {dim} * {nbits}")
         x = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32))
         k = int(min(n_centroids, max(n // 4, 1)))
-        centroids, codes = spherical_kmeans(x, k, KMEANS_ITERS, seed)
-        res = (x - centroids[codes]).numpy()
-        values = res[:QUANTILE_ROWS]  # rows are a random sample: the first ones suffice
+        centroids = spherical_kmeans(x, k, KMEANS_SCHEDULE, seed)
+        rows = x[:: max(1, n // QUANTILE_ROWS)][:QUANTILE_ROWS]  # sample rows are in corpus order
+        res = (rows - centroids[assign(centroids, rows)]).numpy()
         qs = np.arange(1, 2**nbits) / 2**nbits
-        cutoffs = np.quantile(values, qs).astype(np.float32)
+        cutoffs = np.quantile(res, qs).astype(np.float32)
         mids = (np.arange(2**nbits) + 0.5) / 2**nbits
-        weights = np.quantile(values, mids).astype(np.float32)
+        weights = np.quantile(res, mids).astype(np.float32)
         mse = float((res**2).sum(1).mean())
         return cls(centroids.numpy(), cutoffs, weights, nbits, mse)
 
@@ -135,21 +138,27 @@ class Codec:
         return cls(centroids, buckets[: nb - 1], buckets[nb - 1 :], meta["nbits"], meta["train_mse"])
 
 
-def spherical_kmeans(x: torch.Tensor, k: int, niter: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centroids [k, dim] (unit rows) of unit rows ``x`` [n, dim] float32, and each row's code [n].
+def spherical_kmeans(x: torch.Tensor, k: int, schedule: tuple[tuple[int, int], ...],
+                     seed: int) -> torch.Tensor:
+    """Centroids [k, dim] (unit rows) of unit rows ``x`` [n, dim] float32.
 
-    Lloyd iterations with inner-product assignment; a cluster left empty is
-    re-seeded with a random row.
+    Lloyd iterations with inner-product assignment, ``schedule`` giving
+    ``(d, iterations)`` pairs run on a random ``1/d`` of the rows (the usual
+    subsample warm-up: early iterations only need the coarse layout). A cluster
+    left empty is re-seeded with a random row.
     """
     g = torch.Generator().manual_seed(seed)
-    centroids = x[torch.randperm(len(x), generator=g)[:k]].clone()
-    for _ in range(niter):
-        codes = _assign_block(_int8_centroids(centroids), x)
-        sums = torch.zeros_like(centroids).index_add_(0, codes, x)
-        empty = torch.bincount(codes, minlength=k) == 0
-        sums[empty] = x[torch.randint(len(x), (int(empty.sum()),), generator=g)]
-        centroids = sums / torch.linalg.vector_norm(sums, dim=1, keepdim=True).clamp_min(1e-12)
-    return centroids, _assign_block(_int8_centroids(centroids), x)
+    order = torch.randperm(len(x), generator=g)
+    centroids = x[order[:k]].clone()
+    for d, iters in schedule:
+        part = x if d == 1 else x[order[: max(k, len(x) // d)]]
+        for _ in range(iters):
+            codes = _assign_block(_int8_centroids(centroids), part)
+            sums = torch.zeros_like(centroids).index_add_(0, codes, part)
+            empty = torch.bincount(codes, minlength=k) == 0
+            sums[empty] = part[torch.randint(len(part), (int(empty.sum()),), generator=g)]
+            centroids = sums / torch.linalg.vector_norm(sums, dim=1, keepdim=True).clamp_min(1e-12)
+    return centroids
 
 
 def _int8_rows(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
