@@ -389,7 +389,8 @@ class Corpora:
             header_tokens = encoder.count_tokens([doc.path or doc.doc_id])[0]
         header_tokens += 3
         budget = max(16, encoder.config.doc_max_tokens - header_tokens)
-        return chunk_lines(doc.text, max_tokens=budget, count_tokens=encoder.count_tokens)
+        return chunk_lines(doc.text, max_tokens=budget, count_tokens=encoder.count_tokens,
+                           additive=encoder.lines_add_up(doc.text))
 
     @staticmethod
     def _passage_text(doc: DocumentInput, text: str) -> str:

@@ -39,6 +39,7 @@ class EncoderConfig:
 
 
 PUNCTUATION = set(string.punctuation)
+_OTHER_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines breaks besides \n, \r
 
 
 class ColBERTEncoder:
@@ -214,6 +215,19 @@ class ColBERTEncoder:
             self._counter.no_truncation()
             self._counter.no_padding()
         return [len(e.ids) for e in self._counter.encode_batch(texts, add_special_tokens=False)]
+
+    def lines_add_up(self, text: str) -> bool:
+        """Whether the token count of any run of ``text``'s lines is the sum of its lines'
+        counts: true for BERT's normalizer and pre-tokenizer (no word crosses a ``\n``
+        or ``\r``) when no other line break occurs (BERT's normalizer deletes control
+        characters such as ``\x0c``, which would join the words around them)."""
+        if not getattr(self.tokenizer, "is_fast", False) or any(c in text for c in _OTHER_BREAKS):
+            return False
+        from tokenizers import normalizers, pre_tokenizers
+
+        backend = self.tokenizer.backend_tokenizer
+        return isinstance(backend.pre_tokenizer, pre_tokenizers.BertPreTokenizer) and isinstance(
+            backend.normalizer, (normalizers.BertNormalizer, type(None)))
 
 
 def _pad_with_mask(batch: dict, tokenizer, length: int) -> dict:

@@ -65,8 +65,20 @@ def texts() -> list[str]:
 @pytest.mark.parametrize("budget", [240, 64])
 def test_passages_identical_to_counting_window_by_window(encoder, budget):
     for text in texts():
-        got = chunk_lines(text, max_tokens=budget, count_tokens=encoder.count_tokens)
-        assert got == reference_chunks(text, budget, encoder.tokenizer)
+        expected = reference_chunks(text, budget, encoder.tokenizer)
+        assert chunk_lines(text, max_tokens=budget, count_tokens=encoder.count_tokens) == expected
+        if encoder.lines_add_up(text):
+            got = chunk_lines(text, max_tokens=budget, count_tokens=encoder.count_tokens, additive=True)
+            assert got == expected
+
+
+def test_line_sums_are_used_only_where_they_are_exact(encoder):
+    sources, odd = texts()[:25], texts()[25:]
+    assert all(encoder.lines_add_up(t) for t in sources + odd[:1])  # CRLF is fine
+    joined = "a\x0cb\n"  # the normalizer deletes \x0c: "ab" is one word, not "a" + "b"
+    assert not encoder.lines_add_up(joined) and not encoder.lines_add_up(odd[2])
+    per_line = sum(encoder.count_tokens(joined.splitlines(keepends=True)))
+    assert per_line != encoder.count_tokens([joined])[0]
 
 
 def test_counts_match_the_tokenizer_and_ignore_its_truncation_state(encoder):
