@@ -85,6 +85,11 @@ def _save_ckpt(path: Path, cart: Cartridge, opt: torch.optim.Adam, step: int, hi
     tmp.replace(path)
 
 
+def _ckpt_step(path: Path) -> int:
+    with safe_open(str(path), "pt") as f:
+        return int(f.metadata()["step"])
+
+
 def _load_ckpt(path: Path, cart: Cartridge, opt: torch.optim.Adam) -> tuple[int, dict]:
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
@@ -126,7 +131,8 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
 
     Resumable: rerun with the same arguments and it continues from the samples
     and the last checkpoint in ``work_dir``. Returns None when ``should_stop``
-    interrupted it (everything done so far is saved). ``progress(done, total,
+    interrupted it (everything done so far is saved). A finished run asked for more
+    ``steps`` continues from its final checkpoint. ``progress(done, total,
     stage)`` is called with stage ``"synthesis"`` then ``"training"``.
     """
     work_dir = Path(work_dir)
@@ -138,9 +144,9 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
         raise InvalidInput(f"the corpus has {ids.numel()} tokens, fewer than p={config.p}")
     _check_run(work_dir, {**{k: getattr(config, k) for k in RUN_FIELDS}, "corpus_id": corpus_id, "corpus_version": corpus_version,
                           "corpus_sha256": hashlib.sha256(corpus_text.encode()).hexdigest()})
-    out = work_dir / "cartridge.safetensors"
-    if out.exists():
-        return out
+    out, ckpt = work_dir / "cartridge.safetensors", work_dir / "ckpt.safetensors"
+    if out.exists() and (not ckpt.exists() or _ckpt_step(ckpt) >= config.steps):
+        return out  # finished; asking for more steps than it had continues it instead
     t0 = time.perf_counter()
     if not synthesize(model, tokenizer, ids, config, work_dir / "synth", progress, should_stop):
         return None
@@ -149,7 +155,6 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
     cart = init_from_prefix(model, ids, config.p, config.frozen_tokens)
     opt = torch.optim.Adam(cart.parameters(), lr=config.lr)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    ckpt = work_dir / "ckpt.safetensors"
     step, history = 0, {"train_loss": [], "tokens": 0, "train_seconds": 0.0}
     if ckpt.exists():
         step, history = _load_ckpt(ckpt, cart, opt)
@@ -175,6 +180,7 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
             t_train = time.perf_counter()
             _save_ckpt(ckpt, cart, opt, step, history)
     history["train_seconds"] += time.perf_counter() - t_train
+    _save_ckpt(ckpt, cart, opt, step, history)  # a later run may ask for more steps
     if held:
         history["heldout_loss_final"] = evaluate(model, cart_layers(cart), held, pad)
     progress(config.steps, config.steps, "training")

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 
@@ -28,6 +29,19 @@ def test_finished_run_is_returned_as_is(trained):
     before = path.stat().st_mtime_ns
     assert train_cartridge(TEXT, "faq", 3, TINY, work) == path
     assert path.stat().st_mtime_ns == before
+
+
+def test_more_steps_continue_a_finished_run(trained, tmp_path):
+    path, *_, work = trained
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy)
+    events = []
+    more = CartridgeConfig(**{**TINY.to_dict(), "steps": TINY.steps + 1})
+    again = train_cartridge(TEXT, "faq", 3, more, copy, lambda *e: events.append(e))
+    assert [d for d, _, s in events if s == "training"][0] == TINY.steps  # from the end, not from 0
+    header = read_cartridge(again).header["training"]
+    assert header["steps"] == TINY.steps + 1
+    assert header["loss_curve"][0] == read_cartridge(path).header["training"]["loss_curve"][0]
 
 
 def test_work_dir_refuses_other_settings(trained):

@@ -260,3 +260,37 @@ def test_bad_input_and_corrupt_files(tmp_path, data128):
     (tmp_path / "i" / "manifest.json").write_text("{not json")
     with pytest.raises(IndexCorrupt):
         PlaidIndex.open(tmp_path / "i")
+
+
+def test_fast_product_matches_plain_product():
+    import torch
+
+    from indexer.index.plaid.search import dot_t
+
+    a, b = torch.randn(700, 128), torch.randn(32, 128)
+    assert torch.allclose(dot_t(a, b), a @ b.T, atol=1e-5)
+    assert dot_t(a.double(), b.double()).dtype == torch.float64  # other dtypes: the plain product
+
+
+@pytest.mark.parametrize("bound", [50, 100_000])  # presence-mask path, then the sort path
+def test_distinct_matches_torch_unique(bound):
+    import torch
+
+    from indexer.index.plaid.search import distinct
+
+    items = torch.randint(0, min(bound, 40), (200,)) * (bound // 40 or 1)
+    uniq, inv = distinct(items, bound)
+    ref_uniq, ref_inv = torch.unique(items, return_inverse=True)
+    assert torch.equal(uniq, ref_uniq) and torch.equal(inv, ref_inv)
+
+
+def test_codec_stores_float16_centroids_losslessly(tmp_path, data128):
+    flat = np.concatenate(data128[1])[:5000]
+    codec = Codec.train(flat, 2, 64)
+    codec.save(tmp_path / "c")
+    assert np.load(tmp_path / "c" / "centroids.npy").dtype == np.float16
+    back = Codec.load(tmp_path / "c")
+    assert back.centroids.dtype == np.float32 and np.array_equal(back.centroids, codec.centroids)
+    old = Codec(codec.centroids + np.float32(1e-6), codec.cutoffs, codec.weights, 2, codec.train_mse)
+    old.save(tmp_path / "old")  # centroids float16 cannot hold: kept float32, unchanged
+    assert np.array_equal(Codec.load(tmp_path / "old").centroids, old.centroids)

@@ -42,7 +42,7 @@ def n_centroids_for(n_tokens: int) -> int:
 class Codec:
     """Centroids [C, dim] float32 and the residual buckets of one corpus."""
 
-    centroids: np.ndarray  # [C, dim] float32, unit norm
+    centroids: np.ndarray  # [C, dim] float32, unit norm (float16 values when trained here)
     cutoffs: np.ndarray  # [2**nbits - 1] float32, bucket boundaries
     weights: np.ndarray  # [2**nbits] float32, decoded value of each bucket
     nbits: int
@@ -72,6 +72,7 @@ class Codec:
         x = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32))
         k = int(min(n_centroids, max(n // 4, 1)))
         centroids = spherical_kmeans(x, k, KMEANS_SCHEDULE, seed)
+        centroids = centroids.half().float()  # stored as float16: compress with what search decodes
         rows = x[:: max(1, n // QUANTILE_ROWS)][:QUANTILE_ROWS]  # sample rows are in corpus order
         res = (rows - centroids[assign(centroids, rows)]).numpy()
         qs = np.arange(1, 2**nbits) / 2**nbits
@@ -119,7 +120,8 @@ class Codec:
 
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=False)
-        np.save(path / "centroids.npy", self.centroids)
+        half = self.centroids.astype(np.float16)  # half the bytes; kept float32 where that would round
+        np.save(path / "centroids.npy", half if np.array_equal(half, self.centroids) else self.centroids)
         np.save(path / "buckets.npy", np.concatenate([self.cutoffs, self.weights]))
         (path / "codec.json").write_text(json.dumps({"nbits": self.nbits, "train_mse": self.train_mse,
                                                      "dim": self.dim, "n_centroids": len(self.centroids)}))
@@ -128,7 +130,7 @@ class Codec:
     def load(cls, path: Path) -> "Codec":
         try:
             meta = json.loads((path / "codec.json").read_text())
-            centroids = np.load(path / "centroids.npy")
+            centroids = np.load(path / "centroids.npy").astype(np.float32)
             buckets = np.load(path / "buckets.npy")
         except (OSError, ValueError) as e:
             raise IndexCorrupt(f"unreadable codec at {path}: {e}") from e

@@ -21,7 +21,7 @@ from indexer.index.base import MultiVectorIndex, ScoredPassage
 from indexer.index.plaid.codec import Codec, n_centroids_for
 from indexer.index.plaid.manifest import FaultHook, Manifest, SegmentEntry, collect_garbage
 from indexer.index.plaid.merge import MergePolicy, TieredMerge, merge_segments, write_sorted
-from indexer.index.plaid.search import (CodecTensors, SearchParams, exhaustive_segment,
+from indexer.index.plaid.search import (CodecTensors, SearchParams, dot_t, exhaustive_segment,
                                         search_segment)
 from indexer.index.plaid.segment import Segment
 
@@ -139,14 +139,14 @@ class PlaidIndex(MultiVectorIndex):
             if q.ndim != 2 or q.shape[1] != self.dim:
                 raise InvalidInput(f"query must be [n, {self.dim}], got {q.shape}")
             qt = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32)).to(self.device)
-            cscores = {name: qt @ c.centroids.T for name, c in snap.codecs.items()}
+            cscores_t = {name: dot_t(c.centroids, qt) for name, c in snap.codecs.items()}
             scores, pids = [], []
             for seg, ok in zip(snap.segments, masks):
                 codec = snap.codecs[seg.codec]
                 if exhaustive:
                     s, local = exhaustive_segment(qt, seg, codec, ok, k)
                 else:
-                    s, local = search_segment(qt, cscores[seg.codec], seg, codec, ok, k, params)
+                    s, local = search_segment(qt, cscores_t[seg.codec], seg, codec, ok, k, params)
                 scores.append(s.cpu().numpy())
                 pids.append(np.asarray(seg.pids)[local.cpu().numpy()])
             s_all = np.concatenate(scores) if scores else np.empty(0)

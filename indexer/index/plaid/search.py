@@ -1,6 +1,6 @@
 """The PLAID query path over one segment, in torch, identical on CPU and CUDA.
 
-1. centroid scores ``S = Q @ centroids.T`` (once per codec, by the caller);
+1. centroid scores ``S.T = centroids @ Q.T`` [C, nq] (once per codec, by the caller);
 2. probe: the ``nprobe`` best centroids of each query token; their inverted lists
    give the candidate passages;
 3. approximate score of each candidate from centroid scores alone: for each
@@ -38,6 +38,32 @@ class SearchParams:
         return max(self.decompress or self.candidates // 4, k)
 
 
+def _onednn_product() -> bool:
+    """Whether oneDNN's fp32 product runs here and agrees with the plain one."""
+    try:
+        a, b = torch.randn(64, 32), torch.randn(16, 32)
+        out = torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+        return bool(torch.allclose(out, a @ b.T, atol=1e-4))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+ONEDNN = _onednn_product()
+
+
+def dot_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b.T`` in float32 for a [n, dim], b [m, dim].
+
+    On CPU through oneDNN (the kernel behind ``torch.compile``'s linear layers):
+    for the query path's skinny products (m = 32 query tokens or a few thousand
+    centroids) it ran 2.4-2.6x faster than torch's default BLAS on the test host,
+    with the same float32 result (bench/RESULTS-plaid.md). Elsewhere, the plain product.
+    """
+    if ONEDNN and a.device.type == "cpu" and a.dtype == b.dtype == torch.float32:
+        return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+    return a @ b.T
+
+
 @dataclass
 class CodecTensors:
     """A codec's arrays on the search device."""
@@ -69,11 +95,24 @@ def maxsim_groups(sim: torch.Tensor, owner: torch.Tensor, n_groups: int) -> torc
     return best.sum(1)
 
 
+def distinct(items: torch.Tensor, bound: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(items, return_inverse=True)`` for int64 ``items`` in [0, bound).
+
+    Where ``bound`` is not much larger than the item count, a presence mask and its
+    running count replace the sort (the query path's passages per segment).
+    """
+    if bound > 4 * len(items):
+        return torch.unique(items, return_inverse=True)
+    seen = torch.zeros(bound, dtype=torch.bool, device=items.device)
+    seen[items] = True
+    return seen.nonzero().squeeze(1), (torch.cumsum(seen, 0) - 1)[items]
+
+
 def centroid_scores(cscores_t: torch.Tensor, seg: Segment, passages: torch.Tensor) -> torch.Tensor:
     """MaxSim of local ``passages`` [m] with each token vector replaced by its centroid -> [m].
 
-    ``cscores_t`` [C, nq] are the centroid scores, transposed and contiguous: one
-    ``embedding`` lookup per token reads its row.
+    ``cscores_t`` [C, nq] are the centroid scores, one contiguous row per centroid:
+    one ``embedding`` lookup per token reads its row.
     """
     starts = seg.offsets[passages]
     pos, owner = gather_ranges(starts, seg.offsets[passages + 1] - starts)
@@ -87,10 +126,10 @@ def exact_scores(q: torch.Tensor, seg: Segment, codec: CodecTensors,
     starts = seg.offsets[passages]
     pos, owner = gather_ranges(starts, seg.offsets[passages + 1] - starts)
     d = decompress(seg.codes[pos], seg.residuals[pos], codec.centroids, codec.table)  # [T, dim]
-    return maxsim_groups(d @ q.T, owner, len(passages))
+    return maxsim_groups(dot_t(d, q), owner, len(passages))
 
 
-def search_segment(q: torch.Tensor, cscores: torch.Tensor, seg: Segment, codec: CodecTensors,
+def search_segment(q: torch.Tensor, cscores_t: torch.Tensor, seg: Segment, codec: CodecTensors,
                    allowed: torch.Tensor | None, k: int,
                    params: SearchParams) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``k`` passages of one segment for one query.
@@ -98,7 +137,7 @@ def search_segment(q: torch.Tensor, cscores: torch.Tensor, seg: Segment, codec: 
     Parameters
     ----------
     q : [nq, dim] float32 query token vectors.
-    cscores : [nq, C] float32, ``q @ centroids.T`` of the segment's codec.
+    cscores_t : [C, nq] float32, ``centroids @ q.T`` of the segment's codec, contiguous.
     allowed : [n_passages] bool mask of live (and filter-passing) passages, or None.
 
     Returns
@@ -106,7 +145,7 @@ def search_segment(q: torch.Tensor, cscores: torch.Tensor, seg: Segment, codec: 
     scores [m] float32 and local passage indexes [m] int64, best first, m <= k.
     """
     empty = (torch.empty(0, device=q.device), torch.empty(0, dtype=torch.long, device=q.device))
-    probe = cscores.topk(min(params.nprobe, cscores.shape[1]), dim=1).indices.flatten().unique()
+    probe = cscores_t.topk(min(params.nprobe, len(cscores_t)), dim=0).indices.flatten().unique()
     starts = seg.ivf_offsets[probe]
     pos, which = gather_ranges(starts, seg.ivf_offsets[probe + 1] - starts)
     local = seg.ivf[pos].long()  # [E] passage of each (probed centroid, passage) pair
@@ -115,12 +154,12 @@ def search_segment(q: torch.Tensor, cscores: torch.Tensor, seg: Segment, codec: 
         local, which = local[keep], which[keep]
     if len(local) == 0:
         return empty
-    uniq, inv = torch.unique(local, return_inverse=True)
+    uniq, inv = distinct(local, len(seg))
     approx = torch.zeros(len(uniq), q.shape[0], device=q.device)
-    approx.scatter_reduce_(0, inv[:, None].expand(-1, q.shape[0]), cscores[:, probe].T[which], "amax")
+    approx.scatter_reduce_(0, inv[:, None].expand(-1, q.shape[0]), cscores_t[probe][which], "amax")
     cand = uniq[approx.sum(1).topk(min(params.candidates, len(uniq))).indices]
     if params.n_decompress(k) < len(cand):
-        interaction = centroid_scores(cscores.T.contiguous(), seg, cand)
+        interaction = centroid_scores(cscores_t, seg, cand)
         cand = cand[interaction.topk(params.n_decompress(k)).indices]
     scores = exact_scores(q, seg, codec, cand)
     top = scores.topk(min(k, len(cand)))
