@@ -294,3 +294,17 @@ def test_codec_stores_float16_centroids_losslessly(tmp_path, data128):
     old = Codec(codec.centroids + np.float32(1e-6), codec.cutoffs, codec.weights, 2, codec.train_mse)
     old.save(tmp_path / "old")  # centroids float16 cannot hold: kept float32, unchanged
     assert np.array_equal(Codec.load(tmp_path / "old").centroids, old.centroids)
+
+
+def test_stacked_rows_read_like_the_joined_array():
+    from indexer.index.plaid.index import StackedRows
+
+    rng = np.random.default_rng(0)
+    parts = [rng.standard_normal((n, 8)).astype(np.float16) for n in rng.integers(1, 50, 300)]
+    flat, rows = np.concatenate(parts), StackedRows(parts)
+    assert rows.shape == flat.shape and len(rows) == len(flat)
+    for a, b in [(0, 10), (5, 5), (17, 1000), (0, len(flat)), (len(flat) - 3, len(flat) + 10)]:
+        assert np.array_equal(rows[a:b], flat[a:b])
+    picked = np.sort(rng.choice(len(flat), 500, replace=False))
+    assert np.array_equal(rows[picked], flat[picked])
+    assert rows[picked[:0]].shape == (0, 8)
