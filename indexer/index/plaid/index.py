@@ -139,7 +139,7 @@ class PlaidIndex(MultiVectorIndex):
             if q.ndim != 2 or q.shape[1] != self.dim:
                 raise InvalidInput(f"query must be [n, {self.dim}], got {q.shape}")
             qt = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32)).to(self.device)
-            cscores_t = {name: dot_t(c.centroids, qt) for name, c in snap.codecs.items()}
+            cscores_t = {} if exhaustive else {name: dot_t(c.centroids, qt) for name, c in snap.codecs.items()}
             scores, pids = [], []
             for seg, ok in zip(snap.segments, masks):
                 codec = snap.codecs[seg.codec]
