@@ -6,7 +6,8 @@
 Both versions run in one process on the same index and the same query vectors,
 interleaved pass by pass (best of ``--passes``), so a noisy machine affects both
 alike. The base commit's ``indexer/index/plaid/search.py`` is loaded from git; its
-centroid scores are computed the way that commit did (``q @ centroids.T``). With an
+centroid scores are computed the way that commit did (``q @ centroids.T``; commits
+before the per-query tables took ``(q, cscores, seg, codec, ...)``). With an
 oracle cache from ``sweep_stdlib.py --exhaustive`` the top-10 overlap is printed too.
 """
 
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import indexer.index.plaid.index as plaid_index
 from eval_stdlib import _spans, extract, metrics
@@ -55,7 +57,10 @@ def main() -> None:
     base = load_base(args.base)
     current = plaid_index.search_segment
 
-    def baseline(q, cscores_t, seg, codec, allowed, k, params):  # noqa: ANN001, ANN202
+    current_q = {}
+
+    def baseline(tables, seg, allowed, k, params):  # noqa: ANN001, ANN202
+        q, codec = current_q["q"], index._snap.codecs[seg.codec]
         return base.search_segment(q, q @ codec.centroids.T, seg, codec, allowed, k, params)
 
     queries = [json.loads(line) for line in open(extract() / "queries.jsonl")]
@@ -75,9 +80,11 @@ def main() -> None:
             for name, fn in (("base", baseline), ("this", current)):
                 plaid_index.search_segment = fn
                 for qv in vectors[:10]:
+                    current_q["q"] = torch.from_numpy(np.ascontiguousarray(qv, dtype=np.float32))
                     index.search([qv], 10, **kw)
                 seconds, hits = [], []
                 for qv in vectors:
+                    current_q["q"] = torch.from_numpy(np.ascontiguousarray(qv, dtype=np.float32))
                     t0 = time.perf_counter()
                     found = index.search([qv], 10, **kw)[0]
                     seconds.append(time.perf_counter() - t0)

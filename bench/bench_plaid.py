@@ -112,7 +112,7 @@ def decompressed_bags(index: PlaidIndex) -> list[np.ndarray]:
 
     seg = index._snap.segments[0]
     codec = index._snap.codecs[seg.codec]
-    flat = decompress(seg.codes, seg.residuals, codec.centroids, codec.table).numpy()
+    flat = decompress(seg.codes, seg.residuals, codec.centroids, codec.table, seg.norms).numpy()
     return np.split(flat, np.cumsum(np.asarray(seg.doclens))[:-1])
 
 

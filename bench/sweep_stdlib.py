@@ -110,7 +110,7 @@ def exhaustive_rankings(index, spans: dict, vectors: list, cache: Path | None,
             starts = seg.offsets[passages]
             pos, owner = gather_ranges(starts, seg.offsets[passages + 1] - starts)
             codec = snap.codecs[seg.codec]
-            d = decompress(seg.codes[pos], seg.residuals[pos], codec.centroids, codec.table)
+            d = decompress(seg.codes[pos], seg.residuals[pos], codec.centroids, codec.table, seg.norms[pos])
             scores = _maxsim_all(dot_t(d, q), owner, len(passages)) @ to_query  # [block, n_queries]
             pids = torch.from_numpy(np.asarray(seg.pids)[passages.numpy()]).expand(len(vectors), -1)
             top = torch.cat([best_s, scores.T], 1).topk(10, dim=1)

@@ -107,8 +107,8 @@ def test_bytes_per_vector_at_2_bits_128_dims_beats_colbert(tmp_path, data128):
     idx = build(tmp_path / "i", ids, bags)
     n_tok = sum(len(b) for b in bags)
     seg = next((tmp_path / "i" / "segments").iterdir())
-    codes_res = (seg / "codes.npy").stat().st_size + (seg / "residuals.npy").stat().st_size
-    assert codes_res / n_tok <= 34.1  # 2-byte code + 32 bytes of residual (+ npy headers)
+    per_token = sum((seg / f).stat().st_size for f in ("codes.npy", "residuals.npy", "norms.npy"))
+    assert per_token / n_tok <= 36.1  # 2-byte code + 32 bytes of residual + 2-byte norm (+ npy headers)
     assert idx.nbytes() / n_tok < 48  # everything: ivf, lengths, ids, codec
 
 
@@ -127,6 +127,48 @@ def test_search_agrees_with_exact_oracle(tmp_path, dim):
     # pruning loses nothing the decompressed exhaustive scan finds
     assert np.mean([overlap(ids_of(h), ids_of(e)) for h, e in zip(hits, exhaustive)]) >= 0.98
     assert all(a.score >= b.score for h in hits for a, b in zip(h, h[1:]))
+
+
+def test_table_scores_equal_maxsim_over_decompressed_vectors(tmp_path, data128):
+    import torch
+
+    from indexer.index.plaid.codec import decompress
+
+    ids, bags = data128
+    idx = build(tmp_path / "i", ids, bags)
+    seg, codec = idx._snap.segments[0], idx._snap.codecs[idx._snap.segments[0].codec]
+    vectors = decompress(seg.codes, seg.residuals, codec.centroids, codec.table, seg.norms).numpy()
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=2e-3)  # float16 norms: unit within 1e-3
+    offsets = seg.offsets.numpy()
+    for q in queries(bags, 3, seed=9):
+        sims = vectors @ q.T
+        want = np.array([sims[a:b].max(0).sum() for a, b in zip(offsets, offsets[1:])])
+        order = np.argsort(-want)[:10]
+        got = idx.search([q], 10, exhaustive=True)[0]
+        assert ids_of(got) == np.asarray(seg.pids)[order].tolist()
+        assert np.allclose([h.score for h in got], want[order], atol=1e-4)
+
+
+def test_format_1_segments_open_and_merge(tmp_path, data128):
+    ids, bags = data128
+    idx = build(tmp_path / "i", ids[:1000], bags[:1000], merge_policy=NoMerge())
+    qs = queries(bags, 10, seed=4)
+    before = idx.search(qs, 10)
+    seg = next((tmp_path / "i" / "segments").iterdir())
+    (seg / "norms.npy").unlink()  # what a version-1 writer left
+    meta = json.loads((seg / "segment.json").read_text())
+    (seg / "segment.json").write_text(json.dumps({**meta, "format": 1}))
+    old = PlaidIndex.open(tmp_path / "i", merge_policy=NoMerge())
+    after = old.search(qs, 10)
+    assert [ids_of(h) for h in after] == [ids_of(h) for h in before]
+    assert np.allclose([h.score for r in after for h in r], [h.score for r in before for h in r], atol=1e-6)
+    old.commit(ids[1000:], bags[1000:], NONE)
+    old.merge()  # rewrites the format-1 segment with its computed norms
+    assert len(old._snap.segments) == 1 and all((s / "norms.npy").exists()
+                                                for s in (tmp_path / "i" / "segments").iterdir())
+    assert [ids_of(h) for h in old.search(qs, 10, exhaustive=True)] == \
+        [ids_of(h) for h in build(tmp_path / "fresh", ids, bags, codec_from=tmp_path / "i").search(
+            qs, 10, exhaustive=True)]
 
 
 def test_search_params_per_call_trade_recall(tmp_path, data128):

@@ -236,13 +236,37 @@ def _pack_into(buckets: torch.Tensor, nbits: int, out: torch.Tensor) -> None:
 
 
 def decompress(codes: torch.Tensor, packed: torch.Tensor, centroids: torch.Tensor,
-               table: torch.Tensor) -> torch.Tensor:
+               table: torch.Tensor, norms: torch.Tensor | None = None) -> torch.Tensor:
     """Unit token vectors [n, dim] from codes [n] and packed residuals [n, nbytes].
 
     ``centroids`` [C, dim] and ``table`` [256, 8 // nbits] (``Codec.decode_table``)
-    live on the device the result should be on.
+    live on the device the result should be on. ``norms`` [n]: the segment's stored
+    norms (``token_norms``), which search divides by; without them, each vector's own.
     """
+    d = _reconstruct(codes, packed, centroids, table)
+    if norms is None:
+        return d.div_(torch.linalg.vector_norm(d, dim=1, keepdim=True))
+    return d.div_(norms.float()[:, None])
+
+
+def token_norms(codes: torch.Tensor, packed: torch.Tensor, centroids: torch.Tensor,
+                table: torch.Tensor) -> np.ndarray:
+    """|centroid + decoded residual| of each token, float16 [n]: a segment's ``norms.npy``.
+
+    Stored so that search can score ``q . (c + r) / |c + r|`` from per-query tables
+    without rebuilding ``c + r`` (``search.token_scores``); float16 keeps 2 bytes a token.
+    """
+    out = torch.empty(len(codes), dtype=torch.float16)
+    for s in range(0, len(codes), COMPRESS_BLOCK):
+        d = _reconstruct(codes[s : s + COMPRESS_BLOCK], packed[s : s + COMPRESS_BLOCK], centroids, table)
+        out[s : s + len(d)] = torch.linalg.vector_norm(d, dim=1)
+    return out.numpy()
+
+
+def _reconstruct(codes: torch.Tensor, packed: torch.Tensor, centroids: torch.Tensor,
+                 table: torch.Tensor) -> torch.Tensor:
+    """centroid + decoded residual, [n, dim] float32, not normalized."""
     # embedding() with int32 indices is ~10x faster on CPU than advanced indexing
     d = torch.nn.functional.embedding(codes.int(), centroids)  # [n, dim]
     d += torch.nn.functional.embedding(packed.int(), table).view(len(codes), -1)
-    return d.div_(torch.linalg.vector_norm(d, dim=1, keepdim=True))
+    return d

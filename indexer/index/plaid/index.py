@@ -18,10 +18,10 @@ import torch
 
 from indexer.errors import Conflict, InvalidInput
 from indexer.index.base import MultiVectorIndex, ScoredPassage
-from indexer.index.plaid.codec import Codec, n_centroids_for
+from indexer.index.plaid.codec import Codec, n_centroids_for, token_norms
 from indexer.index.plaid.manifest import FaultHook, Manifest, SegmentEntry, collect_garbage
 from indexer.index.plaid.merge import MergePolicy, TieredMerge, merge_segments, write_sorted
-from indexer.index.plaid.search import (CodecTensors, SearchParams, dot_t, exhaustive_segment,
+from indexer.index.plaid.search import (CodecTensors, SearchParams, exhaustive_segment, query_tables,
                                         search_segment)
 from indexer.index.plaid.segment import Segment
 
@@ -96,6 +96,10 @@ class PlaidIndex(MultiVectorIndex):
         segments, dead = [], []
         for e in m.segments:
             seg = old_segs.get(e.name) or Segment.open(self.path / "segments" / e.name, self.device)
+            if seg.norms is None:  # a format-1 segment: computed once per open (~1 s per 3M tokens)
+                c = codecs[e.codec]
+                seg.norms = torch.from_numpy(token_norms(seg.codes, seg.residuals, c.centroids.cpu(),
+                                                         c.table.cpu())).to(self.device)
             mask = np.zeros(e.n_passages, dtype=bool)
             if e.tombstones:
                 mask[np.load(self.path / "tombstones" / e.tombstones)] = True
@@ -139,14 +143,13 @@ class PlaidIndex(MultiVectorIndex):
             if q.ndim != 2 or q.shape[1] != self.dim:
                 raise InvalidInput(f"query must be [n, {self.dim}], got {q.shape}")
             qt = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32)).to(self.device)
-            cscores_t = {} if exhaustive else {name: dot_t(c.centroids, qt) for name, c in snap.codecs.items()}
+            tables = {name: query_tables(qt, c) for name, c in snap.codecs.items()}
             scores, pids = [], []
             for seg, ok in zip(snap.segments, masks):
-                codec = snap.codecs[seg.codec]
                 if exhaustive:
-                    s, local = exhaustive_segment(qt, seg, codec, ok, k)
+                    s, local = exhaustive_segment(tables[seg.codec], seg, ok, k)
                 else:
-                    s, local = search_segment(qt, cscores_t[seg.codec], seg, codec, ok, k, params)
+                    s, local = search_segment(tables[seg.codec], seg, ok, k, params)
                 scores.append(s.cpu().numpy())
                 pids.append(np.asarray(seg.pids)[local.cpu().numpy()])
             s_all = np.concatenate(scores) if scores else np.empty(0)
@@ -230,16 +233,18 @@ class PlaidIndex(MultiVectorIndex):
         cname = self._codec_for(m, flat)
         codec = Codec.load(self.path / "codecs" / cname)
         codes, residuals = codec.compress(flat)
+        norms = token_norms(torch.from_numpy(codes), torch.from_numpy(residuals),
+                            torch.from_numpy(codec.centroids), torch.from_numpy(codec.decode_table()))
         doclens = np.array([len(v) for v in vectors], dtype=np.int32)
         name = f"s{m.generation:06d}"
         write_sorted(self.path / "segments" / name, cname, len(codec.centroids), ids, doclens,
-                     codes, residuals)
+                     codes, residuals, norms)
         m.segments.append(SegmentEntry(name, cname, len(ids), len(codes)))
         if self.fault_hook:
             self.fault_hook("segment_written")
 
     def _merge(self, m: Manifest, groups: list[list[str]]) -> None:
-        by_name = {s.name: s for s in self._snap.segments}
+        by_name = {s.name: s for s in self._snap.segments}  # norms of format-1 ones filled in by _load
         for i, group in enumerate(groups):
             entries = [e for e in m.segments if e.name in group]
             parts = []
@@ -249,7 +254,8 @@ class PlaidIndex(MultiVectorIndex):
                 if e.tombstones:
                     dead[np.load(self.path / "tombstones" / e.tombstones)] = True
                 parts.append({"pids": np.asarray(seg.pids), "doclens": np.asarray(seg.doclens), "dead": dead,
-                              "codes": seg.codes.cpu().numpy(), "residuals": seg.residuals.cpu().numpy()})
+                              "codes": seg.codes.cpu().numpy(), "residuals": seg.residuals.cpu().numpy(),
+                              "norms": seg.norms.cpu().numpy()})
             codec = entries[0].codec
             n_cent = len(Codec.load(self.path / "codecs" / codec).centroids)
             name = f"s{m.generation:06d}m{i}"

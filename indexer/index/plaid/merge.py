@@ -62,12 +62,12 @@ class TieredMerge(MergePolicy):
 def merge_segments(out: Path, codec: str, n_centroids: int, parts: list[dict]) -> tuple[int, int]:
     """Write the live passages of ``parts`` as one segment at ``out``.
 
-    Each part is a dict of numpy arrays ``pids, doclens, codes, residuals`` and
+    Each part is a dict of numpy arrays ``pids, doclens, codes, residuals, norms`` and
     ``dead`` (bool [n_passages]). Passages are sorted by id, so merging gives the
     same bytes as a fresh build of the same passages with the same codec.
     Returns (n_passages, n_tokens).
     """
-    pids, doclens, codes, residuals = [], [], [], []
+    pids, doclens, codes, residuals, norms = [], [], [], [], []
     for p in parts:
         live = ~p["dead"]
         offsets = np.zeros(len(p["doclens"]) + 1, dtype=np.int64)
@@ -78,18 +78,20 @@ def merge_segments(out: Path, codec: str, n_centroids: int, parts: list[dict]) -
         doclens.append(p["doclens"][live])
         codes.append(p["codes"][tok])
         residuals.append(p["residuals"][tok])
+        norms.append(p["norms"][tok])
     pid, dl = np.concatenate(pids), np.concatenate(doclens)
     cd, rs = np.concatenate(codes), np.concatenate(residuals)
-    write_sorted(out, codec, n_centroids, pid, dl, cd, rs)
+    write_sorted(out, codec, n_centroids, pid, dl, cd, rs, np.concatenate(norms))
     return len(pid), len(cd)
 
 
 def write_sorted(out: Path, codec: str, n_centroids: int, pids: np.ndarray, doclens: np.ndarray,
-                 codes: np.ndarray, residuals: np.ndarray) -> None:
+                 codes: np.ndarray, residuals: np.ndarray, norms: np.ndarray) -> None:
     """Write a segment with its passages reordered by external id."""
     order = np.argsort(pids, kind="stable")
     offsets = np.zeros(len(doclens) + 1, dtype=np.int64)
     np.cumsum(doclens, out=offsets[1:])
     lens = doclens[order].astype(np.int64)
     tok = np.repeat(offsets[:-1][order] - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
-    write_segment(out, codec, n_centroids, pids[order], doclens[order], codes[tok], residuals[tok])
+    write_segment(out, codec, n_centroids, pids[order], doclens[order], codes[tok], residuals[tok],
+                  norms[tok])

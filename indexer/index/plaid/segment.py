@@ -18,8 +18,9 @@ import torch
 
 from indexer.errors import IndexCorrupt
 
-SEGMENT_FORMAT = 1
+SEGMENT_FORMAT = 2  # 2 added norms.npy; format-1 segments still open (their norms are computed)
 FILES = ("codes.npy", "residuals.npy", "doclens.npy", "pids.npy", "ivf.npy", "ivf_offsets.npy")
+NORMS = "norms.npy"
 
 
 def build_ivf(codes: np.ndarray, doclens: np.ndarray, n_centroids: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,12 +45,13 @@ def _write(path: Path, arr: np.ndarray) -> None:
 
 
 def write_segment(path: Path, codec: str, n_centroids: int, pids: np.ndarray, doclens: np.ndarray,
-                  codes: np.ndarray, residuals: np.ndarray) -> None:
+                  codes: np.ndarray, residuals: np.ndarray, norms: np.ndarray) -> None:
     """Write a segment directory; every file is fsynced before this returns."""
     path.mkdir(parents=True)
     ivf, ivf_offsets = build_ivf(codes, doclens, n_centroids)
     arrays = {"codes.npy": codes, "residuals.npy": residuals, "doclens.npy": doclens.astype(np.int32),
-              "pids.npy": pids.astype(np.int64), "ivf.npy": ivf, "ivf_offsets.npy": ivf_offsets}
+              "pids.npy": pids.astype(np.int64), "ivf.npy": ivf, "ivf_offsets.npy": ivf_offsets,
+              NORMS: norms.astype(np.float16)}
     for name, arr in arrays.items():
         _write(path / name, np.ascontiguousarray(arr))
     meta = {"format": SEGMENT_FORMAT, "codec": codec, "n_passages": len(pids), "n_tokens": int(len(codes))}
@@ -79,25 +81,29 @@ class Segment:
     residuals: torch.Tensor  # [n_tokens, dim * nbits / 8] uint8
     ivf: torch.Tensor  # [n_pairs] int32
     ivf_offsets: torch.Tensor  # [C + 1] int64
+    norms: torch.Tensor | None  # [n_tokens] float16 |c + r|; None for a format-1 segment until computed
     nbytes: int
 
     @classmethod
     def open(cls, path: Path, device: torch.device) -> "Segment":
         try:
             meta = json.loads((path / "segment.json").read_text())
-            arr = {f[:-4]: np.load(path / f, mmap_mode="r") for f in FILES}
+            files = (*FILES, NORMS) if meta.get("format") == SEGMENT_FORMAT else FILES
+            arr = {f[:-4]: np.load(path / f, mmap_mode="r") for f in files}
         except (OSError, ValueError) as e:
             raise IndexCorrupt(f"unreadable segment {path.name}: {e}") from e
         n, t = meta["n_passages"], meta["n_tokens"]
-        if meta.get("format") != SEGMENT_FORMAT or arr["pids"].shape != (n,) \
-                or arr["codes"].shape != (t,) or int(arr["doclens"].sum()) != t or len(arr["residuals"]) != t:
+        if meta.get("format") not in (1, SEGMENT_FORMAT) or arr["pids"].shape != (n,) \
+                or arr["codes"].shape != (t,) or int(arr["doclens"].sum()) != t or len(arr["residuals"]) != t \
+                or arr.get("norms", np.empty(t)).shape != (t,):
             raise IndexCorrupt(f"segment {path.name} fails its shape checks")
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(arr["doclens"], out=offsets[1:])
-        size = sum((path / f).stat().st_size for f in (*FILES, "segment.json"))
+        size = sum((path / f).stat().st_size for f in (*files, "segment.json"))
+        norms = _tensor(arr["norms"], device) if "norms" in arr else None
         return cls(path.name, meta["codec"], arr["pids"], arr["doclens"], _tensor(offsets, device),
                    _tensor(arr["codes"], device), _tensor(arr["residuals"], device),
-                   _tensor(arr["ivf"], device), _tensor(arr["ivf_offsets"], device), size)
+                   _tensor(arr["ivf"], device), _tensor(arr["ivf_offsets"], device), norms, size)
 
     def __len__(self) -> int:
         return len(self.pids)
