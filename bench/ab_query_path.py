@@ -60,6 +60,8 @@ def main() -> None:
     current_q = {}
 
     def baseline(tables, seg, allowed, k, params):  # noqa: ANN001, ANN202
+        if hasattr(base, "query_tables"):  # same signature as this tree's
+            return base.search_segment(tables, seg, allowed, k, params)
         q, codec = current_q["q"], index._snap.codecs[seg.codec]
         return base.search_segment(q, q @ codec.centroids.T, seg, codec, allowed, k, params)
 

@@ -114,10 +114,10 @@ class SearchParams(Strict):
     nprobe: int | None = Field(default=None, ge=1, le=64,
                                description="PLAID: centroids probed per query token (default 4)")
     candidates: int | None = Field(default=None, ge=1, le=8192,
-                                   description="PLAID: candidates per segment, scored from centroids (default 128)")
+                                   description="PLAID: candidates per segment, scored from centroids (default 768)")
     decompress: int | None = Field(default=None, ge=1, le=8192,
                                    description="PLAID: candidates decompressed and scored "
-                                   "exactly after centroid-only pruning (default candidates/4)")
+                                   "exactly after centroid-only pruning (default 128)")
     mode: Literal["colbert", "bm25", "hybrid"] | None = Field(
         default=None, description="hybrid (the default: ColBERT and BM25 fused), colbert or bm25")
 

@@ -109,6 +109,7 @@ def test_bytes_per_vector_at_2_bits_128_dims_beats_colbert(tmp_path, data128):
     seg = next((tmp_path / "i" / "segments").iterdir())
     per_token = sum((seg / f).stat().st_size for f in ("codes.npy", "residuals.npy", "norms.npy"))
     assert per_token / n_tok <= 36.1  # 2-byte code + 32 bytes of residual + 2-byte norm (+ npy headers)
+    assert np.load(seg / "ivf.npy").dtype == np.uint16  # 1,500 passages: 2-byte list entries
     assert idx.nbytes() / n_tok < 48  # everything: ivf, lengths, ids, codec
 
 
@@ -350,3 +351,4 @@ def test_stacked_rows_read_like_the_joined_array():
     picked = np.sort(rng.choice(len(flat), 500, replace=False))
     assert np.array_equal(rows[picked], flat[picked])
     assert rows[picked[:0]].shape == (0, 8)
+

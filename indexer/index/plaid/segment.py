@@ -26,7 +26,8 @@ NORMS = "norms.npy"
 def build_ivf(codes: np.ndarray, doclens: np.ndarray, n_centroids: int) -> tuple[np.ndarray, np.ndarray]:
     """Inverted list centroid -> local passage indexes (each pair once).
 
-    Returns ``ivf`` int32 [n_pairs] sorted by centroid then passage, and
+    Returns ``ivf`` [n_pairs] sorted by centroid then passage (uint16 when the segment
+    has at most 65,536 passages, else int32: 2 bytes saved per pair), and
     ``offsets`` int64 [n_centroids + 1] with list ``c`` at ``ivf[offsets[c]:offsets[c+1]]``.
     """
     owner = np.repeat(np.arange(len(doclens), dtype=np.int64), doclens)
@@ -34,7 +35,7 @@ def build_ivf(codes: np.ndarray, doclens: np.ndarray, n_centroids: int) -> tuple
     cent, ivf = np.divmod(pairs, max(len(doclens), 1))
     offsets = np.zeros(n_centroids + 1, dtype=np.int64)
     np.cumsum(np.bincount(cent, minlength=n_centroids), out=offsets[1:])
-    return ivf.astype(np.int32), offsets
+    return ivf.astype(np.uint16 if len(doclens) <= 65536 else np.int32), offsets
 
 
 def _write(path: Path, arr: np.ndarray) -> None:
@@ -65,7 +66,9 @@ def _tensor(arr: np.ndarray, device: torch.device) -> torch.Tensor:
     with warnings.catch_warnings():  # read-only mmap: torch warns, we never write through it
         warnings.simplefilter("ignore")
         t = torch.from_numpy(arr)
-    return t if device.type == "cpu" else t.to(device)
+    if device.type == "cpu":
+        return t
+    return (t.int() if t.dtype == torch.uint16 else t).to(device)  # few uint16 kernels off CPU
 
 
 @dataclass
@@ -79,7 +82,7 @@ class Segment:
     offsets: torch.Tensor  # [n + 1] int64 token offset of each passage
     codes: torch.Tensor  # [n_tokens] uint16 or int32
     residuals: torch.Tensor  # [n_tokens, dim * nbits / 8] uint8
-    ivf: torch.Tensor  # [n_pairs] int32
+    ivf: torch.Tensor  # [n_pairs] uint16 or int32
     ivf_offsets: torch.Tensor  # [C + 1] int64
     norms: torch.Tensor | None  # [n_tokens] float16 |c + r|; None for a format-1 segment until computed
     nbytes: int
