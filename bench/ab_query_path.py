@@ -6,8 +6,9 @@
 Both versions run in one process on the same index and the same query vectors,
 interleaved pass by pass (best of ``--passes``), so a noisy machine affects both
 alike. The base commit's ``indexer/index/plaid/search.py`` is loaded from git; its
-centroid scores are computed the way that commit did (``q @ centroids.T``; commits
-before the per-query tables took ``(q, cscores, seg, codec, ...)``). With an
+centroid scores are computed the way that commit did (``q @ centroids.T``, or
+``dot_t(centroids, q)`` where it took ``cscores_t``; commits before the per-query
+tables took ``(q, cscores, seg, codec, ...)``). With an
 oracle cache from ``sweep_stdlib.py --exhaustive`` the top-10 overlap is printed too.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import subprocess
 import sys
@@ -63,6 +65,8 @@ def main() -> None:
         if hasattr(base, "query_tables"):  # same signature as this tree's
             return base.search_segment(tables, seg, allowed, k, params)
         q, codec = current_q["q"], index._snap.codecs[seg.codec]
+        if "cscores_t" in inspect.signature(base.search_segment).parameters:  # [C, nq], as dot_t
+            return base.search_segment(q, base.dot_t(codec.centroids, q), seg, codec, allowed, k, params)
         return base.search_segment(q, q @ codec.centroids.T, seg, codec, allowed, k, params)
 
     queries = [json.loads(line) for line in open(extract() / "queries.jsonl")]

@@ -242,7 +242,7 @@ def stage_search(args) -> None:  # noqa: ANN001
         ov = overlap(hits, oracle)
         result.setdefault("quality", {})[name] = {"overlap": ov, "MRR@10": mrr, "R@10": rec}
         print(f"{name:12}{ov:22.4f}{mrr:9.4f}{rec:7.3f}")
-    print("\nmemex search settings (same query vectors; default nprobe 4, candidates 128):")
+    print("\nmemex search settings (same query vectors; default nprobe 4, candidates 768, decompress 128):")
     print(f"{'':24}{'overlap@10':>11}{'MRR@10':>9}{'R@10':>7}{'p50 ms':>9}{'p95 ms':>9}")
     index = PlaidIndex.open(WORK / memex_name(args))
     for nprobe, candidates in [(4, c) for c in args.sweep] + [(None, None)]:
@@ -273,7 +273,7 @@ def main() -> None:
     ap.add_argument("stage", choices=[*STAGES, "all"])
     ap.add_argument("--passages", type=int, default=2500)
     ap.add_argument("--pca-passages", type=int, default=256)
-    ap.add_argument("--sweep", type=int, nargs="*", default=[128, 256, 512],
+    ap.add_argument("--sweep", type=int, nargs="*", default=[128, 256, 512, 768],
                     help="memex candidates to time after the table (nprobe 4)")
     ap.add_argument("--centroids", type=int, default=0,
                     help="memex codec size instead of its 2*sqrt(tokens) (colbert-ai: 16*sqrt)")

@@ -98,8 +98,8 @@ class PlaidIndex(MultiVectorIndex):
             seg = old_segs.get(e.name) or Segment.open(self.path / "segments" / e.name, self.device)
             if seg.norms is None:  # a format-1 segment: computed once per open (~1 s per 3M tokens)
                 c = codecs[e.codec]
-                seg.norms = torch.from_numpy(token_norms(seg.codes, seg.residuals, c.centroids.cpu(),
-                                                         c.table.cpu())).to(self.device)
+                seg.norms = torch.from_numpy(token_norms(seg.codes.cpu(), seg.residuals.cpu(),
+                                                         c.centroids.cpu(), c.table.cpu())).to(self.device)
             mask = np.zeros(e.n_passages, dtype=bool)
             if e.tombstones:
                 mask[np.load(self.path / "tombstones" / e.tombstones)] = True

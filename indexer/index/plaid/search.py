@@ -86,7 +86,8 @@ class QueryTables:
 
 
 def query_tables(q: torch.Tensor, codec: CodecTensors) -> QueryTables:
-    """Tables for ``q`` [nq, dim] float32 on ``codec``'s device (~0.2 ms on CPU at 384-d, 2 bits)."""
+    """Tables for ``q`` [nq, dim] float32 on ``codec``'s device (0.35 ms on one CPU core for
+    16 query tokens, 4,096 centroids, 384-d, 2 bits; two thirds of it the centroid scores)."""
     nq, dim = q.shape
     per = codec.table.shape[1]  # dimensions per packed byte
     parts = q.T.reshape(dim // per, per, nq)  # [nbytes, per, nq]
