@@ -29,8 +29,9 @@ from indexer.index.plaid.segment import Segment
 @dataclass(frozen=True)
 class SearchParams:
     """Per-request knobs; defaults measured on stdlib-codesearch (bench/RESULTS-plaid.md): on the
-    full corpus at 384-d, 4:768:128 agrees with the exhaustive oracle on 0.9905 of top-10 lists
-    at p50 10.2 ms on one core (8.5 ms on two); 4:512:128 gave 0.987, 4:1024:128 0.9915 at 11 ms."""
+    full corpus at 384-d, 4:768:128 agrees with the exhaustive oracle on 0.9905 and 0.9885 of
+    top-10 lists (two builds) at p50 10.2 / 9.9 ms on one core (8.5 ms on two); 4:512:128 gave
+    0.987, 4:1024:128 0.9915 at 11 ms. Agreement is capped by ``decompress`` (stage_ceilings.py)."""
 
     nprobe: int = 4  # centroids probed per query token
     candidates: int = 768  # passages per segment kept by the probed-centroid score
