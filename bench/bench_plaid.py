@@ -14,7 +14,6 @@ measured fastest for single queries under that load.
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import sys
 import tempfile

@@ -153,7 +153,7 @@ def main() -> None:
         bm25 = rows[0][1]["MRR@10"]
         for name, m in rows[1:]:
             print(f"MRR@10 ratio {name} / BM25: {m['MRR@10'] / bm25:.2f}")
-    print(f"\nlatency (library call, k=10): " +
+    print("\nlatency (library call, k=10): " +
           "; ".join(f"{m} {pct(seconds[m])}" for m in seconds))
     print(f"engine alone: query encoding {pct(t_enc)}; search excl. encoding {pct(t_search)}")
 

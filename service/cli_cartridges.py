@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from tqdm import tqdm
 
 from indexer.errors import MemexError
-from service.cli_common import fail, local_corpora
+from service.cli_common import StageBar, fail, local_corpora
 
 app = typer.Typer(help="Train, list and download cartridges (trained KV caches of a corpus).",
                   no_args_is_help=True)
-
 
 
 def _store():
@@ -47,16 +44,11 @@ def train(corpus: str = typer.Argument(..., help="corpus name"),
             info = store.create(corpus, corpora.info(corpus).version, config)
             typer.echo(f"cartridge {info['id']}")
         store.update(info["id"], status="training")
-        bars: dict[str, tqdm] = {}
-
-        def progress(done: int, total: int, stage: str) -> None:
-            bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, file=sys.stderr))
-            bar.update(done - bar.n)
-
+        bar = StageBar(unit="it")  # synthesis counts conversations, training steps
         path = train_cartridge(corpus_text(corpora, info["corpus_id"]), info["corpus_id"], info["corpus_version"],
-                               CartridgeConfig.from_dict(info["config"]), store.work_dir(info["id"]), progress)
-        for bar in bars.values():
-            bar.close()
+                               CartridgeConfig.from_dict(info["config"]), store.work_dir(info["id"]),
+                               lambda done, total, stage: bar(stage, done, total))
+        bar.close()
         done = store.finish(info["id"], path)
         t = done["training"]
         typer.echo(f"ready: {done['bytes']} bytes, held-out loss {t['heldout_loss_init']} -> "
@@ -69,7 +61,6 @@ def train(corpus: str = typer.Argument(..., help="corpus name"),
 def list_cartridges(corpus: Optional[str] = typer.Option(None, "--corpus", "-c"),
                     as_json: bool = typer.Option(False, "--json")) -> None:
     """Cartridges with status, model, p, size and whether their corpus changed since (stale)."""
-
     corpora = local_corpora()
     infos = _store().list(corpus)
     for info in infos:

@@ -27,15 +27,16 @@ def fail(message: str) -> None:
 class StageBar:
     """One tqdm bar per stage, fed by ``(stage, done, total)`` progress callbacks."""
 
-    def __init__(self) -> None:
+    def __init__(self, unit: str = "passage") -> None:
         self.bar: tqdm | None = None
         self.stage = ""
+        self.unit = unit
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage != self.stage or self.bar is None:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=total, desc=stage, unit="passage", file=sys.stderr,
+            self.bar = tqdm(total=total, desc=stage, unit=self.unit, file=sys.stderr,
                             dynamic_ncols=True)
         self.bar.update(done - self.bar.n)
 

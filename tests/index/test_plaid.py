@@ -131,8 +131,6 @@ def test_search_agrees_with_exact_oracle(tmp_path, dim):
 
 
 def test_table_scores_equal_maxsim_over_decompressed_vectors(tmp_path, data128):
-    import torch
-
     from indexer.index.plaid.codec import decompress
 
     ids, bags = data128

@@ -307,4 +307,3 @@ class StackedRows:
         ends = np.r_[starts[1:], len(rows)]
         return np.concatenate([self.parts[part[a]][rows[a:b] - self.offsets[part[a]]]
                                for a, b in zip(starts, ends)])
-
