@@ -153,7 +153,7 @@ def token_scores(t: QueryTables, seg: Segment, pos: torch.Tensor) -> torch.Tenso
     [dim] vector and its product: 3x less time per token on CPU (docs/engine.md).
     """
     sim = torch.nn.functional.embedding(seg.codes[pos].int(), t.centroid)
-    packed = seg.residuals.index_select(0, pos).int() + t.byte_offsets  # [T, nbytes] table rows
+    packed = seg.residuals.index_select(0, pos) + t.byte_offsets  # [T, nbytes] int32 table rows
     sim += torch.nn.functional.embedding_bag(packed, t.residual, mode="sum")
     return sim.div_(seg.norms[pos].float()[:, None])
 
