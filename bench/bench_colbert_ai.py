@@ -3,7 +3,7 @@
     python bench/bench_colbert_ai.py all [--passages 2500]   # or one stage at a time:
     python bench/bench_colbert_ai.py prepare | index-memex | index-colbert | search
 
-Stages cache their output under ``bench/.cache/peer/``; ``all`` runs those whose
+Stages cache their output under ``--work`` (default ``bench/.cache/peer/``); ``all`` runs those whose
 output is missing, then ``search``, which times both engines' queries in one
 run and prints the table with the ratios. colbert-ai runs in its own venv
 (``--colbert-python``, default ``/work/peers/colbert-venv/bin/python``; recipe in
@@ -242,18 +242,20 @@ def stage_search(args) -> None:  # noqa: ANN001
         ov = overlap(hits, oracle)
         result.setdefault("quality", {})[name] = {"overlap": ov, "MRR@10": mrr, "R@10": rec}
         print(f"{name:12}{ov:22.4f}{mrr:9.4f}{rec:7.3f}")
-    print("\nmemex search settings (same query vectors; default nprobe 4, candidates 768, decompress 128):")
+    print("\nmemex search settings (same query vectors; defaults nprobe 4, candidates 768, decompress 128):")
     print(f"{'':24}{'overlap@10':>11}{'MRR@10':>9}{'R@10':>7}{'p50 ms':>9}{'p95 ms':>9}")
     index = PlaidIndex.open(WORK / memex_name(args))
-    for nprobe, candidates in [(4, c) for c in args.sweep] + [(None, None)]:
+    for setting in [*args.sweep, None]:
+        nprobe, candidates, decompress = map(int, setting.split(":")) if setting else (None, None, None)
         hits, seconds = [], []
         for q in mem["vectors"]:
             t0 = time.perf_counter()
-            found = index.search([q], K, nprobe=nprobe, candidates=candidates, exhaustive=nprobe is None)
+            found = index.search([q], K, nprobe=nprobe, candidates=candidates, decompress=decompress,
+                                 exhaustive=setting is None)
             seconds.append(time.perf_counter() - t0)
             hits.append([s.passage_id for s in found[0]])
         mrr, rec = quality(hits, subset)
-        name = f"nprobe {nprobe} cand. {candidates}" if nprobe else "exhaustive decompressed"
+        name = setting or "exhaustive decompressed"
         result.setdefault("memex_sweep", {})[name] = {
             "overlap": overlap(hits, oracle), "MRR@10": mrr, "R@10": rec,
             "p50_ms": ms(seconds, 50), "p95_ms": ms(seconds, 95)}
@@ -269,16 +271,20 @@ STAGES = {"prepare": (stage_prepare, lambda args: "subset.json"),
 
 
 def main() -> None:
+    global WORK
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("stage", choices=[*STAGES, "all"])
     ap.add_argument("--passages", type=int, default=2500)
     ap.add_argument("--pca-passages", type=int, default=256)
-    ap.add_argument("--sweep", type=int, nargs="*", default=[128, 256, 512, 768],
-                    help="memex candidates to time after the table (nprobe 4)")
+    ap.add_argument("--sweep", nargs="*", default=["4:128:128", "4:256:128", "4:512:128", "4:768:128"],
+                    help="memex nprobe:candidates:decompress settings to time after the table")
     ap.add_argument("--centroids", type=int, default=0,
                     help="memex codec size instead of its 2*sqrt(tokens) (colbert-ai: 16*sqrt)")
     ap.add_argument("--colbert-python", default="/work/peers/colbert-venv/bin/python")
+    ap.add_argument("--work", type=Path, default=WORK,
+                    help="cache folder of this run (one per --passages), default .cache/peer")
     args = ap.parse_args()
+    WORK = args.work.resolve()
     for name, (run, output) in STAGES.items():
         out = output(args)
         if args.stage == name or (args.stage == "all" and (out is None or not (WORK / out).exists())):

@@ -22,13 +22,13 @@ import torch
 
 from eval_stdlib import _spans, extract
 from indexer.corpus import Corpora
-from indexer.index.plaid.search import centroid_scores, distinct, gather_ranges, query_tables
+from indexer.index.plaid.search import centroid_scores, distinct, gather_ranges, probe_centroids, query_tables
 
 
 def kept(t, seg, ok, nprobe: int, cands: list[int], decomps: list[int]) -> dict[str, torch.Tensor]:
     """Local passages each stage keeps, by stage name."""
     cst, nq = t.centroid, t.centroid.shape[1]
-    probe = cst.topk(nprobe, dim=0).indices.flatten().unique()
+    probe = probe_centroids(cst[:, : t.n_tokens], nprobe)
     starts = seg.ivf_offsets[probe]
     pos, which = gather_ranges(starts, seg.ivf_offsets[probe + 1] - starts)
     local = seg.ivf[pos].long()

@@ -325,6 +325,21 @@ def test_distinct_matches_torch_unique(bound):
     assert torch.equal(uniq, ref_uniq) and torch.equal(inv, ref_inv)
 
 
+@pytest.mark.parametrize("n_centroids", [1000, 8192, 8200])  # plain topk, blocks, blocks and a tail
+@pytest.mark.parametrize("nprobe", [1, 4])
+def test_probe_finds_each_query_tokens_best_centroids(n_centroids, nprobe):
+    import torch
+
+    from indexer.index.plaid.search import probe_centroids
+
+    scores = torch.randn(n_centroids, 32, generator=torch.Generator().manual_seed(n_centroids))
+    scores[-3, 5] = 9.0  # a winner in the tail rows that fill no whole block
+    for cols in (scores, scores[:, :13]):  # a query's own columns of padded tables
+        want = cols.topk(nprobe, dim=0).indices.flatten().unique()
+        assert torch.equal(probe_centroids(cols, nprobe), want)
+    assert n_centroids - 3 in probe_centroids(scores, nprobe)
+
+
 def test_codec_stores_float16_centroids_losslessly(tmp_path, data128):
     flat = np.concatenate(data128[1])[:5000]
     codec = Codec.train(flat, 2, 64)

@@ -84,17 +84,55 @@ class QueryTables:
     centroid: torch.Tensor  # [C, nq] ``centroids @ q.T``, one contiguous row per centroid
     residual: torch.Tensor  # [nbytes * 256, nq] row ``256 j + b``: q . (byte value b at byte j)
     byte_offsets: torch.Tensor  # [nbytes] int32, ``256 j``
+    n_tokens: int  # the query's tokens: the first ``n_tokens`` of the ``nq`` columns
+
+
+PAD_TOKENS = 16
 
 
 def query_tables(q: torch.Tensor, codec: CodecTensors) -> QueryTables:
-    """Tables for ``q`` [nq, dim] float32 on ``codec``'s device (0.35 ms on one CPU core for
-    16 query tokens, 4,096 centroids, 384-d, 2 bits; two thirds of it the centroid scores)."""
-    nq, dim = q.shape
+    """Tables for ``q`` [n, dim] float32 on ``codec``'s device (0.35 ms on one CPU core for
+    16 query tokens, 4,096 centroids, 384-d, 2 bits; two thirds of it the centroid scores).
+
+    The query is padded with zero vectors to a multiple of ``PAD_TOKENS`` columns: their
+    scores are 0 everywhere, so every MaxSim sum is unchanged, and torch's CPU
+    ``scatter_reduce``/``embedding_bag`` over [T, nq] rows run up to 2.9x faster at
+    such widths (13 columns: 2.18 ms, 16: 0.74 ms; bench/RESULTS-plaid.md).
+    """
+    n, dim = q.shape
+    q = torch.cat([q, q.new_zeros(-n % PAD_TOKENS, dim)])
+    nq = len(q)
     per = codec.table.shape[1]  # dimensions per packed byte
     parts = q.T.reshape(dim // per, per, nq)  # [nbytes, per, nq]
     residual = torch.matmul(codec.table, parts).reshape(-1, nq)  # [nbytes, 256, nq] flattened
     offsets = torch.arange(dim // per, dtype=torch.int32, device=q.device) * 256
-    return QueryTables(dot_t(codec.centroids, q), residual, offsets)
+    return QueryTables(dot_t(codec.centroids, q), residual, offsets, n)
+
+
+def probe_centroids(cscores_t: torch.Tensor, nprobe: int, block: int = 64) -> torch.Tensor:
+    """Distinct ids of the ``nprobe`` best centroids of each query token, from ``cscores_t`` [C, nq].
+
+    ``topk`` down 8,192 centroids took 0.28 ms on one CPU core, a fifth of a small
+    query's search. The ``nprobe`` best of a column lie in its ``nprobe`` blocks of
+    ``block`` rows (a power of two) with the highest maxima, so block maxima (halving
+    with ``maximum``: ``amax`` over the middle axis is slow unless nq is 32) and two
+    small top-k's find them in 0.04-0.1 ms (bench/RESULTS-plaid.md).
+    """
+    n, nq = cscores_t.shape
+    nprobe = min(nprobe, n)
+    n_blocks = n // block
+    if n_blocks < 4 * nprobe or n * nq < 1 << 17:  # below, plain topk is as fast
+        return cscores_t.topk(nprobe, dim=0).indices.flatten().unique()
+    best = cscores_t[: n_blocks * block].unflatten(0, (n_blocks, block))
+    while best.shape[1] > 1:
+        half = best.shape[1] // 2
+        best = torch.maximum(best[:, :half], best[:, half:])
+    best_blocks = best[:, 0].topk(nprobe, dim=0).indices.T  # [nq, nprobe]
+    cols = torch.arange(nq, device=cscores_t.device)[:, None]
+    rows = (best_blocks[:, :, None] * block + torch.arange(block, device=cscores_t.device)).flatten(1)
+    rows = torch.cat([rows, torch.arange(n_blocks * block, n, device=rows.device).expand(nq, -1)], 1)
+    top = cscores_t[rows, cols].topk(nprobe, dim=1).indices  # [nq, nprobe] into ``rows``
+    return rows.gather(1, top).flatten().unique()
 
 
 def gather_ranges(starts: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,9 +142,8 @@ def gather_ranges(starts: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Te
     (tensor([10, 11,  3,  4,  5]), tensor([0, 0, 1, 1, 1]))
     """
     owner = torch.repeat_interleave(torch.arange(len(starts), device=starts.device), lengths)
-    firsts = torch.cumsum(lengths, 0) - lengths
-    pos = torch.arange(int(lengths.sum()), device=starts.device) - firsts[owner] + starts[owner]
-    return pos, owner
+    shift = starts - (torch.cumsum(lengths, 0) - lengths)  # position minus output index, per range
+    return torch.arange(len(owner), device=starts.device) + shift[owner], owner
 
 
 def maxsim_groups(sim: torch.Tensor, owner: torch.Tensor, n_groups: int) -> torch.Tensor:
@@ -180,7 +217,7 @@ def search_segment(t: QueryTables, seg: Segment, allowed: torch.Tensor | None, k
     """
     cscores_t, nq, device = t.centroid, t.centroid.shape[1], t.centroid.device
     empty = (torch.empty(0, device=device), torch.empty(0, dtype=torch.long, device=device))
-    probe = cscores_t.topk(min(params.nprobe, len(cscores_t)), dim=0).indices.flatten().unique()
+    probe = probe_centroids(cscores_t[:, : t.n_tokens], params.nprobe)  # padding columns probe nothing
     starts = seg.ivf_offsets[probe]
     pos, which = gather_ranges(starts, seg.ivf_offsets[probe + 1] - starts)
     local = seg.ivf[pos].long()  # [E] passage of each (probed centroid, passage) pair
