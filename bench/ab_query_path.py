@@ -5,7 +5,8 @@
 
 Both versions run in one process on the same index and the same query vectors,
 interleaved pass by pass (best of ``--passes``), so a noisy machine affects both
-alike. The base commit's ``indexer/index/plaid/search.py`` is loaded from git; its
+alike. The base commit's ``indexer/index/plaid/search.py`` is loaded from git; where
+it has ``query_tables``, that and its ``search_segment`` replace this tree's; before, its
 centroid scores are computed the way that commit did (``q @ centroids.T``, or
 ``dot_t(centroids, q)`` where it took ``cscores_t``; commits before the per-query
 tables took ``(q, cscores, seg, codec, ...)``). With an
@@ -57,17 +58,20 @@ def main() -> None:
     args = ap.parse_args()
 
     base = load_base(args.base)
-    current = plaid_index.search_segment
+    current = plaid_index.search_segment, plaid_index.query_tables
 
     current_q = {}
 
     def baseline(tables, seg, allowed, k, params):  # noqa: ANN001, ANN202
-        if hasattr(base, "query_tables"):  # same signature as this tree's
-            return base.search_segment(tables, seg, allowed, k, params)
         q, codec = current_q["q"], index._snap.codecs[seg.codec]
         if "cscores_t" in inspect.signature(base.search_segment).parameters:  # [C, nq], as dot_t
             return base.search_segment(q, base.dot_t(codec.centroids, q), seg, codec, allowed, k, params)
         return base.search_segment(q, q @ codec.centroids.T, seg, codec, allowed, k, params)
+
+    if hasattr(base, "query_tables"):  # same signatures as this tree's: both functions swap
+        baseline_path = base.search_segment, base.query_tables
+    else:  # older: the base computes its own centroid scores; this tree's tables go unused
+        baseline_path = baseline, plaid_index.query_tables
 
     queries = [json.loads(line) for line in open(extract() / "queries.jsonl")]
     corpora = Corpora(args.home)
@@ -83,8 +87,8 @@ def main() -> None:
         kw = {"nprobe": nprobe, "candidates": candidates, "decompress": decompress}
         p50s, ranked = {"base": [], "this": []}, {}
         for _ in range(args.passes):
-            for name, fn in (("base", baseline), ("this", current)):
-                plaid_index.search_segment = fn
+            for name, fns in (("base", baseline_path), ("this", current)):
+                plaid_index.search_segment, plaid_index.query_tables = fns
                 for qv in vectors[:10]:
                     current_q["q"] = torch.from_numpy(np.ascontiguousarray(qv, dtype=np.float32))
                     index.search([qv], 10, **kw)
@@ -97,7 +101,7 @@ def main() -> None:
                     hits.append([spans[h.passage_id] for h in found])
                 p50s[name].append(float(np.percentile(seconds, 50) * 1000))
                 ranked[name] = hits
-        plaid_index.search_segment = current
+        plaid_index.search_segment, plaid_index.query_tables = current
         same = np.mean([a == b for a, b in zip(ranked["base"], ranked["this"])])
         line = (f"{config}: p50 base {min(p50s['base']):.2f} ms, this {min(p50s['this']):.2f} ms "
                 f"(ratio {min(p50s['base']) / min(p50s['this']):.2f}x); identical top-10 {same:.3f}; "

@@ -117,7 +117,7 @@ class SearchParams(Strict):
                                    description="PLAID: candidates per segment, scored from centroids (default 768)")
     decompress: int | None = Field(default=None, ge=1, le=8192,
                                    description="PLAID: candidates decompressed and scored "
-                                   "exactly after centroid-only pruning (default 128)")
+                                   "exactly after centroid-only pruning (default 160)")
     mode: Literal["colbert", "bm25", "hybrid"] | None = Field(
         default=None, description="hybrid (the default: ColBERT and BM25 fused), colbert or bm25")
 
