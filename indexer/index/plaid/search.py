@@ -29,10 +29,10 @@ from indexer.index.plaid.segment import Segment
 @dataclass(frozen=True)
 class SearchParams:
     """Per-request knobs; defaults measured on stdlib-codesearch (bench/RESULTS-plaid.md): on the
-    full corpus at 384-d, 4:768:160 agrees with the exhaustive oracle on 0.990 of top-10 lists
-    on two builds over 1,000 queries (MRR@10 within 0.7% of the oracle's) at p50 8.7-9.0 ms on
-    one core; 128 exactly scored passages gave 0.987 on one build. Agreement is capped by
-    ``decompress`` (stage_ceilings.py), latency grows ~1.7 ms per 64 of it."""
+    full corpus at 384-d, 4:768:160 agrees with the exhaustive oracle on 0.9913 and 0.9902 of
+    top-10 lists on two builds over 1,000 queries (MRR@10 within 0.7% of the oracle's) at p50
+    8.7-9.0 ms on one core; 128 exactly scored passages gave 0.987 on one build. Agreement is
+    capped by ``decompress`` (stage_ceilings.py); latency grows ~2 ms per 64 of it."""
 
     nprobe: int = 4  # centroids probed per query token
     candidates: int = 768  # passages per segment kept by the probed-centroid score
