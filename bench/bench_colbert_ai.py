@@ -1,11 +1,13 @@
 """memex's PLAID engine side by side with colbert-ai's reference PLAID, same checkpoint.
 
-    python bench/bench_colbert_ai.py all [--passages 2500]   # or one stage at a time:
+    python bench/bench_colbert_ai.py all [--passages 2500 --work DIR]   # or one stage at a time:
     python bench/bench_colbert_ai.py prepare | index-memex | index-colbert | search
+    python bench/bench_colbert_ai.py search --sweep 4:768:160 4:128:32   # memex settings to time
 
-Stages cache their output under ``--work`` (default ``bench/.cache/peer/``); ``all`` runs those whose
-output is missing, then ``search``, which times both engines' queries in one
-run and prints the table with the ratios. colbert-ai runs in its own venv
+Stages cache their output under ``--work`` (default ``bench/.cache/peer/``; one folder
+per ``--passages``); ``all`` runs those whose output is missing, then ``search``,
+which times both engines' queries in one run and prints the table with the ratios,
+then memex's ``nprobe:candidates:decompress`` settings against the same oracle. colbert-ai runs in its own venv
 (``--colbert-python``, default ``/work/peers/colbert-venv/bin/python``; recipe in
 ``/work/shared/PEERS.md``) through ``bench/peers/colbert_ai_side.py``, under
 ``CUDA_VISIBLE_DEVICES=""``, index ``ColBERTConfig(nbits=2)``, ``Searcher`` defaults.
