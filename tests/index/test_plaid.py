@@ -325,7 +325,8 @@ def test_distinct_matches_torch_unique(bound):
     assert torch.equal(uniq, ref_uniq) and torch.equal(inv, ref_inv)
 
 
-@pytest.mark.parametrize("n_centroids", [1000, 8192, 8200])  # plain topk, blocks, blocks and a tail
+# plain topk; blocks and a tail (32 columns); blocks over a 13-column slice
+@pytest.mark.parametrize("n_centroids", [1000, 8200, 16384])
 @pytest.mark.parametrize("nprobe", [1, 4])
 def test_probe_finds_each_query_tokens_best_centroids(n_centroids, nprobe):
     import torch
