@@ -22,20 +22,13 @@ import torch
 
 from eval_stdlib import _spans, extract
 from indexer.corpus import Corpora
-from indexer.index.plaid.search import centroid_scores, distinct, gather_ranges, probe_centroids, query_tables
+from indexer.index.plaid.search import centroid_scores, probed_passages, query_tables
 
 
 def kept(t, seg, ok, nprobe: int, cands: list[int], decomps: list[int]) -> dict[str, torch.Tensor]:
     """Local passages each stage keeps, by stage name."""
-    cst, nq = t.centroid, t.centroid.shape[1]
-    probe = probe_centroids(cst[:, : t.n_tokens], nprobe)
-    starts = seg.ivf_offsets[probe]
-    pos, which = gather_ranges(starts, seg.ivf_offsets[probe + 1] - starts)
-    local = seg.ivf[pos].long()
-    local, which = local[ok[local]], which[ok[local]]
-    uniq, inv = distinct(local, len(seg))
-    approx = torch.zeros(len(uniq), nq).scatter_reduce_(0, inv[:, None].expand(-1, nq), cst[probe][which], "amax")
-    order = uniq[approx.sum(1).argsort(descending=True)]
+    uniq, approx = probed_passages(t, seg, ok, nprobe)
+    order = uniq[approx.argsort(descending=True)]
     out = {"probed": uniq}
     for c in cands:
         cand = order[:c]

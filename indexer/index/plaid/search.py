@@ -203,6 +203,29 @@ def exact_scores(t: QueryTables, seg: Segment, passages: torch.Tensor) -> torch.
     return maxsim_groups(token_scores(t, seg, pos), owner, len(passages))
 
 
+def probed_passages(t: QueryTables, seg: Segment, allowed: torch.Tensor | None,
+                    nprobe: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Passages in the probed lists and their approximate scores (stages 1-2).
+
+    Returns local passage indexes [m] int64 and, for each, the sum over query tokens
+    of the best score among the probed centroids the passage holds [m] float32.
+    """
+    cscores_t, nq = t.centroid, t.centroid.shape[1]
+    probe = probe_centroids(cscores_t[:, : t.n_tokens], nprobe)  # padding columns probe nothing
+    starts = seg.ivf_offsets[probe]
+    pos, which = gather_ranges(starts, seg.ivf_offsets[probe + 1] - starts)
+    local = seg.ivf[pos].long()  # [E] passage of each (probed centroid, passage) pair
+    if allowed is not None:
+        keep = allowed[local]
+        local, which = local[keep], which[keep]
+    if len(local) == 0:
+        return local, torch.empty(0, device=local.device)
+    uniq, inv = distinct(local, len(seg))
+    approx = torch.zeros(len(uniq), nq, device=local.device)
+    approx.scatter_reduce_(0, inv[:, None].expand(-1, nq), cscores_t[probe][which], "amax")
+    return uniq, approx.sum(1)
+
+
 def search_segment(t: QueryTables, seg: Segment, allowed: torch.Tensor | None, k: int,
                    params: SearchParams) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``k`` passages of one segment for one query.
@@ -216,21 +239,10 @@ def search_segment(t: QueryTables, seg: Segment, allowed: torch.Tensor | None, k
     -------
     scores [m] float32 and local passage indexes [m] int64, best first, m <= k.
     """
-    cscores_t, nq, device = t.centroid, t.centroid.shape[1], t.centroid.device
-    empty = (torch.empty(0, device=device), torch.empty(0, dtype=torch.long, device=device))
-    probe = probe_centroids(cscores_t[:, : t.n_tokens], params.nprobe)  # padding columns probe nothing
-    starts = seg.ivf_offsets[probe]
-    pos, which = gather_ranges(starts, seg.ivf_offsets[probe + 1] - starts)
-    local = seg.ivf[pos].long()  # [E] passage of each (probed centroid, passage) pair
-    if allowed is not None:
-        keep = allowed[local]
-        local, which = local[keep], which[keep]
-    if len(local) == 0:
-        return empty
-    uniq, inv = distinct(local, len(seg))
-    approx = torch.zeros(len(uniq), nq, device=device)
-    approx.scatter_reduce_(0, inv[:, None].expand(-1, nq), cscores_t[probe][which], "amax")
-    cand = uniq[approx.sum(1).topk(min(params.candidates, len(uniq))).indices]
+    uniq, approx = probed_passages(t, seg, allowed, params.nprobe)
+    if len(uniq) == 0:
+        return approx, uniq
+    cand = uniq[approx.topk(min(params.candidates, len(uniq))).indices]
     if params.n_decompress(k) < len(cand):
         interaction = centroid_scores(t, seg, cand)
         cand = cand[interaction.topk(params.n_decompress(k)).indices]
