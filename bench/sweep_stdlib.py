@@ -5,7 +5,8 @@
 
 Each config is ``nprobe:candidates:decompress``; the first is the baseline the others
 are compared with, measured in the same run. Queries are encoded once up front, so
-the latencies are ``PlaidIndex.search`` alone (one query per call, k=10). Quality:
+the latencies are ``PlaidIndex.search`` alone (one query per call, k=10);
+``--with-encoding`` adds encoding + search per query for the first config. Quality:
 MRR@10 and R@10 over all queries, and top-10 overlap with the exact float16 oracle's
 rankings cached by ``eval_stdlib.py --oracle-cache`` (its first queries).
 
@@ -41,6 +42,8 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=["4:128:128"])
     ap.add_argument("--exhaustive", type=int, default=0, help="queries scored by the exhaustive oracle")
     ap.add_argument("--exhaustive-cache", type=Path, help="JSON of its rankings: read if present, else written")
+    ap.add_argument("--with-encoding", action="store_true",
+                    help="also time each query encoded alone, then searched (first config)")
     args = ap.parse_args()
 
     queries = [json.loads(line) for line in open(extract() / "queries.jsonl")][: args.queries]
@@ -81,6 +84,24 @@ def main() -> None:
                              for a, b in zip(ranked, full)])
             line += f"     | {agree:.4f}  {metrics(ranked[:len(full)], queries[:len(full)])['MRR@10']:.4f}"
         print(line, flush=True)
+    if args.with_encoding:
+        with_encoding(corpora, index, [q["text"] for q in queries], args.configs[0])
+
+
+def with_encoding(corpora: Corpora, index, texts: list[str], config: str) -> None:  # noqa: ANN001
+    """p50/p95 of query encoding alone and of encoding + search, one query per call."""
+    kw = dict(zip(("nprobe", "candidates", "decompress"), (int(v) for v in config.split(":"))))
+    encode_s, total_s = [], []
+    for text in texts:
+        t0 = time.perf_counter()
+        q = corpora.encoder.encode_queries([text])
+        t1 = time.perf_counter()
+        index.search(q, 10, **kw)
+        encode_s.append(t1 - t0)
+        total_s.append(time.perf_counter() - t0)
+    for name, xs in (("query encoding", encode_s), ("encoding + search", total_s)):
+        p50, p95 = np.percentile(np.array(xs) * 1000, [50, 95])
+        print(f"{config} {name}: p50 {p50:.2f} ms, p95 {p95:.2f} ms")
 
 
 def exhaustive_rankings(index, spans: dict, vectors: list, cache: Path | None,
