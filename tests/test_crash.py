@@ -106,7 +106,7 @@ def test_kill_during_a_merge(committed, encoder, point):
     after = [[(h.document_id, round(h.score, 4)) for h in hits]
              for hits in restarted.search(["c"], queries, k=3)]
     assert after == before  # a merge never changes results, finished or not
-    restarted.index("c").merge()  # and the next merge completes
+    restarted.index("c").optimize()  # and the next merge completes
     assert _check_consistent(restarted, [AFTER]) == AFTER
 
 

@@ -58,7 +58,7 @@ def merge(home: str, corpus: str, point: str) -> None:
     index = Corpora(Path(home)).index(corpus)
     stage = {"merge-segment": "merged_segment_written", "merge-manifest-tmp": "manifest_temp_written"}
     index.fault_hook = lambda s: die() if stage.get(point) == s else None
-    index.merge()
+    index.optimize()
 
 
 if __name__ == "__main__":

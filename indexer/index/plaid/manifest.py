@@ -8,6 +8,7 @@ or superseded commit and is removed by ``collect_garbage``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -48,6 +49,7 @@ class Manifest:
     codecs: list[str] = field(default_factory=list)  # oldest first; the last is current
     segments: list[SegmentEntry] = field(default_factory=list)
     format: int = FORMAT
+    keep_vectors: bool = True  # new segments store their originals (vectors.npy) for later refits
 
     def live_files(self) -> set[str]:
         """Paths (relative to the index dir) that this manifest references."""
@@ -82,8 +84,48 @@ class Manifest:
         fsync_dir(root)
 
 
+GUARD = ".building"  # suffix of the lock file a merge holds while it writes segments/<name>/
+
+
+class MergeGuard:
+    """An flock on ``segments/<name>.building``, held while a merge writes ``segments/<name>/``
+    outside every writer lock: garbage collection, in any process, leaves the folder alone
+    while the lock is held, and removes both once its holder is gone (a crash included)."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.path = folder / f"{name}{GUARD}"
+        self._file = open(self.path, "w")  # before the folder exists: never unguarded
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self._file.closed:
+            return
+        self.path.unlink(missing_ok=True)
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+
+
+def merge_guard(folder: Path, name: str) -> MergeGuard:
+    return MergeGuard(folder, name)
+
+
+def _held(guard: Path) -> bool:
+    """Whether a live merge holds ``guard``."""
+    try:
+        with open(guard) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+    except FileNotFoundError:
+        return False
+
+
 def collect_garbage(root: Path, manifest: Manifest) -> None:
-    """Delete files and directories under ``root`` that ``manifest`` does not reference.
+    """Delete files and directories under ``root`` that ``manifest`` does not reference,
+    except the segments that running merges are writing (``MergeGuard``).
 
     Safe while readers hold older snapshots: their mmaps keep unlinked files alive.
     """
@@ -91,5 +133,10 @@ def collect_garbage(root: Path, manifest: Manifest) -> None:
     (root / f"{NAME}.tmp").unlink(missing_ok=True)
     for sub in ("codecs", "segments", "tombstones"):
         for p in (root / sub).iterdir():
-            if f"{sub}/{p.name}" not in keep:
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
+            guard = p if p.name.endswith(GUARD) else p.with_name(p.name + GUARD)
+            if f"{sub}/{p.name}" in keep or (sub == "segments" and _held(guard)):
+                continue
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
