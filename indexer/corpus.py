@@ -125,6 +125,9 @@ class Corpora:
         self._bm25_lock = threading.Lock()
         # Called after each committed change: (corpus, upserted docs, deleted doc ids).
         self.listeners: list[Callable[[str, list[DocumentInput], list[str]], None]] = []
+        # Called with a corpus whose index wants merging after a change; None: merge at once,
+        # after the change released its lock (CLI, library). The server queues a merge job.
+        self.merge_scheduler: Callable[[str], None] | None = None
 
     # -- models and paths ---------------------------------------------------
     @property
@@ -370,7 +373,7 @@ class Corpora:
             vectors = encoder.encode_documents(texts, progress=step, dtype=np.float16)
             new_ids, old_ids = self._commit_rows(name, changed, chunks, report.deleted)
             self.index(name, index_dir).commit(np.array(new_ids, np.int64), vectors,
-                                    np.array(old_ids, np.int64))
+                                               np.array(old_ids, np.int64), merge=False)
             with self.sessions.begin() as s:
                 row = self._row(s, name)
                 row.pending = None
@@ -378,8 +381,19 @@ class Corpora:
             report.passages_added, report.passages_deleted = len(new_ids), len(old_ids)
         for listener in self.listeners:
             listener(name, changed, report.deleted)
+        if self.index(name, index_dir).needs_merge():
+            (self.merge_scheduler or self.merge)(name)
         report.seconds = time.perf_counter() - t0
         return report
+
+    def merge(self, name: str) -> int:
+        """Run the index's merge policy. New segments are written while syncs and searches go
+        on; only their publication takes the corpus's writer lock. Returns merges published."""
+        return self.index(name).merge(publish_lock=lambda: self._write_lock(name))
+
+    def optimize(self, name: str) -> int:
+        """Merge the index down to one segment under one codec (``memex optimize``)."""
+        return self.index(name).optimize(publish_lock=lambda: self._write_lock(name))
 
     @staticmethod
     def _chunk(doc: DocumentInput, encoder: ColBERTEncoder, header_tokens: int | None = None):

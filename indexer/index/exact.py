@@ -73,7 +73,7 @@ class ExactIndex(MultiVectorIndex):
             raise IndexCorrupt(f"index at {path} cannot be read: {exc}") from exc
         return cls(path, dim, int(manifest["generation"]), segments)
 
-    def commit(self, add_ids, add_vectors, delete_ids) -> None:
+    def commit(self, add_ids, add_vectors, delete_ids, merge: bool = True) -> None:
         add_ids = np.asarray(add_ids, dtype=np.int64)
         if len(add_ids) != len(add_vectors):
             raise InvalidInput("add_ids and add_vectors differ in length")

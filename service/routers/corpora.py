@@ -58,3 +58,11 @@ def sync_corpus(name: str, corpora: CorporaDep, jobs: JobsDep) -> JobPublic:
 
         raise InvalidInput(f"corpus {name!r} has no directory to sync")
     return JobPublic.model_validate(jobs.submit("sync", {"corpus": name}, corpus=name))
+
+
+@router.post("/{name}/optimize", response_model=JobPublic, status_code=status.HTTP_202_ACCEPTED)
+def optimize_corpus(name: str, corpora: CorporaDep, jobs: JobsDep) -> JobPublic:
+    """Merge the corpus's index into one segment under one codec, as a job (searches and
+    writes go on meanwhile); poll ``/v1/jobs/{id}``."""
+    corpora.info(name)  # 404 for an unknown corpus, before a job exists
+    return JobPublic.model_validate(jobs.submit("optimize", {"corpus": name}, corpus=name))

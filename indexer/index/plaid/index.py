@@ -202,9 +202,9 @@ class PlaidIndex(MultiVectorIndex):
         if merge:
             self.merge()
 
-    def pending_merges(self) -> list[list[str]]:
-        """What the merge policy would merge now (empty: nothing to do)."""
-        return self._select(self.merge_policy, self._snap)
+    def needs_merge(self) -> bool:
+        """Whether the merge policy selects anything now."""
+        return bool(self._select(self.merge_policy, self._snap))
 
     def merge(self, policy: MergePolicy | None = None,
               publish_lock: Callable[[], AbstractContextManager] | None = None) -> int:
