@@ -34,7 +34,8 @@ from indexer.errors import Conflict, IndexCorrupt, InvalidInput, NotFound
 from indexer.index.base import MultiVectorIndex
 from indexer.index import create_index, open_index
 from indexer.sources import content_hash, walk_directory
-from indexer.store import Corpus, Document, Passage, make_engine, make_sessionmaker, utcnow
+from indexer.store import (Corpus, Document, Passage, in_list, make_engine, make_sessionmaker,
+                           utcnow)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_K = 1000
@@ -323,8 +324,9 @@ class Corpora:
     def delete_documents(self, name: str, doc_ids: list[str]) -> ChangeReport:
         with self.sessions() as s:
             row = self._row(s, name)
-            existing = set(s.scalars(select(Document.doc_id).where(
-                Document.corpus_id == row.id, Document.doc_id.in_(doc_ids))))
+            existing = {d for cond in in_list(s, Document.doc_id, doc_ids)
+                        for d in s.scalars(select(Document.doc_id).where(
+                            Document.corpus_id == row.id, cond))}
         missing = sorted(set(doc_ids) - existing)
         if missing:
             raise NotFound(f"documents not in corpus {name!r}: {missing[:5]}")
@@ -402,11 +404,14 @@ class Corpora:
         with self.sessions.begin() as s:
             row = self._row(s, name)
             touched = [d.doc_id for d in changed] + list(deleted)
-            old_docs = {d.doc_id: d for d in s.scalars(select(Document).where(
-                Document.corpus_id == row.id, Document.doc_id.in_(touched)))}
-            old_ids = list(s.scalars(select(Passage.id).where(
-                Passage.document_id.in_([d.id for d in old_docs.values()]))))
-            s.execute(delete(Passage).where(Passage.id.in_(old_ids)))
+            old_docs = {d.doc_id: d for cond in in_list(s, Document.doc_id, touched)
+                        for d in s.scalars(select(Document).where(
+                            Document.corpus_id == row.id, cond))}
+            old_ids = [i for cond in in_list(s, Passage.document_id,
+                                             [d.id for d in old_docs.values()])
+                       for i in s.scalars(select(Passage.id).where(cond))]
+            for cond in in_list(s, Passage.id, old_ids):
+                s.execute(delete(Passage).where(cond))
             for doc_id in deleted:
                 s.delete(old_docs[doc_id])
             new_passages = []
@@ -439,10 +444,11 @@ class Corpora:
                 return
             encoder = self.encoder_for(row.encoder, row.encoder_fingerprint)
             index_dir = row.index_dir
-            passages = {p.id: p for p in s.scalars(select(Passage).where(
-                Passage.id.in_(pending["add"])))}
-            docs = {d.id: d for d in s.scalars(select(Document).where(
-                Document.id.in_({p.document_id for p in passages.values()})))}
+            passages = {p.id: p for cond in in_list(s, Passage.id, pending["add"])
+                        for p in s.scalars(select(Passage).where(cond))}
+            docs = {d.id: d for cond in in_list(s, Document.id,
+                                                {p.document_id for p in passages.values()})
+                    for d in s.scalars(select(Document).where(cond))}
         add_ids = [i for i in pending["add"] if i in passages]
         texts = [self._passage_text(
             DocumentInput(docs[passages[i].document_id].doc_id, "", docs[passages[i].document_id].path),
@@ -548,14 +554,16 @@ class Corpora:
             docs = s.execute(select(Document.id, Document.path, Document.doc_id)
                              .where(Document.corpus_id == corpus_id)).all()
             keep = [i for i, path, doc_id in docs if fnmatch.fnmatchcase(path or doc_id, glob)]
-            ids = s.scalars(select(Passage.id).where(Passage.document_id.in_(keep)))
+            ids = [i for cond in in_list(s, Passage.document_id, keep)
+                   for i in s.scalars(select(Passage.id).where(cond))]
             return np.array(sorted(ids), dtype=np.int64)
 
     def _hydrate(self, name: str, ids: set[int]) -> dict[int, Callable[[float], SearchHit]]:
         with self.sessions() as s:
-            rows = s.execute(select(Passage, Document.doc_id, Document.path)
-                             .join(Document, Passage.document_id == Document.id)
-                             .where(Passage.id.in_(ids))).all()
+            rows = [r for cond in in_list(s, Passage.id, ids)
+                    for r in s.execute(select(Passage, Document.doc_id, Document.path)
+                                       .join(Document, Passage.document_id == Document.id)
+                                       .where(cond))]
         return {
             p.id: (lambda score, p=p, doc_id=doc_id, path=path: SearchHit(
                 name, p.id, doc_id, path, p.start_line, p.end_line, score, p.text))
