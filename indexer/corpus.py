@@ -123,7 +123,8 @@ class Corpora:
         self._index_lock = threading.Lock()
         self._encoders: dict[str, ColBERTEncoder] = {}  # per-corpus (trained) encoders by name
         self._bm25: dict[str, tuple[int, BM25Index]] = {}  # by corpus: (version, index)
-        self._bm25_lock = threading.Lock()
+        self._bm25_lock = threading.Lock()  # guards the two dicts, never held for a build
+        self._bm25_builds: dict[str, threading.Lock] = {}  # one build at a time per corpus
         # Called after each committed change: (corpus, upserted docs, deleted doc ids).
         self.listeners: list[Callable[[str, list[DocumentInput], list[str]], None]] = []
 
@@ -286,12 +287,18 @@ class Corpora:
         with self.sessions() as s:
             version = self._row(s, name).version
         with self._bm25_lock:
-            cached = self._bm25.get(name)
+            build_lock = self._bm25_builds.setdefault(name, threading.Lock())
+        # A rebuild of one big corpus must not stall searches of the others: only
+        # searches of this corpus wait for it (and then use what it built).
+        with build_lock:
+            with self._bm25_lock:
+                cached = self._bm25.get(name)
             if cached and cached[0] == version:
                 return cached[1]
             ids, texts, version = self.passages(name)
             index = BM25Index.build(ids, texts)
-            self._bm25[name] = (version, index)
+            with self._bm25_lock:
+                self._bm25[name] = (version, index)
             return index
 
     # -- changes ------------------------------------------------------------
