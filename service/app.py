@@ -45,7 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.corpora.encoder  # load the model now, not on the first request
         app.state.corpora.recover_all()
         retro_sync.install(app.state.corpora)  # chunk DBs follow every corpus change
-        app.state.jobs = JobRunner(app.state.corpora.sessions, settings.home)
+        app.state.jobs = JobRunner(app.state.corpora.sessions, settings.home,
+                                   settings.max_active_jobs_per_corpus, settings.job_max_failures)
         register_all(app.state.jobs, app.state.corpora)
         app.state.cartridges = CartridgeStore(settings.home / "cartridges")
         register_cartridges(app.state.jobs, app.state.corpora, app.state.cartridges)

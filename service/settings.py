@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=100, ge=1)
     max_concurrent_searches: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1,
                                          description="searches computing at once; more queue")
+    max_active_jobs_per_corpus: int = Field(default=16, ge=1,
+                                            description="queued + running jobs; more get 429")
+    job_max_failures: int = Field(default=20, ge=1, description="database errors in a row "
+                                  "after which the job runner gives up (backing off to 30 s)")
     log_json: bool = True
     log_level: str = "INFO"
     workers: int = Field(default=1, ge=1, le=64)

@@ -147,7 +147,8 @@ class ChunkDB:
         return cls(root, device)
 
     def update(
-        self, upserts: Iterable[tuple[str, str | None, str]] = (), deletes: Iterable[str] = ()
+        self, upserts: Iterable[tuple[str, str | None, str]] = (), deletes: Iterable[str] = (),
+        progress=None,  # noqa: ANN001 - progress(done, total) of the embedding
     ) -> "ChunkDB":
         """Commit a new version: ``upserts`` are ``(doc_id, path, text)``, ``deletes`` doc ids.
 
@@ -192,7 +193,7 @@ class ChunkDB:
             texts += [tok.decode(row[:m]) for row, m in zip(t, n)]
             next_id += len(t)
         new_keys = (
-            _encoder(self.config.encoder, self.device).encode(texts).astype(np.float16)
+            _encoder(self.config.encoder, self.device).encode(texts, progress).astype(np.float16)
             if texts else np.zeros((0, self.meta["dim"]), np.float16)
         )
         arrays = {
