@@ -108,6 +108,7 @@ class Corpora:
         encoder: ColBERTEncoder | None = None,
         index_engine: str = "plaid",
         index_nbits: int = 2,
+        hidden_roots: bool = True,
     ) -> None:
         self.home = Path(home)
         self.index_engine, self.index_nbits = index_engine, index_nbits
@@ -116,6 +117,7 @@ class Corpora:
         self.sessions = make_sessionmaker(self.engine)
         self.encoder_name = encoder_name
         self.allowed_roots = [Path(r).resolve() for r in allowed_roots] if allowed_roots else None
+        self.hidden_roots = hidden_roots  # False: no directory named .* below an allowed root
         self.max_file_bytes = max_file_bytes
         self._encoder = encoder
         self._encoder_lock = threading.Lock()
@@ -170,6 +172,13 @@ class Corpora:
                 f"directory {root!r} is outside the allowed roots (MEMEX_ALLOWED_ROOTS)",
                 allowed_roots=[str(r) for r in self.allowed_roots],
             )
+        if not self.hidden_roots:
+            base = next((r for r in self.allowed_roots or [] if path == r or r in path.parents),
+                        path)
+            hidden = [p for p in path.relative_to(base).parts if p.startswith(".")]
+            if hidden:
+                raise InvalidInput(f"directory {root!r} is in the hidden directory {hidden[0]!r}; "
+                                   "set MEMEX_ALLOWED_ROOTS to index it")
         return path
 
     # -- corpora ------------------------------------------------------------

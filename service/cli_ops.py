@@ -78,7 +78,7 @@ def worker(poll: float = typer.Option(2.0, help="seconds between queue checks"))
     from service.settings import get_settings, open_corpora
 
     s = get_settings()
-    corpora = open_corpora(s)
+    corpora = open_corpora(s, api=True)
     corpora.recover_all()
     runner = JobRunner(corpora.sessions, s.home, s.max_active_jobs_per_corpus,
                        s.job_max_failures)

@@ -28,6 +28,7 @@ from indexer.retro.embed import DEFAULT_ENCODER, ChunkEncoder, pick_device
 
 FORMAT_VERSION = 1
 MAX_K = 64  # neighbours per input chunk a request may ask for
+MAX_QUERY_ROWS = 4096  # input chunks x k of one call: bounds its work and its answer (~3 MB)
 
 
 @dataclass(frozen=True)
@@ -320,6 +321,9 @@ class ChunkDB:
         else:
             ids = check_token_ids(token_ids, tok.vocab_size)
         q_tokens, q_lengths = split_chunks(ids, c, tok.pad_id)
+        if len(q_tokens) * k > MAX_QUERY_ROWS:
+            raise InvalidInput(f"{len(q_tokens)} input chunks x k={k} exceed {MAX_QUERY_ROWS} "
+                               "neighbour rows per call; send less text or ask for a smaller k")
         texts = [tok.decode(row[:m]) for row, m in zip(q_tokens, q_lengths)]
         queries = _encoder(self.config.encoder, self.device).encode(texts)
         excluded = list(exclude_document_ids)
