@@ -8,8 +8,8 @@ then applies them to the index; a crash in between is finished on next open.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
-from typing import Iterable, Iterator
 
 from sqlalchemy import (
     JSON,

@@ -13,9 +13,9 @@ from service import errors, metrics, openapi
 from service.auth import Authenticate, Authorize, is_loopback
 from service.cartridge_handlers import register_cartridges
 from service.handlers import register_all
+from service.hostguard import HostGuard
 from service.jobs import JobRunner
 from service.keys import KeyStore
-from service.hostguard import HostGuard
 from service.limits import BodyLimit, ComputeGate
 from service.logs import RequestContext
 from service.ratelimit import RateLimiter

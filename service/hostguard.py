@@ -35,7 +35,7 @@ def hostname(value: str) -> str | None:
 
 
 class HostGuard:
-    def __init__(self, app: ASGIApp, allowed_hosts: list[str] = ()) -> None:  # noqa: B006
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str] | tuple = ()) -> None:
         self.app = app
         self.allowed = LOCAL_NAMES | {h.strip().lower() for h in allowed_hosts if h.strip()}
 

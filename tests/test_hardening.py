@@ -28,7 +28,7 @@ def _answer_without_sending_the_body(port: int, head: bytes) -> bytes:
         try:
             while b"\r\n\r\n" not in data and (chunk := s.recv(65536)):
                 data += chunk
-        except socket.timeout:
+        except TimeoutError:
             pass  # nothing came: the server is waiting for (buffering) the body
     return data
 
