@@ -6,6 +6,10 @@ Starts ``memex serve`` on a fresh data dir (loopback, no keys) with a small
 corpus ``a`` so generated paths reach real data, runs schemathesis with the
 checks the issue demands (no 5xx, responses match their documented schemas and
 content types), and exits non-zero on any failure. Prints the summary.
+
+Chat runs with ``MEMEX_MAX_CHAT_TOKENS=32``: generation on a 2-core CPU makes
+about 10 tokens/s, so a fuzzed ``max_tokens`` of 1024 (the default cap) would
+outlast the 30 s request timeout, and chats queue at their gate (one at a time).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ def main() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        server = start_server(tmp / "home", tmp / "roots", port)
+        server = start_server(tmp / "home", tmp / "roots", port, MEMEX_MAX_CHAT_TOKENS="32")
         url = f"http://127.0.0.1:{port}"
         try:
             httpx.post(f"{url}/v1/corpora", json={"name": "a", "documents": [

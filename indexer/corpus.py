@@ -34,7 +34,8 @@ from indexer.errors import Conflict, IndexCorrupt, InvalidInput, NotFound
 from indexer.index.base import MultiVectorIndex
 from indexer.index import create_index, open_index
 from indexer.sources import content_hash, walk_directory
-from indexer.store import Corpus, Document, Passage, make_engine, make_sessionmaker, utcnow
+from indexer.store import (Corpus, Document, Passage, in_list, make_engine, make_sessionmaker,
+                           utcnow)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_K = 1000
@@ -107,6 +108,7 @@ class Corpora:
         encoder: ColBERTEncoder | None = None,
         index_engine: str = "plaid",
         index_nbits: int = 2,
+        hidden_roots: bool = True,
     ) -> None:
         self.home = Path(home)
         self.index_engine, self.index_nbits = index_engine, index_nbits
@@ -115,6 +117,7 @@ class Corpora:
         self.sessions = make_sessionmaker(self.engine)
         self.encoder_name = encoder_name
         self.allowed_roots = [Path(r).resolve() for r in allowed_roots] if allowed_roots else None
+        self.hidden_roots = hidden_roots  # False: no directory named .* below an allowed root
         self.max_file_bytes = max_file_bytes
         self._encoder = encoder
         self._encoder_lock = threading.Lock()
@@ -122,7 +125,8 @@ class Corpora:
         self._index_lock = threading.Lock()
         self._encoders: dict[str, ColBERTEncoder] = {}  # per-corpus (trained) encoders by name
         self._bm25: dict[str, tuple[int, BM25Index]] = {}  # by corpus: (version, index)
-        self._bm25_lock = threading.Lock()
+        self._bm25_lock = threading.Lock()  # guards the two dicts, never held for a build
+        self._bm25_builds: dict[str, threading.Lock] = {}  # one build at a time per corpus
         # Called after each committed change: (corpus, upserted docs, deleted doc ids).
         self.listeners: list[Callable[[str, list[DocumentInput], list[str]], None]] = []
         # Called with a corpus whose index wants merging after a change; None: merge at once,
@@ -171,6 +175,13 @@ class Corpora:
                 f"directory {root!r} is outside the allowed roots (MEMEX_ALLOWED_ROOTS)",
                 allowed_roots=[str(r) for r in self.allowed_roots],
             )
+        if not self.hidden_roots:
+            base = next((r for r in self.allowed_roots or [] if path == r or r in path.parents),
+                        path)
+            hidden = [p for p in path.relative_to(base).parts if p.startswith(".")]
+            if hidden:
+                raise InvalidInput(f"directory {root!r} is in the hidden directory {hidden[0]!r}; "
+                                   "set MEMEX_ALLOWED_ROOTS to index it")
         return path
 
     # -- corpora ------------------------------------------------------------
@@ -288,12 +299,18 @@ class Corpora:
         with self.sessions() as s:
             version = self._row(s, name).version
         with self._bm25_lock:
-            cached = self._bm25.get(name)
+            build_lock = self._bm25_builds.setdefault(name, threading.Lock())
+        # A rebuild of one big corpus must not stall searches of the others: only
+        # searches of this corpus wait for it (and then use what it built).
+        with build_lock:
+            with self._bm25_lock:
+                cached = self._bm25.get(name)
             if cached and cached[0] == version:
                 return cached[1]
             ids, texts, version = self.passages(name)
             index = BM25Index.build(ids, texts)
-            self._bm25[name] = (version, index)
+            with self._bm25_lock:
+                self._bm25[name] = (version, index)
             return index
 
     # -- changes ------------------------------------------------------------
@@ -326,8 +343,9 @@ class Corpora:
     def delete_documents(self, name: str, doc_ids: list[str]) -> ChangeReport:
         with self.sessions() as s:
             row = self._row(s, name)
-            existing = set(s.scalars(select(Document.doc_id).where(
-                Document.corpus_id == row.id, Document.doc_id.in_(doc_ids))))
+            existing = {d for cond in in_list(s, Document.doc_id, doc_ids)
+                        for d in s.scalars(select(Document.doc_id).where(
+                            Document.corpus_id == row.id, cond))}
         missing = sorted(set(doc_ids) - existing)
         if missing:
             raise NotFound(f"documents not in corpus {name!r}: {missing[:5]}")
@@ -416,11 +434,14 @@ class Corpora:
         with self.sessions.begin() as s:
             row = self._row(s, name)
             touched = [d.doc_id for d in changed] + list(deleted)
-            old_docs = {d.doc_id: d for d in s.scalars(select(Document).where(
-                Document.corpus_id == row.id, Document.doc_id.in_(touched)))}
-            old_ids = list(s.scalars(select(Passage.id).where(
-                Passage.document_id.in_([d.id for d in old_docs.values()]))))
-            s.execute(delete(Passage).where(Passage.id.in_(old_ids)))
+            old_docs = {d.doc_id: d for cond in in_list(s, Document.doc_id, touched)
+                        for d in s.scalars(select(Document).where(
+                            Document.corpus_id == row.id, cond))}
+            old_ids = [i for cond in in_list(s, Passage.document_id,
+                                             [d.id for d in old_docs.values()])
+                       for i in s.scalars(select(Passage.id).where(cond))]
+            for cond in in_list(s, Passage.id, old_ids):
+                s.execute(delete(Passage).where(cond))
             for doc_id in deleted:
                 s.delete(old_docs[doc_id])
             new_passages = []
@@ -453,10 +474,11 @@ class Corpora:
                 return
             encoder = self.encoder_for(row.encoder, row.encoder_fingerprint)
             index_dir = row.index_dir
-            passages = {p.id: p for p in s.scalars(select(Passage).where(
-                Passage.id.in_(pending["add"])))}
-            docs = {d.id: d for d in s.scalars(select(Document).where(
-                Document.id.in_({p.document_id for p in passages.values()})))}
+            passages = {p.id: p for cond in in_list(s, Passage.id, pending["add"])
+                        for p in s.scalars(select(Passage).where(cond))}
+            docs = {d.id: d for cond in in_list(s, Document.id,
+                                                {p.document_id for p in passages.values()})
+                    for d in s.scalars(select(Document).where(cond))}
         add_ids = [i for i in pending["add"] if i in passages]
         texts = [self._passage_text(
             DocumentInput(docs[passages[i].document_id].doc_id, "", docs[passages[i].document_id].path),
@@ -562,14 +584,16 @@ class Corpora:
             docs = s.execute(select(Document.id, Document.path, Document.doc_id)
                              .where(Document.corpus_id == corpus_id)).all()
             keep = [i for i, path, doc_id in docs if fnmatch.fnmatchcase(path or doc_id, glob)]
-            ids = s.scalars(select(Passage.id).where(Passage.document_id.in_(keep)))
+            ids = [i for cond in in_list(s, Passage.document_id, keep)
+                   for i in s.scalars(select(Passage.id).where(cond))]
             return np.array(sorted(ids), dtype=np.int64)
 
     def _hydrate(self, name: str, ids: set[int]) -> dict[int, Callable[[float], SearchHit]]:
         with self.sessions() as s:
-            rows = s.execute(select(Passage, Document.doc_id, Document.path)
-                             .join(Document, Passage.document_id == Document.id)
-                             .where(Passage.id.in_(ids))).all()
+            rows = [r for cond in in_list(s, Passage.id, ids)
+                    for r in s.execute(select(Passage, Document.doc_id, Document.path)
+                                       .join(Document, Passage.document_id == Document.id)
+                                       .where(cond))]
         return {
             p.id: (lambda score, p=p, doc_id=doc_id, path=path: SearchHit(
                 name, p.id, doc_id, path, p.start_line, p.end_line, score, p.text))

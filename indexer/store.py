@@ -8,6 +8,7 @@ then applies them to the index; a crash in between is finished on next open.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -21,11 +22,15 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    any_,
+    bindparam,
     create_engine,
     event,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from indexer.bm25 import DEFAULT_BM25_WEIGHT
 
@@ -120,6 +125,28 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+# Bound parameters per statement on SQLite (its limit is 32,766 since 3.32, 999 before).
+SQLITE_BATCH = 900
+
+
+def in_list(session: Session, column, values: Iterable) -> Iterator[ColumnElement]:  # noqa: ANN001
+    """Conditions that together say ``column IN values``; run the statement once per condition.
+
+    ``IN (...)`` binds one parameter per value and a statement may carry at most
+    65,535 (psycopg) or 32,766 (SQLite): a first sync of 70,000 files would fail.
+    Postgres gets the whole list as one array parameter (``= ANY(:values)``);
+    SQLite gets batches of ``SQLITE_BATCH``. No condition at all for an empty list.
+    """
+    values = list(values)
+    if not values:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        yield column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+        return
+    for start in range(0, len(values), SQLITE_BATCH):
+        yield column.in_(values[start:start + SQLITE_BATCH])
 
 
 def make_engine(url: str) -> Engine:

@@ -10,12 +10,13 @@ from fastapi import FastAPI
 from cartridges.store import CartridgeStore
 from indexer.retro import sync as retro_sync
 from service import errors, metrics, openapi
-from service.auth import Auth, is_loopback
+from service.auth import Authenticate, Authorize, is_loopback
 from service.cartridge_handlers import register_cartridges
 from service.handlers import register_all
+from service.hostguard import HostGuard
 from service.jobs import JobRunner
 from service.keys import KeyStore
-from service.limits import BodyLimit, SearchGate
+from service.limits import BodyLimit, ComputeGate
 from service.logs import RequestContext
 from service.ratelimit import RateLimiter
 from service.routers import (
@@ -41,11 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.settings = settings
-        app.state.corpora = open_corpora(settings)
+        app.state.corpora = open_corpora(settings, api=True)
         app.state.corpora.encoder  # load the model now, not on the first request
         app.state.corpora.recover_all()
         retro_sync.install(app.state.corpora)  # chunk DBs follow every corpus change
-        app.state.jobs = JobRunner(app.state.corpora.sessions, settings.home)
+        app.state.jobs = JobRunner(app.state.corpora.sessions, settings.home,
+                                   settings.max_active_jobs_per_corpus, settings.job_max_failures)
         register_all(app.state.jobs, app.state.corpora)
         app.state.cartridges = CartridgeStore(settings.home / "cartridges")
         register_cartridges(app.state.jobs, app.state.corpora, app.state.cartridges)
@@ -65,11 +67,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     openapi.install(app)
 
-    # Outermost last: request id, access log and metrics see every response, 401/413/429 too.
-    app.add_middleware(Auth, enforce_always=not is_loopback(settings.host),
-                       limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst))
-    app.add_middleware(SearchGate, limit=settings.max_concurrent_searches)
+    # Outermost last. Request order: request id, access log and metrics (they see every
+    # response, 401/413/429 too); Host/Origin; key and rate limit, before any body is
+    # read; body limit; rights (they may need the body); compute gates; the routers.
+    loopback_only = is_loopback(settings.host)
+    app.add_middleware(ComputeGate, limits={"search": settings.max_concurrent_searches,
+                                            "neighbors": settings.max_concurrent_neighbors,
+                                            "chat": settings.max_concurrent_chats},
+                       max_waiting=settings.max_waiting_requests)
+    app.add_middleware(Authorize)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(Authenticate, enforce_always=not loopback_only,
+                       limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst))
+    if loopback_only:
+        app.add_middleware(HostGuard, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(RequestContext)
 
     for module in (health, ops, metrics, corpora, documents, search, neighbors, jobs, retriever,

@@ -11,7 +11,7 @@ from cartridges.store import CartridgeStore
 from cartridges.train import train_cartridge
 from indexer.corpus import Corpora
 from indexer.errors import InvalidInput
-from service.jobs import JobContext, JobRunner
+from service.jobs import JobCancelled, JobContext, JobRunner
 
 
 def corpus_text(corpora: Corpora, name: str) -> str:
@@ -31,6 +31,9 @@ def register_cartridges(runner: JobRunner, corpora: Corpora, store: CartridgeSto
             path = train_cartridge(corpus_text(corpora, info["corpus_id"]), info["corpus_id"],
                                    info["corpus_version"], CartridgeConfig.from_dict(info["config"]),
                                    store.work_dir(cid), ctx.progress, ctx.should_stop)
+        except JobCancelled:  # raised by ctx.progress
+            store.update(cid, status="cancelled")
+            raise
         except Exception as exc:
             store.update(cid, status="failed", error=str(getattr(exc, "message", exc)))
             raise

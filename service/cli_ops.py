@@ -78,9 +78,10 @@ def worker(poll: float = typer.Option(2.0, help="seconds between queue checks"))
     from service.settings import get_settings, open_corpora
 
     s = get_settings()
-    corpora = open_corpora(s)
+    corpora = open_corpora(s, api=True)
     corpora.recover_all()
-    runner = JobRunner(corpora.sessions, s.home)
+    runner = JobRunner(corpora.sessions, s.home, s.max_active_jobs_per_corpus,
+                       s.job_max_failures)
     register_all(runner, corpora)
     register_cartridges(runner, corpora, CartridgeStore(s.home / "cartridges"))
     runner.start()
@@ -90,6 +91,11 @@ def worker(poll: float = typer.Option(2.0, help="seconds between queue checks"))
             time.sleep(poll)
     except KeyboardInterrupt:
         runner.stop()
+        return
+    health = runner.health()
+    typer.secho(f"worker: the job runner stopped ({health['state']}): {health['error']}",
+                fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
 
 
 def remote_client(server: str):  # noqa: ANN201

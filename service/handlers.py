@@ -1,4 +1,8 @@
-"""Job handlers: the work behind each background job kind."""
+"""Job handlers: the work behind each background job kind.
+
+Each handler reports progress through ``ctx.progress``, which raises ``JobCancelled``
+once a cancel was asked for: that is how a cancel stops every kind of job.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +47,8 @@ def register_all(runner: JobRunner, corpora: Corpora) -> None:
         from indexer.retro.sync import reconcile
 
         ctx.progress(0, 1, "chunk db")
-        db = reconcile(corpora, params["corpus"])
+        db = reconcile(corpora, params["corpus"],
+                       progress=lambda done, total: ctx.progress(done, total, "chunk db"))
         return {"chunks": db.num_chunks, "bytes": db.nbytes()}
 
     runner.register("retro_build", retro_build)

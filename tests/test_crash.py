@@ -120,7 +120,8 @@ def test_server_killed_during_sync_job_resumes_it(tmp_path, encoder):
 
     def serve():
         return subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port",
-                                 str(port)], env={**os.environ, "MEMEX_HOME": str(home)},
+                                 str(port)], env={**os.environ, "MEMEX_HOME": str(home),
+                                                  "MEMEX_ALLOWED_ROOTS": str(tmp_path)},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def wait(predicate, timeout=240):

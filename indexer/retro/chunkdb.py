@@ -28,6 +28,7 @@ from indexer.retro.embed import DEFAULT_ENCODER, ChunkEncoder, pick_device
 
 FORMAT_VERSION = 1
 MAX_K = 64  # neighbours per input chunk a request may ask for
+MAX_QUERY_ROWS = 4096  # input chunks x k of one call: bounds its work and its answer (~3 MB)
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,8 @@ class ChunkDB:
         return cls(root, device)
 
     def update(
-        self, upserts: Iterable[tuple[str, str | None, str]] = (), deletes: Iterable[str] = ()
+        self, upserts: Iterable[tuple[str, str | None, str]] = (), deletes: Iterable[str] = (),
+        progress=None,  # noqa: ANN001 - progress(done, total) of the embedding
     ) -> "ChunkDB":
         """Commit a new version: ``upserts`` are ``(doc_id, path, text)``, ``deletes`` doc ids.
 
@@ -192,7 +194,7 @@ class ChunkDB:
             texts += [tok.decode(row[:m]) for row, m in zip(t, n)]
             next_id += len(t)
         new_keys = (
-            _encoder(self.config.encoder, self.device).encode(texts).astype(np.float16)
+            _encoder(self.config.encoder, self.device).encode(texts, progress).astype(np.float16)
             if texts else np.zeros((0, self.meta["dim"]), np.float16)
         )
         arrays = {
@@ -319,6 +321,9 @@ class ChunkDB:
         else:
             ids = check_token_ids(token_ids, tok.vocab_size)
         q_tokens, q_lengths = split_chunks(ids, c, tok.pad_id)
+        if len(q_tokens) * k > MAX_QUERY_ROWS:
+            raise InvalidInput(f"{len(q_tokens)} input chunks x k={k} exceed {MAX_QUERY_ROWS} "
+                               "neighbour rows per call; send less text or ask for a smaller k")
         texts = [tok.decode(row[:m]) for row, m in zip(q_tokens, q_lengths)]
         queries = _encoder(self.config.encoder, self.device).encode(texts)
         excluded = list(exclude_document_ids)
