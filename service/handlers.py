@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from indexer.corpus import Corpora
+from indexer.errors import Busy
 from service.jobs import JobCancelled, JobContext, JobRunner
 
 
@@ -36,9 +37,14 @@ def register_all(runner: JobRunner, corpora: Corpora) -> None:
     runner.register("optimize", optimize)
 
     def schedule_merge(corpus: str) -> None:
-        """After a change: one queued merge job per corpus is enough."""
-        if not any(j.kind == "merge" and j.status == "queued" for j in runner.list(corpus=corpus, limit=20)):
+        """After a change: one queued merge job per corpus is enough. A corpus whose queue is
+        full gets its merge with a later change; the change itself has succeeded."""
+        if any(j.kind == "merge" and j.status == "queued" for j in runner.list(corpus=corpus, limit=20)):
+            return
+        try:
             runner.submit("merge", {"corpus": corpus}, corpus=corpus)
+        except Busy:
+            pass
 
     corpora.merge_scheduler = schedule_merge
 
