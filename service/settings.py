@@ -52,11 +52,3 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     return Settings()
 
-
-def open_corpora(settings: Settings):  # noqa: ANN201 - indexer imports stay out of start-up
-    """The ``Corpora`` of a data directory, as the server, the worker and the CLI open it."""
-    from indexer.corpus import Corpora
-
-    return Corpora(settings.home, settings.db_url, settings.encoder, settings.allowed_roots,
-                   settings.max_file_bytes, index_engine=settings.index_engine,
-                   index_nbits=settings.index_nbits)

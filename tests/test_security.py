@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 from tests.conftest import LiveServer
-from tests.test_api import assert_problem, wait_for_job
+from tests.helpers.api import assert_problem, wait_for_job
 
 from service.keys import KeyStore
 

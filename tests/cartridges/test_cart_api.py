@@ -3,7 +3,7 @@
 import json
 
 from cartridges.client import load_cartridge
-from tests.test_api import wait_for_job as _wait
+from tests.helpers.api import wait_for_job as _wait
 
 TINY_BODY = {"p": 4, "num_samples": 2, "holdout": 1, "steps": 1, "batch_size": 1, "chunk_tokens": 24,
              "question_tokens": 6, "answer_tokens": 6}
