@@ -122,6 +122,20 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
+class ApiKey(Base):
+    """A hashed API key with its role and corpus scope (service/keys.py verifies them)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    hash: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    corpora: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine and migrate the schema to the newest revision; SQLite gets WAL."""
     is_sqlite = url.startswith("sqlite")

@@ -7,15 +7,15 @@ from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
 from typing_extensions import Annotated
 
+from indexer.config import LibrarySettings
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MEMEX_", extra="ignore")
 
-    home: Path = Field(default=Path.home() / ".memex", description="data directory")
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in home")
+class Settings(LibrarySettings):
+    """The server's and the CLI's settings, over the library's (home, database, encoder runtime)."""
+
     encoder: str = "bundled:minilm"
     allowed_roots: Annotated[list[Path] | None, NoDecode] = Field(
         default=None, description="comma-separated directories a corpus may index; unset = any"
@@ -42,10 +42,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [Path(p.strip()) for p in value.split(",") if p.strip()] or None
         return value
-
-    @property
-    def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'memex.db'}"
 
 
 @lru_cache
