@@ -53,7 +53,7 @@ def candidates(runtime: str, precision: str | None, device: str) -> list[tuple[s
     >>> candidates("torch", "int8", "cpu")
     Traceback (most recent call last):
     ...
-    indexer.errors.InvalidInput: precision 'int8' is not available for runtime 'torch' on cpu (choose from: fp32)
+    indexer.errors.InvalidInput: precision 'int8' is not available for runtime 'torch' on cpu ...
     """
     if runtime not in RUNTIMES:
         raise InvalidInput(f"unknown encoder runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
@@ -131,7 +131,7 @@ def _check(agreement: dict[str, float], what: str) -> dict[str, float]:
 
 def _enable_onnx(encoder, precision: str, guard: bool, cache_dir: Path | None, recipe: str | None):
     try:
-        import onnxruntime  # noqa: F401  (only to learn whether it is installed)
+        import onnxruntime  # noqa: F401 - only to learn whether it is installed
 
         from indexer.encode_onnx import OnnxBackend, ensure_export
     except ImportError as exc:  # onnxruntime / onnx not installed

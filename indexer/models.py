@@ -90,7 +90,7 @@ def resolve_model_path(name: str, cache: Path | None = None) -> Path:
     >>> resolve_model_path("/nonexistent/model")
     Traceback (most recent call last):
     ...
-    indexer.errors.ModelError: model path '/nonexistent/model' does not exist and is not a bundled model (bundled: bundled:minilm, bundled:smollm2)
+    indexer.errors.ModelError: model path '/nonexistent/model' does not exist and is not a bundled model ...
     """
     if name in BUNDLED:
         model = BUNDLED[name]

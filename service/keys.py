@@ -48,7 +48,7 @@ def _digest(token: str) -> str:
 
 
 class KeyStore:
-    def __init__(self, sessions) -> None:  # noqa: ANN001
+    def __init__(self, sessions) -> None:
         self.sessions = sessions
 
     def create(self, name: str, role: str, corpora: list[str]) -> tuple[ApiKey, str]:

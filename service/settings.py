@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
-from typing_extensions import Annotated
 
 from indexer.config import LibrarySettings
 
@@ -38,7 +38,7 @@ class Settings(LibrarySettings):
 
     @field_validator("allowed_roots", mode="before")
     @classmethod
-    def _split_roots(cls, value):  # noqa: ANN001
+    def _split_roots(cls, value):
         if isinstance(value, str):
             return [Path(p.strip()) for p in value.split(",") if p.strip()] or None
         return value

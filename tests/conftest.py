@@ -15,8 +15,8 @@ import uvicorn
 # One model cache for the whole run (CLI subprocesses included): the ONNX export is made once.
 os.environ.setdefault("MEMEX_MODEL_CACHE", str(Path.home() / ".memex" / "models"))
 
-from indexer.corpus import Corpora  # noqa: E402
-from indexer.encoder import ColBERTEncoder  # noqa: E402
+from indexer.corpus import Corpora
+from indexer.encoder import ColBERTEncoder
 
 
 @pytest.fixture(scope="session")
@@ -68,14 +68,14 @@ def free_port() -> int:
 class LiveServer:
     """A real uvicorn serving the app on a loopback port, in a thread."""
 
-    def __init__(self, app) -> None:  # noqa: ANN001
+    def __init__(self, app) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
                                                     log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         self.thread.start()
         deadline = time.time() + 60
         while not self.server.started:
@@ -84,7 +84,7 @@ class LiveServer:
             time.sleep(0.05)
         return self
 
-    def __exit__(self, *exc) -> None:  # noqa: ANN002
+    def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(10)
 

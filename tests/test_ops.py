@@ -17,10 +17,10 @@ import httpx
 import numpy as np
 import pytest
 from sqlalchemy import select
-from tests.conftest import free_port
 
 from service import client as mc
 from service.logs import JsonFormatter
+from tests.conftest import free_port
 
 
 def _metric(text: str, name: str, **labels) -> float:

@@ -32,12 +32,12 @@ class MultiVectorIndex(ABC):
 
     @classmethod
     @abstractmethod
-    def create(cls, path: Path, dim: int) -> "MultiVectorIndex":
+    def create(cls, path: Path, dim: int) -> MultiVectorIndex:
         """Make a new empty index at ``path`` (a directory that must not hold an index)."""
 
     @classmethod
     @abstractmethod
-    def open(cls, path: Path) -> "MultiVectorIndex":
+    def open(cls, path: Path) -> MultiVectorIndex:
         """Open the last committed state at ``path``; raises ``IndexCorrupt`` on bad files."""
 
     @abstractmethod

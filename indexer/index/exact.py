@@ -40,7 +40,7 @@ class ExactIndex(MultiVectorIndex):
         self.segments = segments
 
     @classmethod
-    def create(cls, path: Path, dim: int) -> "ExactIndex":
+    def create(cls, path: Path, dim: int) -> ExactIndex:
         path.mkdir(parents=True, exist_ok=True)
         if (path / "manifest.json").exists():
             raise InvalidInput(f"an index already exists at {path}")
@@ -50,7 +50,7 @@ class ExactIndex(MultiVectorIndex):
         return cls(path, dim, 0, [])
 
     @classmethod
-    def open(cls, path: Path) -> "ExactIndex":
+    def open(cls, path: Path) -> ExactIndex:
         try:
             manifest = json.loads((path / "manifest.json").read_text())
             dim = int(manifest["dim"])

@@ -268,7 +268,7 @@ def test_codec_reused_while_it_fits_and_retrained_when_not(tmp_path):
 
 
 def test_tiered_merge_policy_groups_by_codec_and_size():
-    seg = lambda n, c="c0", tok=100, dead=0: SegmentEntry(n, c, 10, tok, None, dead)  # noqa: E731
+    seg = lambda n, c="c0", tok=100, dead=0: SegmentEntry(n, c, 10, tok, None, dead)  # noqa: E731 - a one-line factory
     policy = TieredMerge(factor=3)
     small = [seg(f"s{i}") for i in range(3)]
     assert policy.select(small) == [["s0", "s1", "s2"]]
