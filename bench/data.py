@@ -12,6 +12,10 @@ import json
 import os
 import tarfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from indexer.corpus import Corpora
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
@@ -42,12 +46,12 @@ def stdlib() -> Path:
     return out
 
 
-def stdlib_queries() -> list[dict]:
+def stdlib_queries() -> list[dict[str, Any]]:
     """Every query of the set: text, and the target's path, start_line and end_line."""
     return [json.loads(line) for line in (stdlib() / "queries.jsonl").read_text().splitlines()]
 
 
-def windows(tree: Path, rel: str, size: int = 30, stride: int = 15) -> list[dict]:
+def windows(tree: Path, rel: str, size: int = 30, stride: int = 15) -> list[dict[str, Any]]:
     """The data README's passages of one file: ``size``-line windows every ``stride`` lines,
     the path prepended to the text; ``start``/``end`` are 1-based and inclusive."""
     lines = (tree / rel).read_text(errors="replace").splitlines()
@@ -59,7 +63,7 @@ def windows(tree: Path, rel: str, size: int = 30, stride: int = 15) -> list[dict
     return out
 
 
-def passage_spans(corpora) -> dict[int, tuple[str, int, int]]:
+def passage_spans(corpora: Corpora) -> dict[int, tuple[str, int, int]]:
     """passage id -> (path, start_line, end_line) of every passage of a memex home."""
     from sqlalchemy import select
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up, lint (ruff), type-check (mypy; its scope is in pyproject.toml), then run the whole
-# test suite: unit tests, doctests, the API against a real uvicorn, and the store against a real PostgreSQL on loopback (Debian's package,
-# installed when missing and we are root; without it those tests skip and say so).
+# test suite: unit tests, doctests, the API against a real uvicorn, and the store against a
+# real PostgreSQL on loopback (Debian's package, installed when missing and we are root;
+# without it those tests skip and say so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
