@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from indexer.corpus import Corpora
 from indexer.store import Passage
-from tests.conftest import free_port
+from tests.helpers.server import free_port
 
 CHILD = Path(__file__).parent / "helpers" / "crash_child.py"
 BEFORE = {"geo.md": "Volcanoes erupt molten lava from the mantle.",

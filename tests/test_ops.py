@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from service import client as mc
 from service.logs import JsonFormatter
-from tests.conftest import free_port
+from tests.helpers.server import free_port
 
 
 def _metric(text: str, name: str, **labels) -> float:

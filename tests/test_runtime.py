@@ -8,8 +8,8 @@ import sys
 
 import httpx
 
-from tests.conftest import LiveServer
 from tests.helpers.api import wait_for_job
+from tests.helpers.server import LiveServer
 
 
 def test_worker_keeps_the_chunk_db_fresh_after_a_sync(tmp_path, sample_dir):

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from service.keys import KeyStore
-from tests.conftest import LiveServer
 from tests.helpers.api import assert_problem, wait_for_job
+from tests.helpers.server import LiveServer
 
 SECRET = "zebracorn-7731 the launch code is hunter2"
 
