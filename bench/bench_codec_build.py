@@ -1,6 +1,6 @@
 """Codec build on stdlib token vectors: the previous recipe against today's, same run.
 
-    python bench/bench_codec_build.py [--vectors PATH] [--heldout 200000]
+    python -m bench.bench_codec_build [--vectors PATH] [--heldout 200000]
 
 ``--vectors`` is a float16 [n, dim] ``.npy`` of token vectors (default: the exact-engine
 stdlib home's segment, ``bench/.cache/home-auto``). The training sample is drawn as
@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.data import CACHE
 from indexer.index.plaid import codec as codec_mod
 from indexer.index.plaid.codec import Codec, assign, decompress, n_centroids_for
 from tests.index.test_codec_build import reference_compress
 
-HOME_VECTORS = Path(__file__).parent / ".cache/home-auto/corpora/stdlib/index/seg-1.vectors.npy"
+HOME_VECTORS = CACHE / "home-auto/corpora/stdlib/index/seg-1.vectors.npy"
 
 
 def heldout_mse(codec: Codec, x: np.ndarray) -> tuple[float, float]:

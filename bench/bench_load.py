@@ -1,10 +1,10 @@
 """Load test from a second process on loopback: requests at rising concurrency while syncs run.
 
-    python bench/bench_load.py [--files 12] [--levels 1,2,4,8,16] [--seconds 15]
+    python -m bench.bench_load [--files 12] [--levels 1,2,4,8,16] [--seconds 15]
                                [--max-requests 400] [--mix search=8,neighbors=1,chat=1]
 
 The server (``memex serve``, one worker, no keys, rate limit off) indexes a
-subset of CPython's stdlib (``/work/shared/data/stdlib-codesearch.tar.gz``);
+subset of CPython's stdlib (``shared/data/stdlib-codesearch.tar.gz``);
 this process then sends real code-search queries at each concurrency level for
 ``--seconds`` (or ``--max-requests``) while a background loop keeps a second
 corpus syncing (it edits files and starts a sync job whenever the last one
@@ -37,15 +37,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from service.client import APIError, AsyncClient, Client, raise_for_problem  # noqa: E402
-
-DATA = Path("/work/shared/data/stdlib-codesearch.tar.gz")
+from bench.data import stdlib_archive
+from service.client import APIError, AsyncClient, Client, raise_for_problem
 
 
 def extract(tmp: Path, n_files: int) -> tuple[Path, list[str]]:
     """The first ``n_files`` target files of the queries, and those files' queries."""
-    with tarfile.open(DATA) as tar:
+    with tarfile.open(stdlib_archive()) as tar:
         members = {m.name: m for m in tar.getmembers()}
         qname = next(n for n in members if n.endswith("queries.jsonl"))
         queries = [json.loads(x) for x in tar.extractfile(members[qname]).read().splitlines()]

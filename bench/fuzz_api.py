@@ -1,6 +1,6 @@
 """Fuzz the OpenAPI schema with schemathesis against a real server; bounded in time.
 
-    python bench/fuzz_api.py [--max-time 90] [--max-examples 30] [--seed 1]
+    python -m bench.fuzz_api [--max-time 90] [--max-examples 30] [--seed 1]
 
 Starts ``memex serve`` on a fresh data dir (loopback, no keys) with a small
 corpus ``a`` so generated paths reach real data, runs schemathesis with the
@@ -24,9 +24,7 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.bench_load import start_server  # noqa: E402  (one way to start a bench server)
+from bench.bench_load import start_server  # one way to start a bench server
 
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
 

@@ -41,7 +41,7 @@ class BM25Index:
     retriever: object | None  # bm25s.BM25, or None for an empty corpus
 
     @classmethod
-    def build(cls, ids: list[int], texts: list[str]) -> "BM25Index":
+    def build(cls, ids: list[int], texts: list[str]) -> BM25Index:
         import bm25s
 
         if not texts:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from indexer import encode_guard
+from indexer import config, encode_guard
 from indexer.encode_onnx import int8_recipe
 from indexer.errors import InvalidInput, ModelError
 
@@ -39,14 +39,10 @@ PRECISIONS = ("fp32", "int8", "fp16", "bf16")
 _TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def _env_flag(name: str, default: bool = True) -> bool:
-    return os.environ.get(name, "1" if default else "0").lower() not in ("0", "false", "no", "off")
-
-
 def settings(runtime: str | None, precision: str | None) -> tuple[str, str | None]:
     """Arguments over ``MEMEX_ENCODER_RUNTIME`` / ``MEMEX_ENCODER_PRECISION`` over auto."""
-    runtime = runtime or os.environ.get("MEMEX_ENCODER_RUNTIME") or "auto"
-    return runtime, precision or os.environ.get("MEMEX_ENCODER_PRECISION") or None
+    env = config.current()
+    return runtime or env.encoder_runtime, precision or env.encoder_precision
 
 
 def candidates(runtime: str, precision: str | None, device: str) -> list[tuple[str, str]]:
@@ -57,7 +53,7 @@ def candidates(runtime: str, precision: str | None, device: str) -> list[tuple[s
     >>> candidates("torch", "int8", "cpu")
     Traceback (most recent call last):
     ...
-    indexer.errors.InvalidInput: precision 'int8' is not available for runtime 'torch' on cpu (choose from: fp32)
+    indexer.errors.InvalidInput: precision 'int8' is not available for runtime 'torch' on cpu ...
     """
     if runtime not in RUNTIMES:
         raise InvalidInput(f"unknown encoder runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
@@ -79,7 +75,7 @@ def candidates(runtime: str, precision: str | None, device: str) -> list[tuple[s
     if ("onnx", "int8") in options and precision in (None, "int8"):
         int8_recipe()  # a bad MEMEX_ENCODER_INT8_RECIPE fails before any weights load
     if precision is None:
-        if _env_flag("MEMEX_ENCODER_QUANTIZE"):
+        if config.current().encoder_quantize:
             return options
         return [c for c in options if c[1] != "int8"]
     chosen = [c for c in options if c[1] == precision]
@@ -135,7 +131,7 @@ def _check(agreement: dict[str, float], what: str) -> dict[str, float]:
 
 def _enable_onnx(encoder, precision: str, guard: bool, cache_dir: Path | None, recipe: str | None):
     try:
-        import onnxruntime  # noqa: F401  (only to learn whether it is installed)
+        import onnxruntime  # noqa: F401 - only to learn whether it is installed
 
         from indexer.encode_onnx import OnnxBackend, ensure_export
     except ImportError as exc:  # onnxruntime / onnx not installed

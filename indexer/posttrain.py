@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -31,8 +31,8 @@ from indexer.bm25 import FUSION_DEPTH, fuse
 from indexer.corpus import Corpora
 from indexer.errors import InvalidInput
 from indexer.mined_queries import PassageSpan, docstring_queries
-from indexer.store import Document, Passage
 from indexer.reindex import reindex
+from indexer.store import Document, Passage
 from indexer.training import Example, TrainConfig, train
 
 Progress = Callable[[str, int, int], None]

@@ -9,7 +9,7 @@ then applies them to the index; a crash in between is finished on next open.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
@@ -36,7 +36,7 @@ from indexer.bm25 import DEFAULT_BM25_WEIGHT
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UtcDateTime(TypeDecorator):
@@ -45,9 +45,9 @@ class UtcDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_result_value(self, value, dialect):  # noqa: ANN001, ANN201
+    def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
+            return value.replace(tzinfo=UTC)
         return value
 
 
@@ -131,7 +131,7 @@ class Job(Base):
 SQLITE_BATCH = 900
 
 
-def in_list(session: Session, column, values: Iterable) -> Iterator[ColumnElement]:  # noqa: ANN001
+def in_list(session: Session, column, values: Iterable) -> Iterator[ColumnElement]:
     """Conditions that together say ``column IN values``; run the statement once per condition.
 
     ``IN (...)`` binds one parameter per value and a statement may carry at most
@@ -147,6 +147,18 @@ def in_list(session: Session, column, values: Iterable) -> Iterator[ColumnElemen
         return
     for start in range(0, len(values), SQLITE_BATCH):
         yield column.in_(values[start:start + SQLITE_BATCH])
+class ApiKey(Base):
+    """A hashed API key with its role and corpus scope (service/keys.py verifies them)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    hash: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    corpora: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 def make_engine(url: str) -> Engine:
@@ -160,7 +172,7 @@ def make_engine(url: str) -> Engine:
     if is_sqlite:
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+        def _pragmas(dbapi_conn, _record) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")

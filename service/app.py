@@ -7,14 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from cartridges.store import CartridgeStore
-from indexer.retro import sync as retro_sync
-from service import errors, metrics, openapi
+from service import errors, metrics, openapi, runtime
 from service.auth import Authenticate, Authorize, is_loopback
-from service.cartridge_handlers import register_cartridges
-from service.handlers import register_all
 from service.hostguard import HostGuard
-from service.jobs import JobRunner
 from service.keys import KeyStore
 from service.limits import BodyLimit, ComputeGate
 from service.logs import RequestContext
@@ -31,7 +26,7 @@ from service.routers import (
     retriever,
     search,
 )
-from service.settings import Settings, get_settings, open_corpora
+from service.settings import Settings, get_settings
 
 log = logging.getLogger("memex")
 
@@ -42,17 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.settings = settings
-        app.state.corpora = open_corpora(settings, api=True)
-        app.state.corpora.encoder  # load the model now, not on the first request
-        app.state.corpora.recover_all()
-        retro_sync.install(app.state.corpora)  # chunk DBs follow every corpus change
-        app.state.jobs = JobRunner(app.state.corpora.sessions, settings.home,
-                                   settings.max_active_jobs_per_corpus, settings.job_max_failures)
-        register_all(app.state.jobs, app.state.corpora)
-        app.state.cartridges = CartridgeStore(settings.home / "cartridges")
-        register_cartridges(app.state.jobs, app.state.corpora, app.state.cartridges)
-        if settings.run_jobs:
-            app.state.jobs.start()
+        running = runtime.start(settings, run_jobs=settings.run_jobs)
+        app.state.corpora, app.state.jobs = running.corpora, running.jobs
+        app.state.cartridges = running.cartridges
         keys = KeyStore(app.state.corpora.sessions).active_count()
         if keys:
             log.info("auth on: %d active API keys", keys)

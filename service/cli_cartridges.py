@@ -17,10 +17,10 @@ app = typer.Typer(help="Train, list and download cartridges (trained KV caches o
 
 
 def _store():
-    from cartridges.store import CartridgeStore
+    from service.runtime import cartridge_store
     from service.settings import get_settings
 
-    return CartridgeStore(get_settings().home / "cartridges")
+    return cartridge_store(get_settings())
 
 
 @app.command()

@@ -10,12 +10,10 @@ from tqdm import tqdm
 
 def local_corpora():  # noqa: ANN201 - indexer.corpus.Corpora, imported lazily (start-up time)
     """The data directory's corpora, with chunk DBs following every change (as the server)."""
-    from indexer.retro.sync import install
-    from service.settings import get_settings, open_corpora
+    from service.runtime import open_corpora
+    from service.settings import get_settings
 
-    corpora = open_corpora(get_settings())
-    install(corpora)
-    return corpora
+    return open_corpora(get_settings())
 
 
 def fail(message: str) -> None:

@@ -71,20 +71,10 @@ def keys_revoke(key_id: str = typer.Argument(..., help="the id `memex keys ls` s
 
 def worker(poll: float = typer.Option(2.0, help="seconds between queue checks")) -> None:
     """Run background jobs (syncs, trainings) for servers started with MEMEX_RUN_JOBS=false."""
-    from cartridges.store import CartridgeStore
-    from service.cartridge_handlers import register_cartridges
-    from service.handlers import register_all
-    from service.jobs import JobRunner
-    from service.settings import get_settings, open_corpora
+    from service.runtime import start
+    from service.settings import get_settings
 
-    s = get_settings()
-    corpora = open_corpora(s, api=True)
-    corpora.recover_all()
-    runner = JobRunner(corpora.sessions, s.home, s.max_active_jobs_per_corpus,
-                       s.job_max_failures)
-    register_all(runner, corpora)
-    register_cartridges(runner, corpora, CartridgeStore(s.home / "cartridges"))
-    runner.start()
+    runner = start(get_settings(), run_jobs=True).jobs
     typer.echo("worker: waiting for jobs (Ctrl-C to stop)", err=True)
     try:
         while runner._thread.is_alive():

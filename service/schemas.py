@@ -27,7 +27,7 @@ class CorpusCreate(Strict):
     documents: list[DocumentIn] | None = Field(default=None, max_length=10_000)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "CorpusCreate":
+    def _one_source(self) -> CorpusCreate:
         if self.directory is not None and self.documents is not None:
             raise ValueError("give either directory or documents, not both")
         return self
@@ -114,7 +114,8 @@ class SearchParams(Strict):
     nprobe: int | None = Field(default=None, ge=1, le=64,
                                description="PLAID: centroids probed per query token (default 4)")
     candidates: int | None = Field(default=None, ge=1, le=8192,
-                                   description="PLAID: candidates per segment, scored from centroids (default 768)")
+                                   description="PLAID: candidates per segment, scored from centroids "
+                                               "(default 768)")
     decompress: int | None = Field(default=None, ge=1, le=8192,
                                    description="PLAID: candidates decompressed and scored "
                                    "exactly after centroid-only pruning (default 160)")
@@ -122,7 +123,7 @@ class SearchParams(Strict):
         default=None, description="hybrid (the default: ColBERT and BM25 fused), colbert or bm25")
 
     @model_validator(mode="after")
-    def _queries(self) -> "SearchParams":
+    def _queries(self) -> SearchParams:
         if (self.query is None) == (self.queries is None):
             raise ValueError("give exactly one of query or queries")
         for q in self.all_queries():

@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
+from pydantic_settings import NoDecode
+
+from indexer.config import LibrarySettings
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MEMEX_", extra="ignore")
+class Settings(LibrarySettings):
+    """The server's and the CLI's settings, over the library's (home, database, encoder runtime)."""
 
-    home: Path = Field(default=Path.home() / ".memex", description="data directory")
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in home")
     encoder: str = "bundled:minilm"
     allowed_roots: Annotated[list[Path] | None, NoDecode] = Field(
         default=None, description="comma-separated directories an API-created corpus may "
@@ -52,40 +52,20 @@ class Settings(BaseSettings):
 
     @field_validator("allowed_roots", mode="before")
     @classmethod
-    def _split_roots(cls, value):  # noqa: ANN001
+    def _split_roots(cls, value):
         if isinstance(value, str):
             return [Path(p.strip()) for p in value.split(",") if p.strip()] or None
         return value
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
-    def _split_hosts(cls, value):  # noqa: ANN001
+    def _split_hosts(cls, value):
         if isinstance(value, str):
             return [h.strip() for h in value.split(",") if h.strip()]
         return value
-
-    @property
-    def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'memex.db'}"
 
 
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
 
-
-def open_corpora(settings: Settings, api: bool = False):  # noqa: ANN201 - lazy indexer import
-    """The ``Corpora`` of a data directory, as the server, the worker and the CLI open it.
-
-    ``api``: for the server and the worker, which index directories that API callers
-    name: without ``MEMEX_ALLOWED_ROOTS`` they may index the user's home but no hidden
-    directory in it (``~/.ssh``, ``~/.aws``). The CLI indexes what its user types.
-    """
-    from indexer.corpus import Corpora
-
-    roots, hidden_ok = settings.allowed_roots, True
-    if roots is None and api:
-        roots, hidden_ok = [Path.home()], False
-    return Corpora(settings.home, settings.db_url, settings.encoder, roots,
-                   settings.max_file_bytes, index_engine=settings.index_engine,
-                   index_nbits=settings.index_nbits, hidden_roots=hidden_ok)

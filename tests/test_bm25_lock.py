@@ -19,7 +19,7 @@ def test_search_of_b_completes_while_the_bm25_rebuild_of_a_is_blocked(corpora, m
     building, release = threading.Event(), threading.Event()
     real_build = BM25Index.build.__func__
 
-    def slow_build(cls, ids, texts):  # noqa: ANN001
+    def slow_build(cls, ids, texts):
         if any("orchards" in t for t in texts):
             building.set()
             assert release.wait(60)

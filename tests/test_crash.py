@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from tests.conftest import free_port
 from sqlalchemy import select
 
 from indexer.corpus import Corpora
 from indexer.store import Passage
+from tests.helpers.server import free_port
 
 CHILD = Path(__file__).parent / "helpers" / "crash_child.py"
 BEFORE = {"geo.md": "Volcanoes erupt molten lava from the mantle.",
@@ -165,8 +165,8 @@ def test_server_killed_during_sync_job_resumes_it(tmp_path, encoder):
 def test_reader_reopens_when_another_process_swaps_the_manifest_mid_open(corpora, encoder,
                                                                           monkeypatch):
     """The files of the manifest a reader just read may be gone when it loads them."""
-    from indexer.corpus import DocumentInput
     from indexer import corpus as corpus_module
+    from indexer.corpus import DocumentInput
     from indexer.errors import IndexCorrupt
 
     corpora.create("c")

@@ -155,7 +155,7 @@ def test_compute_gate_admits_limit_per_kind_and_refuses_beyond_the_queue():
     release = asyncio.Event()
     running: list[str] = []
 
-    async def app(scope, receive, send):  # noqa: ANN001 - stands for a slow route
+    async def app(scope, receive, send):
         running.append(scope["path"])
         if scope["path"] != "/v1/corpora":
             await release.wait()
@@ -167,10 +167,10 @@ def test_compute_gate_admits_limit_per_kind_and_refuses_beyond_the_queue():
     async def call(path: str) -> int:
         sent = []
 
-        async def send(message):  # noqa: ANN001
+        async def send(message):
             sent.append(message)
 
-        async def receive():  # noqa: ANN202
+        async def receive():
             return {"type": "http.request", "body": b"", "more_body": False}
 
         await gate({"type": "http", "path": path, "method": "POST", "headers": []}, receive, send)

@@ -21,7 +21,7 @@ from service.jobs import JobRunner
 from tests.conftest import LiveServer
 
 
-def _wait(predicate, timeout=120.0, every=0.05):  # noqa: ANN001
+def _wait(predicate, timeout=120.0, every=0.05):
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = predicate()
@@ -101,7 +101,7 @@ def runner(corpora, tmp_path):
     runner.stop(timeout=60)
 
 
-def _cancel_when(runner, job_id, stage) -> dict:  # noqa: ANN001
+def _cancel_when(runner, job_id, stage) -> dict:
     _wait(lambda: runner.get(job_id).stage == stage, every=0.02)
     runner.cancel(job_id)
     return _wait(lambda: (j := runner.get(job_id)).status not in ("queued", "running") and j)

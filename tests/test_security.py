@@ -14,10 +14,10 @@ import time
 
 import httpx
 import pytest
-from tests.conftest import LiveServer
-from tests.test_api import assert_problem, wait_for_job
 
 from service.keys import KeyStore
+from tests.helpers.api import assert_problem, wait_for_job
+from tests.helpers.server import LiveServer
 
 SECRET = "zebracorn-7731 the launch code is hunter2"
 

@@ -9,10 +9,10 @@ before (or during) a commit keeps seeing the previous state.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -34,12 +34,12 @@ class MultiVectorIndex(ABC):
 
     @classmethod
     @abstractmethod
-    def create(cls, path: Path, dim: int) -> "MultiVectorIndex":
+    def create(cls, path: Path, dim: int) -> MultiVectorIndex:
         """Make a new empty index at ``path`` (a directory that must not hold an index)."""
 
     @classmethod
     @abstractmethod
-    def open(cls, path: Path) -> "MultiVectorIndex":
+    def open(cls, path: Path) -> MultiVectorIndex:
         """Open the last committed state at ``path``; raises ``IndexCorrupt`` on bad files."""
 
     @abstractmethod

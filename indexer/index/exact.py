@@ -40,7 +40,7 @@ class ExactIndex(MultiVectorIndex):
         self.segments = segments
 
     @classmethod
-    def create(cls, path: Path, dim: int) -> "ExactIndex":
+    def create(cls, path: Path, dim: int) -> ExactIndex:
         path.mkdir(parents=True, exist_ok=True)
         if (path / "manifest.json").exists():
             raise InvalidInput(f"an index already exists at {path}")
@@ -50,7 +50,7 @@ class ExactIndex(MultiVectorIndex):
         return cls(path, dim, 0, [])
 
     @classmethod
-    def open(cls, path: Path) -> "ExactIndex":
+    def open(cls, path: Path) -> ExactIndex:
         try:
             manifest = json.loads((path / "manifest.json").read_text())
             dim = int(manifest["dim"])
@@ -88,10 +88,11 @@ class ExactIndex(MultiVectorIndex):
             deleted = seg.deleted | hit
             if deleted.all():
                 continue  # nothing live: drop the segment from the manifest
-            entry = {"name": seg.name, "tombstones": None}
+            entry: dict[str, str | None] = {"name": seg.name, "tombstones": None}
             if deleted.any():
-                entry["tombstones"] = f"{seg.name}.del-{generation}.npy"
-                save_npy(self.path / entry["tombstones"], deleted)
+                tombstones = f"{seg.name}.del-{generation}.npy"
+                entry["tombstones"] = tombstones
+                save_npy(self.path / tombstones, deleted)
             entries.append(entry)
             segments.append(_Segment(seg.name, seg.ids, seg.offsets, seg.vectors, deleted))
         if len(add_ids):
@@ -123,7 +124,7 @@ class ExactIndex(MultiVectorIndex):
                 f.unlink(missing_ok=True)
 
     def search(self, queries, k, allowed_ids=None, **params) -> list[list[ScoredPassage]]:
-        results = []
+        results: list[list[ScoredPassage]] = []
         for q in queries:
             q = np.asarray(q, dtype=np.float32)
             all_ids, all_scores = [], []

@@ -115,7 +115,7 @@ class ChunkDB:
     # ---- creation and updates -------------------------------------------------------
 
     @classmethod
-    def create(cls, root: Path, config: ChunkDBConfig = ChunkDBConfig(), device=None) -> "ChunkDB":
+    def create(cls, root: Path, config: ChunkDBConfig = ChunkDBConfig(), device=None) -> ChunkDB:
         """An empty chunk DB at ``root`` (which must not hold one)."""
         root = Path(root)
         if (root / "CURRENT").exists():
@@ -144,13 +144,13 @@ class ChunkDB:
         return cls(root, device)
 
     @classmethod
-    def open(cls, root: Path, device: str | None = None) -> "ChunkDB":
+    def open(cls, root: Path, device: str | None = None) -> ChunkDB:
         return cls(root, device)
 
     def update(
         self, upserts: Iterable[tuple[str, str | None, str]] = (), deletes: Iterable[str] = (),
-        progress=None,  # noqa: ANN001 - progress(done, total) of the embedding
-    ) -> "ChunkDB":
+        progress=None,
+    ) -> ChunkDB:
         """Commit a new version: ``upserts`` are ``(doc_id, path, text)``, ``deletes`` doc ids.
 
         Only documents whose text changed are tokenized and embedded; a changed
@@ -167,7 +167,7 @@ class ChunkDB:
             raise InvalidInput(f"documents both upserted and deleted: {sorted(both)[:5]}")
         docs = [dict(d) for d in self.docs]
         changed = []
-        for doc_id, (path, text, sha) in ups.items():
+        for doc_id, (path, _text, sha) in ups.items():
             i = self.doc_index.get(doc_id)
             if i is not None and docs[i]["sha256"] == sha:
                 docs[i]["path"] = path
@@ -217,7 +217,7 @@ class ChunkDB:
         return ChunkDB(self.root, self.device)
 
     def reindex(self, factory: str | None = None, nprobe: int | None = None,
-                rerank: int | None = None) -> "ChunkDB":
+                rerank: int | None = None) -> ChunkDB:
         """Commit the same chunks and keys under another index (no re-embedding).
 
         ``factory`` None picks by size; ``nprobe``/``rerank`` None keep the current values.

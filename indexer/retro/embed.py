@@ -62,7 +62,7 @@ class ChunkEncoder:
         self.max_length = max_length
         self._torch = torch
 
-    def encode(self, texts: list[str], progress=None) -> np.ndarray:  # noqa: ANN001
+    def encode(self, texts: list[str], progress=None) -> np.ndarray:
         """Keys of ``texts``, float32 [len(texts), dim], unit L2 norm; ``progress(done,
         total)`` after each batch (a job's report, which may raise to cancel it)."""
         torch = self._torch

@@ -13,7 +13,6 @@ import os
 import shutil
 from pathlib import Path
 
-
 from indexer.durable import fsync_dir
 from indexer.errors import IndexCorrupt, NotFound
 

@@ -28,7 +28,7 @@ def chunkdb_dir(corpora: Corpora, name: str) -> Path:
 
 
 def reconcile(corpora: Corpora, name: str, config: ChunkDBConfig | None = None,
-              progress=None) -> ChunkDB:  # noqa: ANN001
+              progress=None) -> ChunkDB:
     """Create or repair the chunk DB of ``name`` from every document of the corpus;
     ``progress(done, total)`` while embedding."""
     corpora.info(name)  # NotFound for an unknown corpus

@@ -165,9 +165,9 @@ def test_format_1_segments_open_and_merge(tmp_path, data128):
     old.optimize()  # rewrites the format-1 segment with its computed norms
     assert len(old._snap.segments) == 1 and all((s / "norms.npy").exists()
                                                 for s in (tmp_path / "i" / "segments").iterdir())
+    fresh = build(tmp_path / "fresh", ids[:1100], bags[:1100], codec_from=tmp_path / "i")
     assert [ids_of(h) for h in old.search(qs, 10, exhaustive=True)] == \
-        [ids_of(h) for h in build(tmp_path / "fresh", ids[:1100], bags[:1100], codec_from=tmp_path / "i").search(
-            qs, 10, exhaustive=True)]
+        [ids_of(h) for h in fresh.search(qs, 10, exhaustive=True)]
 
 
 def test_search_params_per_call_trade_recall(tmp_path, data128):
@@ -301,7 +301,8 @@ def test_grown_index_matches_a_fresh_build(tmp_path):
     assert np.array_equal(idx.passage_ids(), ids)
     qs = queries(bags, 40, seed=6)
     oracle = [exact_topk(q, ids, bags, 10) for q in qs]
-    quality = [np.mean([overlap(ids_of(h), o) for h, o in zip(x.search(qs, 10), oracle)]) for x in (idx, fresh)]
+    quality = [np.mean([overlap(ids_of(h), o) for h, o in zip(x.search(qs, 10), oracle)])
+               for x in (idx, fresh)]
     assert quality[0] >= quality[1] - 0.03
 
 

@@ -58,7 +58,7 @@ def test_frozen_layer_cache_encodes_as_the_full_forward(encoder: ColBERTEncoder)
 
 
 def test_post_train_mines_trains_and_switches(tmp_path: Path, encoder: ColBERTEncoder,
-                                              monkeypatch) -> None:  # noqa: ANN001
+                                              monkeypatch) -> None:
     monkeypatch.setenv("MEMEX_ENCODER_RUNTIME", "torch")  # no ONNX export of the new version
     tree = tmp_path / "tree"
     tree.mkdir()

@@ -221,7 +221,6 @@ class PlaidIndex(MultiVectorIndex):
         published = 0
         while True:
             snap = self._snap
-            m = snap.manifest
             groups = self._select(policy, snap)
             if not groups:
                 return published

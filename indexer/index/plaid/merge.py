@@ -17,6 +17,7 @@ import math
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -137,9 +138,8 @@ def merge_segments(out: Path, target: str, codec: Codec, parts: list[dict]) -> t
             residuals.append(p["residuals"][tok])
             norms.append(p["norms"][tok])
             continue
-        again = originals[-1] if vectors is not None else \
-            DecodedRows(p["codes"][tok], p["residuals"][tok], p["source"])
-        c, r = codec.compress(again)
+        again = originals[-1] or DecodedRows(p["codes"][tok], p["residuals"][tok], p["source"])
+        c, r = codec.compress(cast(np.ndarray, again))  # read like an array, block by block
         codes.append(c)
         residuals.append(r)
         norms.append(token_norms(torch.from_numpy(c.astype(np.int64)), torch.from_numpy(r),
