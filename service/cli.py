@@ -73,32 +73,66 @@ def search(query: str = typer.Argument(..., help="what to look for"),
            path_glob: Optional[str] = typer.Option(None, "--path", help="only paths matching"),
            mode: Optional[str] = typer.Option(None, "--mode",
                                               help="colbert, bm25 or hybrid (default)"),
+           max_tokens: Optional[int] = typer.Option(
+               None, "--max-tokens", min=1,
+               help="merge overlapping hits of a file and print whole spans, best first, "
+               "within this many tokens"),
            as_json: bool = typer.Option(False, "--json", help="print JSON"),
            server: Optional[str] = SERVER) -> None:
     """Print the passages that best match QUERY."""
     try:
         if server:
-            hits = [SimpleNamespace(**h) for h in
-                    cli_ops.remote_search(server, query, corpus, k, path_glob, mode)]
+            found = cli_ops.remote_search(server, query, corpus, k, path_glob, mode, max_tokens)
         else:
-            corpora = local_corpora()
-            names = corpus or corpora.names()
-            if not names:
-                fail("no corpus yet: run `memex index DIR` first")
-            hits = corpora.search(names, [query], k, path_glob, mode)[0]
+            found = _search_here(query, corpus, k, path_glob, mode, max_tokens)
     except MemexError as exc:
         fail(exc.message)
     if as_json:
-        typer.echo(json.dumps([vars(h) if server else asdict(h) for h in hits], indent=2))
-        return
+        typer.echo(json.dumps(found, indent=2))
+    elif max_tokens is None:
+        _print_hits(found)
+    else:
+        _print_spans(found)
+
+
+def _search_here(query: str, corpus: Optional[list[str]], k: int, path_glob: Optional[str],
+                 mode: Optional[str], max_tokens: Optional[int]):  # noqa: ANN202
+    """The REST answer's shape: a list of hits, or with ``max_tokens`` spans + packing."""
+    corpora = local_corpora()
+    names = corpus or corpora.names()
+    if not names:
+        fail("no corpus yet: run `memex index DIR` first")
+    hits = corpora.search(names, [query], k, path_glob, mode)[0]
+    if max_tokens is None:
+        return [asdict(h) for h in hits]
+    from indexer.packing import encoder_tokens, pack
+
+    count, tokenizer = encoder_tokens(corpora.encoder)
+    return pack(hits, max_tokens, count).answer(tokenizer)
+
+
+def _print_hits(hits: list[dict]) -> None:
     for rank, h in enumerate(hits, 1):
-        typer.secho(f"{rank:>2}. {h.path or h.document_id}:{h.start_line}-{h.end_line}  "
-                    f"score {h.score:.2f}  [{h.corpus}]", bold=True)
-        lines = h.text.splitlines()
+        typer.secho(f"{rank:>2}. {h['path'] or h['document_id']}:{h['start_line']}-"
+                    f"{h['end_line']}  score {h['score']:.2f}  [{h['corpus']}]", bold=True)
+        lines = h["text"].splitlines()
         for line in lines[:8]:
             typer.echo(f"    {line}")
         if len(lines) > 8:
             typer.echo(f"    ... ({len(lines) - 8} more lines)")
+
+
+def _print_spans(answer: dict) -> None:
+    for s in answer["spans"]:
+        typer.secho(f"{s['path'] or s['document_id']}:{s['start_line']}-{s['end_line']}  "
+                    f"score {s['score']:.2f}  [{s['corpus']}]  {s['tokens']} tokens", bold=True)
+        typer.echo(s["text"].rstrip("\n"))
+        typer.echo()
+    p = answer["packing"]
+    typer.echo(f"{p['tokens_used']} of {p['max_tokens']} tokens ({p['tokenizer']}); "
+               f"{len(p['cut'])} spans cut" + "".join(
+                   f"\n  cut {c['path'] or c['document_id']}:{c['start_line']}-{c['end_line']}"
+                   f" ({c['tokens']} tokens)" for c in p["cut"]), err=True)
 
 
 @app.command("corpora")

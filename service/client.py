@@ -83,13 +83,15 @@ def raise_for_problem(response: httpx.Response) -> Any:
 
 
 def _search_body(query: str | list[str], k: int, path_glob: str | None,
-                 mode: str | None = None) -> dict:
+                 mode: str | None = None, max_tokens: int | None = None) -> dict:
     body: dict[str, Any] = {"k": k}
     body["queries" if isinstance(query, list) else "query"] = query
     if path_glob:
         body["path_glob"] = path_glob
     if mode:
         body["mode"] = mode
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
     return body
 
 
@@ -117,11 +119,12 @@ class _Calls:
                 "GET", f"/v1/corpora/{name}/documents/{quote(doc_id, safe='/')}", None),
             "delete_document": lambda name, doc_id: (
                 "DELETE", f"/v1/corpora/{name}/documents/{quote(doc_id, safe='/')}", None),
-            "search": lambda name, query, k=10, path_glob=None, mode=None: (
-                "POST", f"/v1/corpora/{name}/search", _search_body(query, k, path_glob, mode)),
-            "search_many": lambda corpora, query, k=10, path_glob=None, mode=None: (
+            "search": lambda name, query, k=10, path_glob=None, mode=None, max_tokens=None: (
+                "POST", f"/v1/corpora/{name}/search",
+                _search_body(query, k, path_glob, mode, max_tokens)),
+            "search_many": lambda corpora, query, k=10, path_glob=None, mode=None, max_tokens=None: (
                 "POST", "/v1/search", {"corpora": corpora,
-                                       **_search_body(query, k, path_glob, mode)}),
+                                       **_search_body(query, k, path_glob, mode, max_tokens)}),
             "job": lambda job_id: ("GET", f"/v1/jobs/{job_id}", None),
             "jobs": lambda corpus=None: (
                 "GET", "/v1/jobs" + (f"?corpus={quote(corpus)}" if corpus else ""), None),
