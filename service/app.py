@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from cartridges.store import CartridgeStore
 from indexer.retro import sync as retro_sync
-from service import errors, metrics, openapi
+from service import errors, mcp_server, metrics, openapi
 from service.auth import Auth, is_loopback
 from service.cartridge_handlers import register_cartridges
 from service.handlers import register_all
@@ -57,7 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             log.warning("no API keys: serving without auth, on loopback only "
                         "(create one with `memex keys create`)")
-        yield
+        async with mcp.session_manager.run():
+            yield
         app.state.jobs.stop()
 
     app = FastAPI(title="memex", version="0.1.0", lifespan=lifespan,
@@ -75,4 +76,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, ops, metrics, corpora, documents, search, neighbors, jobs, retriever,
                    cartridges, chat):
         app.include_router(module.router)
+    mcp = mcp_server.mount(app, settings.host)  # /mcp: the REST API as MCP tools
     return app

@@ -172,6 +172,17 @@ def serve(host: Optional[str] = typer.Option(None, help="default MEMEX_HOST or 1
     run(host, port, workers)
 
 
+@app.command()
+def mcp(server: Optional[str] = SERVER) -> None:
+    """Serve memex's tools to an agent over MCP on stdin/stdout (local data directory, or
+    --server with MEMEX_API_KEY)."""
+    import os
+
+    from service.mcp_server import serve_stdio
+
+    serve_stdio(server, os.environ.get("MEMEX_API_KEY"))
+
+
 app.add_typer(cli_ops.keys_app, name="keys")
 app.command()(cli_ops.worker)
 

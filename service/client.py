@@ -125,6 +125,17 @@ class _Calls:
             "search_many": lambda corpora, query, k=10, path_glob=None, mode=None, max_tokens=None: (
                 "POST", "/v1/search", {"corpora": corpora,
                                        **_search_body(query, k, path_glob, mode, max_tokens)}),
+            "neighbors": lambda name, text, k=2, **options: (
+                "POST", f"/v1/corpora/{name}/neighbors", {"text": text, "k": k, **options}),
+            "build_chunkdb": lambda name: ("POST", f"/v1/corpora/{name}/chunkdb", None),
+            "list_cartridges": lambda corpus=None: (
+                "GET", "/v1/cartridges" + (f"?corpus={quote(corpus)}" if corpus else ""), None),
+            "get_cartridge": lambda cartridge_id: (
+                "GET", f"/v1/cartridges/{quote(cartridge_id)}", None),
+            "train_cartridge": lambda name, **config: (
+                "POST", f"/v1/corpora/{name}/cartridges", config),
+            "delete_cartridge": lambda cartridge_id: (
+                "DELETE", f"/v1/cartridges/{quote(cartridge_id)}", None),
             "job": lambda job_id: ("GET", f"/v1/jobs/{job_id}", None),
             "jobs": lambda corpus=None: (
                 "GET", "/v1/jobs" + (f"?corpus={quote(corpus)}" if corpus else ""), None),
