@@ -31,19 +31,33 @@ SERVER = typer.Option(None, "--server", envvar="MEMEX_SERVER",
 @app.command()
 def index(directory: Path = typer.Argument(..., help="directory to index"),
           name: Optional[str] = typer.Option(None, "--name", "-n", help="corpus name"),
+          watch: bool = typer.Option(False, "--watch",
+                                     help="then keep watching: re-sync after every change"),
           server: Optional[str] = SERVER) -> None:
     """Index DIRECTORY (again): only new, changed and deleted files are processed."""
     name = name or _default_name(directory)
     bar = StageBar()
-    try:
+    corpora = None
+
+    def run(progress: StageBar | None):  # noqa: ANN202
         if server:
-            report = SimpleNamespace(**cli_ops.remote_index(server, str(directory.resolve()), name))
-        else:
-            report = _index_here(directory, name, bar)
+            return SimpleNamespace(**cli_ops.remote_index(server, str(directory.resolve()),
+                                                          name))
+        return _index_here(corpora, directory, name, progress)
+
+    try:
+        corpora = None if server else local_corpora()
+        report = run(bar)
     except MemexError as exc:
         bar.close()
         fail(exc.message)
     bar.close()
+    _print_report(name, report)
+    if watch:
+        _watch(directory, name, lambda: run(None), corpora)
+
+
+def _print_report(name: str, report) -> None:  # noqa: ANN001
     typer.echo(
         f"{name}: version {report.version}; {len(report.added)} added, {len(report.updated)} "
         f"updated, {len(report.deleted)} deleted, {report.unchanged} unchanged, "
@@ -54,8 +68,21 @@ def index(directory: Path = typer.Argument(..., help="directory to index"),
         typer.echo(f"  skipped {path}: {reason}")
 
 
-def _index_here(directory: Path, name: str, bar: StageBar):  # noqa: ANN202
-    corpora = local_corpora()
+def _watch(directory: Path, name: str, sync, corpora) -> None:  # noqa: ANN001
+    """Re-sync after each burst of changes until Ctrl-C."""
+    from indexer.watch import sync_on_change, watch_changes
+
+    def report(result, paths: list[str]) -> None:  # noqa: ANN001
+        typer.echo(f"{len(paths)} changed: {', '.join(paths[:3])}"
+                   f"{', ...' if len(paths) > 3 else ''}")
+        _print_report(name, result)
+
+    typer.echo(f"watching {directory} (Ctrl-C to stop)", err=True)
+    exclude = (corpora.home,) if corpora is not None else ()
+    watch_changes(directory, sync_on_change(sync, report), exclude=exclude)
+
+
+def _index_here(corpora, directory: Path, name: str, bar: StageBar | None):  # noqa: ANN001, ANN202
     try:
         info = corpora.info(name)
         if info.root and Path(info.root) != directory.resolve():
