@@ -31,6 +31,7 @@ from service.routers import (
     search,
 )
 from service.settings import Settings, get_settings, open_corpora
+from service.watchers import Watchers
 
 log = logging.getLogger("memex")
 
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         register_cartridges(app.state.jobs, app.state.corpora, app.state.cartridges)
         if settings.run_jobs:
             app.state.jobs.start()
+        app.state.watchers = Watchers(app.state.corpora, app.state.jobs, settings.home)
+        app.state.watchers.start()  # corpora created with watch: true
         keys = KeyStore(app.state.corpora.sessions).active_count()
         if keys:
             log.info("auth on: %d active API keys", keys)
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         "(create one with `memex keys create`)")
         async with mcp.session_manager.run():
             yield
+        app.state.watchers.stop()
         app.state.jobs.stop()
 
     app = FastAPI(title="memex", version="0.1.0", lifespan=lifespan,

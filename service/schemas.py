@@ -25,11 +25,15 @@ class CorpusCreate(Strict):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     directory: str | None = Field(default=None, description="index this directory (a sync job)")
     documents: list[DocumentIn] | None = Field(default=None, max_length=10_000)
+    watch: bool = Field(default=False, description="re-sync the directory whenever its files "
+                        "change (debounced; a sync job per burst)")
 
     @model_validator(mode="after")
     def _one_source(self) -> "CorpusCreate":
         if self.directory is not None and self.documents is not None:
             raise ValueError("give either directory or documents, not both")
+        if self.watch and self.directory is None:
+            raise ValueError("watch needs a directory")
         return self
 
 

@@ -103,3 +103,26 @@ def test_memex_index_watch_makes_an_edit_searchable(tmp_path, sample_dir, encode
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
     assert proc.returncode == 0
+
+
+def test_server_corpus_created_with_watch_follows_edits(live_server, sample_dir, tmp_path):
+    from tests.test_api import assert_problem, wait_for_job
+
+    assert_problem(live_server.post("/v1/corpora", json={
+        "name": "d", "documents": [{"id": "a", "text": "x"}], "watch": True}),
+        422, "VALIDATION_ERROR")
+    r = live_server.post("/v1/corpora", json={"name": "src", "directory": str(sample_dir),
+                                              "watch": True})
+    assert wait_for_job(live_server, r.json()["job_id"])["status"] == "succeeded"
+    assert (tmp_path / "server-home" / "watched.json").read_text() == '["src"]'
+    (sample_dir / "docs" / "tea.md").write_text("Steep green tea at eighty degrees.\n")
+    deadline = time.monotonic() + 120
+    while True:
+        hits = live_server.post("/v1/corpora/src/search", json={"query": "green tea", "k": 1})
+        if hits.json()["results"][0]["hits"][0]["path"] == "docs/tea.md":
+            break
+        assert time.monotonic() < deadline, "the edit never became searchable"
+        time.sleep(0.3)
+    syncs = [j for j in live_server.get("/v1/jobs?corpus=src").json()["jobs"]
+             if j["kind"] == "sync"]
+    assert len(syncs) == 2 and syncs[0]["result"]["added"] == ["docs/tea.md"]
