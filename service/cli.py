@@ -13,7 +13,7 @@ import typer
 
 from indexer.errors import MemexError, NotFound
 from service import cli_ops
-from service.cli_common import StageBar, fail, local_corpora
+from service.cli_common import SERVER, StageBar, fail, local_corpora
 
 app = typer.Typer(help="memex: ColBERT search over your files, for agents and people.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -22,10 +22,6 @@ app = typer.Typer(help="memex: ColBERT search over your files, for agents and pe
 def _default_name(directory: Path) -> str:
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", directory.resolve().name).strip("-.") or "corpus"
     return name[:64]
-
-
-SERVER = typer.Option(None, "--server", envvar="MEMEX_SERVER",
-                      help="use this memex server (key in MEMEX_API_KEY) instead of MEMEX_HOME")
 
 
 @app.command()
@@ -163,15 +159,25 @@ def _print_spans(answer: dict) -> None:
 
 
 @app.command("corpora")
-def list_corpora(as_json: bool = typer.Option(False, "--json")) -> None:
+def list_corpora(as_json: bool = typer.Option(False, "--json"),
+                 server: Optional[str] = SERVER) -> None:
     """List corpora with their sizes."""
-    infos = local_corpora().list()
+    try:
+        if server:
+            from service import cli_remote
+
+            infos = cli_remote.corpora(server)
+        else:
+            infos = [asdict(i) for i in local_corpora().list()]
+    except MemexError as exc:
+        fail(exc.message)
     if as_json:
-        typer.echo(json.dumps([asdict(i) for i in infos], indent=2))
+        typer.echo(json.dumps(infos, indent=2))
         return
     for i in infos:
-        typer.echo(f"{i.name:<24} v{i.version:<4} {i.documents:>6} docs {i.passages:>8} passages "
-                   f"{i.bytes_on_disk / 1e6:8.1f} MB  {i.root or '(documents)'}")
+        typer.echo(f"{i['name']:<24} v{i['version']:<4} {i['documents']:>6} docs "
+                   f"{i['passages']:>8} passages {i['bytes_on_disk'] / 1e6:8.1f} MB  "
+                   f"{i['root'] or '(documents)'}")
 
 
 @app.command()

@@ -8,6 +8,10 @@ import typer
 from tqdm import tqdm
 
 
+SERVER = typer.Option(None, "--server", envvar="MEMEX_SERVER",
+                      help="use this memex server (key in MEMEX_API_KEY) instead of MEMEX_HOME")
+
+
 def local_corpora():  # noqa: ANN201 - indexer.corpus.Corpora, imported lazily (start-up time)
     """The data directory's corpora, with chunk DBs following every change (as the server)."""
     from indexer.retro.sync import install

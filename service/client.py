@@ -136,6 +136,8 @@ class _Calls:
                 "POST", f"/v1/corpora/{name}/cartridges", config),
             "delete_cartridge": lambda cartridge_id: (
                 "DELETE", f"/v1/cartridges/{quote(cartridge_id)}", None),
+            "train_retriever": lambda name, **options: (
+                "POST", f"/v1/corpora/{name}/retriever", options or None),
             "job": lambda job_id: ("GET", f"/v1/jobs/{job_id}", None),
             "jobs": lambda corpus=None: (
                 "GET", "/v1/jobs" + (f"?corpus={quote(corpus)}" if corpus else ""), None),
