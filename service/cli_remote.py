@@ -8,7 +8,6 @@ followed with the local progress bar until they end; Ctrl-C stops following, not
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -64,32 +63,14 @@ def cartridge_remove(server: str, cartridge_id: str) -> None:
 
 
 def cartridge_pull(server: str, cartridge_id: str, output: Path) -> int:
-    """Stream the file to ``output`` with a progress bar, then verify the checksum the file
-    carries (``cartridges/FORMAT.md``) before moving it into place; the bytes written."""
-    from cartridges.fileformat import read_cartridge
+    """``Client.pull_cartridge`` with a progress bar: streamed, checksum verified."""
+    with remote_client(server) as c, tqdm(unit="B", unit_scale=True, desc=cartridge_id[:12],
+                                          file=sys.stderr) as bar:
+        def progress(done: int, total: int | None) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
 
-    part = output.with_name(output.name + ".part")
-    with remote_client(server) as c:
-        with c.http.stream("GET", f"/v1/cartridges/{cartridge_id}/file") as response:
-            if not response.is_success:
-                response.read()
-                raise_for_problem(response)
-            total = int(response.headers.get("content-length", 0)) or None
-            with open(part, "wb") as f, tqdm(total=total, unit="B", unit_scale=True,
-                                             desc=cartridge_id[:12], file=sys.stderr) as bar:
-                for block in response.iter_bytes(1 << 20):
-                    f.write(block)
-                    bar.update(len(block))
-    try:
-        size = part.stat().st_size
-        if total is not None and size != total:
-            raise MemexError(f"download ended after {size} of {total} bytes")
-        read_cartridge(part)  # format, shapes and the SHA-256 checksum in its header
-    except MemexError:
-        part.unlink(missing_ok=True)
-        raise
-    os.replace(part, output)
-    return size
+        return c.pull_cartridge(cartridge_id, output, progress)
 
 
 def chat(server: str, history: list[dict], cartridges: list[str], max_tokens: int,

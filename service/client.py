@@ -12,8 +12,10 @@ against a server.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 from urllib.parse import quote
 
 import httpx
@@ -136,6 +138,9 @@ class _Calls:
                 "POST", f"/v1/corpora/{name}/cartridges", config),
             "delete_cartridge": lambda cartridge_id: (
                 "DELETE", f"/v1/cartridges/{quote(cartridge_id)}", None),
+            "chat": lambda messages, cartridges=(), **options: (
+                "POST", "/v1/chat/completions", {"messages": messages, **options,
+                                                 "cartridges": [{"id": c} for c in cartridges]}),
             "train_retriever": lambda name, **options: (
                 "POST", f"/v1/corpora/{name}/retriever", options or None),
             "job": lambda job_id: ("GET", f"/v1/jobs/{job_id}", None),
@@ -172,6 +177,37 @@ class Client:
                 raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
             time.sleep(poll)
         return job
+
+    def pull_cartridge(self, cartridge_id: str, output: str | Path,
+                       progress: Callable[[int, int | None], None] | None = None) -> int:
+        """Stream a cartridge's file to ``output`` (``progress(bytes so far, total)``), verify
+        the checksum it carries (``cartridges/FORMAT.md``), then move it into place; a
+        damaged or cut download raises and leaves nothing at ``output``. The bytes written."""
+        from cartridges.fileformat import read_cartridge
+
+        output = Path(output)
+        part = output.with_name(output.name + ".part")
+        with self.http.stream("GET", f"/v1/cartridges/{quote(cartridge_id)}/file") as response:
+            if not response.is_success:
+                response.read()
+                raise_for_problem(response)
+            total = int(response.headers.get("content-length", 0)) or None
+            done = 0
+            with open(part, "wb") as f:
+                for block in response.iter_bytes(1 << 20):
+                    f.write(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, total)
+        try:
+            if total is not None and done != total:
+                raise MemexError(f"download ended after {done} of {total} bytes")
+            read_cartridge(part)  # format, shapes and the SHA-256 checksum in its header
+        except MemexError:
+            part.unlink(missing_ok=True)
+            raise
+        os.replace(part, output)
+        return done
 
     def close(self) -> None:
         self.http.close()
