@@ -89,6 +89,9 @@ def test_http_tools_search_read_and_roles(keyed_server, sample_dir):
             for bad in ({"query": "x", "k": 0}, {"corpora": ["src"]}, {"query": 3}):
                 result = await client.call_tool("search", bad)
                 assert result.is_error and "Traceback" not in text(result)
+            assert text(await client.call_tool("list_cartridges", {})) == "[]"
+            no_db = await client.call_tool("neighbors", {"corpus": "src", "text": "circle"})
+            assert no_db.is_error and "NOT_FOUND" in text(no_db)
             past_end = await client.call_tool("read_document", {
                 "corpus": "src", "document_id": "math/geometry.py", "start_line": 40})
             assert past_end.is_error and "has 3 lines" in text(past_end)
@@ -109,8 +112,19 @@ def test_http_tools_search_read_and_roles(keyed_server, sample_dir):
                 await anyio.sleep(0.2)
             assert '"unchanged": 3' in text(status)
 
+    async def neighbours_after_the_chunk_db_is_built() -> None:
+        with httpx.Client(base_url=url, timeout=60,
+                          headers={"Authorization": f"Bearer {keys['admin']}"}) as admin:
+            job = admin.post("/v1/corpora/src/chunkdb").json()["id"]
+            assert wait_for_job(admin, job)["status"] == "succeeded"
+        async with http_client(url, keys["read"]) as client:
+            found = await client.call_tool("neighbors", {"corpus": "src", "k": 1,
+                                                         "text": "area of a circle radius"})
+            assert json.loads(text(found))[0]["neighbors"][0]["path"] == "math/geometry.py"
+
     anyio.run(as_reader)
     anyio.run(as_writer)
+    anyio.run(neighbours_after_the_chunk_db_is_built)
 
 
 def test_stdio_memex_mcp_on_the_local_data_directory(tmp_path, corpora, sample_dir):
