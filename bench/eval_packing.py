@@ -81,7 +81,7 @@ def main() -> None:
         corpora.sync("stdlib")
         print(f"indexed in {time.perf_counter() - t0:.0f} s")
     info = corpora.info("stdlib")
-    count, tokenizer = encoder_tokens(corpora.encoder)
+    count, tokenizer = encoder_tokens(corpora.encoder, corpora.encoder_name)
     print(f"corpus: {info.documents} files, {info.passages} passages; {len(queries)} queries; "
           f"budget {args.max_tokens} tokens ({tokenizer})")
 

@@ -127,8 +127,8 @@ def pack(hits: Sequence[SearchHit], max_tokens: int, count_tokens: CountTokens) 
     return packed
 
 
-def encoder_tokens(encoder) -> tuple[CountTokens, str]:  # noqa: ANN001 - a ColBERTEncoder
-    """The encoder's own token counter and the name the answer states for it."""
-    name = getattr(encoder.model_path, "name", "") or "encoder"
+def encoder_tokens(encoder, name: str) -> tuple[CountTokens, str]:  # noqa: ANN001
+    """The encoder's own token counter and how the answer names it (``name``: the
+    encoder's, e.g. ``bundled:minilm``)."""
     return encoder.count_tokens, (f"{type(encoder.tokenizer).__name__} of {name}, "
                                   "no special tokens")

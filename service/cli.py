@@ -130,7 +130,7 @@ def _search_here(query: str, corpus: Optional[list[str]], k: int, path_glob: Opt
         return [asdict(h) for h in hits]
     from indexer.packing import encoder_tokens, pack
 
-    count, tokenizer = encoder_tokens(corpora.encoder)
+    count, tokenizer = encoder_tokens(corpora.encoder, corpora.encoder_name)
     return pack(hits, max_tokens, count).answer(tokenizer)
 
 

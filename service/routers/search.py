@@ -31,7 +31,7 @@ def _search(corpora, names: list[str], params: SearchParams) -> Answer:  # noqa:
         return SearchResponse(results=[
             QueryResult(query=q, hits=[Hit(**asdict(h)) for h in hits])
             for q, hits in zip(queries, found)])
-    count, tokenizer = encoder_tokens(corpora.encoder)
+    count, tokenizer = encoder_tokens(corpora.encoder, corpora.encoder_name)
     return PackedSearchResponse(results=[
         PackedQueryResult(query=q, **pack(hits, params.max_tokens, count).answer(tokenizer))
         for q, hits in zip(queries, found)])
