@@ -124,7 +124,8 @@ class _Calls:
             "search": lambda name, query, k=10, path_glob=None, mode=None, max_tokens=None: (
                 "POST", f"/v1/corpora/{name}/search",
                 _search_body(query, k, path_glob, mode, max_tokens)),
-            "search_many": lambda corpora, query, k=10, path_glob=None, mode=None, max_tokens=None: (
+            "search_many": lambda corpora, query, k=10, path_glob=None, mode=None,
+                                  max_tokens=None: (
                 "POST", "/v1/search", {"corpora": corpora,
                                        **_search_body(query, k, path_glob, mode, max_tokens)}),
             "neighbors": lambda name, text, k=2, **options: (

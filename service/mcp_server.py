@@ -122,7 +122,8 @@ def build(connect: Connect, lifespan: Callable | None = None) -> MCPServer:
     async def index_directory(
         ctx: Context,
         directory: Annotated[str, Field(description="absolute path on the memex machine")],
-        name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        name: Annotated[str, Field(min_length=1, max_length=64,
+                                   pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                                    description="corpus name")],
     ) -> str:
         """Index a directory as corpus `name`, or re-sync it if it exists (only changed
@@ -198,8 +199,9 @@ def _format_result(result: dict) -> str:
 def mount(app, host: str) -> MCPServer:  # noqa: ANN001 - a FastAPI app
     """Serve the tools at ``/mcp`` of ``app`` (streamable HTTP, stateless, JSON answers).
 
-    On a loopback ``host`` the SDK's DNS-rebinding guard checks Host and Origin. The caller's key (already checked by the app's auth for ``/mcp``) goes with every
-    inner REST call. ``app``'s lifespan must run ``server.session_manager.run()``.
+    On a loopback ``host`` the SDK's DNS-rebinding guard checks Host and Origin. The
+    caller's key (already checked by the app's auth for ``/mcp``) goes with every inner
+    REST call. ``app``'s lifespan must run ``server.session_manager.run()``.
     """
     from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
     from starlette.routing import Route

@@ -30,8 +30,9 @@ def text(result) -> str:  # noqa: ANN001
 
 
 def http_client(url: str, key: str) -> Client:
-    transport = streamable_http_client(
-        f"{url}/mcp", http_client=create_mcp_http_client(headers={"Authorization": f"Bearer {key}"}))
+    headers = {"Authorization": f"Bearer {key}"}
+    transport = streamable_http_client(f"{url}/mcp",
+                                       http_client=create_mcp_http_client(headers=headers))
     return Client(transport)
 
 
