@@ -12,7 +12,8 @@ through ``Corpora.search`` (hybrid, the default mode) and is scored three ways:
   target lines (``eval_stdlib.metrics``' Recall@10);
 - packed, k=10 and k=20 into ``--max-tokens``: the same test on the packed spans, and the
   stricter one that the spans contain every target line;
-- the tokens the plain top-10 would cost (headers + window texts, the same tokenizer).
+- the tokens the plain top-10 would cost (headers + window texts, the same tokenizer), and
+  the naive budget: the top-10 windows taken in rank order, unmerged, while they fit.
 
 It also checks that no two packed spans of one file overlap or touch.
 """
@@ -85,16 +86,24 @@ def main() -> None:
     print(f"corpus: {info.documents} files, {info.passages} passages; {len(queries)} queries; "
           f"budget {args.max_tokens} tokens ({tokenizer})")
 
-    plain = 0
-    plain_tokens, pack_seconds = [], []
+    plain = naive = 0
+    plain_tokens, naive_tokens, pack_seconds = [], [], []
     rows = {k: {"overlap": 0, "contain": 0, "tokens": [], "spans": [], "cut": 0, "apart": 0}
             for k in (10, 20)}
     for q in queries:
         hits = corpora.search(["stdlib"], [q["text"]], 20)[0]
         top10 = hits[:10]
         plain += any(overlaps(h.path, h.start_line, h.end_line, q) for h in top10)
-        plain_tokens.append(sum(count([f"{span_header(h.path, h.start_line, h.end_line)}\n"
-                                       f"{h.text}" for h in top10])))
+        costs = count([f"{span_header(h.path, h.start_line, h.end_line)}\n{h.text}"
+                       for h in top10])
+        plain_tokens.append(sum(costs))
+        kept, used = [], 0
+        for h, cost in zip(top10, costs):
+            if used + cost <= args.max_tokens:
+                kept.append(h)
+                used += cost
+        naive += any(overlaps(h.path, h.start_line, h.end_line, q) for h in kept)
+        naive_tokens.append(used)
         for k, row in rows.items():
             t0 = time.perf_counter()
             packed = pack(hits[:k], args.max_tokens, count)
@@ -113,6 +122,8 @@ def main() -> None:
           f"{'spans':>6} {'cut any':>8} {'no overlap':>11}")
     print(f"{'plain top-10 windows':<34} {plain / n:>10.3f} {'':>9} "
           f"{np.median(plain_tokens):>11.0f} {10:>6} {'':>8} {'':>11}")
+    print(f"{f'top-10 windows cut at {args.max_tokens}':<34} {naive / n:>10.3f} {'':>9} "
+          f"{np.median(naive_tokens):>11.0f} {'':>6} {'':>8} {'':>11}")
     for k, row in rows.items():
         print(f"{f'k={k} packed into {args.max_tokens}':<34} {row['overlap'] / n:>10.3f} "
               f"{row['contain'] / n:>9.3f} {np.median(row['tokens']):>11.0f} "
