@@ -42,13 +42,8 @@ def build(connect: Connect, lifespan: Callable | None = None) -> MCPServer:
     server = MCPServer("memex", instructions=INSTRUCTIONS, lifespan=lifespan)
 
     async def call(ctx: Context, method: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            async with connect(ctx) as client:
-                return await getattr(client, method)(*args, **kwargs)
-        except APIError as exc:
-            raise ToolError(f"{exc.message} ({exc.code})") from None
-        except httpx.HTTPError as exc:
-            raise ToolError(f"cannot reach the memex server: {exc}") from None
+        async with _tool_errors(), connect(ctx) as client:
+            return await getattr(client, method)(*args, **kwargs)
 
     @server.tool(annotations=READ, structured_output=False)
     async def list_corpora(ctx: Context) -> str:
@@ -128,21 +123,18 @@ def build(connect: Connect, lifespan: Callable | None = None) -> MCPServer:
     ) -> str:
         """Index a directory as corpus `name`, or re-sync it if it exists (only changed
         files are re-read). Runs as a job: poll job_status with the returned id."""
-        try:
-            async with connect(ctx) as client:
-                try:
-                    root = (await client.get_corpus(name))["root"]
-                except APIError as exc:
-                    if exc.code != "NOT_FOUND":
-                        raise
-                    created = await client.create_corpus(name, directory=directory)
-                    return _json(_job(await client.job(created["job_id"])))
-                if root != str(Path(directory).resolve()):
-                    raise ToolError(f"corpus {name!r} indexes {root or 'documents'}; choose "
-                                    "another name")
-                job = await client.sync(name)
-        except APIError as exc:
-            raise ToolError(f"{exc.message} ({exc.code})") from None
+        async with _tool_errors(), connect(ctx) as client:
+            try:
+                root = (await client.get_corpus(name))["root"]
+            except APIError as exc:
+                if exc.code != "NOT_FOUND":
+                    raise
+                created = await client.create_corpus(name, directory=directory)
+                return _json(_job(await client.job(created["job_id"])))
+            if root != str(Path(directory).resolve()):
+                raise ToolError(f"corpus {name!r} indexes {root or 'documents'}; choose "
+                                "another name")
+            job = await client.sync(name)
         return _json(_job(job))
 
     @server.tool(annotations=READ, structured_output=False)
@@ -164,6 +156,17 @@ def build(connect: Connect, lifespan: Callable | None = None) -> MCPServer:
                                          "created_at")} for c in found["cartridges"]])
 
     return server
+
+
+@asynccontextmanager
+async def _tool_errors() -> AsyncIterator[None]:
+    """REST's problem (its ``detail`` and ``code``) as the MCP tool error the model reads."""
+    try:
+        yield
+    except APIError as exc:
+        raise ToolError(f"{exc.message} ({exc.code})") from None
+    except httpx.HTTPError as exc:
+        raise ToolError(f"cannot reach the memex server: {exc}") from None
 
 
 def _json(value: Any) -> str:
