@@ -166,3 +166,23 @@ def test_stdio_memex_mcp_on_the_local_data_directory(tmp_path, corpora, sample_d
             assert "## tea.md:1-1" in text(tea)
 
     anyio.run(session)
+
+
+def test_stdio_memex_mcp_proxies_a_server_with_the_env_key(keyed_server, sample_dir, tmp_path):
+    url, keys = keyed_server
+    env = {**os.environ, "MEMEX_HOME": str(tmp_path / "unused-home"),
+           "MEMEX_API_KEY": keys["read"],
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    params = StdioServerParameters(command=sys.executable,
+                                   args=["-m", "service.cli", "mcp", "--server", url], env=env)
+
+    async def session() -> None:
+        async with Client(params, read_timeout_seconds=120) as client:
+            found = await client.call_tool("search", {"query": "bread dough"})
+            assert not found.is_error and "## docs/cooking.md:1-3" in text(found)
+            denied = await client.call_tool("index_directory", {
+                "directory": str(sample_dir), "name": "src"})
+            assert denied.is_error and "lacks write access to corpus 'src'" in text(denied)
+
+    anyio.run(session)
+    assert not (tmp_path / "unused-home").exists()  # a proxy opens no data directory
