@@ -25,6 +25,7 @@ amplification: bytes written over the run / bytes of the one-shot index.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import threading
 import time
@@ -53,7 +54,16 @@ def files_of(passages: list[dict]) -> list[np.ndarray]:
 
 
 def disk_bytes(root: Path) -> dict[str, int]:
-    return {str(p): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+    """Size of each file under ``root`` (a background merge may delete some meanwhile)."""
+    out = {}
+    for folder, _, names in os.walk(root):  # os.walk skips folders that vanish under it
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                out[path] = os.stat(path).st_size
+            except FileNotFoundError:
+                continue
+    return out
 
 
 class Grower:
@@ -168,16 +178,18 @@ def main() -> None:
     for _ in range(3):  # interleaved, so both see the same machine load
         for name, r in runs.items():
             lat.setdefault(name, []).extend(timed(r["index"], queries)[1])
-    print("\n| build | commits | segments (max) | codecs (max) | p50 ms | p50 / one-shot | p99 during merges ms "
-          "| agree@10 one-shot | agree@10 fp32 truth | MRR@10 | MB on disk | write amp. | build s |")
+    print("\n| build | commits | segments (max) | codecs (max) | p50 ms | p50 / one-shot "
+          "| p99 during merges ms | agree@10 one-shot | agree@10 fp32 truth | MRR@10 | MB on disk "
+          "| write amp. | build s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     p50_base = pct(lat["one-shot"], 50)
     for name, r in runs.items():
         hits, _ = timed(r["index"], queries)
         ids = [[h.passage_id for h in x] for x in hits]
         mrr = metrics([[spans[i] for i in x] for x in ids], targets)["MRR@10"]
-        print(f"| {name} | {r['commits']} | {r['segments']} ({r['max_segments']}) | {r['codecs']} ({r['max_codecs']}) "
-              f"| {pct(lat[name], 50):.2f} | {pct(lat[name], 50) / p50_base:.2f} | {pct(r['during'], 99):.1f} "
+        print(f"| {name} | {r['commits']} | {r['segments']} ({r['max_segments']}) "
+              f"| {r['codecs']} ({r['max_codecs']}) | {pct(lat[name], 50):.2f} "
+              f"| {pct(lat[name], 50) / p50_base:.2f} | {pct(r['during'], 99):.1f} "
               f"| {overlap(ids, base_ids):.4f} | {overlap(ids, truth):.4f} | {mrr:.4f} "
               f"| {r['index'].nbytes() / 1e6:.1f} | {r['written'] / base_bytes:.2f} | {r['seconds']:.0f} |")
 

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import errors, metrics, openapi, runtime
+from service import errors, mcp_server, metrics, openapi, runtime
 from service.auth import Authenticate, Authorize, is_loopback
 from service.hostguard import HostGuard
 from service.keys import KeyStore
@@ -27,6 +27,7 @@ from service.routers import (
     search,
 )
 from service.settings import Settings, get_settings
+from service.watchers import Watchers
 
 log = logging.getLogger("memex")
 
@@ -40,13 +41,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         running = runtime.start(settings, run_jobs=settings.run_jobs)
         app.state.corpora, app.state.jobs = running.corpora, running.jobs
         app.state.cartridges = running.cartridges
+        app.state.watchers = Watchers(app.state.corpora, app.state.jobs, settings.home)
         keys = KeyStore(app.state.corpora.sessions).active_count()
         if keys:
             log.info("auth on: %d active API keys", keys)
         else:
             log.warning("no API keys: serving without auth, on loopback only "
                         "(create one with `memex keys create`)")
-        yield
+        async with mcp.session_manager.run():
+            yield
+        app.state.watchers.stop()
         app.state.jobs.stop()
 
     app = FastAPI(title="memex", version="0.1.0", lifespan=lifespan,
@@ -73,4 +77,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, ops, metrics, corpora, documents, search, neighbors, jobs, retriever,
                    cartridges, chat):
         app.include_router(module.router)
+    mcp = mcp_server.mount(app, settings.host)  # /mcp: the REST API as MCP tools
     return app

@@ -1,4 +1,5 @@
-"""What every ``memex`` sub-command shares: the local corpora, error exit, progress bars."""
+"""What every ``memex`` sub-command shares: the local corpora, ``--server``, error exit,
+progress bars."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import sys
 
 import typer
 from tqdm import tqdm
+
+SERVER = typer.Option(None, "--server", envvar="MEMEX_SERVER",
+                      help="use this memex server (key in MEMEX_API_KEY) instead of MEMEX_HOME")
 
 
 def local_corpora():  # noqa: ANN201 - indexer.corpus.Corpora, imported lazily (start-up time)

@@ -114,10 +114,14 @@ def remote_index(server: str, directory: str, name: str) -> dict:
 
 
 def remote_search(server: str, query: str, corpora: Optional[list[str]], k: int,
-                  path_glob: Optional[str], mode: Optional[str] = None) -> list[dict]:
+                  path_glob: Optional[str], mode: Optional[str] = None,
+                  max_tokens: Optional[int] = None) -> list[dict] | dict:
+    """The hits, or with ``max_tokens`` the result's ``spans`` and ``packing``."""
     with remote_client(server) as c:
         names = corpora or [i["name"] for i in c.list_corpora()["corpora"]]
         if not names:
             print("error: no corpus on the server yet", file=sys.stderr)
             raise typer.Exit(2)
-        return c.search_many(names, query, k, path_glob, mode)["results"][0]["hits"]
+        result = c.search_many(names, query, k, path_glob, mode, max_tokens)["results"][0]
+        return result["hits"] if max_tokens is None else {
+            "spans": result["spans"], "packing": result["packing"]}
