@@ -15,7 +15,7 @@ So every hardware-dependent choice goes through ``pick``:
 - the verdict is cached in ``<model cache>/kernels.json`` under a key of
   everything that changes which machine code runs: CPU model and flags, the
   ISA caps of torch / oneDNN / MKL / OpenBLAS / faiss (``ATEN_CPU_CAPABILITY``,
-  ``ONEDNN_MAX_CPU_ISA``, ...), library versions, threads and device.
+  ``ONEDNN_MAX_CPU_ISA``, ...), library versions and device.
 
 ``MEMEX_FORCE_KERNEL=name=choice[,name=choice]`` skips the probe (benchmarks,
 and showing that ``bench/cliff_guard.py`` catches a cliff); ``MEMEX_KERNEL_CACHE``
@@ -24,6 +24,8 @@ moves the cache file.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -84,17 +86,12 @@ def machine() -> dict:
         "torch": torch.__version__,
         "torch_isa": torch.backends.cpu.get_cpu_capability(),
         "torch_onednn": bool(torch.backends.mkldnn.enabled),
-        "threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
         "env": {k: os.environ[k] for k in _ISA_ENV if k in os.environ},
     }
-    try:
-        import faiss
-
-        info["faiss"] = faiss.__version__
-        info["faiss_simd"] = faiss.SIMDConfig.get_level_name() if hasattr(faiss, "SIMDConfig") else ""
-    except ImportError:
-        info["faiss"] = None
+    faiss = faiss_module()
+    info["faiss"] = faiss.__version__ if faiss else None
+    info["faiss_simd"] = faiss.SIMDConfig.get_level_name() if hasattr(faiss, "SIMDConfig") else ""
     return info
 
 
@@ -133,21 +130,53 @@ def time_probe(fn: Callable[[], object], repeats: int = PROBE_REPEATS, give_up: 
     return best
 
 
+@contextlib.contextmanager
+def one_thread():
+    """torch and faiss on one thread: on a loaded 2-core host, two-thread timings of the
+    same kernel varied 10x between runs and reordered the candidates; one thread kept
+    the order (a cliff is a cliff on any number of threads)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    faiss = faiss_module()
+    faiss_threads = faiss.omp_get_max_threads() if faiss else None
+    torch.set_num_threads(1)
+    if faiss:
+        faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if faiss:
+            faiss.omp_set_num_threads(faiss_threads)
+
+
+@functools.cache
+def faiss_module():
+    """The faiss module, or None where it is not installed (then torch kernels run)."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
 def probe(candidates: dict[str, Callable[[], object]], portable: str) -> tuple[str, dict[str, float]]:
-    """The fastest candidate and every candidate's seconds (``inf`` if it raised).
+    """The fastest candidate and every candidate's seconds (``inf`` if it raised), on one thread.
 
     ``portable`` is timed first; the others give up after one run when that run
     is 4x slower than it. A candidate wins only by beating ``portable`` by ``MARGIN``.
     """
-    seconds = {portable: time_probe(candidates[portable])}
-    for name, fn in candidates.items():
-        if name == portable:
-            continue
-        try:
-            seconds[name] = time_probe(fn, give_up=4 * seconds[portable])
-        except Exception as exc:  # a kernel this build cannot run is just not chosen
-            log.info("kernel %s not usable here: %s", name, exc)
-            seconds[name] = float("inf")
+    with one_thread():
+        seconds = {portable: time_probe(candidates[portable])}
+        for name, fn in candidates.items():
+            if name == portable:
+                continue
+            try:
+                seconds[name] = time_probe(fn, give_up=4 * seconds[portable])
+            except Exception as exc:  # a kernel this build cannot run is just not chosen
+                log.info("kernel %s not usable here: %s", name, exc)
+                seconds[name] = float("inf")
     best = min(seconds, key=seconds.get)
     if seconds[best] * MARGIN > seconds[portable]:
         best = portable

@@ -18,4 +18,6 @@ fi
 if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null 2>&1 || true
 fi
+# Seconds: fails when a hot kernel runs > 5x slower than float32 on this CPU (bench/RESULTS.md).
+python bench/cliff_guard.py
 python -m pytest "$@"

@@ -164,7 +164,7 @@ def kmeans_kernel() -> str:
         if choice not in KMEANS_KERNELS:
             raise ValueError(f"MEMEX_FORCE_KERNEL: kmeans={choice} is not one of {KMEANS_KERNELS}")
         return choice
-    return "faiss" if _faiss() is not None else "torch"
+    return "faiss" if kernels.faiss_module() is not None else "torch"
 
 
 def faiss_kmeans(x: torch.Tensor, k: int, schedule: tuple[tuple[int, int], ...],
@@ -172,7 +172,7 @@ def faiss_kmeans(x: torch.Tensor, k: int, schedule: tuple[tuple[int, int], ...],
     """``spherical_kmeans`` run by faiss: each ``(d, iterations)`` step trains on a random
     ``1/d`` of the rows from the previous step's centroids (faiss re-seeds empty
     clusters by splitting big ones)."""
-    faiss = _faiss()
+    faiss = kernels.faiss_module()
     data = np.ascontiguousarray(x.numpy(), dtype=np.float32)
     order = np.random.default_rng(seed).permutation(len(data))
     centroids = None
@@ -227,7 +227,7 @@ class Nearest:
         self.kernel = kernel or assign_kernel()
         self.rows = max(64, SCORE_BUDGET // len(c))
         if self.kernel == "faiss":
-            self.index = _faiss().IndexFlatIP(c.shape[1])
+            self.index = kernels.faiss_module().IndexFlatIP(c.shape[1])
             self.index.add(c.numpy())
         elif self.kernel == "int8":
             self.c8 = _int8_centroids(c)
@@ -270,7 +270,7 @@ def _assign_probes() -> dict[str, Callable[[], object]]:
     def run(kernel: str) -> Callable[[], object]:
         return lambda: Nearest(data()[1], kernel)(data()[0])
 
-    offered = ["float32"] + (["faiss"] if _faiss() is not None else []) + (["int8"] if hasattr(torch, "_int_mm") else [])
+    offered = ["float32"] + (["faiss"] if kernels.faiss_module() is not None else []) + (["int8"] if hasattr(torch, "_int_mm") else [])
     return {k: run(k) for k in offered}
 
 
@@ -305,19 +305,9 @@ def _int8_scores(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a.float() @ b.float()).to(torch.int32)
 
 
-@functools.cache
-def _faiss():
-    """The faiss module, or None where it is not installed (then torch kernels run)."""
-    try:
-        import faiss
-    except ImportError:
-        return None
-    return faiss
-
-
 def _faiss_gpus() -> int:
     """GPUs faiss can use: 0 for faiss-cpu, and for faiss-gpu on a host without CUDA."""
-    faiss = _faiss()
+    faiss = kernels.faiss_module()
     return int(faiss.get_num_gpus()) if faiss is not None and hasattr(faiss, "get_num_gpus") else 0
 
 
