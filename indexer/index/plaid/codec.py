@@ -22,6 +22,7 @@ from indexer import kernels
 from indexer.errors import IndexCorrupt, InvalidInput
 
 COMPRESS_BLOCK = 1 << 11  # token vectors compressed together (their float32 copy stays in L2)
+PROGRESS_BLOCKS = 8  # compression reports progress every this many blocks (each report may hit a DB)
 SCORE_BUDGET = 1 << 20  # int32 scores per assignment block (4 MB, cache-resident): rows = this // C
 # Lloyd iterations as (d, iterations) on a random 1/d of the sample: 4 on half, then 3 on
 # all. On stdlib (C = 4,096, 3 seeds) 1.5x faster than 8 on all at +0.37% held-out
@@ -32,6 +33,7 @@ NBITS = (1, 2, 4)
 KMEANS_KERNELS = ("faiss", "torch")
 ASSIGN_KERNELS = ("float32", "faiss", "int8")
 PROBE_SHAPE = (2048, 384, 1024)  # rows, dim, centroids of the assignment kernel's probe
+StepProgress = Callable[[int, int], None]  # (done, total)
 
 
 def n_centroids_for(n_tokens: int) -> int:
@@ -68,8 +70,10 @@ class Codec:
         return self.code_dtype.itemsize + self.dim * self.nbits // 8
 
     @classmethod
-    def train(cls, sample: np.ndarray, nbits: int, n_centroids: int, seed: int = 0) -> "Codec":
-        """Fit centroids and buckets on ``sample`` [n, dim] (unit rows, any float dtype)."""
+    def train(cls, sample: np.ndarray, nbits: int, n_centroids: int, seed: int = 0,
+              progress: StepProgress | None = None) -> "Codec":
+        """Fit centroids and buckets on ``sample`` [n, dim] (unit rows, any float dtype);
+        ``progress(done, total)`` counts k-means iterations."""
         if nbits not in NBITS:
             raise InvalidInput(f"nbits must be one of {NBITS}, got {nbits}")
         n, dim = sample.shape
@@ -77,7 +81,7 @@ class Codec:
             raise InvalidInput(f"dim * nbits must be a multiple of 8, got {dim} * {nbits}")
         x = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32))
         k = int(min(n_centroids, max(n // 4, 1)))
-        centroids = train_centroids(x, k, seed)
+        centroids = train_centroids(x, k, seed, progress)
         centroids = centroids.half().float()  # stored as float16: compress with what search decodes
         rows = x[:: max(1, n // QUANTILE_ROWS)][:QUANTILE_ROWS]  # sample rows are in corpus order
         res = (rows - centroids[assign(centroids, rows)]).numpy()
@@ -96,8 +100,10 @@ class Codec:
         mse = float(((v - c[assign(c, v)]) ** 2).sum(1).mean())
         return mse / max(self.train_mse, 1e-12)
 
-    def compress(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Codes [n] (``code_dtype``) and packed residuals [n, dim * nbits / 8] uint8."""
+    def compress(self, vectors: np.ndarray,
+                 progress: StepProgress | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Codes [n] (``code_dtype``) and packed residuals [n, dim * nbits / 8] uint8;
+        ``progress(done, total)`` counts vectors (every ``PROGRESS_BLOCKS`` blocks)."""
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise InvalidInput(f"expected vectors of dim {self.dim}, got shape {vectors.shape}")
         # Small blocks keep every temporary in cache: one float32 copy per block serves the
@@ -115,6 +121,8 @@ class Codec:
             for cut in cutoffs[1:]:  # bucket = number of cutoffs below the value (np.searchsorted)
                 buckets.add_((residual > cut).view(torch.uint8))
             _pack_into(buckets, self.nbits, packed[start:stop])
+            if progress and (stop == len(vectors) or start // COMPRESS_BLOCK % PROGRESS_BLOCKS == 0):
+                progress(stop, len(vectors))
         return codes.numpy().astype(self.code_dtype), packed.numpy()
 
     def decode_table(self) -> np.ndarray:
@@ -146,12 +154,12 @@ class Codec:
         return cls(centroids, buckets[: nb - 1], buckets[nb - 1 :], meta["nbits"], meta["train_mse"])
 
 
-def train_centroids(x: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+def train_centroids(x: torch.Tensor, k: int, seed: int, progress: StepProgress | None = None) -> torch.Tensor:
     """``k`` unit centroids of unit rows ``x`` [n, dim] float32, by ``kmeans_kernel()``,
-    both kernels following ``KMEANS_SCHEDULE``."""
+    both kernels following ``KMEANS_SCHEDULE``; ``progress(done, total)`` counts iterations."""
     if kmeans_kernel() == "faiss":
-        return faiss_kmeans(x, k, KMEANS_SCHEDULE, seed)
-    return spherical_kmeans(x, k, KMEANS_SCHEDULE, seed)
+        return faiss_kmeans(x, k, KMEANS_SCHEDULE, seed, progress)
+    return spherical_kmeans(x, k, KMEANS_SCHEDULE, seed, progress)
 
 
 def kmeans_kernel() -> str:
@@ -168,26 +176,28 @@ def kmeans_kernel() -> str:
 
 
 def faiss_kmeans(x: torch.Tensor, k: int, schedule: tuple[tuple[int, int], ...],
-                 seed: int) -> torch.Tensor:
+                 seed: int, progress: StepProgress | None = None) -> torch.Tensor:
     """``spherical_kmeans`` run by faiss: each ``(d, iterations)`` step trains on a random
     ``1/d`` of the rows from the previous step's centroids (faiss re-seeds empty
     clusters by splitting big ones)."""
     faiss = kernels.faiss_module()
     data = np.ascontiguousarray(x.numpy(), dtype=np.float32)
     order = np.random.default_rng(seed).permutation(len(data))
-    centroids = None
+    centroids, done, total = None, 0, sum(i for _, i in schedule)
     for d, iters in schedule:
         part = data if d == 1 else data[np.sort(order[: max(k, len(data) // d)])]
         km = faiss.Kmeans(data.shape[1], k, niter=iters, seed=seed, spherical=True,
                           max_points_per_centroid=len(part), min_points_per_centroid=1,
                           gpu=_faiss_gpus() > 0)
         km.train(part, init_centroids=centroids)
-        centroids = km.centroids
+        centroids, done = km.centroids, done + iters
+        if progress:
+            progress(done, total)
     return torch.from_numpy(np.array(centroids, dtype=np.float32))
 
 
 def spherical_kmeans(x: torch.Tensor, k: int, schedule: tuple[tuple[int, int], ...],
-                     seed: int) -> torch.Tensor:
+                     seed: int, progress: StepProgress | None = None) -> torch.Tensor:
     """Centroids [k, dim] (unit rows) of unit rows ``x`` [n, dim] float32.
 
     Lloyd iterations with inner-product assignment (``Nearest``), ``schedule`` giving
@@ -197,7 +207,7 @@ def spherical_kmeans(x: torch.Tensor, k: int, schedule: tuple[tuple[int, int], .
     """
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(x), generator=g)
-    centroids = x[order[:k]].clone()
+    centroids, done, total = x[order[:k]].clone(), 0, sum(i for _, i in schedule)
     for d, iters in schedule:
         part = x if d == 1 else x[order[: max(k, len(x) // d)]]
         for _ in range(iters):
@@ -206,6 +216,9 @@ def spherical_kmeans(x: torch.Tensor, k: int, schedule: tuple[tuple[int, int], .
             empty = torch.bincount(codes, minlength=k) == 0
             sums[empty] = part[torch.randint(len(part), (int(empty.sum()),), generator=g)]
             centroids = sums / torch.linalg.vector_norm(sums, dim=1, keepdim=True).clamp_min(1e-12)
+            done += 1
+            if progress:
+                progress(done, total)
     return centroids
 
 
