@@ -161,13 +161,15 @@ def faiss_module():
     return faiss
 
 
-def probe(candidates: dict[str, Callable[[], object]], portable: str) -> tuple[str, dict[str, float]]:
-    """The fastest candidate and every candidate's seconds (``inf`` if it raised), on one thread.
+def probe(candidates: dict[str, Callable[[], object]], portable: str,
+          single_thread: bool = True) -> tuple[str, dict[str, float]]:
+    """The fastest candidate and every candidate's seconds (``inf`` if it raised), on one
+    thread unless ``single_thread`` is False (candidates with their own thread pools).
 
     ``portable`` is timed first; the others give up after one run when that run
     is 4x slower than it. A candidate wins only by beating ``portable`` by ``MARGIN``.
     """
-    with one_thread():
+    with one_thread() if single_thread else contextlib.nullcontext():
         seconds = {portable: time_probe(candidates[portable])}
         for name, fn in candidates.items():
             if name == portable:
@@ -183,7 +185,8 @@ def probe(candidates: dict[str, Callable[[], object]], portable: str) -> tuple[s
     return best, seconds
 
 
-def pick(name: str, candidates: dict[str, Callable[[], object]], portable: str) -> str:
+def pick(name: str, candidates: dict[str, Callable[[], object]], portable: str,
+         single_thread: bool = True) -> str:
     """The kernel to use for ``name`` on this machine (forced, cached, or probed now).
 
     ``candidates`` maps each choice to a probe workload; ``portable`` must be among them.
@@ -203,7 +206,7 @@ def pick(name: str, candidates: dict[str, Callable[[], object]], portable: str) 
         if entry and entry.get("choice") in candidates:
             _memo[key] = entry["choice"]
             return entry["choice"]
-        choice, seconds = probe(candidates, portable)
+        choice, seconds = probe(candidates, portable, single_thread)
         log.info("kernel %s: %s (probe seconds %s)", name, choice, seconds)
         _write_cache(key, {"choice": choice, "seconds": {k: round(v, 6) for k, v in seconds.items()},
                            "machine": machine(), "probed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
