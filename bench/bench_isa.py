@@ -1,7 +1,7 @@
 """Codec build and encoder kernels on this CPU and restricted to AVX2, with ratios to float32.
 
     python bench/bench_isa.py [--isa both|native|avx2] [--centroids 1024] [--heldout 65536]
-                              [--no-torch-onednn] [--encoder 64]
+                              [--no-torch-onednn] [--encoder 64] [--commit 1500] [--threads 1]
 
 Each ISA runs in its own process (the switches are read at library load):
 
@@ -18,7 +18,10 @@ Token vectors: ``bench/stdlib_vectors.py``'s cache. The k-means sample is ``64 *
 (as ``PlaidIndex`` draws it), ``--heldout`` others are assigned, compressed and scored for
 held-out MSE. Every stage is timed per kernel and divided by the float32 kernel of the same
 stage in the same process; held-out MSE is to the exact (float) nearest centroid and after
-``--nbits`` decoding.
+``--nbits`` decoding. ``--encoder N``: torch fp32 and ONNX int8 passages/s on N passages;
+``--commit N``: a first PLAID commit of N passages' vectors, seconds per stage (the kernels
+as ``kernels.pick`` chose them), and its share of the build at the measured encoder rate.
+``--threads 1`` (default): on the shared 2-core host, two-thread timings varied 10x.
 """
 
 from __future__ import annotations
@@ -86,8 +89,14 @@ def forcing(value: str):
 def run(args) -> None:
     import torch
 
+    import faiss
+
     if args.no_torch_onednn:
         torch.backends.mkldnn.enabled = False
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        faiss.omp_set_num_threads(args.threads)
+        os.environ["MEMEX_ENCODER_THREADS"] = str(args.threads)
     from indexer import kernels
     from indexer.index.plaid.codec import Codec, Nearest, assign_kernel
 
@@ -149,8 +158,9 @@ def run(args) -> None:
     print("   compress   " + ", ".join(f"{k} {secs[k]:.2f} s ({secs[k] / secs['float32']:.2f}x)" for k in kinds))
     os.environ.pop("MEMEX_FORCE_KERNEL", None)
 
-    if args.encoder:
-        encoder_ratio(args.encoder)
+    rate = encoder_ratio(args.encoder) if args.encoder else None
+    if args.commit:
+        commit_stages(args.commit, rate)
 
 
 def encoder_ratio(n: int) -> None:
@@ -165,7 +175,7 @@ def encoder_ratio(n: int) -> None:
     texts = [r["path"] + "\n" + "\n".join((tree / r["path"]).read_text(errors="replace").splitlines()
                                           [r["start"] - 1 : r["end"]]) for r in rows]
     enc = ColBERTEncoder.load()
-    rates = {}
+    rates: dict[str, float] = {}
     for rt, prec in (("torch", "fp32"), ("onnx", "int8"), ("torch", "fp32"), ("onnx", "int8")):
         configure(enc, rt, prec)
         enc.encode_documents(texts[:8])
@@ -173,6 +183,40 @@ def encoder_ratio(n: int) -> None:
         rates[f"{rt}/{prec}"] = max(rates.get(f"{rt}/{prec}", 0), n / t)
     print(f"   encoder ({n} passages): " + ", ".join(f"{k} {v:.1f}/s" for k, v in rates.items())
           + f"; int8 / torch fp32 = {rates['onnx/int8'] / rates['torch/fp32']:.2f}x")
+    return rates["onnx/int8"]
+
+
+def commit_stages(n_passages: int, rate: float | None) -> None:
+    """A first PLAID commit of ``n_passages`` cached stdlib passages, seconds per stage, and
+    its share of an index build whose encoder runs at ``rate`` passages/s."""
+    import tempfile
+
+    from indexer.index.plaid import PlaidIndex
+
+    flat = np.fromfile(VECTORS / "doc.f16", dtype=np.float16).reshape(-1, 384)
+    off = np.load(VECTORS / "doc_offsets.npy")[: n_passages + 1]
+    bags = [flat[off[i] : off[i + 1]] for i in range(len(off) - 1)]
+    stamps: dict[str, list[float]] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        stamps.setdefault(stage, [time.perf_counter()]).append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        index = PlaidIndex.create(Path(tmp) / "i", 384)
+        index.progress = progress
+        t0 = time.perf_counter()
+        index.commit(np.arange(len(bags), dtype=np.int64), bags, np.zeros(0, np.int64))
+        total = time.perf_counter() - t0
+    starts = sorted((v[0], k) for k, v in stamps.items())
+    bounds = [t for t, _ in starts[1:]] + [t0 + total]
+    parts = {k: end - t for (t, k), end in zip(starts, bounds)}
+    parts["before codec"] = starts[0][0] - t0
+    line = ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
+    print(f"   PLAID commit of {len(bags)} passages ({off[-1]} tokens): {total:.1f} s ({line})")
+    if rate:
+        encode = len(bags) / rate
+        print(f"   outside the encoder: {total:.1f} s of {total + encode:.1f} s "
+              f"= {100 * total / (total + encode):.1f}% (encoding at {rate:.1f} passages/s)")
 
 
 def main() -> None:
@@ -182,15 +226,18 @@ def main() -> None:
     ap.add_argument("--heldout", type=int, default=65536)
     ap.add_argument("--nbits", type=int, default=2)
     ap.add_argument("--encoder", type=int, default=0, help="passages for the encoder ratio (0: skip)")
+    ap.add_argument("--commit", type=int, default=0, help="passages for a timed PLAID commit (0: skip)")
+    ap.add_argument("--threads", type=int, default=1, help="torch/faiss/encoder threads (0: library default)")
     ap.add_argument("--no-torch-onednn", action="store_true")
     args = ap.parse_args()
-    if args.isa != "both":
+    if os.environ.get("BENCH_ISA_CHILD"):
         return run(args)
-    for isa in ("native", "avx2"):
+    for isa in ("native", "avx2") if args.isa == "both" else (args.isa,):
         env = {k: v for k, v in os.environ.items() if k not in AVX2_ENV}
-        env.update(AVX2_ENV if isa == "avx2" else {})
+        env.update(AVX2_ENV if isa == "avx2" else {}, BENCH_ISA_CHILD="1")
         argv = ["--isa", isa, "--centroids", str(args.centroids), "--heldout", str(args.heldout),
-                "--nbits", str(args.nbits), "--encoder", str(args.encoder)]
+                "--nbits", str(args.nbits), "--encoder", str(args.encoder), "--commit", str(args.commit),
+                "--threads", str(args.threads)]
         argv += ["--no-torch-onednn"] if args.no_torch_onednn else []
         subprocess.run([sys.executable, __file__, *argv], env=env, check=True)
 

@@ -30,7 +30,7 @@ SCORE_BUDGET = 1 << 20  # int32 scores per assignment block (4 MB, cache-residen
 KMEANS_SCHEDULE = ((2, 4), (1, 3))
 QUANTILE_ROWS = 16384  # residual rows (spread over the sample) for the buckets and train_mse
 NBITS = (1, 2, 4)
-KMEANS_KERNELS = ("faiss", "torch")
+KMEANS_KERNELS = ("torch", "faiss")
 ASSIGN_KERNELS = ("float32", "faiss", "int8")
 PROBE_SHAPE = (2048, 384, 1024)  # rows, dim, centroids of the assignment kernel's probe
 StepProgress = Callable[[int, int], None]  # (done, total)
@@ -86,9 +86,9 @@ class Codec:
         rows = x[:: max(1, n // QUANTILE_ROWS)][:QUANTILE_ROWS]  # sample rows are in corpus order
         res = (rows - centroids[assign(centroids, rows)]).numpy()
         qs = np.arange(1, 2**nbits) / 2**nbits
-        cutoffs = np.quantile(res, qs).astype(np.float32)
         mids = (np.arange(2**nbits) + 0.5) / 2**nbits
-        weights = np.quantile(res, mids).astype(np.float32)
+        both = np.quantile(res, np.concatenate([qs, mids])).astype(np.float32)  # one partition, not two
+        cutoffs, weights = both[: len(qs)], both[len(qs) :]
         mse = float((res**2).sum(1).mean())
         return cls(centroids.numpy(), cutoffs, weights, nbits, mse)
 
@@ -157,22 +157,27 @@ class Codec:
 def train_centroids(x: torch.Tensor, k: int, seed: int, progress: StepProgress | None = None) -> torch.Tensor:
     """``k`` unit centroids of unit rows ``x`` [n, dim] float32, by ``kmeans_kernel()``,
     both kernels following ``KMEANS_SCHEDULE``; ``progress(done, total)`` counts iterations."""
+    if progress:
+        progress(0, sum(i for _, i in KMEANS_SCHEDULE))
     if kmeans_kernel() == "faiss":
         return faiss_kmeans(x, k, KMEANS_SCHEDULE, seed, progress)
     return spherical_kmeans(x, k, KMEANS_SCHEDULE, seed, progress)
 
 
 def kmeans_kernel() -> str:
-    """``faiss`` (SIMD-dispatched for AVX2, AVX-512 and NEON, GPU when faiss sees one), else
-    ``torch``; ``MEMEX_FORCE_KERNEL=kmeans=torch`` forces ours. Chosen by capability, not
-    probed: faiss measured faster at equal held-out MSE on both an AVX-512 and an
-    AVX2-restricted run (bench/RESULTS.md, "Kernels by ISA")."""
+    """``torch`` (``spherical_kmeans``: our Lloyd loop, its assignment by the kernel the
+    probe chose: int8, faiss's flat search or float32); ``MEMEX_FORCE_KERNEL=kmeans=faiss``
+    runs faiss's k-means instead. Measured on 65k stdlib tokens, C = 1,024 (bench/RESULTS.md,
+    "Kernels by ISA"): faiss's k-means with the same schedule left +1.2% held-out residual
+    MSE (+1.7% after 2-bit decoding) and was slower than ours on both the AVX-512 and the
+    AVX2-restricted run (11.3 vs 4.5 s, 12.0 vs 5.7 s); where int8 is a cliff, ours with
+    faiss's flat assignment still beat it (8.2 vs 12.0 s) at our quality."""
     choice = kernels.forced("kmeans")
     if choice is not None:
         if choice not in KMEANS_KERNELS:
             raise ValueError(f"MEMEX_FORCE_KERNEL: kmeans={choice} is not one of {KMEANS_KERNELS}")
         return choice
-    return "faiss" if kernels.faiss_module() is not None else "torch"
+    return "torch"
 
 
 def faiss_kmeans(x: torch.Tensor, k: int, schedule: tuple[tuple[int, int], ...],
