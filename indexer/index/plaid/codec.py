@@ -169,9 +169,9 @@ def kmeans_kernel() -> str:
     probe chose: int8, faiss's flat search or float32); ``MEMEX_FORCE_KERNEL=kmeans=faiss``
     runs faiss's k-means instead. Measured on 65k stdlib tokens, C = 1,024 (bench/RESULTS.md,
     "Kernels by ISA"): faiss's k-means with the same schedule left +1.2% held-out residual
-    MSE (+1.7% after 2-bit decoding) and was slower than ours on both the AVX-512 and the
-    AVX2-restricted run (11.3 vs 4.5 s, 12.0 vs 5.7 s); where int8 is a cliff, ours with
-    faiss's flat assignment still beat it (8.2 vs 12.0 s) at our quality."""
+    MSE (+1.7% after 2-bit decoding) and was 2-2.5x slower than ours on both the AVX-512
+    and the AVX2-restricted run; where int8 is a cliff it was within noise of ours with
+    faiss's flat assignment (5.4 vs 5.8 s), still at the higher MSE."""
     choice = kernels.forced("kmeans")
     if choice is not None:
         if choice not in KMEANS_KERNELS:
