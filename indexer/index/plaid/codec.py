@@ -169,7 +169,7 @@ def kmeans_kernel() -> str:
     probe chose: int8, faiss's flat search or float32); ``MEMEX_FORCE_KERNEL=kmeans=faiss``
     runs faiss's k-means instead. Measured on 65k stdlib tokens, C = 1,024 (bench/RESULTS.md,
     "Kernels by ISA"): faiss's k-means with the same schedule left +1.2% held-out residual
-    MSE (+1.7% after 2-bit decoding) and was 2-2.5x slower than ours on both the AVX-512
+    MSE (+1.7% after 2-bit decoding) and was 1.1-2.5x slower than ours on both the AVX-512
     and the AVX2-restricted run; where int8 is a cliff it was within noise of ours with
     faiss's flat assignment (5.4 vs 5.8 s), still at the higher MSE."""
     choice = kernels.forced("kmeans")
@@ -262,8 +262,8 @@ class Nearest:
         for s in range(0, len(v), self.rows):
             part = v[s : s + self.rows]
             if self.kernel == "int8":
-                scores = _int8_scores(_int8_rows(part, 127 / part.abs().amax(1, keepdim=True).clamp_min(1e-12)),
-                                      self.c8)
+                scale = 127 / part.abs().amax(1, keepdim=True).clamp_min(1e-12)
+                scores = _int8_scores(_int8_rows(part, scale), self.c8)
             else:
                 scores = part @ self.ct
             out[s : s + len(part)] = scores.max(1).indices  # 2.5x faster than argmax
@@ -288,7 +288,9 @@ def _assign_probes() -> dict[str, Callable[[], object]]:
     def run(kernel: str) -> Callable[[], object]:
         return lambda: Nearest(data()[1], kernel)(data()[0])
 
-    offered = ["float32"] + (["faiss"] if kernels.faiss_module() is not None else []) + (["int8"] if hasattr(torch, "_int_mm") else [])
+    offered = ["float32"]  # portable; the others only where this build has them
+    offered += ["faiss"] if kernels.faiss_module() is not None else []
+    offered += ["int8"] if hasattr(torch, "_int_mm") else []
     return {k: run(k) for k in offered}
 
 
