@@ -170,8 +170,8 @@ def kmeans_kernel() -> str:
     runs faiss's k-means instead. Measured on 65k stdlib tokens, C = 1,024 (bench/RESULTS.md,
     "Kernels by ISA"): faiss's k-means with the same schedule left +1.2% held-out residual
     MSE (+1.7% after 2-bit decoding) and was 1.1-2.5x slower than ours on both the AVX-512
-    and the AVX2-restricted run; where int8 is a cliff it was within noise of ours with
-    faiss's flat assignment (5.4 vs 5.8 s), still at the higher MSE."""
+    and the AVX2-restricted run; where int8 is a cliff it tied with ours on faiss's flat
+    assignment (6.33 vs 6.34 s, best of 3), still at the higher MSE."""
     choice = kernels.forced("kmeans")
     if choice is not None:
         if choice not in KMEANS_KERNELS:
