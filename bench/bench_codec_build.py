@@ -68,7 +68,7 @@ def main() -> None:
     new, t_new = timed(lambda: Codec.train(sample, args.nbits, n_centroids))
     print(f"train: previous {t_old:.1f} s, now {t_new:.1f} s ({t_old / t_new:.2f}x)")
 
-    (ref, t_ref) = timed(lambda: reference_compress(new, held))
+    (ref, t_ref) = timed(lambda: reference_compress(new, held, codec_mod.assign_kernel()))
     (out, t_out) = timed(lambda: new.compress(held))
     same = np.array_equal(ref[0], out[0]) and np.array_equal(ref[1], out[1])
     print(f"compress {len(held)}: previous {t_ref:.2f} s, now {t_out:.2f} s "

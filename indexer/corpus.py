@@ -322,8 +322,12 @@ class Corpora:
                 raise InvalidInput(f"corpus {name!r} has no directory to sync")
             root = self._check_root(row.root)
             known = set(s.scalars(select(Document.doc_id).where(Document.corpus_id == row.id)))
+        if progress:
+            progress("walk", 0, 0)
         walked = walk_directory(root, self.max_file_bytes)
         docs = [DocumentInput(f.rel_path, f.text, path=f.rel_path) for f in walked.files]
+        if progress:
+            progress("walk", len(docs), len(docs))
         gone = sorted(known - {d.doc_id for d in docs})
         report = self._apply(name, docs, gone, progress)
         report.skipped = walked.skipped
@@ -376,7 +380,11 @@ class Corpora:
                 report.seconds = time.perf_counter() - t0
                 return report
             headers = encoder.count_tokens([d.path or d.doc_id for d in changed])
-            chunks = [self._chunk(d, encoder, n) for d, n in zip(changed, headers)]
+            chunks = []
+            for d, n in zip(changed, headers):
+                chunks.append(self._chunk(d, encoder, n))
+                if progress and (len(chunks) % 64 == 0 or len(chunks) == len(changed)):
+                    progress("chunk", len(chunks), len(changed))
             texts = [self._passage_text(d, p.text) for d, ps in zip(changed, chunks) for p in ps]
             total = len(texts)
             done = [0]
@@ -389,14 +397,26 @@ class Corpora:
             if progress:
                 progress("encode", 0, total)
             vectors = encoder.encode_documents(texts, progress=step, dtype=np.float16)
+            if progress:
+                progress("commit", 0, 1)
             new_ids, old_ids = self._commit_rows(name, changed, chunks, report.deleted)
-            self.index(name, index_dir).commit(np.array(new_ids, np.int64), vectors,
-                                               np.array(old_ids, np.int64), merge=False)
+            index = self.index(name, index_dir)
+            index.progress = progress  # a PLAID index reports its codec / compress stages
+            try:
+                index.commit(np.array(new_ids, np.int64), vectors, np.array(old_ids, np.int64), merge=False)
+            finally:
+                index.progress = None
             with self.sessions.begin() as s:
                 row = self._row(s, name)
                 row.pending = None
                 report.version = row.version
             report.passages_added, report.passages_deleted = len(new_ids), len(old_ids)
+            if progress:
+                progress("commit", 1, 1)
+        if progress:  # built now rather than by the first search, so the bar says what it costs
+            progress("bm25", 0, 1)
+            self.bm25(name)
+            progress("bm25", 1, 1)
         for listener in self.listeners:
             listener(name, changed, report.deleted)
         if self.index(name, index_dir).needs_merge():

@@ -22,4 +22,6 @@ fi
 # Lint and types first: seconds, and a failure there needs no test run to find.
 ruff check .
 mypy
+# Seconds: fails when a hot kernel runs > 5x slower than float32 on this CPU (bench/RESULTS.md).
+python -m bench.cliff_guard
 python -m pytest "$@"

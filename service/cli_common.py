@@ -26,6 +26,11 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+# what a stage counts, where it is not the bar's default unit (sync: indexer/corpus.py)
+STAGE_UNITS = {"walk": "file", "chunk": "file", "codec": "iteration", "compress": "token",
+               "commit": "step", "bm25": "step"}
+
+
 class StageBar:
     """One tqdm bar per stage, fed by ``(stage, done, total)`` progress callbacks."""
 
@@ -38,8 +43,8 @@ class StageBar:
         if stage != self.stage or self.bar is None:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=total, desc=stage, unit=self.unit, file=sys.stderr,
-                            dynamic_ncols=True)
+            self.bar = tqdm(total=total, desc=stage, unit=STAGE_UNITS.get(stage, self.unit),
+                            file=sys.stderr, dynamic_ncols=True)
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:

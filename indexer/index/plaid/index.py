@@ -61,6 +61,9 @@ class PlaidIndex(MultiVectorIndex):
         self.merge_policy = merge_policy or TieredMerge()
         self.params = params or SearchParams()
         self.fault_hook: FaultHook | None = None  # tests only: called at each commit stage
+        # (stage, done, total) of a commit's slow parts: "codec" (k-means iterations),
+        # "compress" (token vectors), then "commit" 0/1 (segment files, merges, manifest)
+        self.progress: Callable[[str, int, int], None] | None = None
         self._lock = threading.Lock()
         self._snap = self._load(Manifest.read(self.path))
 
@@ -315,6 +318,10 @@ class PlaidIndex(MultiVectorIndex):
             if v.ndim != 2 or v.shape[1] != self.dim or len(v) == 0:
                 raise InvalidInput(f"each bag must be [n >= 1, {self.dim}], got {v.shape}")
 
+    def _stage(self, stage: str) -> Callable[[int, int], None] | None:
+        progress = self.progress
+        return (lambda done, total: progress(stage, done, total)) if progress else None
+
     def _tombstone(self, m: Manifest, ids: np.ndarray) -> None:
         """Mark ``ids`` dead wherever they live (unknown ids are ignored)."""
         for e, seg, dead in zip(m.segments, self._snap.segments, self._snap.dead):
@@ -347,7 +354,7 @@ class PlaidIndex(MultiVectorIndex):
             if not outgrown and not (big and current.fit(self._sample(flat, 16384, rng)) > REFIT_RATIO):
                 return m.codecs[-1]
         sample = self._corpus_sample(m, flat, TRAIN_POINTS_PER_CENTROID * n_centroids, total, rng)
-        codec = Codec.train(sample, m.nbits, n_centroids, seed=m.generation)
+        codec = Codec.train(sample, m.nbits, n_centroids, seed=m.generation, progress=self._stage("codec"))
         name = f"c{m.generation:06d}"
         codec.save(self.path / "codecs" / name)
         m.codecs.append(name)
@@ -382,7 +389,9 @@ class PlaidIndex(MultiVectorIndex):
         flat = StackedRows(vectors)  # kept in the caller's dtype (float16 from a sync), not joined
         cname = self._codec_for(m, flat)
         codec = Codec.load(self.path / "codecs" / cname)
-        codes, residuals = codec.compress(flat)
+        codes, residuals = codec.compress(flat, progress=self._stage("compress"))
+        if self.progress:
+            self.progress("commit", 0, 1)
         norms = token_norms(torch.from_numpy(codes), torch.from_numpy(residuals),
                             torch.from_numpy(codec.centroids), torch.from_numpy(codec.decode_table()))
         doclens = np.array([len(v) for v in vectors], dtype=np.int32)
