@@ -1,6 +1,7 @@
 """An index grown by many small adds against one built at once, on the stdlib vectors.
 
     python -m bench.bench_growth [--per-commit 50] [--syncs 200] [--queries 331]
+    python -m bench.bench_growth --overhead 1,4,16,37   # search cost per segment, one codec
 
 The cached stdlib subset (``bench.stdlib_vectors``: real MiniLM token vectors of
 6,000 30-line windows) is fed to ``PlaidIndex`` three ways, with the same
@@ -12,6 +13,9 @@ queries for each:
   ``--syncs`` more commits that each re-send 3 changed files (replacements);
 - the ``50 per add`` run again without kept originals (``keep_vectors=False``), whose
   refits re-quantise decoded vectors: what keeping them buys.
+
+``--overhead``: the same passages and codec split into S segments (``NoMerge``), p50 of
+one query per call against S = 1, interleaved: what a segment costs the batched search.
 
 Merges run as the corpus layer runs them: after each commit, in a second thread
 (``PlaidIndex.merge``), while this thread keeps searching; search latencies taken
@@ -37,7 +41,7 @@ import torch
 from bench import stdlib_vectors
 from bench.metrics import metrics, overlap
 from bench.oracle import top_k
-from indexer.index.plaid import PlaidIndex
+from indexer.index.plaid import NoMerge, PlaidIndex
 
 WORK = Path(__file__).parent / ".cache" / "growth"
 NONE = np.empty(0, dtype=np.int64)
@@ -141,14 +145,47 @@ def pct(xs: list[float], p: float) -> float:
     return float(np.percentile(xs, p)) * 1e3 if xs else float("nan")
 
 
+def overhead(sizes: list[int], bags, queries) -> None:
+    """p50 search latency of the same passages and codec in S segments, against S = 1."""
+    ids = np.arange(len(bags), dtype=np.int64)
+    shutil.rmtree(WORK / "overhead", ignore_errors=True)
+    indexes = {}
+    for n in sizes:
+        path = WORK / "overhead" / str(n)
+        codec_from = {} if n == sizes[0] else {"codec_from": WORK / "overhead" / str(sizes[0])}
+        index = PlaidIndex.create(path, bags[0].shape[1], keep_vectors=False, merge_policy=NoMerge(),
+                                  **codec_from)
+        for chunk in np.array_split(ids, n):
+            index.commit(chunk, [bags[i] for i in chunk], NONE)
+        indexes[n] = index
+    lat: dict[int, list[float]] = {n: [] for n in sizes}
+    for _ in range(3):
+        for n, index in indexes.items():
+            lat[n] += timed(index, queries)[1]
+    ref = [[h.passage_id for h in r] for r in timed(indexes[sizes[0]], queries)[0]]
+    print("\n| segments (one codec) | p50 ms | p50 / 1 segment | ms per extra segment "
+          "| same top-10 as 1 segment |")
+    print("|---|---|---|---|---|")
+    p1 = pct(lat[sizes[0]], 50)
+    for n in sizes:
+        ids_n = [[h.passage_id for h in r] for r in timed(indexes[n], queries)[0]]
+        extra = (pct(lat[n], 50) - p1) / (n - sizes[0]) if n > sizes[0] else 0.0
+        print(f"| {n} | {pct(lat[n], 50):.2f} | {pct(lat[n], 50) / p1:.2f} | {extra:.3f} "
+              f"| {overlap(ids_n, ref):.4f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--per-commit", type=int, default=50, help="files per add")
     ap.add_argument("--syncs", type=int, default=200, help="commits of a few files each")
     ap.add_argument("--queries", type=int, default=331)
+    ap.add_argument("--overhead", help="comma-separated segment counts: measure only the per-segment cost")
     args = ap.parse_args()
     torch.set_num_threads(1)
     data = stdlib_vectors.load()
+    if args.overhead:
+        overhead([int(x) for x in args.overhead.split(",")], data["doc"], data["query"][: args.queries])
+        return
     bags, passages = data["doc"], data["passages"]
     queries = data["query"][: args.queries]
     targets = data["queries"][: args.queries]
