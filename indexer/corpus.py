@@ -19,9 +19,9 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 from sqlalchemy import delete, func, select
@@ -31,11 +31,10 @@ from indexer.chunking import chunk_lines
 from indexer.durable import exclusive_lock
 from indexer.encoder import ColBERTEncoder
 from indexer.errors import Conflict, IndexCorrupt, InvalidInput, NotFound
-from indexer.index.base import MultiVectorIndex
 from indexer.index import create_index, open_index
+from indexer.index.base import MultiVectorIndex
 from indexer.sources import content_hash, walk_directory
-from indexer.store import (Corpus, Document, Passage, in_list, make_engine, make_sessionmaker,
-                           utcnow)
+from indexer.store import Corpus, Document, Passage, in_list, make_engine, make_sessionmaker, utcnow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_K = 1000
@@ -158,7 +157,7 @@ class Corpora:
     def corpus_dir(self, name: str) -> Path:
         return self.home / "corpora" / name
 
-    def _write_lock(self, name: str):  # noqa: ANN202 - a context manager
+    def _write_lock(self, name: str):
         return exclusive_lock(self.corpus_dir(name))
 
     def _check_root(self, root: str) -> Path:

@@ -48,7 +48,7 @@ def is_loopback(host: str) -> bool:
 
 
 def required_access(method: str, path: str, body: bytes = b"",
-                    job_corpus=None) -> Need | None:  # noqa: ANN001
+                    job_corpus=None) -> Need | None:
     """The rights a request needs; ``None`` for public paths.
 
     >>> required_access("POST", "/v1/corpora/docs/search")
@@ -141,7 +141,7 @@ class Authenticate:
         scope[PRINCIPAL_KEY] = principal
         await self.app(scope, receive, send)
 
-    async def _any_keys(self, state) -> bool:  # noqa: ANN001
+    async def _any_keys(self, state) -> bool:
         checked, exist = self._keys_exist
         if time.monotonic() - checked > CACHE_SECONDS:
             exist = await anyio.to_thread.run_sync(lambda: KeyStore(
@@ -149,7 +149,7 @@ class Authenticate:
             self._keys_exist = (time.monotonic(), exist)
         return exist
 
-    async def _verify(self, state, token: str) -> Principal | None:  # noqa: ANN001
+    async def _verify(self, state, token: str) -> Principal | None:
         digest = _digest(token)
         hit = self._verified.get(digest)
         if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
@@ -188,13 +188,13 @@ class Authorize:
         await self.app(scope, receive, send)
 
 
-def visible(request, names: list[str]) -> list[str]:  # noqa: ANN001
+def visible(request, names: list[str]) -> list[str]:
     """The corpora among ``names`` the request's key may read (for listings)."""
     principal = request.scope.get(PRINCIPAL_KEY, ANONYMOUS)
     return [n for n in names if principal.allows(n, "read")]
 
 
-def _job_corpus(state, job_id: str) -> str | None:  # noqa: ANN001
+def _job_corpus(state, job_id: str) -> str | None:
     from indexer.errors import NotFound
 
     try:

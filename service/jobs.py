@@ -25,9 +25,9 @@ import shutil
 import threading
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import func, select, update
 
@@ -46,7 +46,7 @@ class JobCancelled(Exception):
 class JobContext:
     job_id: str
     work_dir: Path
-    _runner: "JobRunner"
+    _runner: JobRunner
 
     def progress(self, done: int, total: int, stage: str = "") -> None:
         """Record progress; raises ``JobCancelled`` when a cancel was asked for."""
@@ -160,7 +160,7 @@ class JobRunner:
         requeues what was running: nobody else can be running it."""
         if self._leader_file is None:
             self.home.mkdir(parents=True, exist_ok=True)
-            leader_file = open(self.home / "jobs.lock", "w")  # noqa: SIM115 - held for life
+            leader_file = open(self.home / "jobs.lock", "w")
             while True:
                 try:
                     fcntl.flock(leader_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -221,7 +221,7 @@ class JobRunner:
                 if job is None:
                     self._wake.wait(timeout=2.0)
                     self._wake.clear()
-            except Exception as exc:  # noqa: BLE001 - the runner must outlive database errors
+            except Exception as exc:
                 self._failures += 1
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 self._requeued = False  # the job we were running is put back on recovery
@@ -269,7 +269,7 @@ class JobRunner:
             self._update(job.id, status="cancelled", stage="cancelled")
         except MemexError as exc:
             self._update(job.id, status="failed", error=f"{exc.code}: {exc.message}")
-        except Exception as exc:  # noqa: BLE001 - a job must never take the worker down
+        except Exception as exc:
             log.error("job %s failed: %s", job.id, traceback.format_exc())
             self._update(job.id, status="failed", error=f"INTERNAL: {type(exc).__name__}: {exc}")
         else:

@@ -21,7 +21,7 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _too_large(self):  # noqa: ANN202
+    def _too_large(self):
         return errors.problem(413, "PAYLOAD_TOO_LARGE",
                               f"request bodies are limited to {self.max_bytes} bytes")
 

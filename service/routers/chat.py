@@ -71,9 +71,12 @@ def chat(body: ChatRequest, store: CartridgesDep, request: Request):
 
     def events():
         chunk = {**head, "object": "chat.completion.chunk"}
-        yield _event({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]})
+        def choice(delta: dict, finish: str | None = None) -> dict:
+            return {**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        yield _event(choice({"role": "assistant"}))
         for piece in run.pieces():
-            yield _event({**chunk, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+            yield _event(choice({"content": piece}))
         yield _event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": run.finish_reason}]})
         yield "data: [DONE]\n\n"
 

@@ -18,7 +18,7 @@ def readyz(request: Request) -> dict:
         with state.corpora.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         checks["database"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+    except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
     checks["encoder"] = "ok" if state.corpora._encoder is not None else "loading"
     if state.settings.run_jobs:

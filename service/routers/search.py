@@ -22,7 +22,7 @@ router = APIRouter(tags=["search"])
 Answer = SearchResponse | PackedSearchResponse
 
 
-def _search(corpora, names: list[str], params: SearchParams) -> Answer:  # noqa: ANN001
+def _search(corpora, names: list[str], params: SearchParams) -> Answer:
     queries = params.all_queries()
     found = corpora.search(names, queries, params.k, params.path_glob, params.mode,
                            nprobe=params.nprobe, candidates=params.candidates,

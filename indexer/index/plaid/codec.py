@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ class Codec:
 
     @classmethod
     def train(cls, sample: np.ndarray, nbits: int, n_centroids: int, seed: int = 0,
-              progress: StepProgress | None = None) -> "Codec":
+              progress: StepProgress | None = None) -> Codec:
         """Fit centroids and buckets on ``sample`` [n, dim] (unit rows, any float dtype);
         ``progress(done, total)`` counts k-means iterations."""
         if nbits not in NBITS:
@@ -141,7 +141,7 @@ class Codec:
                                                      "dim": self.dim, "n_centroids": len(self.centroids)}))
 
     @classmethod
-    def load(cls, path: Path) -> "Codec":
+    def load(cls, path: Path) -> Codec:
         try:
             meta = json.loads((path / "codec.json").read_text())
             centroids = np.load(path / "centroids.npy").astype(np.float32)

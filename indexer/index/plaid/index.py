@@ -11,24 +11,45 @@ from __future__ import annotations
 import copy
 import threading
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, cast
 
 import numpy as np
 import torch
 
+from indexer.durable import save_npy
 from indexer.errors import Conflict, IndexCorrupt, InvalidInput
 from indexer.index.base import MultiVectorIndex, ScoredPassage
 from indexer.index.plaid.codec import Codec, n_centroids_for, token_norms
-from indexer.durable import save_npy
-from indexer.index.plaid.manifest import (FaultHook, Manifest, MergeGuard, SegmentEntry, collect_garbage,
-                                            merge_guard)
-from indexer.index.plaid.merge import (DecodedRows, MergeAll, MergePolicy, StackedRows, TieredMerge,
-                                       live_tokens, merge_segments, write_sorted)
-from indexer.index.plaid.search import (CodecTensors, SearchParams, SegmentGroup, exhaustive_group,
-                                        query_tables, search_group)
+from indexer.index.plaid.manifest import (
+    FaultHook,
+    Manifest,
+    MergeGuard,
+    SegmentEntry,
+    collect_garbage,
+    merge_guard,
+)
+from indexer.index.plaid.merge import (
+    DecodedRows,
+    MergeAll,
+    MergePolicy,
+    StackedRows,
+    TieredMerge,
+    live_tokens,
+    merge_segments,
+    write_sorted,
+)
+from indexer.index.plaid.search import (
+    CodecTensors,
+    SearchParams,
+    SegmentGroup,
+    exhaustive_group,
+    query_tables,
+    search_group,
+)
 from indexer.index.plaid.segment import Segment
 
 REFIT_RATIO = 1.5  # retrain when new vectors' residual MSE exceeds the codec's training MSE by this
@@ -73,7 +94,7 @@ class PlaidIndex(MultiVectorIndex):
 
     @classmethod
     def create(cls, path: Path, dim: int, nbits: int = 2, codec_from: Path | None = None,
-               keep_vectors: bool = True, **kwargs) -> "PlaidIndex":
+               keep_vectors: bool = True, **kwargs) -> PlaidIndex:
         """New empty index. ``codec_from``: reuse another index's current codec.
         ``keep_vectors``: store each segment's originals (float16, ``dim * 2`` bytes a token) so
         that a codec refit re-quantises them exactly; without, a refit's migration decodes."""
@@ -96,7 +117,7 @@ class PlaidIndex(MultiVectorIndex):
         return cls(path, **kwargs)
 
     @classmethod
-    def open(cls, path: Path, **kwargs) -> "PlaidIndex":
+    def open(cls, path: Path, **kwargs) -> PlaidIndex:
         return cls(Path(path), **kwargs)
 
     # ---- reading -------------------------------------------------------------------------
@@ -113,9 +134,9 @@ class PlaidIndex(MultiVectorIndex):
         for e in m.segments:
             seg = old_segs.get(e.name) or Segment.open(self.path / "segments" / e.name, self.device)
             if seg.norms is None:  # a format-1 segment: computed once per open (~1 s per 3M tokens)
-                c = codecs[e.codec]
+                ct = codecs[e.codec]
                 seg.norms = torch.from_numpy(token_norms(seg.codes.cpu(), seg.residuals.cpu(),
-                                                         c.centroids.cpu(), c.table.cpu())).to(self.device)
+                                                         ct.centroids.cpu(), ct.table.cpu())).to(self.device)
             mask = np.zeros(e.n_passages, dtype=bool)
             if e.tombstones:
                 try:
@@ -147,9 +168,10 @@ class PlaidIndex(MultiVectorIndex):
                 total += (self.path / "tombstones" / e.tombstones).stat().st_size
         return total
 
-    def search(self, queries: list[np.ndarray], k: int, allowed_ids: np.ndarray | None = None,
-               nprobe: int | None = None, candidates: int | None = None,
-               decompress: int | None = None, exhaustive: bool = False) -> list[list[ScoredPassage]]:
+    def search(  # type: ignore[override]  # the engine's knobs by name; the base takes **params
+            self, queries: list[np.ndarray], k: int, allowed_ids: np.ndarray | None = None,
+            nprobe: int | None = None, candidates: int | None = None, decompress: int | None = None,
+            exhaustive: bool = False) -> list[list[ScoredPassage]]:
         """MaxSim top ``k`` per query. ``nprobe``/``candidates``/``decompress`` override the
         defaults for this call; ``exhaustive=True`` scores every decompressed passage (the oracle)."""
         if k < 1:
@@ -209,8 +231,8 @@ class PlaidIndex(MultiVectorIndex):
         """Whether the merge policy selects anything now."""
         return bool(self._select(self.merge_policy, self._snap))
 
-    def merge(self, policy: MergePolicy | None = None,
-              publish_lock: Callable[[], AbstractContextManager] | None = None) -> int:
+    def merge(self, publish_lock: Callable[[], AbstractContextManager] | None = None,
+              policy: MergePolicy | None = None) -> int:
         """Merge what ``policy`` selects (default: this index's policy; ``MergeAll()`` is an
         optimize) until it selects nothing. Returns the number of merges published.
 
@@ -249,9 +271,9 @@ class PlaidIndex(MultiVectorIndex):
 
     def optimize(self, publish_lock: Callable[[], AbstractContextManager] | None = None) -> int:
         """Merge everything into one segment under the current codec (``memex optimize``)."""
-        return self.merge(MergeAll(), publish_lock)
+        return self.merge(publish_lock, MergeAll())
 
-    def _build_merge(self, snap: Snapshot, group: set[str]) -> "BuiltMerge":
+    def _build_merge(self, snap: Snapshot, group: set[str]) -> BuiltMerge:
         """Write the merge of ``group`` (segment names) as a new, not yet published segment."""
         m = snap.manifest
         target = m.codecs[-1]
@@ -263,9 +285,11 @@ class PlaidIndex(MultiVectorIndex):
             if e.name not in group:
                 continue
             mask = dead.cpu().numpy().copy()
-            part = {"pids": np.asarray(seg.pids), "doclens": np.asarray(seg.doclens), "dead": mask,
-                    "codes": seg.codes.cpu().numpy(), "residuals": seg.residuals.cpu().numpy(),
-                    "norms": seg.norms.cpu().numpy(), "vectors": seg.vectors if m.keep_vectors else None}
+            assert seg.norms is not None  # _load fills in a format-1 segment's
+            part: dict[str, Any] = {
+                "pids": np.asarray(seg.pids), "doclens": np.asarray(seg.doclens), "dead": mask,
+                "codes": seg.codes.cpu().numpy(), "residuals": seg.residuals.cpu().numpy(),
+                "norms": seg.norms.cpu().numpy(), "vectors": seg.vectors if m.keep_vectors else None}
             if e.codec != target:
                 part["source"] = Codec.load(self.path / "codecs" / e.codec)
             parts.append(part)
@@ -279,7 +303,7 @@ class PlaidIndex(MultiVectorIndex):
             raise
         return BuiltMerge(name, target, n, t, sources, guard)
 
-    def _install(self, built: list["BuiltMerge"]) -> int:
+    def _install(self, built: list[BuiltMerge]) -> int:
         """Swap built merges into the manifest on disk (caller holds the locks)."""
         disk = Manifest.read(self.path)
         if disk != self._snap.manifest:  # another process (or thread) committed meanwhile
@@ -373,7 +397,7 @@ class PlaidIndex(MultiVectorIndex):
                 parts.append(np.asarray(self._originals(e, seg)[rows], dtype=np.float32))
         return np.concatenate(parts)
 
-    def _originals(self, e: SegmentEntry, seg: Segment) -> "np.ndarray | DecodedRows":
+    def _originals(self, e: SegmentEntry, seg: Segment) -> np.ndarray | DecodedRows:
         """A segment's token vectors as committed; decoded from its codes when it kept none."""
         if seg.vectors is not None:
             return seg.vectors
@@ -389,7 +413,8 @@ class PlaidIndex(MultiVectorIndex):
         flat = StackedRows(vectors)  # kept in the caller's dtype (float16 from a sync), not joined
         cname = self._codec_for(m, flat)
         codec = Codec.load(self.path / "codecs" / cname)
-        codes, residuals = codec.compress(flat, progress=self._stage("compress"))
+        # StackedRows reads like the [T, dim] array it stands for, block by block
+        codes, residuals = codec.compress(cast(np.ndarray, flat), progress=self._stage("compress"))
         if self.progress:
             self.progress("commit", 0, 1)
         norms = token_norms(torch.from_numpy(codes), torch.from_numpy(residuals),
@@ -417,4 +442,4 @@ class BuiltMerge:
     n: int  # live passages written
     t: int  # their tokens
     sources: dict[str, np.ndarray]  # merged segment -> its tombstone mask when the merge read it
-    guard: "MergeGuard"
+    guard: MergeGuard

@@ -12,9 +12,9 @@ import fcntl
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from indexer.durable import fsync_dir
 from indexer.errors import IndexCorrupt
@@ -61,7 +61,7 @@ class Manifest:
         return out
 
     @classmethod
-    def read(cls, root: Path) -> "Manifest":
+    def read(cls, root: Path) -> Manifest:
         try:
             raw = json.loads((root / NAME).read_text())
             if raw.get("format") != FORMAT:

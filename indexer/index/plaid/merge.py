@@ -153,7 +153,7 @@ def merge_segments(out: Path, target: str, codec: Codec, parts: list[dict]) -> t
 
 def write_sorted(out: Path, codec: str, n_centroids: int, pids: np.ndarray, doclens: np.ndarray,
                  codes: np.ndarray, residuals: np.ndarray, norms: np.ndarray,
-                 vectors: "StackedRows | None" = None) -> None:
+                 vectors: StackedRows | None = None) -> None:
     """Write a segment with its passages reordered by external id (``vectors``: the
     originals of the tokens in the given order, read block by block, or None)."""
     order = np.argsort(pids, kind="stable")

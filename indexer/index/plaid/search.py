@@ -184,7 +184,7 @@ class SegmentGroup:
     pids: np.ndarray  # [N] int64 external ids, segment after segment
 
     @classmethod
-    def of(cls, segments: list[Segment], device: torch.device) -> "SegmentGroup":
+    def of(cls, segments: list[Segment], device: torch.device) -> SegmentGroup:
         sizes = [len(s) for s in segments]
         bases = torch.zeros(len(segments) + 1, dtype=torch.int64)
         bases[1:] = torch.cumsum(torch.tensor(sizes, dtype=torch.int64), 0)
@@ -213,6 +213,7 @@ class SegmentGroup:
             codes.append(seg.codes[pos].int())
             owners.append(owner + a)
             if residuals:
+                assert seg.norms is not None  # PlaidIndex._load fills in a format-1 segment's
                 packed.append(seg.residuals.index_select(0, pos))
                 norms.append(seg.norms[pos])
         cat = torch.cat

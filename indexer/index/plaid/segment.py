@@ -105,7 +105,7 @@ class Segment:
     vectors: np.ndarray | None = None  # [n_tokens, dim] float16 originals (mmap, never read by search)
 
     @classmethod
-    def open(cls, path: Path, device: torch.device) -> "Segment":
+    def open(cls, path: Path, device: torch.device) -> Segment:
         try:
             meta = json.loads((path / "segment.json").read_text())
             files = (*FILES, NORMS) if meta.get("format") == SEGMENT_FORMAT else FILES
@@ -114,8 +114,8 @@ class Segment:
             raise IndexCorrupt(f"unreadable segment {path.name}: {e}") from e
         n, t = meta["n_passages"], meta["n_tokens"]
         if meta.get("format") not in (1, SEGMENT_FORMAT) or arr["pids"].shape != (n,) \
-                or arr["codes"].shape != (t,) or int(arr["doclens"].sum()) != t or len(arr["residuals"]) != t \
-                or arr.get("norms", np.empty(t)).shape != (t,):
+                or arr["codes"].shape != (t,) or int(arr["doclens"].sum()) != t \
+                or len(arr["residuals"]) != t or arr.get("norms", np.empty(t)).shape != (t,):
             raise IndexCorrupt(f"segment {path.name} fails its shape checks")
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(arr["doclens"], out=offsets[1:])
