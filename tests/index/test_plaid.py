@@ -104,13 +104,15 @@ def test_centroid_interaction_prunes_before_decompression(tmp_path, data128):
 
 def test_bytes_per_vector_at_2_bits_128_dims_beats_colbert(tmp_path, data128):
     ids, bags = data128
-    idx = build(tmp_path / "i", ids, bags)
+    idx = build(tmp_path / "i", ids, bags, keep_vectors=False)
     n_tok = sum(len(b) for b in bags)
     seg = next((tmp_path / "i" / "segments").iterdir())
     per_token = sum((seg / f).stat().st_size for f in ("codes.npy", "residuals.npy", "norms.npy"))
     assert per_token / n_tok <= 36.1  # 2-byte code + 32 bytes of residual + 2-byte norm (+ npy headers)
     assert np.load(seg / "ivf.npy").dtype == np.uint16  # 1,500 passages: 2-byte list entries
     assert idx.nbytes() / n_tok < 48  # everything: ivf, lengths, ids, codec
+    kept = build(tmp_path / "k", ids, bags)  # with the originals for refits: 2 bytes a dimension more
+    assert abs(kept.nbytes() - idx.nbytes() - 2 * 128 * n_tok) < 1024
 
 
 @pytest.mark.parametrize("dim", [128, 384])
