@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from indexer.errors import IndexCorrupt, InvalidInput
-from indexer.index.plaid import Codec, NoMerge, PlaidIndex, TieredMerge
+from indexer.index.plaid import Codec, MergeAll, NoMerge, PlaidIndex, TieredMerge
 from indexer.index.plaid.codec import KMEANS_SCHEDULE, assign, pack, spherical_kmeans
 from indexer.index.plaid.manifest import SegmentEntry
 from tests.index.plaid_data import corpus, exact_topk, queries
@@ -152,7 +152,7 @@ def test_table_scores_equal_maxsim_over_decompressed_vectors(tmp_path, data128):
 
 def test_format_1_segments_open_and_merge(tmp_path, data128):
     ids, bags = data128
-    idx = build(tmp_path / "i", ids[:1000], bags[:1000], merge_policy=NoMerge())
+    idx = build(tmp_path / "i", ids[:1000], bags[:1000], merge_policy=NoMerge(), keep_vectors=False)
     qs = queries(bags, 10, seed=4)
     before = idx.search(qs, 10)
     seg = next((tmp_path / "i" / "segments").iterdir())
@@ -223,7 +223,7 @@ def test_small_commits_and_merge_equal_fresh_build(tmp_path, data128):
     qs = queries(bags, 30, seed=4)
     # one codec: the 31 segments are searched as one group, so the answers are the fresh build's
     assert inc.search(qs, 10) == fresh.search(qs, 10)
-    inc.optimize()
+    inc.merge(policy=MergeAll())  # codes copied: no refit
     assert np.array_equal(inc.passage_ids(), fresh.passage_ids())
     assert inc.search(qs, 10) == fresh.search(qs, 10)
     seg_f = next((tmp_path / "fresh" / "segments").iterdir())
@@ -286,10 +286,11 @@ def test_tiered_merge_policy_tiers_across_codecs_and_migrates_old_ones():
     assert floor.select([seg("a", tok=10), seg("b", tok=900), seg("c", tok=9000)], C0) == [["a", "b", "c"]]
 
 
-def test_grown_index_matches_a_fresh_build(tmp_path):
+def test_grown_index_matches_a_fresh_build_and_optimizes_into_it(tmp_path):
     """Growth by small adds: refits happen, older segments move to the new codec from their
-    originals, and the index ends as few segments of one codec, as good as a fresh build."""
-    bags = corpus(1600, 128, seed=3, topics=128, spread=0.12)
+    originals, the index stays a few segments of one codec and about as good as a fresh
+    build; ``optimize`` then retrains on today's corpus and writes the fresh build's bytes."""
+    bags = [b.astype(np.float16) for b in corpus(1600, 128, seed=3, topics=128, spread=0.12)]
     ids = np.arange(len(bags), dtype=np.int64)
     fresh = build(tmp_path / "fresh", ids, bags)
     idx = PlaidIndex.create(tmp_path / "i", 128)
@@ -297,15 +298,22 @@ def test_grown_index_matches_a_fresh_build(tmp_path):
     for chunk in np.array_split(ids, 32):
         idx.commit(ids[chunk], [bags[i] for i in chunk], NONE)
         counts.append((len(idx._snap.manifest.segments), len(idx._snap.manifest.codecs)))
-    assert len({c for _, c in counts}) == 1 and counts[-1][1] == 1  # a refit's old segments move at once
+    assert {c for _, c in counts} == {1}  # a refit's old segments move at once
     assert int(idx._snap.manifest.codecs[-1][1:]) > 1  # ...and refits did happen
     assert max(s for s, _ in counts) <= 3 * 3  # (factor - 1) per tier, three tiers at most here
     assert np.array_equal(idx.passage_ids(), ids)
-    qs = queries(bags, 40, seed=6)
-    oracle = [exact_topk(q, ids, bags, 10) for q in qs]
+    qs = queries([b.astype(np.float32) for b in bags], 40, seed=6)
+    oracle = [exact_topk(q, ids, [b.astype(np.float32) for b in bags], 10) for q in qs]
     quality = [np.mean([overlap(ids_of(h), o) for h, o in zip(x.search(qs, 10), oracle)])
                for x in (idx, fresh)]
     assert quality[0] >= quality[1] - 0.03
+    assert idx.optimize() == 1
+    assert idx.search(qs, 10) == fresh.search(qs, 10)
+    seg_f = next((tmp_path / "fresh" / "segments").iterdir())
+    seg_i = tmp_path / "i" / "segments" / idx._snap.manifest.segments[0].name
+    for f in ("codes.npy", "residuals.npy", "pids.npy", "ivf.npy", "vectors.npy"):
+        assert (seg_f / f).read_bytes() == (seg_i / f).read_bytes(), f
+    assert idx.optimize() == 0  # trained on today's corpus already: nothing to do
 
 
 def test_merge_keeps_deletes_that_land_while_it_runs(tmp_path, data128):
@@ -319,13 +327,18 @@ def test_merge_keeps_deletes_that_land_while_it_runs(tmp_path, data128):
             landed.append(True)
             idx.commit(ids[900:1000], bags[900:1000], np.concatenate([ids[:50], ids[700:720]]))
 
+    class Once(MergeAll):  # one round: the result shows what the merge carried over
+        def select(self, segments, current):
+            return [] if landed else super().select(segments, current)
+
     idx.fault_hook = commit_meanwhile
-    assert idx.optimize() == 1
+    assert idx.merge(policy=Once()) == 1
     idx.fault_hook = None
     expected = np.setdiff1d(ids[:1000], np.concatenate([ids[:50], ids[700:720]]))
     assert np.array_equal(idx.passage_ids(), expected)
     segs = idx._snap.manifest.segments
-    assert len(segs) == 2 and segs[0].n_deleted == 70  # the merged one carries the late deletes
+    merged = [s for s in segs if "m" in s.name]
+    assert len(segs) == 2 and merged[0].n_deleted == 70  # the merged one carries the late deletes
     hits = idx.search(queries(bags[:50], 20, seed=3), 10)
     assert not {h.passage_id for r in hits for h in r} & set(ids[:50].tolist())
     assert {p.name for p in (tmp_path / "i" / "segments").iterdir()} == {s.name for s in segs}

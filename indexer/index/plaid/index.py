@@ -38,7 +38,6 @@ from indexer.index.plaid.merge import (
     MergePolicy,
     StackedRows,
     TieredMerge,
-    live_tokens,
     merge_segments,
     write_sorted,
 )
@@ -270,14 +269,39 @@ class PlaidIndex(MultiVectorIndex):
         return policy.select(m.segments, m.codecs[-1])
 
     def optimize(self, publish_lock: Callable[[], AbstractContextManager] | None = None) -> int:
-        """Merge everything into one segment under the current codec (``memex optimize``)."""
-        return self.merge(publish_lock, MergeAll())
+        """Merge everything into one segment under one codec (``memex optimize``).
 
-    def _build_merge(self, snap: Snapshot, group: set[str]) -> BuiltMerge:
-        """Write the merge of ``group`` (segment names) as a new, not yet published segment."""
+        When the current codec was trained on another corpus than today's and every segment
+        kept its originals, a codec is first trained on today's (outside every lock, like a
+        merge), so the result is the index a fresh build of the same passages writes.
+        """
+        snap = self._snap
         m = snap.manifest
-        target = m.codecs[-1]
-        codec = Codec.load(self.path / "codecs" / target)
+        total = snap.live_tokens()
+        if not (m.segments and m.keep_vectors and total != m.codec_tokens
+                and all(seg.vectors is not None for seg in snap.segments)):
+            return self.merge(publish_lock, MergeAll())
+        name = f"c{m.generation:06d}o{uuid.uuid4().hex[:8]}"
+        guard = merge_guard(self.path / "codecs", name)
+        built = None
+        try:
+            codec = self._train(m, None, total)
+            codec.save(self.path / "codecs" / name)
+            built = self._build_merge(snap, {e.name for e in m.segments}, (name, codec))
+            with (publish_lock or nullcontext)(), self._lock:
+                done = self._install([built], new_codec=(name, total))
+        finally:
+            guard.release()
+            if built:
+                built.guard.release()
+        return done + self.merge(publish_lock, MergeAll())
+
+    def _build_merge(self, snap: Snapshot, group: set[str],
+                     into: tuple[str, Codec] | None = None) -> BuiltMerge:
+        """Write the merge of ``group`` (segment names) as a new, not yet published segment,
+        under the current codec or ``into`` (a new codec's name and codec)."""
+        m = snap.manifest
+        target, codec = into or (m.codecs[-1], Codec.load(self.path / "codecs" / m.codecs[-1]))
         name = f"s{m.generation:06d}m{uuid.uuid4().hex[:8]}"
         guard = merge_guard(self.path / "segments", name)
         parts, sources = [], {}
@@ -303,14 +327,18 @@ class PlaidIndex(MultiVectorIndex):
             raise
         return BuiltMerge(name, target, n, t, sources, guard)
 
-    def _install(self, built: list[BuiltMerge]) -> int:
-        """Swap built merges into the manifest on disk (caller holds the locks)."""
+    def _install(self, built: list[BuiltMerge], new_codec: tuple[str, int] | None = None) -> int:
+        """Swap built merges into the manifest on disk (caller holds the locks); ``new_codec``
+        (name, tokens trained on) becomes current with them."""
         disk = Manifest.read(self.path)
         if disk != self._snap.manifest:  # another process (or thread) committed meanwhile
             self._snap = self._load(disk, reuse=self._snap)
         snap = self._snap
         m = copy.deepcopy(snap.manifest)
         m.generation += 1
+        if new_codec:
+            m.codecs.append(new_codec[0])
+            m.codec_tokens = new_codec[1]
         now = {e.name: (seg, dead) for e, seg, dead in zip(m.segments, snap.segments, snap.dead)}
         installed = 0
         for b in built:
@@ -359,43 +387,63 @@ class PlaidIndex(MultiVectorIndex):
         if self.fault_hook:
             self.fault_hook("tombstones_written")
 
-    def _codec_for(self, m: Manifest, flat: StackedRows) -> str:
-        """The current codec while it fits the corpus; else a new one trained on a sample of
-        the whole corpus: this commit's vectors and the live segments' stored originals.
+    def _codec_for(self, m: Manifest, ids: np.ndarray, doclens: np.ndarray, flat: StackedRows) -> str:
+        """The current codec while it fits the corpus; else a new one trained on the corpus
+        as it will be after this commit (``_corpus_sample``).
 
-        A refit happens when the corpus has outgrown the codec (``n_centroids_for`` asks for
-        twice its centroids: 4x the tokens), or when a commit that is a large share of the
-        corpus fits it badly (new content). So a corpus grown by small adds sees O(log n)
-        refits; each is followed by a merge that moves the older segments to the new codec.
+        A refit happens when the corpus has outgrown the codec (4x the tokens it was trained
+        on: ``n_centroids_for`` then asks for twice the centroids), or when a commit that is
+        a large share of the corpus fits it badly (new content). So a corpus grown by small
+        adds sees O(log n) refits; each is followed by a merge that moves the older segments
+        to the new codec.
         """
-        rng = np.random.default_rng(m.generation)
         total = self._snap.live_tokens() + len(flat)
-        n_centroids = n_centroids_for(total)
         if m.codecs:
             current = Codec.load(self.path / "codecs" / m.codecs[-1])
-            outgrown = n_centroids >= 2 * len(current.centroids) and total >= REFIT_MIN_TOKENS
+            sized_for = m.codec_tokens or (len(current.centroids) // 2) ** 2  # older manifests
+            outgrown = total >= 4 * sized_for and total >= REFIT_MIN_TOKENS
             big = len(flat) >= max(REFIT_MIN_TOKENS, REFIT_MIN_SHARE * total)
-            if not outgrown and not (big and current.fit(self._sample(flat, 16384, rng)) > REFIT_RATIO):
+            if not outgrown and not (big and current.fit(self._sample(flat, 16384)) > REFIT_RATIO):
                 return m.codecs[-1]
-        sample = self._corpus_sample(m, flat, TRAIN_POINTS_PER_CENTROID * n_centroids, total, rng)
-        codec = Codec.train(sample, m.nbits, n_centroids, seed=m.generation, progress=self._stage("codec"))
+        codec = self._train(m, (ids, doclens, flat), total)
         name = f"c{m.generation:06d}"
         codec.save(self.path / "codecs" / name)
         m.codecs.append(name)
+        m.codec_tokens = total
         return name
 
-    def _corpus_sample(self, m: Manifest, flat: StackedRows, n: int, total: int,
-                       rng: np.random.Generator) -> np.ndarray:
-        """About ``n`` rows spread over the corpus: this commit's in proportion to its tokens,
-        the rest from the live passages of each segment (its originals; decoded without them)."""
-        parts = [self._sample(flat, round(n * len(flat) / total), rng)]
-        for e, seg, dead in zip(m.segments, self._snap.segments, self._snap.dead):
-            live = live_tokens(np.asarray(seg.doclens), dead.cpu().numpy())
-            take = min(len(live), round(n * len(live) / total))
-            if take:
-                rows = np.sort(rng.choice(live, take, replace=False))
-                parts.append(np.asarray(self._originals(e, seg)[rows], dtype=np.float32))
-        return np.concatenate(parts)
+    def _train(self, m: Manifest, new: tuple | None, total: int) -> Codec:
+        """A codec for the live passages plus ``new`` (ids, doclens, rows), ``total`` tokens."""
+        n_centroids = n_centroids_for(total)
+        sample = self._corpus_sample(m, new, TRAIN_POINTS_PER_CENTROID * n_centroids / total)
+        return Codec.train(sample, m.nbits, n_centroids, seed=0, progress=self._stage("codec"))
+
+    def _corpus_sample(self, m: Manifest, new: tuple | None, rate: float) -> np.ndarray:
+        """The tokens whose ``token_hash`` is below ``rate``, over the live passages and ``new``,
+        in (passage id, position) order: a sample that depends on the corpus's content alone,
+        not on the order it was committed in, so a grown index retrained by ``optimize`` gets
+        the codec a fresh build of the same passages gets. Rows are the segments' originals
+        (decoded where a segment kept none)."""
+        keys, rows = [], []
+        sources: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]] = \
+            [] if new is None else [(new[0], new[1], None, new[2])]
+        segs = {s.name: s for s in self._snap.segments}
+        for e in m.segments:  # m's tombstones: this commit's replacements are already dead there
+            seg = segs[e.name]
+            mask = np.zeros(e.n_passages, dtype=bool)
+            if e.tombstones:
+                mask[np.load(self.path / "tombstones" / e.tombstones)] = True
+            sources.append((np.asarray(seg.pids), np.asarray(seg.doclens), mask, self._originals(e, seg)))
+        for pids, doclens, dead, source in sources:
+            h, key = token_hash(pids, doclens)
+            picked = h < rate
+            if dead is not None:
+                picked &= np.repeat(~dead, doclens)
+            at = np.flatnonzero(picked)
+            keys.append(key[at])
+            rows.append(np.asarray(source[at], dtype=np.float32))
+        order = np.argsort(np.concatenate(keys), kind="stable")
+        return np.concatenate(rows)[order]
 
     def _originals(self, e: SegmentEntry, seg: Segment) -> np.ndarray | DecodedRows:
         """A segment's token vectors as committed; decoded from its codes when it kept none."""
@@ -405,13 +453,15 @@ class PlaidIndex(MultiVectorIndex):
                            Codec.load(self.path / "codecs" / e.codec))
 
     @staticmethod
-    def _sample(rows: StackedRows, n: int, rng: np.random.Generator) -> np.ndarray:
+    def _sample(rows: StackedRows, n: int) -> np.ndarray:
+        rng = np.random.default_rng(0)
         picked = np.sort(rng.choice(len(rows), min(n, len(rows)), replace=False))
         return np.asarray(rows[picked], dtype=np.float32)
 
     def _add_segment(self, m: Manifest, ids: np.ndarray, vectors: list[np.ndarray]) -> None:
         flat = StackedRows(vectors)  # kept in the caller's dtype (float16 from a sync), not joined
-        cname = self._codec_for(m, flat)
+        doclens = np.array([len(v) for v in vectors], dtype=np.int32)
+        cname = self._codec_for(m, ids, doclens, flat)
         codec = Codec.load(self.path / "codecs" / cname)
         # StackedRows reads like the [T, dim] array it stands for, block by block
         codes, residuals = codec.compress(cast(np.ndarray, flat), progress=self._stage("compress"))
@@ -419,7 +469,6 @@ class PlaidIndex(MultiVectorIndex):
             self.progress("commit", 0, 1)
         norms = token_norms(torch.from_numpy(codes), torch.from_numpy(residuals),
                             torch.from_numpy(codec.centroids), torch.from_numpy(codec.decode_table()))
-        doclens = np.array([len(v) for v in vectors], dtype=np.int32)
         name = f"s{m.generation:06d}"
         write_sorted(self.path / "segments" / name, cname, len(codec.centroids), ids, doclens,
                      codes, residuals, norms, flat if m.keep_vectors else None)
@@ -431,6 +480,23 @@ class PlaidIndex(MultiVectorIndex):
         m.write(self.path, self.fault_hook)
         self._snap = self._load(m, reuse=self._snap)
         collect_garbage(self.path, m)
+
+
+def token_hash(pids: np.ndarray, doclens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per token of passages ``pids`` (with ``doclens`` tokens each): a fixed pseudo-random
+    number in [0, 1) from its passage id and position (splitmix64), and an int64 sort key.
+
+    >>> h, key = token_hash(np.array([7, 3]), np.array([2, 1]))
+    >>> key.tolist(), bool(((h >= 0) & (h < 1)).all())
+    ([458752, 458753, 196608], True)
+    """
+    owner = np.repeat(pids.astype(np.int64), doclens)
+    pos = np.arange(len(owner), dtype=np.int64) - np.repeat(np.cumsum(doclens) - doclens, doclens)
+    x = owner.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + pos.astype(np.uint64)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53), owner * 65536 + pos
 
 
 @dataclass

@@ -50,6 +50,7 @@ class Manifest:
     segments: list[SegmentEntry] = field(default_factory=list)
     format: int = FORMAT
     keep_vectors: bool = True  # new segments store their originals (vectors.npy) for later refits
+    codec_tokens: int = 0  # live tokens of the corpus the current codec was trained on (0: unknown)
 
     def live_files(self) -> set[str]:
         """Paths (relative to the index dir) that this manifest references."""
@@ -84,7 +85,7 @@ class Manifest:
         fsync_dir(root)
 
 
-GUARD = ".building"  # suffix of the lock file a merge holds while it writes segments/<name>/
+GUARD = ".building"  # suffix of the lock file held while segments/<name>/ or codecs/<name>/ is written
 
 
 class MergeGuard:
@@ -125,7 +126,7 @@ def _held(guard: Path) -> bool:
 
 def collect_garbage(root: Path, manifest: Manifest) -> None:
     """Delete files and directories under ``root`` that ``manifest`` does not reference,
-    except the segments that running merges are writing (``MergeGuard``).
+    except the segments and codecs that running merges are writing (``MergeGuard``).
 
     Safe while readers hold older snapshots: their mmaps keep unlinked files alive.
     """
@@ -134,7 +135,7 @@ def collect_garbage(root: Path, manifest: Manifest) -> None:
     for sub in ("codecs", "segments", "tombstones"):
         for p in (root / sub).iterdir():
             guard = p if p.name.endswith(GUARD) else p.with_name(p.name + GUARD)
-            if f"{sub}/{p.name}" in keep or (sub == "segments" and _held(guard)):
+            if f"{sub}/{p.name}" in keep or (sub != "tombstones" and _held(guard)):
                 continue
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
