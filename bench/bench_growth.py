@@ -1,6 +1,6 @@
 """An index grown by many small adds against one built at once, on the stdlib vectors.
 
-    python -m bench.bench_growth [--per-commit 50] [--syncs 200] [--queries 331]
+    python -m bench.bench_growth [--per-commit 6] [--syncs 200] [--queries 331]
     python -m bench.bench_growth --overhead 1,4,16,37   # search cost per segment, one codec
 
 The cached stdlib subset (``bench.stdlib_vectors``: real MiniLM token vectors of
@@ -8,10 +8,11 @@ The cached stdlib subset (``bench.stdlib_vectors``: real MiniLM token vectors of
 queries for each:
 
 - ``one-shot``: every file in one commit (the baseline);
-- ``50 per add``: files in commits of ``--per-commit`` files, as agents POST documents;
+- ``6 per add``: files in commits of ``--per-commit`` files, as agents POST documents
+  (the subset has 206 files: 35 adds, as many as the issue's 1,835 documents 50 at a time);
 - ``200 syncs``: the same files over ``--syncs`` commits of a few files each, then
   ``--syncs`` more commits that each re-send 3 changed files (replacements);
-- the ``50 per add`` run again without kept originals (``keep_vectors=False``), whose
+- the adds run again without kept originals (``keep_vectors=False``), whose
   refits re-quantise decoded vectors: what keeping them buys.
 
 ``--overhead``: the same passages and codec split into S segments (``NoMerge``), p50 of
@@ -23,7 +24,9 @@ while a merge runs are reported apart (p99 during merges). Reported per build:
 segments and codecs at the end (and the most seen), p50 of one query per call
 (one thread), top-10 agreement with the one-shot build and with the exhaustive
 float32 MaxSim truth, MRR@10 on the set's targets, bytes on disk, and write
-amplification: bytes written over the run / bytes of the one-shot index.
+amplification: bytes written over the run / bytes a one-shot build writes for the tokens
+committed (the edits' re-sent files included). Each grown index is then optimized
+(``PlaidIndex.optimize``) and measured again.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class Grower:
         self.merging = threading.Event()
         self.thread: threading.Thread | None = None
         self.written = 0
+        self.committed = 0  # tokens
         self.seen: dict[str, int] = {}
         self.max_segments = self.max_codecs = 0
 
@@ -93,6 +97,7 @@ class Grower:
 
     def commit(self, ids: np.ndarray, bags: list[np.ndarray]) -> None:
         self.index.commit(ids, [bags[i] for i in ids], NONE, merge=False)
+        self.committed += sum(len(bags[i]) for i in ids)
         self.account()
         if self.index.needs_merge() and not self.merging.is_set():
             self.merging.set()
@@ -138,7 +143,7 @@ def grow(name: str, batches: list[np.ndarray], bags, queries, keep_vectors: bool
     m = index._snap.manifest
     return {"index": index, "seconds": seconds, "written": g.written, "segments": len(m.segments),
             "codecs": len(m.codecs), "max_segments": g.max_segments, "max_codecs": g.max_codecs,
-            "during": during, "commits": len(batches)}
+            "during": during, "commits": len(batches), "committed": g.committed}
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -176,7 +181,7 @@ def overhead(sizes: list[int], bags, queries) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--per-commit", type=int, default=50, help="files per add")
+    ap.add_argument("--per-commit", type=int, default=6, help="files per add (206 files: 35 adds)")
     ap.add_argument("--syncs", type=int, default=200, help="commits of a few files each")
     ap.add_argument("--queries", type=int, default=331)
     ap.add_argument("--overhead", help="comma-separated segment counts: measure only the per-segment cost")
@@ -196,39 +201,58 @@ def main() -> None:
           f"{len(queries)} queries")
 
     truth = [[h.passage_id for h in r] for r in top_k(queries, bags, 10)]
-    runs: dict[str, dict] = {"one-shot": grow("one-shot", [all_ids], bags, queries)}
+    tokens = sum(len(b) for b in bags)
+    bags = [b.astype(np.float16) for b in bags]  # what a sync commits
+    base = grow("one-shot", [all_ids], bags, queries)
+    base_ids = [[h.passage_id for h in r] for r in timed(base["index"], queries)[0]]
+    base_bytes = base["index"].nbytes()
+    print("\n(optimized rows: build s and write amplification of the optimize alone)")
+    print("| build | commits | segments (max) | codecs (max) | p50 ms | p50 / one-shot "
+          "| p99 during merges ms | agree@10 one-shot | agree@10 fp32 truth | MRR@10 | MB on disk "
+          "| write amp. | build s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def report(name: str, r: dict) -> None:
+        """One row, measured now; latency interleaved with the one-shot build's."""
+        own: list[float] = []
+        ref: list[float] = []
+        for _ in range(2):
+            ref += timed(base["index"], queries)[1]
+            own += timed(r["index"], queries)[1]
+        ids = [[h.passage_id for h in x] for x in timed(r["index"], queries)[0]]
+        mrr = metrics([[spans[i] for i in x] for x in ids], targets)["MRR@10"]
+        amp = r["written"] / (base_bytes * r["committed"] / tokens)
+        print(f"| {name} | {r['commits']} | {r['segments']} ({r['max_segments']}) "
+              f"| {r['codecs']} ({r['max_codecs']}) | {pct(own, 50):.2f} | {pct(own, 50) / pct(ref, 50):.2f} "
+              f"| {pct(r['during'], 99):.1f} | {overlap(ids, base_ids):.4f} | {overlap(ids, truth):.4f} "
+              f"| {mrr:.4f} | {r['index'].nbytes() / 1e6:.1f} | {amp:.2f} | {r['seconds']:.0f} |", flush=True)
+
+    def optimized(r: dict) -> dict:
+        before = disk_bytes(r["index"].path)
+        t0 = time.perf_counter()
+        r["index"].optimize()
+        seconds = time.perf_counter() - t0
+        after = disk_bytes(r["index"].path)
+        new = [size for p, size in after.items() if p not in before and not p.endswith("manifest.json")]
+        written = sum(new)
+        m = r["index"]._snap.manifest
+        return {**r, "seconds": seconds, "written": written, "segments": len(m.segments),
+                "codecs": len(m.codecs), "during": []}
+
+    report("one-shot", base)
     per = args.per_commit
     adds = [np.concatenate(files[i : i + per]) for i in range(0, len(files), per)]
-    runs[f"{per} per add"] = grow("adds", adds, bags, queries)
     few = [np.concatenate(c) for c in np.array_split(np.array(files, dtype=object), args.syncs) if len(c)]
     rng = np.random.default_rng(1)
     edits = [np.concatenate([files[j] for j in rng.choice(len(files), 3, replace=False)])
              for _ in range(args.syncs)]
-    runs[f"{args.syncs} syncs + {args.syncs} edits"] = grow("syncs", few + edits, bags, queries)
-    runs[f"{per} per add, no originals"] = grow("adds-noorig", adds, bags, queries, keep_vectors=False)
-
-    base = runs["one-shot"]
-    base_hits, _ = timed(base["index"], queries)
-    base_ids = [[h.passage_id for h in r] for r in base_hits]
-    base_bytes = base["index"].nbytes()
-    lat = {}
-    for _ in range(3):  # interleaved, so both see the same machine load
-        for name, r in runs.items():
-            lat.setdefault(name, []).extend(timed(r["index"], queries)[1])
-    print("\n| build | commits | segments (max) | codecs (max) | p50 ms | p50 / one-shot "
-          "| p99 during merges ms | agree@10 one-shot | agree@10 fp32 truth | MRR@10 | MB on disk "
-          "| write amp. | build s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    p50_base = pct(lat["one-shot"], 50)
-    for name, r in runs.items():
-        hits, _ = timed(r["index"], queries)
-        ids = [[h.passage_id for h in x] for x in hits]
-        mrr = metrics([[spans[i] for i in x] for x in ids], targets)["MRR@10"]
-        print(f"| {name} | {r['commits']} | {r['segments']} ({r['max_segments']}) "
-              f"| {r['codecs']} ({r['max_codecs']}) | {pct(lat[name], 50):.2f} "
-              f"| {pct(lat[name], 50) / p50_base:.2f} | {pct(r['during'], 99):.1f} "
-              f"| {overlap(ids, base_ids):.4f} | {overlap(ids, truth):.4f} | {mrr:.4f} "
-              f"| {r['index'].nbytes() / 1e6:.1f} | {r['written'] / base_bytes:.2f} | {r['seconds']:.0f} |")
+    for name, batches, keep in ((f"{per} files per add", adds, True),
+                                (f"{args.syncs} syncs + {args.syncs} edits", few + edits, True),
+                                (f"{per} files per add, no originals", adds, False)):
+        r = grow(name.replace(" ", "-").replace(",", ""), batches, bags, queries, keep_vectors=keep)
+        report(name, r)
+        report(f"{name}, optimized", optimized(r))
+        shutil.rmtree(r["index"].path, ignore_errors=True)
 
 
 if __name__ == "__main__":
