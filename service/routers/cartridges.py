@@ -7,6 +7,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from cartridges.config import CartridgeConfig
+from cartridges.store import is_stale
 from indexer.errors import NotFound
 from service.deps import CartridgesDep, CorporaDep, JobsDep
 from service.schemas import JobPublic
@@ -35,6 +36,7 @@ class CartridgePublic(BaseModel):
     status: str
     corpus_id: str
     corpus_version: int
+    corpus_created_at: str | None = Field(None, description="creation time of the corpus trained on")
     stale: bool = Field(description="the corpus changed (or is gone) since this was trained")
     model: str
     p: int
@@ -57,7 +59,8 @@ class CartridgeCreated(BaseModel):
 
 def public(info: dict, corpora) -> CartridgePublic:
     try:
-        stale = corpora.info(info["corpus_id"]).version != info["corpus_version"]
+        corpus = corpora.info(info["corpus_id"])
+        stale = is_stale(info, corpus.version, corpus.created_at)
     except NotFound:
         stale = True
     return CartridgePublic(**{k: v for k, v in info.items() if k in CartridgePublic.model_fields},
@@ -69,9 +72,9 @@ def public(info: dict, corpora) -> CartridgePublic:
 def train(name: str, body: CartridgeCreate, store: CartridgesDep, corpora: CorporaDep,
           jobs: JobsDep) -> CartridgeCreated:
     """Start training a cartridge on the corpus as it is now; poll the job or the cartridge."""
-    version = corpora.info(name).version
+    corpus = corpora.info(name)
     config = CartridgeConfig(**body.model_dump(exclude_none=True))
-    info = store.create(name, version, config)
+    info = store.create(name, corpus.version, config, corpus.created_at)
     job = jobs.submit("cartridge_train", {"cartridge_id": info["id"]}, corpus=name)
     return CartridgeCreated(cartridge=public(info, corpora), job=JobPublic.model_validate(job))
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from indexer import durable
 from indexer.errors import Conflict, InvalidInput
 from indexer.index.base import MultiVectorIndex, ScoredPassage
 from indexer.index.plaid.codec import Codec, n_centroids_for, token_norms
@@ -23,7 +24,7 @@ from indexer.index.plaid.manifest import FaultHook, Manifest, SegmentEntry, coll
 from indexer.index.plaid.merge import MergePolicy, TieredMerge, merge_segments, write_sorted
 from indexer.index.plaid.search import (CodecTensors, SearchParams, exhaustive_segment, query_tables,
                                         search_segment)
-from indexer.index.plaid.segment import Segment
+from indexer.index.plaid.segment import Segment, read_tombstones
 
 REFIT_RATIO = 1.5  # retrain when new vectors' residual MSE exceeds the codec's training MSE by this
 REFIT_MIN_TOKENS = 4096  # ...and the commit brings at least this many tokens to train on
@@ -67,7 +68,7 @@ class PlaidIndex(MultiVectorIndex):
         if nbits not in (1, 2, 4) or dim * nbits % 8:
             raise InvalidInput(f"unsupported dim/nbits {dim}/{nbits}")
         for sub in ("codecs", "segments", "tombstones"):
-            (path / sub).mkdir(parents=True, exist_ok=True)
+            durable.make_dirs(path / sub)
         manifest = Manifest(dim=dim, nbits=nbits)
         if codec_from is not None:
             src = Manifest.read(Path(codec_from))
@@ -100,9 +101,8 @@ class PlaidIndex(MultiVectorIndex):
                 c = codecs[e.codec]
                 seg.norms = torch.from_numpy(token_norms(seg.codes.cpu(), seg.residuals.cpu(),
                                                          c.centroids.cpu(), c.table.cpu())).to(self.device)
-            mask = np.zeros(e.n_passages, dtype=bool)
-            if e.tombstones:
-                mask[np.load(self.path / "tombstones" / e.tombstones)] = True
+            mask = read_tombstones(self.path / "tombstones" / e.tombstones, e.n_passages) \
+                if e.tombstones else np.zeros(e.n_passages, dtype=bool)
             segments.append(seg)
             dead.append(torch.from_numpy(mask).to(self.device))
         return Snapshot(m, {n: codecs[n] for n in m.codecs}, segments, dead)
@@ -206,7 +206,7 @@ class PlaidIndex(MultiVectorIndex):
                 continue
             all_dead = np.flatnonzero(dead.cpu().numpy() | hit).astype(np.int32)
             e.tombstones = f"{e.name}.{m.generation:06d}.npy"
-            np.save(self.path / "tombstones" / e.tombstones, all_dead)
+            durable.write_npy(self.path / "tombstones" / e.tombstones, all_dead)
             e.n_deleted = len(all_dead)
         if self.fault_hook:
             self.fault_hook("tombstones_written")

@@ -2,20 +2,19 @@
 
 ``manifest.json`` is the only file ever replaced; the commit point is its
 rename. It is written to a temp file, fsynced, renamed over the old one, and
-the directory is fsynced. Everything it does not name is garbage from a failed
+the directory is fsynced (``indexer/durable.py``); everything it names was
+made durable before. Everything it does not name is garbage from a failed
 or superseded commit and is removed by ``collect_garbage``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from indexer.durable import fsync_dir
+from indexer import durable
 from indexer.errors import IndexCorrupt
 
 FORMAT = 1
@@ -72,14 +71,10 @@ class Manifest:
     def write(self, root: Path, fault_hook: FaultHook | None = None) -> None:
         """Atomically replace ``root/manifest.json`` with this manifest."""
         tmp = root / f"{NAME}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(asdict(self), f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
+        durable.write_json(tmp, asdict(self), fresh=True, indent=1)  # published by the rename
         if fault_hook:
             fault_hook("manifest_temp_written")
-        os.replace(tmp, root / NAME)
-        fsync_dir(root)
+        durable.replace(tmp, root / NAME)
 
 
 def collect_garbage(root: Path, manifest: Manifest) -> None:
@@ -88,8 +83,8 @@ def collect_garbage(root: Path, manifest: Manifest) -> None:
     Safe while readers hold older snapshots: their mmaps keep unlinked files alive.
     """
     keep = manifest.live_files()
-    (root / f"{NAME}.tmp").unlink(missing_ok=True)
+    durable.remove(root / f"{NAME}.tmp")
     for sub in ("codecs", "segments", "tombstones"):
         for p in (root / sub).iterdir():
             if f"{sub}/{p.name}" not in keep:
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
+                durable.remove(p)

@@ -8,7 +8,6 @@ wrapped as torch tensors without copying (CPU) or copied once (CUDA).
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from indexer import durable
 from indexer.errors import IndexCorrupt
 
 SEGMENT_FORMAT = 2  # 2 added norms.npy; format-1 segments still open (their norms are computed)
@@ -38,28 +38,31 @@ def build_ivf(codes: np.ndarray, doclens: np.ndarray, n_centroids: int) -> tuple
     return ivf.astype(np.uint16 if len(doclens) <= 65536 else np.int32), offsets
 
 
-def _write(path: Path, arr: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.save(f, arr)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def write_segment(path: Path, codec: str, n_centroids: int, pids: np.ndarray, doclens: np.ndarray,
                   codes: np.ndarray, residuals: np.ndarray, norms: np.ndarray) -> None:
-    """Write a segment directory; every file is fsynced before this returns."""
-    path.mkdir(parents=True)
+    """Write a segment directory, durable (its files, itself and its entry in the parent)
+    when this returns; the manifest that names it is written after."""
+    durable.make_dirs(path)
     ivf, ivf_offsets = build_ivf(codes, doclens, n_centroids)
     arrays = {"codes.npy": codes, "residuals.npy": residuals, "doclens.npy": doclens.astype(np.int32),
               "pids.npy": pids.astype(np.int64), "ivf.npy": ivf, "ivf_offsets.npy": ivf_offsets,
               NORMS: norms.astype(np.float16)}
     for name, arr in arrays.items():
-        _write(path / name, np.ascontiguousarray(arr))
+        durable.write_npy(path / name, np.ascontiguousarray(arr), fresh=True)
     meta = {"format": SEGMENT_FORMAT, "codec": codec, "n_passages": len(pids), "n_tokens": int(len(codes))}
-    (path / "segment.json").write_text(json.dumps(meta))
-    fd = os.open(path, os.O_RDONLY)
-    os.fsync(fd)
-    os.close(fd)
+    durable.write_json(path / "segment.json", meta, fresh=True)
+    durable.fsync_dir(path)
+
+
+def read_tombstones(path: Path, n_passages: int) -> np.ndarray:
+    """The dead-passage mask [n_passages] of a tombstone file; IndexCorrupt if it is unreadable."""
+    mask = np.zeros(n_passages, dtype=bool)
+    try:
+        dead = np.load(path)
+        mask[dead] = True
+    except (OSError, ValueError, IndexError, TypeError) as e:
+        raise IndexCorrupt(f"unreadable tombstones {path.name}: {e}") from e
+    return mask
 
 
 def _tensor(arr: np.ndarray, device: torch.device) -> torch.Tensor:
