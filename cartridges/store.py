@@ -83,10 +83,14 @@ class CartridgeStore:
         return info
 
     def update(self, cartridge_id: str, **fields) -> dict:
+        """Change some fields; read-modify-write under the cartridge's lock (the job
+        thread and a request may update one cartridge at once)."""
         if "status" in fields and fields["status"] not in STATUSES:
             raise InvalidInput(f"unknown status {fields['status']!r}")
-        info = {**self.info(cartridge_id), **fields}
-        self._write(cartridge_id, info)
+        self.info(cartridge_id)  # NotFound before the lock file would be made
+        with durable.exclusive_lock(self._dir(cartridge_id)):
+            info = {**self.info(cartridge_id), **fields}
+            self._write(cartridge_id, info)
         return info
 
     def list(self, corpus_id: str | None = None) -> list[dict]:

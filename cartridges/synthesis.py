@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 
 from cartridges.config import CartridgeConfig
+from indexer import durable
 
 SEED_PROMPTS = {
     "structuring": [

@@ -162,11 +162,19 @@ def publish_dir(tmp: Path, final: Path) -> None:
 
 def remove(path: Path) -> None:
     """Delete a file or a folder tree, durably; nothing to do if it is gone."""
-    path = Path(path)
-    if not (path.exists() or path.is_symlink()):
-        return
-    disk.remove(path)
-    fsync_dir(path.parent)
+    remove_all([path])
+
+
+def remove_all(paths: list[Path]) -> None:
+    """Delete files or folder trees, then fsync each folder they were in once."""
+    folders = []
+    for path in map(Path, paths):
+        if path.exists() or path.is_symlink():
+            disk.remove(path)
+            if path.parent not in folders:
+                folders.append(path.parent)
+    for folder in folders:
+        fsync_dir(folder)
 
 
 @contextmanager

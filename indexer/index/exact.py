@@ -118,9 +118,8 @@ class ExactIndex(MultiVectorIndex):
             keep |= {f"{e['name']}.ids.npy", f"{e['name']}.offsets.npy", f"{e['name']}.vectors.npy"}
             if e["tombstones"]:
                 keep.add(e["tombstones"])
-        for f in self.path.iterdir():
-            if f.name not in keep and not f.name.endswith(".tmp"):
-                durable.remove(f)
+        durable.remove_all([f for f in self.path.iterdir()
+                            if f.name not in keep and not f.name.endswith(".tmp")])
 
     def search(self, queries, k, allowed_ids=None, **params) -> list[list[ScoredPassage]]:
         results = []

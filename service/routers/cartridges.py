@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cartridges.config import CartridgeConfig
 from cartridges.store import is_stale
 from indexer.errors import NotFound
+from service.cartridge_handlers import settle
 from service.deps import CartridgesDep, CorporaDep, JobsDep
 from service.schemas import JobPublic
 
@@ -76,18 +77,21 @@ def train(name: str, body: CartridgeCreate, store: CartridgesDep, corpora: Corpo
     config = CartridgeConfig(**body.model_dump(exclude_none=True))
     info = store.create(name, corpus.version, config, corpus.created_at)
     job = jobs.submit("cartridge_train", {"cartridge_id": info["id"]}, corpus=name)
+    info = store.update(info["id"], job_id=job.id)
     return CartridgeCreated(cartridge=public(info, corpora), job=JobPublic.model_validate(job))
 
 
 @router.get("/v1/cartridges", response_model=CartridgeList)
-def list_cartridges(store: CartridgesDep, corpora: CorporaDep, corpus: str | None = None) -> CartridgeList:
-    items = [public(i, corpora) for i in store.list(corpus)]
+def list_cartridges(store: CartridgesDep, corpora: CorporaDep, jobs: JobsDep,
+                    corpus: str | None = None) -> CartridgeList:
+    items = [public(settle(store, jobs, i), corpora) for i in store.list(corpus)]
     return CartridgeList(count=len(items), cartridges=items)
 
 
 @router.get("/v1/cartridges/{cartridge_id}", response_model=CartridgePublic)
-def get_cartridge(cartridge_id: str, store: CartridgesDep, corpora: CorporaDep) -> CartridgePublic:
-    return public(store.info(cartridge_id), corpora)
+def get_cartridge(cartridge_id: str, store: CartridgesDep, corpora: CorporaDep,
+                  jobs: JobsDep) -> CartridgePublic:
+    return public(settle(store, jobs, store.info(cartridge_id)), corpora)
 
 
 @router.get("/v1/cartridges/{cartridge_id}/file", response_class=FileResponse)

@@ -38,6 +38,7 @@ class PowerCut(durable.Disk):
         self.root = Path(root).resolve()
         self.cut_at = cut_at
         self.calls = 0
+        self.log: list[tuple[str, Path]] = []  # (call, path) of every call made
         self.dead = False
         self.trash = self.root.parent / f".power-trash-{uuid.uuid4().hex}"
         self.trash.mkdir()
@@ -47,14 +48,15 @@ class PowerCut(durable.Disk):
         self.before = self._scan()
 
     # -- the recorded calls ------------------------------------------------------------
-    def _step(self) -> None:
+    def _step(self, call: str, path: Path) -> None:
         if self.dead or self.calls == self.cut_at:
             self.dead = True
-            raise PowerLoss(f"power cut at file-system call {self.calls}")
+            raise PowerLoss(f"power cut at file-system call {self.calls} ({call} {path})")
         self.calls += 1
+        self.log.append((call, Path(path)))
 
     def create(self, path: Path) -> BinaryIO:
-        self._step()
+        self._step("create", path)
         path = Path(path).resolve()
         existed = path.exists()
         f = super().create(path)
@@ -66,14 +68,14 @@ class PowerCut(durable.Disk):
         return f
 
     def fsync(self, f: BinaryIO) -> None:
-        self._step()
+        self._step("fsync", Path(f.name))
         super().fsync(f)
         ino = os.fstat(f.fileno()).st_ino
         self.unsynced.discard(ino)
         self.synced.add(ino)
 
     def fsync_path(self, path: Path) -> None:
-        self._step()
+        self._step("fsync", path)
         path = Path(path).resolve()
         super().fsync_path(path)
         if path.is_dir():
@@ -84,7 +86,7 @@ class PowerCut(durable.Disk):
             self.synced.add(ino)
 
     def rename(self, src: Path, dst: Path) -> None:
-        self._step()
+        self._step("rename", dst)
         src, dst = Path(src).resolve(), Path(dst).resolve()
         backup = None
         if dst.is_file():
@@ -101,13 +103,13 @@ class PowerCut(durable.Disk):
         self.pending.append((dst.parent, undo))
 
     def mkdir(self, path: Path) -> None:
-        self._step()
+        self._step("mkdir", path)
         path = Path(path).resolve()
         super().mkdir(path)
         self.pending.append((path.parent, lambda: shutil.rmtree(path, ignore_errors=True)))
 
     def remove(self, path: Path) -> None:
-        self._step()
+        self._step("remove", path)
         path = Path(path).resolve()
         backup = self.trash / uuid.uuid4().hex
         os.replace(path, backup)

@@ -83,8 +83,6 @@ def collect_garbage(root: Path, manifest: Manifest) -> None:
     Safe while readers hold older snapshots: their mmaps keep unlinked files alive.
     """
     keep = manifest.live_files()
-    durable.remove(root / f"{NAME}.tmp")
-    for sub in ("codecs", "segments", "tombstones"):
-        for p in (root / sub).iterdir():
-            if f"{sub}/{p.name}" not in keep:
-                durable.remove(p)
+    durable.remove_all([root / f"{NAME}.tmp"] + [p for sub in ("codecs", "segments", "tombstones")
+                                                 for p in (root / sub).iterdir()
+                                                 if f"{sub}/{p.name}" not in keep])
