@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
+import pytest
+
 import indexer.durable as durable
 
 UNTRACKED = (".db", ".db-wal", ".db-shm", ".db-journal", ".lock")
@@ -156,3 +158,27 @@ def power_cut(root: Path, cut_at: int | None = None) -> Iterator[PowerCut]:
         yield cut
     finally:
         durable.disk = saved
+
+
+def every_power_cut(golden: Path, run: Callable[[Path], None], check: Callable[[Path, int], None],
+                    tmp_path: Path, only: Callable[[str, Path], bool] = lambda call, path: True) -> int:
+    """Run ``run`` on a copy of ``golden`` once per file-system call it makes (those
+    ``only`` selects), cut the power at that call, lose what was not fsynced, then
+    ``check(copy, i)``. Returns how many cuts were made (a no-cut run is checked too)."""
+    clean = tmp_path / "no-cut"
+    shutil.copytree(golden, clean)
+    with power_cut(clean) as counted:
+        run(clean)
+    check(clean, counted.calls)
+    cuts = [i for i, (call, path) in enumerate(counted.log) if only(call, path)]
+    assert cuts, "the write made no file-system call"
+    for i in cuts:
+        work = tmp_path / f"cut-{i}"
+        shutil.copytree(golden, work)
+        with power_cut(work, cut_at=i) as cut:
+            with pytest.raises(PowerLoss):
+                run(work)
+        cut.lose_unsynced()
+        check(work, i)
+        shutil.rmtree(work)
+    return len(cuts)
