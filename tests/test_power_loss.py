@@ -18,7 +18,7 @@ import pytest
 
 from indexer.corpus import Corpora
 from indexer.index.plaid import NoMerge, PlaidIndex
-from tests.helpers.power import every_power_cut
+from tests.helpers.power import every_power_cut, first_and_last_file
 from tests.index.plaid_data import corpus, queries
 from tests.test_crash import AFTER, BEFORE, _check_consistent, _write
 
@@ -90,7 +90,7 @@ def test_sync(synced, encoder, tmp_path):
         assert _check_consistent(corpora, [BEFORE, AFTER]) == AFTER
         corpora.engine.dispose()
 
-    assert every_power_cut(home, run, check, tmp_path) > 10
+    assert every_power_cut(home, run, check, tmp_path, first_and_last_file) > 10
 
 
 def test_reindex(synced, encoder, tmp_path):
@@ -118,7 +118,7 @@ def test_reindex(synced, encoder, tmp_path):
         _check_consistent(corpora, [AFTER])
         corpora.engine.dispose()
 
-    every_power_cut(golden, run, check, tmp_path)
+    every_power_cut(golden, run, check, tmp_path, first_and_last_file)
     assert "index" in dirs and len(dirs) > 1  # cut before and after the switch
 
 
@@ -151,7 +151,7 @@ def test_chunk_db_update(synced, encoder, tmp_path):
         assert tuple(sorted(d["id"] for d in repaired.docs)) == tuple(sorted(AFTER))
         corpora.engine.dispose()
 
-    every_power_cut(golden, run, check, tmp_path)
+    every_power_cut(golden, run, check, tmp_path, first_and_last_file)
 
 
 # -- PLAID: merge and codec refit, through the public API -------------------------------------

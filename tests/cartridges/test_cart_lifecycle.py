@@ -151,7 +151,7 @@ def test_checkpoint_and_samples_survive_a_power_loss_at_every_write(tmp_path):
     with a valid cartridge."""
     from cartridges.fileformat import read_cartridge
     from cartridges.train import train_cartridge
-    from tests.helpers.power import every_power_cut
+    from tests.helpers.power import every_power_cut, first_and_last_file
 
     golden = tmp_path / "golden"
     stop = {"now": False}
@@ -171,10 +171,7 @@ def test_checkpoint_and_samples_survive_a_power_loss_at_every_write(tmp_path):
         assert read_cartridge(out).header["training"]["steps"] == TINY.steps
         checked.append(i)
 
-    def selected(call, path):  # every call but those of the sample files after the first
-        return path.parent.name != "synth" or path.name.startswith("00000.")
-
-    every_power_cut(golden, run, check, tmp_path, selected)
+    every_power_cut(golden, run, check, tmp_path, first_and_last_file)
     assert len(checked) > 12
 
 
