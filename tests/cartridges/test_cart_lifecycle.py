@@ -40,7 +40,7 @@ def test_ctrl_c_in_the_cli_marks_the_cartridge_cancelled(tmp_path, encoder):
     corpora.upsert_documents("z", [DocumentInput("z", DOC)])
     corpora.engine.dispose()
     store = CartridgeStore(home / "cartridges")
-    proc = memex(home, "cartridge", "train", "z", "--tokens", "4", "--steps", "50", "--samples", "4")
+    proc = memex(home, "cartridge", "train", "z", "--tokens", "4", "--steps", "50", "--samples", "12")
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         infos = store.list()
