@@ -220,4 +220,4 @@ def test_codec_refit(fitted, tmp_path):
             assert len(idx._snap.manifest.codecs) == 1
             idx.commit(new_ids, shifted, NONE)  # the write, again, succeeds
 
-    every_power_cut(path, run, check, tmp_path)
+    every_power_cut(path, run, check, tmp_path, first_and_last_file)
