@@ -25,9 +25,9 @@ from typing import Callable, Iterator
 import numpy as np
 from sqlalchemy import delete, func, select
 
+from indexer import durable
 from indexer.bm25 import FUSION_DEPTH, BM25Index, fuse
 from indexer.chunking import chunk_lines
-from indexer import durable
 from indexer.durable import exclusive_lock
 from indexer.encoder import ColBERTEncoder
 from indexer.errors import Conflict, IndexCorrupt, InvalidInput, NotFound
