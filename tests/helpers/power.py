@@ -124,6 +124,7 @@ class PowerCut(durable.Disk):
 
     # -- the power loss ----------------------------------------------------------------
     def _scan(self) -> dict[Path, tuple[int, int, int]]:
+        """path -> (inode, size, mtime) of every tracked file under the root."""
         out = {}
         for p in self.root.rglob("*"):
             if p.is_file() and not p.is_symlink() and not p.name.endswith(UNTRACKED):
@@ -138,10 +139,11 @@ class PowerCut(durable.Disk):
             undo()
         self.pending.clear()
         torn = []
+        before = {ino: (size, mtime) for ino, size, mtime in self.before.values()}  # renames keep inodes
         for p, (ino, size, mtime) in self._scan().items():
             if ino in self.synced:
                 continue
-            if ino in self.unsynced or self.before.get(p) != (ino, size, mtime):
+            if ino in self.unsynced or before.get(ino) != (size, mtime):
                 with open(p, "r+b") as f:
                     f.truncate(size // 2)
                 torn.append(p)
