@@ -154,6 +154,40 @@ def test_chunk_db_update(synced, encoder, tmp_path):
     every_power_cut(golden, run, check, tmp_path, first_and_last_file)
 
 
+def test_encoder_checkpoint(tmp_path):
+    """A trained encoder's checkpoint folder is whole or absent after a power loss."""
+    from indexer.encoder import ColBERTEncoder
+    from indexer.training.checkpoint import save_checkpoint
+    from indexer.training.model import pca_head
+    from tests.conftest import SAMPLE_FILES
+
+    version = ColBERTEncoder.load(runtime="torch")
+    version.projection = pca_head(version, list(SAMPLE_FILES.values()) * 4, 64)
+    version.dim = 64
+    expected = version.encode_queries(["area of a circle"])[0]
+    golden = tmp_path / "golden"
+    golden.mkdir()
+    kept = []
+
+    def run(work: Path) -> None:
+        save_checkpoint(version, work / "v2")
+
+    def check(work: Path, i: int) -> None:
+        if (work / "v2").exists():
+            loaded = ColBERTEncoder.load(str(work / "v2"), runtime="torch")
+            assert np.allclose(loaded.encode_queries(["area of a circle"])[0], expected, atol=1e-5)
+            kept.append(i)
+        else:
+            save_checkpoint(version, work / "v2")  # a leftover temp folder does not block a retry
+
+    def around_the_rename(log):  # the first and last file's fsync, then the folder and the rename
+        files = [i for i, (call, p) in enumerate(log) if call == "fsync" and p.parent.name.startswith(".v2.")]
+        return [i for i in range(len(log)) if i not in files[1:-1]]
+
+    every_power_cut(golden, run, check, tmp_path, around_the_rename)
+    assert kept  # the cuts after the rename's fsync keep the checkpoint
+
+
 # -- PLAID: merge and codec refit, through the public API -------------------------------------
 
 DIM = 64
