@@ -17,7 +17,6 @@ import httpx
 import pytest
 
 from cartridges.store import CartridgeStore
-from indexer import durable
 from indexer.corpus import DocumentInput
 from tests.cartridges.cart_setup import TEXT, TINY
 from tests.conftest import LiveServer
@@ -62,7 +61,7 @@ def test_resume_of_a_ready_cartridge_does_not_retrain(tmp_path, trained):
     home = tmp_path / "home"
     store = CartridgeStore(home / "cartridges")
     info = store.create("faq", 3, TINY)
-    durable.make_dirs(store.work_dir(info["id"]))
+    store.work_dir(info["id"]).mkdir(parents=True)
     shutil.copy(path, store.work_dir(info["id"]) / "cartridge.safetensors")
     store.finish(info["id"], store.work_dir(info["id"]) / "cartridge.safetensors")
     before = store.file(info["id"]).stat().st_mtime_ns
@@ -83,7 +82,7 @@ def test_a_failure_while_publishing_marks_the_cartridge_failed(tmp_path, corpora
     store = CartridgeStore(tmp_path / "cartridges")
     info = store.create("z", corpora.info("z").version, TINY)
     work = store.work_dir(info["id"])
-    durable.make_dirs(work)
+    work.mkdir(parents=True)
     (work / "cartridge.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")  # torn
     runner = JobRunner(corpora.sessions, corpora.home)
     register_cartridges(runner, corpora, store)
