@@ -1,7 +1,7 @@
 """A/B of the PLAID query path: this tree's ``search_segment`` against another commit's.
 
-    cd bench && python ab_query_path.py --home .cache/home-plaid --base 956d157 \
-        --configs 4:128:32 4:128:64 [--exhaustive-cache .cache/exhaustive200.json]
+    python -m bench.ab_query_path --home bench/.cache/home-plaid --base 956d157 \
+        --configs 4:128:32 4:128:64 [--exhaustive-cache bench/.cache/exhaustive200.json]
 
 Both versions run in one process on the same index and the same query vectors,
 interleaved pass by pass (best of ``--passes``), so a noisy machine affects both
@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 import indexer.index.plaid.index as plaid_index
-from eval_stdlib import _spans, extract, metrics
+from bench.data import passage_spans, stdlib_queries
+from bench.metrics import metrics, overlap
 from indexer.corpus import Corpora
 
 
@@ -62,7 +63,7 @@ def main() -> None:
 
     current_q = {}
 
-    def baseline(tables, seg, allowed, k, params):  # noqa: ANN001, ANN202
+    def baseline(tables, seg, allowed, k, params):
         q, codec = current_q["q"], index._snap.codecs[seg.codec]
         if "cscores_t" in inspect.signature(base.search_segment).parameters:  # [C, nq], as dot_t
             return base.search_segment(q, base.dot_t(codec.centroids, q), seg, codec, allowed, k, params)
@@ -73,9 +74,9 @@ def main() -> None:
     else:  # older: the base computes its own centroid scores; this tree's tables go unused
         baseline_path = baseline, plaid_index.query_tables
 
-    queries = [json.loads(line) for line in open(extract() / "queries.jsonl")]
+    queries = stdlib_queries()
     corpora = Corpora(args.home)
-    index, spans = corpora.index(args.corpus), _spans(corpora)
+    index, spans = corpora.index(args.corpus), passage_spans(corpora)
     # all queries in one call, as sweep_stdlib.py does: int8 activations depend on the batch
     vectors = corpora.encoder.encode_queries([q["text"] for q in queries])[: args.queries]
     queries = queries[: args.queries]
@@ -107,7 +108,7 @@ def main() -> None:
                 f"(ratio {min(p50s['base']) / min(p50s['this']):.2f}x); identical top-10 {same:.3f}; "
                 f"MRR@10 {metrics(ranked['this'], queries)['MRR@10']:.4f}")
         if oracle:
-            agree = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ranked["this"], oracle)])
+            agree = overlap(ranked["this"], oracle)
             line += f"; overlap with the exhaustive oracle {agree:.4f}"
         print(line, flush=True)
 

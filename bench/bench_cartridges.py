@@ -7,7 +7,7 @@ untrained cartridge (first p corpus tokens), (c) nothing. Prints the share of
 the (a)-(c) gap recovered, bytes of the cartridge vs the corpus's KV cache,
 training tokens/s, and decode tokens/s with cartridge vs corpus in context.
 
-    python bench/bench_cartridges.py --data /work/shared/data/faq-general
+    python -m bench.bench_cartridges --data ../shared/data/faq-general
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from bench.data import CACHE
 from cartridges.config import CartridgeConfig
 from cartridges.fileformat import read_cartridge
 from cartridges.generate import decode
@@ -82,7 +83,8 @@ def main() -> None:
     ap.add_argument("--qa", type=int, default=0, help="limit on QA pairs (0: all)")
     ap.add_argument("--decode-tokens", type=int, default=24)
     ap.add_argument("--work", type=Path, default=None,
-                    help="work dir for samples and checkpoints (default bench/.cache/cartridges/<data name>); "
+                    help="work dir for samples and checkpoints "
+                         "(default bench/.cache/cartridges/<data name>); "
                          "a run with other data settings (p, samples) needs its own")
     ap.add_argument("--stop-after", type=float, default=0,
                     help="seconds after which no new synthesis batch or training step starts; the run "
@@ -98,7 +100,7 @@ def main() -> None:
     qa = qa[: args.qa] if args.qa else qa
     model, tok = load_lm(cfg.model)
     ids = corpus_tokens(tok, text)
-    work = args.work or Path("bench/.cache/cartridges") / args.data.name
+    work = args.work or CACHE / "cartridges" / args.data.name
     t0 = time.perf_counter()
     stop = (lambda: time.perf_counter() - t0 > args.stop_after) if args.stop_after else (lambda: False)
     stages: dict[str, list[tuple[int, float]]] = {}
@@ -158,7 +160,8 @@ def main() -> None:
         print(f"decode with {name}: {n} tokens in {secs:.1f}s = {n / secs:.2f} tokens/s "
               f"(KV held {kv_bytes(conditions[name]) / 2**20:.1f} MiB + prompt)")
     print(f"corpus prefill (needed each time without a cartridge): {fit} tokens in {prefill_s:.1f}s")
-    print(f"peak RSS: {rss_before} MiB before the corpus prefill (model, cartridge, training if it ran here), "
+    print(f"peak RSS: {rss_before} MiB before the corpus prefill "
+          "(model, cartridge, training if it ran here), "
           f"{rss_prefill} MiB after it")
 
 

@@ -1,6 +1,6 @@
 """Chunking cost of a sync on the stdlib tree: the previous per-window counting against today's.
 
-    python bench/bench_chunking.py [--tree bench/.cache/stdlib/tree]
+    python -m bench.bench_chunking [--tree bench/.cache/stdlib/tree]
 
 Walks the tree as ``memex index`` does, chunks every file with the encoder's token
 budget both ways (``tests/test_chunk_counts.reference_chunks`` is the previous code),
@@ -15,6 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
+from bench.data import CACHE
 from indexer.corpus import Corpora, DocumentInput
 from indexer.encoder import ColBERTEncoder
 from indexer.sources import walk_directory
@@ -23,7 +24,7 @@ from tests.test_chunk_counts import reference_chunks
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tree", type=Path, default=Path(__file__).parent / ".cache/stdlib/tree")
+    ap.add_argument("--tree", type=Path, default=CACHE / "stdlib/tree")
     args = ap.parse_args()
     encoder = ColBERTEncoder.load(runtime="torch", precision="fp32")
     docs = [DocumentInput(f.rel_path, f.text, path=f.rel_path) for f in walk_directory(args.tree).files]

@@ -1,6 +1,6 @@
 """Codec build on stdlib token vectors: the previous recipe against today's, same run.
 
-    python bench/bench_codec_build.py [--vectors PATH] [--heldout 200000]
+    python -m bench.bench_codec_build [--vectors PATH] [--heldout 200000]
 
 ``--vectors`` is a float16 [n, dim] ``.npy`` of token vectors (default: the exact-engine
 stdlib home's segment, ``bench/.cache/home-auto``). The training sample is drawn as
@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.data import CACHE
 from indexer.index.plaid import codec as codec_mod
 from indexer.index.plaid.codec import Codec, assign, decompress, n_centroids_for
 from tests.index.test_codec_build import reference_compress
 
-HOME_VECTORS = Path(__file__).parent / ".cache/home-auto/corpora/stdlib/index/seg-1.vectors.npy"
+HOME_VECTORS = CACHE / "home-auto/corpora/stdlib/index/seg-1.vectors.npy"
 
 
 def heldout_mse(codec: Codec, x: np.ndarray) -> tuple[float, float]:
@@ -67,7 +68,7 @@ def main() -> None:
     new, t_new = timed(lambda: Codec.train(sample, args.nbits, n_centroids))
     print(f"train: previous {t_old:.1f} s, now {t_new:.1f} s ({t_old / t_new:.2f}x)")
 
-    (ref, t_ref) = timed(lambda: reference_compress(new, held))
+    (ref, t_ref) = timed(lambda: reference_compress(new, held, codec_mod.assign_kernel()))
     (out, t_out) = timed(lambda: new.compress(held))
     same = np.array_equal(ref[0], out[0]) and np.array_equal(ref[1], out[1])
     print(f"compress {len(held)}: previous {t_ref:.2f} s, now {t_out:.2f} s "

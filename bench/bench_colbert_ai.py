@@ -1,15 +1,16 @@
 """memex's PLAID engine side by side with colbert-ai's reference PLAID, same checkpoint.
 
-    python bench/bench_colbert_ai.py all [--passages 2500 --work DIR]   # or one stage at a time:
-    python bench/bench_colbert_ai.py prepare | index-memex | index-colbert | search
-    python bench/bench_colbert_ai.py search --sweep 4:768:160 4:128:32   # memex settings to time
+    python -m bench.bench_colbert_ai all [--passages 2500 --work DIR]   # or one stage at a time:
+    python -m bench.bench_colbert_ai prepare | index-memex | index-colbert | search
+    python -m bench.bench_colbert_ai search --sweep 4:768:160 4:128:32   # memex settings to time
 
 Stages cache their output under ``--work`` (default ``bench/.cache/peer/``; one folder
 per ``--passages``); ``all`` runs those whose output is missing, then ``search``,
 which times both engines' queries in one run and prints the table with the ratios,
-then memex's ``nprobe:candidates:decompress`` settings against the same oracle. colbert-ai runs in its own venv
+then memex's ``nprobe:candidates:decompress`` settings against the same oracle.
+colbert-ai runs in its own venv
 (``--colbert-python``, default ``/work/peers/colbert-venv/bin/python``; recipe in
-``/work/shared/PEERS.md``) through ``bench/peers/colbert_ai_side.py``, under
+``shared/PEERS.md`` beside the checkout) through ``bench/peers/colbert_ai_side.py``, under
 ``CUDA_VISIBLE_DEVICES=""``, index ``ColBERTConfig(nbits=2)``, ``Searcher`` defaults.
 
 Checkpoint: all-MiniLM-L6-v2 with a 128-d PCA head (``pca_head``), colbert-ai's
@@ -28,7 +29,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -36,29 +36,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent))
-import stdlib_vectors  # noqa: E402
-from bench_plaid import padded_oracle  # noqa: E402
+from bench import stdlib_vectors
+from bench.data import CACHE, stdlib, stdlib_queries
+from bench.metrics import metrics
+from bench.metrics import overlap as id_overlap
+from bench.oracle import top_k
+from indexer.encoder import ColBERTEncoder, EncoderConfig
+from indexer.index.plaid import PlaidIndex
+from indexer.index.plaid import index as plaid_index
 
-from indexer.encoder import ColBERTEncoder, EncoderConfig  # noqa: E402
-from indexer.index.plaid import PlaidIndex  # noqa: E402
-from indexer.index.plaid import index as plaid_index  # noqa: E402
-
-WORK = BENCH / ".cache" / "peer"
-SIDE = BENCH / "peers" / "colbert_ai_side.py"
+WORK = CACHE / "peer"
+SIDE = Path(__file__).resolve().parent / "peers" / "colbert_ai_side.py"
 DIM, NBITS, K = 128, 2, 10
 
 
 def choose_passages(n_passages: int, target_share: float = 0.75, seed: int = 0) -> tuple[list, list]:
     """Whole target files, densest in queries first (to get a few hundred queries into a
     small collection), up to ``target_share`` of the passages; the rest: seeded other files."""
-    queries = [json.loads(line) for line in (stdlib_vectors.SRC / "queries.jsonl").open()]
+    queries = stdlib_queries()
     per_file = Counter(q["path"] for q in queries)
     windows = {path: stdlib_vectors.windows(path) for path in per_file}
     targets = sorted(per_file, key=lambda p: (-per_file[p] / len(windows[p]), p))
-    tree = stdlib_vectors.SRC / "tree"
+    tree = stdlib() / "tree"
     others = sorted(str(p.relative_to(tree)) for p in tree.rglob("*.py") if
                     str(p.relative_to(tree)) not in per_file)
     random.Random(seed).shuffle(others)
@@ -75,7 +74,7 @@ def choose_passages(n_passages: int, target_share: float = 0.75, seed: int = 0) 
     return passages, [q for q in queries if q["path"] in chosen]
 
 
-def stage_prepare(args) -> None:  # noqa: ANN001
+def stage_prepare(args) -> None:
     from indexer.training.checkpoint import export_colbert_ai, save_checkpoint
     from indexer.training.model import pca_head
 
@@ -103,7 +102,7 @@ def stage_prepare(args) -> None:  # noqa: ANN001
           f"{len(queries)} queries; checkpoints in {WORK}")
 
 
-def memex_name(args) -> str:  # noqa: ANN001
+def memex_name(args) -> str:
     return f"memex-index-c{args.centroids}" if args.centroids else "memex-index"
 
 
@@ -112,7 +111,7 @@ def memex_bags() -> list[np.ndarray]:
     return [flat[off[i]:off[i + 1]] for i in range(len(off) - 1)]
 
 
-def stage_index_memex(args) -> None:  # noqa: ANN001
+def stage_index_memex(args) -> None:
     """Encode (once: later builds reuse the vectors and report the first encoding time) and build."""
     if args.centroids:  # the engine has no knob for it: codec.n_centroids_for fixes 2*sqrt(T)
         plaid_index.n_centroids_for = lambda n_tokens: args.centroids
@@ -145,7 +144,7 @@ def run_colbert(mode: str, python: str) -> dict:
     return json.loads((WORK / f"colbert-{mode}.json").read_text())
 
 
-def stage_index_colbert(args) -> None:  # noqa: ANN001
+def stage_index_colbert(args) -> None:
     stats = run_colbert("index", args.colbert_python)
     print(json.dumps({k: v for k, v in stats.items() if k != "files"}))
 
@@ -174,17 +173,14 @@ def memex_search(queries: list[str], name: str) -> dict:
 
 
 def quality(hits: list[list[int]], subset: dict) -> tuple[float, float]:
-    """MRR@10 and R@10: a hit is a passage of the target file overlapping its lines."""
-    rr = []
-    for q, ids in zip(subset["queries"], hits):
-        rank = next((r for r, i in enumerate(ids[:K]) if (p := subset["passages"][i])["path"] == q["path"]
-                     and p["start"] <= q["end_line"] and p["end"] >= q["start_line"]), None)
-        rr.append(0.0 if rank is None else 1.0 / (rank + 1))
-    return float(np.mean(rr)), float(np.mean([r > 0 for r in rr]))
+    """MRR@10 and R@10 of rankings of ``subset["passages"]`` ids (bench/metrics.py)."""
+    m = metrics([[(p["path"], p["start"], p["end"]) for p in (subset["passages"][i] for i in ids)]
+                 for ids in hits], subset["queries"], K)
+    return m[f"MRR@{K}"], m[f"R@{K}"]
 
 
 def overlap(hits: list[list[int]], oracle: list[list[int]]) -> float:
-    return float(np.mean([len(set(a[:K]) & set(b[:K])) / K for a, b in zip(hits, oracle)]))
+    return id_overlap(hits, oracle, K)
 
 
 def vector_gap(memex: dict, subset_texts: list[str]) -> dict:
@@ -201,7 +197,7 @@ def ms(xs: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(xs) * 1000, p))
 
 
-def stage_search(args) -> None:  # noqa: ANN001
+def stage_search(args) -> None:
     torch.set_num_threads(1)
     subset = json.loads((WORK / "subset.json").read_text())
     queries = json.loads((WORK / "queries.json").read_text())
@@ -209,14 +205,15 @@ def stage_search(args) -> None:  # noqa: ANN001
     ci = json.loads((WORK / "colbert-index.json").read_text())
     mem = memex_search(queries, memex_name(args))
     col = run_colbert("search", args.colbert_python)
-    oracle = [[s.passage_id for s in hits] for hits in padded_oracle(memex_bags(), mem["vectors"], K)]
+    oracle = [[s.passage_id for s in hits] for hits in top_k(mem["vectors"], memex_bags(), K)]
     texts = [p["text"] for p in choose_passages(args.passages)[0]]
     gap = vector_gap(mem, texts)
     col_hits = [[pid for pid, _ in h] for h in col["hits"]]
     rows = {"oracle": oracle, "memex": mem["hits"], "colbert-ai": col_hits}
     result = {"n_passages": len(subset["passages"]), "n_queries": len(queries), "vectors": gap,
               "memex_index": mi, "colbert_index": {k: v for k, v in ci.items() if k != "index_path"},
-              "colbert_setup": {"extensions_s": col["extensions_s"], "searcher_load_s": col["searcher_load_s"],
+              "colbert_setup": {"extensions_s": col["extensions_s"],
+                                "searcher_load_s": col["searcher_load_s"],
                                 "threads": col["threads"]}}
     print(f"{result['n_passages']} passages, {mi['n_embeddings']} token vectors (colbert-ai: "
           f"{ci['n_embeddings']}), {len(queries)} queries, dim {DIM}, nbits {NBITS}, 1 thread each")

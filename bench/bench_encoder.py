@@ -10,8 +10,8 @@ exhaustive MaxSim over the subset (hit = a passage of the target file whose
 line span overlaps the target's). int8 runs once per recipe of
 ``encode_onnx.INT8_RECIPES``.
 
-    python bench/bench_encoder.py --queries 100 --seed 0 --json bench/.cache/enc-s0.json
-    python bench/bench_encoder.py --pool bench/.cache/enc-s*.json   # pooled over seeds
+    python -m bench.bench_encoder --queries 100 --seed 0 --json bench/.cache/enc-s0.json
+    python -m bench.bench_encoder --pool bench/.cache/enc-s*.json   # pooled over seeds
 
 ``--pool`` averages per-query reciprocal ranks over all the runs' queries and
 gives a paired bootstrap 95% interval of each runtime's ΔMRR against fp32 and
@@ -24,66 +24,27 @@ import argparse
 import json
 import os
 import random
-import sys
-import tarfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from indexer.encode_guard import spearman  # noqa: E402
-from indexer.encode_onnx import INT8_RECIPES, OnnxBackend, default_threads, int8_recipe  # noqa: E402
-from indexer.encode_runtime import configure  # noqa: E402
-from indexer.encoder import ColBERTEncoder  # noqa: E402
-
-DATA = Path("/work/shared/data/stdlib-codesearch.tar.gz")
-CACHE = Path(__file__).resolve().parent / ".cache" / "stdlib"
-
-
-def load_corpus() -> tuple[Path, list[dict]]:
-    if not (CACHE / "queries.jsonl").exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(DATA) as tar:
-            tar.extractall(CACHE, filter="data")
-    queries = [json.loads(line) for line in (CACHE / "queries.jsonl").read_text().splitlines()]
-    return CACHE / "tree", queries
-
-
-def windows(tree: Path, rel: str, size: int = 30, stride: int = 15) -> list[dict]:
-    """30-line windows of one file: text (path prepended) and 1-based line span."""
-    lines = (tree / rel).read_text(errors="replace").splitlines()
-    out = []
-    for start in range(0, max(1, len(lines) - size + stride), stride):
-        chunk = lines[start : start + size]
-        out.append({"path": rel, "start": start + 1, "end": start + len(chunk),
-                    "text": rel + "\n" + "\n".join(chunk)})
-    return out
-
-
-def query_scores(query_vecs: list[np.ndarray], doc_vecs: list[np.ndarray]) -> np.ndarray:
-    """(n_queries, n_docs) MaxSim scores; all queries' tokens go through one matmul per doc."""
-    stacked = torch.from_numpy(np.concatenate(query_vecs)).float()  # (sum q_tokens, dim)
-    owner = torch.repeat_interleave(torch.tensor([len(q) for q in query_vecs]))  # (sum q_tokens,)
-    cols = []
-    for d in doc_vecs:
-        best = (stacked @ torch.from_numpy(d).float().T).max(dim=1).values  # (sum q_tokens,)
-        cols.append(torch.zeros(len(query_vecs)).index_add_(0, owner, best))
-    return torch.stack(cols, dim=1).numpy()
+from bench.data import stdlib, stdlib_queries, windows
+from bench.metrics import reciprocal_ranks
+from bench.oracle import maxsim_scores
+from indexer.encode_guard import spearman
+from indexer.encode_onnx import INT8_RECIPES, OnnxBackend, default_threads, int8_recipe
+from indexer.encode_runtime import configure
+from indexer.encoder import ColBERTEncoder
 
 
 def mrr_recall(scores: np.ndarray, queries: list[dict], passages: list[dict], k: int = 10):
     """Per-query reciprocal rank and hit@k (numpy arrays, one entry per query)."""
-    rr, hits = [], []
-    for qi, q in enumerate(queries):
-        top = np.argsort(-scores[qi])[:k]
-        ranks = [r for r, pi in enumerate(top) if passages[pi]["path"] == q["path"]
-                 and passages[pi]["start"] <= q["end_line"] and q["start_line"] <= passages[pi]["end"]]
-        rr.append(1.0 / (ranks[0] + 1) if ranks else 0.0)
-        hits.append(bool(ranks))
-    return np.array(rr), np.array(hits, dtype=float)
+    ranked = [[(passages[i]["path"], passages[i]["start"], passages[i]["end"]) for i in np.argsort(-row)[:k]]
+              for row in scores]
+    rr = reciprocal_ranks(ranked, queries, k)
+    return rr, (rr > 0).astype(float)
 
 
 def pool(paths: list[str], rounds: int = 2000) -> None:
@@ -134,9 +95,11 @@ def pool(paths: list[str], rounds: int = 2000) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--queries", type=int, default=100, help="random queries; their target files form the subset")
+    ap.add_argument("--queries", type=int, default=100,
+                    help="random queries; their target files form the subset")
     ap.add_argument("--max-passages", type=int, default=1200,
-                    help="cap: all windows that answer a query + random other windows of those files (0: all)")
+                    help="cap: all windows that answer a query + random other windows of those files "
+                         "(0: all)")
     ap.add_argument("--chunk", type=int, default=256, help="passages per interleaved round")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
@@ -147,7 +110,7 @@ def main() -> None:
         pool(args.pool)
         return
 
-    tree, all_queries = load_corpus()
+    tree, all_queries = stdlib() / "tree", stdlib_queries()
     queries = random.Random(args.seed).sample(all_queries, args.queries)
     files = sorted({q["path"] for q in queries})
     passages = [w for rel in files for w in windows(tree, rel)]
@@ -228,7 +191,8 @@ def main() -> None:
               f"| {best_torch / wall[r]:.2f}× "
               f"| {100 * (1 - embed_time[r] / wall[r]):.1f}% |")
 
-    print("\n| runtime | precision | MRR@10 | Recall@10 | ΔMRR vs fp32 | cosine mean | cosine p5 | top-1 agree | Spearman | top-10 overlap |")
+    print("\n| runtime | precision | MRR@10 | Recall@10 | ΔMRR vs fp32 | cosine mean | cosine p5 "
+          "| top-1 agree | Spearman | top-10 overlap |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     qtexts = [q.get("query") or q["text"] for q in queries]
     ref_scores = None
@@ -241,7 +205,7 @@ def main() -> None:
         encoder.backend = query_backend
         qv = encoder.encode_queries(qtexts)
         dv = [v.astype(np.float32) for v in vectors[r]]
-        scores = query_scores(qv, dv)
+        scores = maxsim_scores(qv, dv)
         rr, hit = mrr_recall(scores, queries, passages)
         mrr, rec = float(rr.mean()), float(hit.mean())
         if ref_scores is None:

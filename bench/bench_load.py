@@ -1,14 +1,21 @@
-"""Load test from a second process on loopback: searches at rising concurrency while syncs run.
+"""Load test from a second process on loopback: requests at rising concurrency while syncs run.
 
-    python bench/bench_load.py [--files 12] [--levels 1,2,4,8,16] [--seconds 15] [--max-requests 400]
+    python -m bench.bench_load [--files 12] [--levels 1,2,4,8,16] [--seconds 15]
+                               [--max-requests 400] [--mix search=8,neighbors=1,chat=1]
 
 The server (``memex serve``, one worker, no keys, rate limit off) indexes a
-subset of CPython's stdlib (``/work/shared/data/stdlib-codesearch.tar.gz``);
+subset of CPython's stdlib (``shared/data/stdlib-codesearch.tar.gz``);
 this process then sends real code-search queries at each concurrency level for
 ``--seconds`` (or ``--max-requests``) while a background loop keeps a second
 corpus syncing (it edits files and starts a sync job whenever the last one
 ends). Prints throughput, p50/p99 latency and errors per level, and the ratio of
 each level's throughput and p50 to concurrency 1 measured in the same run.
+
+``--mix`` weighs the request kinds each client picks from: ``search`` (k=10),
+``neighbors`` (RETRO neighbours of the query text, k=2, on the corpus's chunk
+DB) and ``chat`` (the bundled SmolLM2, ``max_tokens`` 8, a short question): each
+waits at its own compute gate. Latencies are reported per kind; ``--mix search``
+is the search-only run of earlier results.
 """
 
 from __future__ import annotations
@@ -30,15 +37,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from service.client import APIError, AsyncClient, Client  # noqa: E402
-
-DATA = Path("/work/shared/data/stdlib-codesearch.tar.gz")
+from bench.data import stdlib_archive
+from service.client import APIError, AsyncClient, Client, raise_for_problem
 
 
 def extract(tmp: Path, n_files: int) -> tuple[Path, list[str]]:
     """The first ``n_files`` target files of the queries, and those files' queries."""
-    with tarfile.open(DATA) as tar:
+    with tarfile.open(stdlib_archive()) as tar:
         members = {m.name: m for m in tar.getmembers()}
         qname = next(n for n in members if n.endswith("queries.jsonl"))
         queries = [json.loads(x) for x in tar.extractfile(members[qname]).read().splitlines()]
@@ -59,10 +64,10 @@ def extract(tmp: Path, n_files: int) -> tuple[Path, list[str]]:
     return root, [q["text"] for q in queries if q["path"] in wanted]
 
 
-def start_server(home: Path, roots: Path, port: int) -> subprocess.Popen:
+def start_server(home: Path, roots: Path, port: int, **settings: str) -> subprocess.Popen:
     env = {"MEMEX_MODEL_CACHE": str(Path.home() / ".memex" / "models"),  # ONNX export reused
            **os.environ, "MEMEX_HOME": str(home), "MEMEX_ALLOWED_ROOTS": str(roots),
-           "MEMEX_RATE_LIMIT_PER_MINUTE": "0", "MEMEX_LOG_LEVEL": "WARNING"}
+           "MEMEX_RATE_LIMIT_PER_MINUTE": "0", "MEMEX_LOG_LEVEL": "WARNING", **settings}
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
                             env=env)
     for _ in range(600):
@@ -96,9 +101,22 @@ class Syncer(threading.Thread):
                 self.failures += done["status"] != "succeeded"
 
 
+async def request(c: AsyncClient, kind: str, query: str) -> None:
+    if kind == "search":
+        await c.search("lib", query, k=10)
+    elif kind == "neighbors":
+        raise_for_problem(await c.http.post("/v1/corpora/lib/neighbors",
+                                            json={"text": query, "k": 2}))
+    else:
+        raise_for_problem(await c.http.post("/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": f"In one line: {query}?"}],
+            "max_tokens": 8}))
+
+
 async def level(url: str, queries: list[str], concurrency: int, seconds: float,
-                max_requests: int) -> dict:
+                max_requests: int, mix: dict[str, int]) -> dict:
     latencies: list[float] = []
+    by_kind: dict[str, list[float]] = {k: [] for k in mix}
     errors: dict[str, int] = {}
     deadline = time.perf_counter() + seconds
     sent = 0
@@ -110,10 +128,12 @@ async def level(url: str, queries: list[str], concurrency: int, seconds: float,
             rng = random.Random(seed)
             while time.perf_counter() < deadline and sent < max_requests:
                 sent += 1
+                kind = rng.choices(list(mix), weights=list(mix.values()))[0]
                 t0 = time.perf_counter()
                 try:
-                    await c.search("lib", rng.choice(queries), k=10)
+                    await request(c, kind, rng.choice(queries))
                     latencies.append(time.perf_counter() - t0)
+                    by_kind[kind].append(time.perf_counter() - t0)
                 except (APIError, httpx.HTTPError) as exc:
                     key = getattr(exc, "code", type(exc).__name__)
                     errors[key] = errors.get(key, 0) + 1
@@ -121,11 +141,13 @@ async def level(url: str, queries: list[str], concurrency: int, seconds: float,
         t0 = time.perf_counter()
         await asyncio.gather(*[worker(concurrency * 1000 + i) for i in range(concurrency)])
         wall = time.perf_counter() - t0
-    lat = np.array(latencies) * 1000
+    def pct(values: list[float], q: float) -> float:
+        return float(np.percentile(np.array(values) * 1000, q)) if values else float("nan")
+
     return {"concurrency": concurrency, "ok": len(latencies), "errors": errors,
             "throughput": len(latencies) / wall,
-            "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
-            "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan")}
+            "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99),
+            "kinds": {k: (len(v), pct(v, 50), pct(v, 99)) for k, v in by_kind.items()}}
 
 
 def main() -> int:
@@ -134,7 +156,10 @@ def main() -> int:
     ap.add_argument("--levels", default="1,2,4,8,16")
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--max-requests", type=int, default=400)
+    ap.add_argument("--mix", default="search=8,neighbors=1,chat=1")
     args = ap.parse_args()
+    mix = {k: int(w) for k, _, w in (p.partition("=") for p in args.mix.split(","))} \
+        if "=" in args.mix else {args.mix: 1}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         lib, queries = extract(tmp / "roots", args.files)
@@ -155,16 +180,28 @@ def main() -> int:
                 print(f"indexed lib: {result['passages_added']} passages from {args.files} files "
                       f"in {time.perf_counter() - t0:.0f}s; {len(queries)} queries")
                 c.wait_for_job(c.create_corpus("bg", directory=str(bg))["job_id"], timeout=600)
+                if "neighbors" in mix:
+                    job = raise_for_problem(c.http.post("/v1/corpora/lib/chunkdb"))["id"]
+                    assert c.wait_for_job(job, timeout=1800)["status"] == "succeeded"
+
+                async def warm_up() -> None:  # model loads stay out of the measurements
+                    async with AsyncClient(url, timeout=600) as a:
+                        for kind in mix:
+                            await request(a, kind, queries[0])
+
+                asyncio.run(warm_up())
             syncer = Syncer(url, bg)
             syncer.start()
             rows = []
             for conc in (int(x) for x in args.levels.split(",")):
                 rows.append(asyncio.run(level(url, queries, conc, args.seconds,
-                                              args.max_requests)))
+                                              args.max_requests, mix)))
                 r = rows[-1]
+                kinds = "  ".join(f"{k} {n} p50 {p50:.0f} p99 {p99:.0f}"
+                                  for k, (n, p50, p99) in r["kinds"].items())
                 print(f"c={conc:>3}  {r['throughput']:6.2f} req/s  p50 {r['p50_ms']:7.1f} ms  "
-                      f"p99 {r['p99_ms']:7.1f} ms  ok {r['ok']}  errors {r['errors'] or 0}",
-                      flush=True)
+                      f"p99 {r['p99_ms']:7.1f} ms  ok {r['ok']}  errors {r['errors'] or 0}  "
+                      f"[{kinds}]", flush=True)
             syncer.stop.set()
             syncer.join(600)
         finally:
@@ -178,6 +215,12 @@ def main() -> int:
               f"{r['throughput'] / base['throughput']:.2f} | {r['p50_ms']:.0f} | "
               f"{r['p99_ms']:.0f} | {r['p50_ms'] / base['p50_ms']:.2f} | {r['ok']} | "
               f"{sum(r['errors'].values())} |")
+    if len(mix) > 1:
+        print("\n| concurrency | " + " | ".join(f"{k} n / p50 / p99 ms" for k in mix) + " |")
+        print("|---|" + "---|" * len(mix))
+        for r in rows:
+            print(f"| {r['concurrency']} | " + " | ".join(
+                f"{n} / {p50:.0f} / {p99:.0f}" for n, p50, p99 in r["kinds"].values()) + " |")
     print(f"\nbackground syncs completed during the run: {syncer.syncs}, failed: {syncer.failures}")
     total_errors = sum(sum(r["errors"].values()) for r in rows) + syncer.failures
     return 1 if total_errors else 0

@@ -1,8 +1,8 @@
 """PLAID engine benchmarks: quality and latency on stdlib, incremental cost, synthetic scaling.
 
-    python bench/bench_plaid.py stdlib [--dim 128]   # needs bench/stdlib_vectors.py's cache
-    python bench/bench_plaid.py incremental [--dim 128]
-    python bench/bench_plaid.py synthetic --sizes 10000 100000 1000000
+    python -m bench.bench_plaid stdlib [--dim 128]   # needs bench/stdlib_vectors.py's cache
+    python -m bench.bench_plaid incremental [--dim 128]
+    python -m bench.bench_plaid synthetic --sizes 10000 100000 1000000
 
 Baselines measured in the same run: ``ExactIndex`` (float16, exhaustive MaxSim) for
 quality and latency on stdlib; the engine's own exhaustive scan over decompressed
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,12 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent))
-import stdlib_vectors  # noqa: E402
-
-from indexer.index.exact import ExactIndex  # noqa: E402
-from indexer.index.plaid import NoMerge, PlaidIndex  # noqa: E402
+from bench import stdlib_vectors
+from bench.data import CACHE
+from bench.metrics import metrics
+from bench.metrics import overlap as id_overlap
+from bench.oracle import top_k
+from indexer.index.base import ScoredPassage
+from indexer.index.exact import ExactIndex
+from indexer.index.plaid import NoMerge, PlaidIndex
 
 NONE = np.empty(0, dtype=np.int64)
 
@@ -68,41 +69,15 @@ def project(data: dict, dim: int) -> dict:
 
 
 def quality(hits, data) -> tuple[float, float]:
-    """MRR@10 and Recall@10: a hit is a passage of the target file overlapping its lines."""
-    rr, rec = [], []
-    for q, h in zip(data["queries"], hits):
-        rank = next((i for i, s in enumerate(h[:10]) if (p := data["passages"][s.passage_id])["path"] == q["path"]
-                     and p["start"] <= q["end_line"] and p["end"] >= q["start_line"]), None)
-        rr.append(0.0 if rank is None else 1.0 / (rank + 1))
-        rec.append(rank is not None)
-    return float(np.mean(rr)), float(np.mean(rec))
+    """MRR@10 and Recall@10 of rankings of ``data["passages"]`` ids (bench/metrics.py)."""
+    m = metrics([[(p["path"], p["start"], p["end"]) for p in (data["passages"][s.passage_id] for s in h)]
+                 for h in hits], data["queries"])
+    return m["MRR@10"], m["R@10"]
 
 
 def overlap(a, b) -> float:
-    return float(np.mean([len({x.passage_id for x in u} & {x.passage_id for x in v}) / max(len(v), 1)
-                          for u, v in zip(a, b)]))
-
-
-def padded_oracle(bags: list[np.ndarray], queries: list[np.ndarray], k: int = 10) -> list:
-    """Exhaustive MaxSim top ``k`` of every query against ``bags`` (float32 math).
-
-    Bags are padded to one [n, max_len, dim] tensor so the per-passage max is a dense
-    reduction; ExactIndex gives the same ranking but too slowly for 331 queries here.
-    """
-    from indexer.index.base import ScoredPassage
-
-    n, L, dim = len(bags), max(len(b) for b in bags), bags[0].shape[1]
-    d = torch.zeros(n, L, dim)
-    pad = torch.zeros(n, L, 1)
-    for i, b in enumerate(bags):
-        d[i, : len(b)] = torch.from_numpy(b)
-        pad[i, len(b):] = float("-inf")
-    out = []
-    for q in queries:
-        sim = d @ torch.from_numpy(q).T + pad  # [n, L, nq]
-        top = sim.amax(1).sum(1).topk(k)
-        out.append([ScoredPassage(int(i), float(v)) for v, i in zip(top.values, top.indices)])
-    return out
+    """Top-10 overlap of two rankings of ``ScoredPassage`` (``b`` the reference)."""
+    return id_overlap([[s.passage_id for s in h] for h in a], [[s.passage_id for s in h] for h in b])
 
 
 def decompressed_bags(index: PlaidIndex) -> list[np.ndarray]:
@@ -119,8 +94,9 @@ def cmd_stdlib(args) -> None:
     data = project(stdlib_vectors.load(), args.dim)
     ids = np.arange(len(data["doc"]), dtype=np.int64)
     n_tok = sum(len(b) for b in data["doc"])
-    print(f"stdlib subset: {len(ids)} passages, {n_tok} token vectors, {len(data['queries'])} queries, dim {args.dim}")
-    root = Path(tempfile.mkdtemp(dir=Path(__file__).parent / ".cache"))
+    print(f"stdlib subset: {len(ids)} passages, {n_tok} token vectors, {len(data['queries'])} queries, "
+          f"dim {args.dim}")
+    root = Path(tempfile.mkdtemp(dir=CACHE))
     t = time.perf_counter()
     exact = ExactIndex.create(root / "exact", args.dim)
     exact.commit(ids, data["doc"], NONE)
@@ -132,31 +108,36 @@ def cmd_stdlib(args) -> None:
     seg = next((root / "plaid" / "segments").iterdir())
     cr = (seg / "codes.npy").stat().st_size + (seg / "residuals.npy").stat().st_size
     print(f"build: exact {t_exact:.1f}s, plaid {t_plaid:.1f}s ({t_plaid / t_exact:.1f}x)")
-    print(f"bytes/token vector: plaid codes+residuals {cr / n_tok:.1f}, plaid all files {plaid.nbytes() / n_tok:.1f}, "
+    print(f"bytes/token vector: plaid codes+residuals {cr / n_tok:.1f}, "
+          f"plaid all files {plaid.nbytes() / n_tok:.1f}, "
           f"exact fp16 {exact.nbytes() / n_tok:.1f} (ratio {plaid.nbytes() / exact.nbytes():.3f})")
     qs = data["query"]
     torch.set_num_threads(2)
-    ex_hits = padded_oracle([b.astype(np.float16).astype(np.float32) for b in data["doc"]], qs)
+    ex_hits = top_k(qs, [b.astype(np.float16).astype(np.float32) for b in data["doc"]])
     _, ex_lat = timed_search(exact, qs[: args.exact_latency_queries])  # slow: a sample times it
-    oracle_hits = padded_oracle(decompressed_bags(plaid), qs)
+    oracle_hits = top_k(qs, decompressed_bags(plaid))
     torch.set_num_threads(args.threads)
     mrr_ex, rec_ex = quality(ex_hits, data)
     mrr_or, rec_or = quality(oracle_hits, data)
-    print(f"exact fp16: MRR@10 {mrr_ex:.4f} R@10 {rec_ex:.3f}; latency p50 {pct(ex_lat, 50):.1f} ms p95 {pct(ex_lat, 95):.1f} ms")
-    print(f"plaid exhaustive (decompressed): MRR@10 {mrr_or:.4f} R@10 {rec_or:.3f}; top-10 overlap with exact {overlap(oracle_hits, ex_hits):.4f}")
+    print(f"exact fp16: MRR@10 {mrr_ex:.4f} R@10 {rec_ex:.3f}; "
+          f"latency p50 {pct(ex_lat, 50):.1f} ms p95 {pct(ex_lat, 95):.1f} ms")
+    print(f"plaid exhaustive (decompressed): MRR@10 {mrr_or:.4f} R@10 {rec_or:.3f}; "
+          f"top-10 overlap with exact {overlap(oracle_hits, ex_hits):.4f}")
     print("sweep: nprobe candidates | overlap@10 vs exact, vs decompressed-exhaustive | MRR@10 | p50 p95 ms")
     for nprobe in args.nprobe:
         for cand in args.candidates:
             timed_search(plaid, qs[:20], nprobe=nprobe, candidates=cand)  # warm
             hits, lat = timed_search(plaid, qs, nprobe=nprobe, candidates=cand)
             mrr, _ = quality(hits, data)
-            print(f"  {nprobe:3d} {cand:5d} | {overlap(hits, ex_hits):.4f} {overlap(hits, oracle_hits):.4f} | "
+            print(f"  {nprobe:3d} {cand:5d} | "
+                  f"{overlap(hits, ex_hits):.4f} {overlap(hits, oracle_hits):.4f} | "
                   f"{mrr:.4f} | {pct(lat, 50):.2f} {pct(lat, 95):.2f}")
     hits, lat = timed_search(plaid, qs)
     mrr, rec = quality(hits, data)
     p = plaid.params
-    print(f"DEFAULT nprobe={p.nprobe} candidates={p.candidates}: overlap vs exact {overlap(hits, ex_hits):.4f}, "
-          f"vs decompressed {overlap(hits, oracle_hits):.4f}; MRR@10 {mrr:.4f} ({(mrr / mrr_ex - 1) * 100:+.2f}% vs exact) "
+    print(f"DEFAULT nprobe={p.nprobe} candidates={p.candidates}: "
+          f"overlap vs exact {overlap(hits, ex_hits):.4f}, vs decompressed {overlap(hits, oracle_hits):.4f}; "
+          f"MRR@10 {mrr:.4f} ({(mrr / mrr_ex - 1) * 100:+.2f}% vs exact) "
           f"R@10 {rec:.3f}; search p50 {pct(lat, 50):.2f} ms p95 {pct(lat, 95):.2f} ms "
           f"({pct(ex_lat, 50) / pct(lat, 50):.0f}x faster than exact)")
     if args.encode:
@@ -173,7 +154,8 @@ def cmd_stdlib(args) -> None:
                 v = qs[0][: len(v)]  # projected space: time the search on a cached query of the same length
             plaid.search([v], 10)
             tot.append(time.perf_counter() - t)
-        print(f"query encoding + search (lead's ColBERTEncoder, 1 query at a time): p50 {pct(tot, 50):.1f} ms "
+        print("query encoding + search (lead's ColBERTEncoder, 1 query at a time): "
+              f"p50 {pct(tot, 50):.1f} ms "
               f"p95 {pct(tot, 95):.1f} ms")
     shutil.rmtree(root)
 
@@ -182,7 +164,7 @@ def cmd_incremental(args) -> None:
     data = project(stdlib_vectors.load(), args.dim)
     ids = np.arange(len(data["doc"]), dtype=np.int64)
     qs = data["query"]
-    root = Path(tempfile.mkdtemp(dir=Path(__file__).parent / ".cache"))
+    root = Path(tempfile.mkdtemp(dir=CACHE))
     t = time.perf_counter()
     fresh = PlaidIndex.create(root / "fresh", args.dim)
     fresh.commit(ids, data["doc"], NONE)
@@ -197,7 +179,8 @@ def cmd_incremental(args) -> None:
         t = time.perf_counter()
         fresh.commit(chunk, [data["doc"][i] for i in chunk], NONE)  # re-sync of one changed file
         dt = time.perf_counter() - t
-        print(f"re-sync {f} ({len(chunk)} passages): {dt * 1000:.0f} ms = {dt / t_full * 100:.2f}% of the full build "
+        print(f"re-sync {f} ({len(chunk)} passages): {dt * 1000:.0f} ms = "
+              f"{dt / t_full * 100:.2f}% of the full build "
               f"for {len(chunk) / len(ids) * 100:.2f}% of passages")
     # many small syncs (one per file, codec reused) and a merge == a fresh build with that codec
     ref = PlaidIndex.create(root / "ref", args.dim, codec_from=root / "fresh")
@@ -215,7 +198,11 @@ def cmd_incremental(args) -> None:
     t_merge = time.perf_counter() - t
     after, _ = timed_search(inc, qs)
     want, _ = timed_search(ref, qs)
-    same = np.mean([[(h.passage_id, round(h.score, 5)) for h in a] == [(h.passage_id, round(h.score, 5)) for h in b]
+
+    def rounded(hits: list[ScoredPassage]) -> list[tuple[int, float]]:
+        return [(h.passage_id, round(h.score, 5)) for h in hits]
+
+    same = np.mean([rounded(a) == rounded(b)
                     for a, b in zip(after, want)])
     print(f"50 small syncs: {t_inc:.1f}s; merge of 50 segments: {t_merge:.1f}s (no re-encoding); "
           f"top-10 identical (ids and scores) to a fresh build for {same * 100:.1f}% of queries; "
@@ -247,7 +234,7 @@ def cmd_synthetic(args) -> None:
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((4096, dim)).astype(np.float32)
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-    root = Path(tempfile.mkdtemp(dir=Path(__file__).parent / ".cache"))
+    root = Path(tempfile.mkdtemp(dir=CACHE))
     print("passages tokens | build s | centroids | index MB | RSS open->searched MB | p50 p95 ms | "
           "exhaustive p50 ms | ratio")
     for size in args.sizes:
@@ -277,7 +264,8 @@ def cmd_synthetic(args) -> None:
         rss1 = rss_mb()
         _, ex_lat = timed_search(index, qs[:2], exhaustive=True)
         n_cent = len(next(iter(index._snap.codecs.values())).centroids)
-        print(f"{size:9d} {size * tokens:10d} | {t_build:7.1f} | {n_cent:5d} | {index.nbytes() / 2**20:8.1f} | "
+        print(f"{size:9d} {size * tokens:10d} | {t_build:7.1f} | {n_cent:5d} | "
+              f"{index.nbytes() / 2**20:8.1f} | "
               f"{rss0:5.0f} -> {rss1:5.0f} | {pct(lat, 50):.2f} {pct(lat, 95):.2f} | {pct(ex_lat, 50):.0f} | "
               f"{pct(ex_lat, 50) / pct(lat, 50):.0f}x", flush=True)
         del index

@@ -1,13 +1,13 @@
 """Trained retriever vs every untrained option, side by side, on the stdlib set.
 
     # after a --from-home run: calibrate hybrid on fresh LM queries and evaluate it
-    python bench/bench_retriever.py --recalibrate 64
+    python -m bench.bench_retriever --recalibrate 64
 
     # the whole corpus, from homes eval_stdlib.py indexed (copied, never changed):
-    python bench/bench_retriever.py --from-home bench/.cache/home-plaid \
+    python -m bench.bench_retriever --from-home bench/.cache/home-plaid \
         --oracle-home bench/.cache/home-auto --lm 200 --mined 2000
     # or a subset: target files of the queries, in a seeded order, until --lines lines
-    python bench/bench_retriever.py --lines 9000 --lm 24 --mined 500
+    python -m bench.bench_retriever --lines 9000 --lm 24 --mined 500
 
 Reports R@10 / MRR@10 / nDCG@10 for BM25, single-vector (mean of the exact
 index's stored token vectors), the untrained ColBERT default (raw 384-d MiniLM
@@ -23,19 +23,23 @@ import argparse
 import json
 import random
 import shutil
-import sys
 import time
 from pathlib import Path
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.eval_stdlib import extract, metrics, single_vector  # noqa: E402
-from indexer.bm25 import DEFAULT_BM25_WEIGHT  # noqa: E402
-from indexer.corpus import Corpora  # noqa: E402
-from indexer.reindex import reindex  # noqa: E402
-from indexer.posttrain import (PostTrainConfig, QueryWriter, split_path,  # noqa: E402
-                               calibrate_fusion, mined_queries, post_train)
+from bench.data import stdlib
+from bench.eval_stdlib import single_vector
+from bench.metrics import metrics
+from indexer.bm25 import DEFAULT_BM25_WEIGHT
+from indexer.corpus import Corpora
+from indexer.posttrain import (
+    PostTrainConfig,
+    QueryWriter,
+    calibrate_fusion,
+    mined_queries,
+    post_train,
+    split_path,
+)
+from indexer.reindex import reindex
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "retriever"
 
@@ -95,7 +99,7 @@ def main() -> None:
                     "--from-home run with N-bit PLAID and evaluate it")
     args = ap.parse_args()
 
-    root = extract()
+    root = stdlib()
     if args.trained_nbits:
         rebuild_at(args, root)
         return

@@ -7,8 +7,8 @@ Two parts, each measured against exact search in the same run:
 - ``stdlib``: the real pipeline (SmolLM2 tokenizer, MiniLM keys) on a subset of
   CPython's stdlib; 2,048-token requests from files outside the DB.
 
-    python bench/bench_retro.py synthetic --chunks 1000000
-    python bench/bench_retro.py stdlib --max-chunks 3000
+    python -m bench.bench_retro synthetic --chunks 1000000
+    python -m bench.bench_retro stdlib --max-chunks 3000
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tarfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench import data
+from bench.data import CACHE
 from indexer.retro import ChunkDB, ChunkDBConfig, keyindex
 
-CACHE = Path(__file__).parent / ".cache"
 K = 2
 
 
@@ -96,12 +96,7 @@ def synthetic(args) -> None:
 
 
 def stdlib_files() -> list[Path]:
-    root = CACHE / "stdlib"
-    if not (root / "tree").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(Path("/work/shared/data/stdlib-codesearch.tar.gz")) as tar:
-            tar.extractall(root, filter="data")
-    tree = next(root.rglob("tree"))
+    tree = data.stdlib() / "tree"
     return sorted(p for p in tree.rglob("*.py") if p.is_file())
 
 

@@ -1,6 +1,6 @@
 """Build a PLAID index from the stored vectors of an exact-engine memex home (no re-encoding).
 
-    python bench/build_from_vectors.py --from-home bench/.cache/home-auto \
+    python -m bench.build_from_vectors --from-home bench/.cache/home-auto \
         --home bench/.cache/home-p2 [--nbits 2] [--passages 3000] [--profile]
 
 The new home gets a copy of the source home's SQLite database (same passage ids)

@@ -1,7 +1,7 @@
 """Quality and speed of memex search on the stdlib code-search set, next to its baselines.
 
     memex index bench/.cache/stdlib/tree --name stdlib      # with MEMEX_HOME=bench/.cache/home-plaid
-    python bench/eval_stdlib.py --home bench/.cache/home-plaid \
+    python -m bench.eval_stdlib --home bench/.cache/home-plaid \
         [--oracle-home bench/.cache/home-exact --oracle-queries 100]
 
 Every query goes through the library call the CLI and the server use
@@ -19,36 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import tarfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.data import passage_spans, stdlib_queries
+from bench.metrics import metrics, overlap
 from indexer.corpus import Corpora
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "stdlib-codesearch.tar.gz"
-CACHE = Path(__file__).resolve().parent / ".cache" / "stdlib"
-
-
-def extract() -> Path:
-    if not (CACHE / "tree").exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(DATA) as tar:
-            tar.extractall(CACHE, filter="data")
-    return CACHE
-
-
-def metrics(ranked: list[list[tuple]], queries: list[dict]) -> dict:
-    """Recall@10, MRR@10, nDCG@10 (one relevant target per query)."""
-    recall = mrr = ndcg = 0.0
-    for hits, q in zip(ranked, queries):
-        for rank, (path, start, end) in enumerate(hits[:10], 1):
-            if path == q["path"] and start <= q["end_line"] and end >= q["start_line"]:
-                recall, mrr, ndcg = recall + 1, mrr + 1 / rank, ndcg + 1 / np.log2(rank + 1)
-                break
-    n = len(queries)
-    return {"R@10": recall / n, "MRR@10": mrr / n, "nDCG@10": ndcg / n}
 
 
 def pct(seconds: list[float]) -> str:
@@ -86,7 +64,7 @@ def engine_latency(corpora: Corpora, name: str, queries: list[dict]) -> tuple[li
 def single_vector(oracle: Corpora, name: str, queries: list[dict]) -> list[list[tuple]]:
     """Mean-pooled stored token vectors of the exact index, cosine-ranked."""
     index = oracle.index(name)
-    spans = _spans(oracle)
+    spans = passage_spans(oracle)
     ids, means = [], []
     for seg in index.segments:
         for i, pid in enumerate(seg.ids):
@@ -104,18 +82,6 @@ def single_vector(oracle: Corpora, name: str, queries: list[dict]) -> list[list[
     return out
 
 
-def _spans(corpora: Corpora) -> dict[int, tuple]:
-    """passage id -> (path, start_line, end_line)."""
-    from sqlalchemy import select
-
-    from indexer.store import Document, Passage
-
-    with corpora.sessions() as s:
-        rows = s.execute(select(Passage.id, Document.path, Passage.start_line, Passage.end_line)
-                         .join(Document, Passage.document_id == Document.id)).all()
-    return {r[0]: tuple(r[1:]) for r in rows}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", type=Path, required=True)
@@ -130,7 +96,7 @@ def main() -> None:
     args = ap.parse_args()
     modes = tuple(dict.fromkeys(["colbert", *args.modes.split(",")]))
 
-    queries = [json.loads(line) for line in open(extract() / "queries.jsonl")][: args.queries]
+    queries = stdlib_queries()[: args.queries]
     corpora = Corpora(args.home)
     info = corpora.info(args.corpus)
     engine = type(corpora.index(args.corpus)).__name__
@@ -172,10 +138,9 @@ def main() -> None:
                 exact_ranked.append([(h.path, h.start_line, h.end_line) for h in hits])
             if args.oracle_cache:
                 args.oracle_cache.write_text(json.dumps({"ranked": exact_ranked, "seconds": t_exact}))
-        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in
-                           zip(ranked["colbert"][: len(sub)], exact_ranked)])
+        agree = overlap(ranked["colbert"][: len(sub)], exact_ranked)
         mine, exact = metrics(ranked["colbert"][: len(sub)], sub), metrics(exact_ranked, sub)
-        print(f"\nvs exact oracle on {len(sub)} queries: top-10 overlap {overlap:.3f}; "
+        print(f"\nvs exact oracle on {len(sub)} queries: top-10 overlap {agree:.3f}; "
               f"MRR@10 {mine['MRR@10']:.3f} vs exact {exact['MRR@10']:.3f} "
               f"({(mine['MRR@10'] / exact['MRR@10'] - 1) * 100:+.1f}%); "
               f"exact latency {pct(t_exact)}; index size ratio "

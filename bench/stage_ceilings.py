@@ -1,7 +1,7 @@
 """Where the PLAID query path loses agreement with the exhaustive oracle, stage by stage.
 
-    cd bench && python stage_ceilings.py --home .cache/home-plaid \
-        --exhaustive-cache .cache/exhaustive200-norms.json [--nprobe 2 4 8 16]
+    python -m bench.stage_ceilings --home bench/.cache/home-plaid \
+        --exhaustive-cache bench/.cache/exhaustive200-norms.json [--nprobe 2 4 8 16]
 
 A passage scored exactly gets the oracle's score, so agreement can only be lost by
 the stages that drop passages. For each stage this prints the share of the oracle's
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eval_stdlib import _spans, extract
+from bench.data import passage_spans, stdlib_queries
 from indexer.corpus import Corpora
 from indexer.index.plaid.search import centroid_scores, probed_passages, query_tables
 
@@ -50,9 +50,9 @@ def main() -> None:
     args = ap.parse_args()
 
     oracle = json.loads(args.exhaustive_cache.read_text())["ranked"]
-    queries = [json.loads(line) for line in open(extract() / "queries.jsonl")]
+    queries = stdlib_queries()
     corpora = Corpora(args.home)
-    index, spans = corpora.index(args.corpus), _spans(corpora)
+    index, spans = corpora.index(args.corpus), passage_spans(corpora)
     vectors = corpora.encoder.encode_queries([q["text"] for q in queries])[: len(oracle)]
     snap = index._snap
     seg, codec, ok = snap.segments[0], snap.codecs[snap.segments[0].codec], ~snap.dead[0]

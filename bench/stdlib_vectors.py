@@ -9,7 +9,7 @@ the README's reference rows. Cache layout under ``bench/.cache/stdlib-vecs/``:
 ``passages.jsonl`` (id, path, start, end), ``doc.f16`` [n_tokens, 384],
 ``doc_offsets.npy`` [n + 1], ``queries.jsonl``, ``query.f16``, ``query_offsets.npy``.
 
-    python bench/stdlib_vectors.py --passages 6000
+    python -m bench.stdlib_vectors --passages 6000
 """
 
 from __future__ import annotations
@@ -18,35 +18,27 @@ import argparse
 import json
 import random
 import time
-from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).parent / ".cache"
-OUT = DATA / "stdlib-vecs"
-SRC = DATA / "stdlib"  # the data set's tree/ and queries.jsonl, as eval_stdlib.extract() unpacks it
-WINDOW, STRIDE = 30, 15
+from bench import data
+from bench.data import CACHE, stdlib, stdlib_queries
+
+OUT = CACHE / "stdlib-vecs"
 
 
 def windows(path: str) -> list[dict]:
-    """30-line windows with stride 15 of one file; line numbers are 1-based, inclusive."""
-    lines = (SRC / "tree" / path).read_text(errors="replace").splitlines()
-    out = []
-    for start in range(0, max(len(lines), 1), STRIDE):
-        chunk = lines[start : start + WINDOW]
-        out.append({"path": path, "start": start + 1, "end": start + len(chunk),
-                    "text": path + "\n" + "\n".join(chunk)})
-        if start + WINDOW >= len(lines):
-            break
-    return out
+    """The data README's windows of one file of the stdlib tree."""
+    return data.windows(stdlib() / "tree", path)
 
 
 def choose_subset(n_passages: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
     """Target files of sampled queries (~75% of passages) plus other files."""
     rng = random.Random(seed)
-    queries = [json.loads(l) for l in (SRC / "queries.jsonl").open()]
+    queries = stdlib_queries()
     targets = sorted({q["path"] for q in queries})
-    others = sorted(str(p.relative_to(SRC / "tree")) for p in (SRC / "tree").rglob("*.py"))
+    tree = stdlib() / "tree"
+    others = sorted(str(p.relative_to(tree)) for p in tree.rglob("*.py"))
     others = [p for p in others if p not in set(targets)]
     rng.shuffle(targets)
     rng.shuffle(others)
@@ -102,8 +94,8 @@ def load() -> dict:
         off = np.load(OUT / f"{name}_offsets.npy")
         return [flat[off[i] : off[i + 1]].astype(np.float32) for i in range(len(off) - 1)]
 
-    passages = [json.loads(l) for l in (OUT / "passages.jsonl").open()]
-    queries = [json.loads(l) for l in (OUT / "queries.jsonl").open()]
+    passages = [json.loads(line) for line in (OUT / "passages.jsonl").open()]
+    queries = [json.loads(line) for line in (OUT / "queries.jsonl").open()]
     return {"passages": passages, "queries": queries, "doc": bags("doc"), "query": bags("query")}
 
 

@@ -1,6 +1,6 @@
 """Search-parameter sweep of a PLAID index on the stdlib code-search set.
 
-    python bench/sweep_stdlib.py --home bench/.cache/home-base \
+    python -m bench.sweep_stdlib --home bench/.cache/home-base \
         --oracle-cache bench/.cache/oracle100.json --configs 4:128:128 4:128:32
 
 Each config is ``nprobe:candidates:decompress``; the first is the baseline the others
@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eval_stdlib import _spans, extract, metrics
+from bench.data import passage_spans, stdlib_queries
+from bench.metrics import metrics, overlap
 from indexer.corpus import Corpora
 from indexer.index.plaid.codec import decompress
 from indexer.index.plaid.search import dot_t, gather_ranges
@@ -41,22 +42,24 @@ def main() -> None:
     ap.add_argument("--oracle-cache", type=Path)
     ap.add_argument("--configs", nargs="+", default=["4:128:128"])
     ap.add_argument("--exhaustive", type=int, default=0, help="queries scored by the exhaustive oracle")
-    ap.add_argument("--exhaustive-cache", type=Path, help="JSON of its rankings: read if present, else written")
+    ap.add_argument("--exhaustive-cache", type=Path,
+                    help="JSON of its rankings: read if present, else written")
     ap.add_argument("--with-encoding", action="store_true",
                     help="also time each query encoded alone, then searched (first config)")
     args = ap.parse_args()
 
-    queries = [json.loads(line) for line in open(extract() / "queries.jsonl")][: args.queries]
+    queries = stdlib_queries()[: args.queries]
     corpora = Corpora(args.home)
-    index, spans = corpora.index(args.corpus), _spans(corpora)
+    index, spans = corpora.index(args.corpus), passage_spans(corpora)
     vectors = corpora.encoder.encode_queries([q["text"] for q in queries])
-    oracle = json.loads(args.oracle_cache.read_text())["ranked"] \
+    oracle = [[tuple(h) for h in r] for r in json.loads(args.oracle_cache.read_text())["ranked"]] \
         if args.oracle_cache and args.oracle_cache.exists() else []
     print(f"{args.home}: {index.nbytes() / 1e6:.0f} MB, {len(queries)} queries, "
           f"{len(oracle)} with oracle rankings")
     full = exhaustive_rankings(index, spans, vectors[: args.exhaustive], args.exhaustive_cache)
     if full:
-        print(f"exhaustive oracle over decompressed vectors: MRR@10 {metrics(full, queries[:len(full)])['MRR@10']:.4f} "
+        print("exhaustive oracle over decompressed vectors: "
+              f"MRR@10 {metrics(full, queries[:len(full)])['MRR@10']:.4f} "
               f"on the first {len(full)} queries")
     print("nprobe cand decomp |  MRR@10   R@10  overlap@10 |  p50 ms  p95 ms | p50 ratio"
           + (" | vs exhaustive: overlap@10  MRR@10" if full else ""))
@@ -73,22 +76,20 @@ def main() -> None:
             seconds.append(time.perf_counter() - t0)
             ranked.append([spans[h.passage_id] for h in hits])
         m = metrics(ranked, queries)
-        overlap = np.mean([len(set(a) & {tuple(h) for h in b}) / 10
-                           for a, b in zip(ranked, oracle)]) if oracle else float("nan")
+        agree_exact = overlap(ranked, oracle) if oracle else float("nan")
         p50, p95 = np.percentile(np.array(seconds) * 1000, [50, 95])
         base = base or p50
         line = (f"{nprobe:6d} {candidates:4d} {decompress:6d} |  {m['MRR@10']:.4f} {m['R@10']:.4f}"
-                f"  {overlap:.3f}      | {p50:7.2f} {p95:7.2f} | {p50 / base:.2f}")
+                f"  {agree_exact:.3f}      | {p50:7.2f} {p95:7.2f} | {p50 / base:.2f}")
         if full:
-            agree = np.mean([len({tuple(h) for h in a} & {tuple(h) for h in b}) / 10
-                             for a, b in zip(ranked, full)])
+            agree = overlap(ranked, full)
             line += f"     | {agree:.4f}  {metrics(ranked[:len(full)], queries[:len(full)])['MRR@10']:.4f}"
         print(line, flush=True)
     if args.with_encoding:
         with_encoding(corpora, index, [q["text"] for q in queries], args.configs[0])
 
 
-def with_encoding(corpora: Corpora, index, texts: list[str], config: str) -> None:  # noqa: ANN001
+def with_encoding(corpora: Corpora, index, texts: list[str], config: str) -> None:
     """p50/p95 of query encoding alone and of encoding + search, one query per call."""
     kw = dict(zip(("nprobe", "candidates", "decompress"), (int(v) for v in config.split(":"))))
     encode_s, total_s = [], []

@@ -3,7 +3,8 @@
 BM25 sees exactly the text the encoder sees (the path line, then the passage),
 tokenized by bm25s with its English stopwords and a Snowball stemmer. It is
 kept in memory per (corpus, corpus version): a change to the corpus bumps the
-version, and the next search rebuilds it (about 1-2 s per 20k passages).
+version, and the next search rebuilds it (about 1-2 s per 20k passages); only
+searches of that corpus wait for the rebuild (``Corpora.bm25``).
 
 Fusion is a convex combination of z-scores: per query, each ranking's top
 ``FUSION_DEPTH`` scores are standardised (MaxSim sums and BM25 scores have
@@ -40,7 +41,7 @@ class BM25Index:
     retriever: object | None  # bm25s.BM25, or None for an empty corpus
 
     @classmethod
-    def build(cls, ids: list[int], texts: list[str]) -> "BM25Index":
+    def build(cls, ids: list[int], texts: list[str]) -> BM25Index:
         import bm25s
 
         if not texts:

@@ -12,8 +12,8 @@ counted in one call and a shortened window's counts are asked one by one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import fnmatch
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 from sqlalchemy import delete, func, select
@@ -31,10 +31,10 @@ from indexer.chunking import chunk_lines
 from indexer.durable import exclusive_lock
 from indexer.encoder import ColBERTEncoder
 from indexer.errors import Conflict, IndexCorrupt, InvalidInput, NotFound
-from indexer.index.base import MultiVectorIndex
 from indexer.index import create_index, open_index
+from indexer.index.base import MultiVectorIndex
 from indexer.sources import content_hash, walk_directory
-from indexer.store import Corpus, Document, Passage, make_engine, make_sessionmaker, utcnow
+from indexer.store import Corpus, Document, Passage, in_list, make_engine, make_sessionmaker, utcnow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_K = 1000
@@ -107,6 +107,7 @@ class Corpora:
         encoder: ColBERTEncoder | None = None,
         index_engine: str = "plaid",
         index_nbits: int = 2,
+        hidden_roots: bool = True,
     ) -> None:
         self.home = Path(home)
         self.index_engine, self.index_nbits = index_engine, index_nbits
@@ -115,6 +116,7 @@ class Corpora:
         self.sessions = make_sessionmaker(self.engine)
         self.encoder_name = encoder_name
         self.allowed_roots = [Path(r).resolve() for r in allowed_roots] if allowed_roots else None
+        self.hidden_roots = hidden_roots  # False: no directory named .* below an allowed root
         self.max_file_bytes = max_file_bytes
         self._encoder = encoder
         self._encoder_lock = threading.Lock()
@@ -122,9 +124,13 @@ class Corpora:
         self._index_lock = threading.Lock()
         self._encoders: dict[str, ColBERTEncoder] = {}  # per-corpus (trained) encoders by name
         self._bm25: dict[str, tuple[int, BM25Index]] = {}  # by corpus: (version, index)
-        self._bm25_lock = threading.Lock()
+        self._bm25_lock = threading.Lock()  # guards the two dicts, never held for a build
+        self._bm25_builds: dict[str, threading.Lock] = {}  # one build at a time per corpus
         # Called after each committed change: (corpus, upserted docs, deleted doc ids).
         self.listeners: list[Callable[[str, list[DocumentInput], list[str]], None]] = []
+        # Called with a corpus whose index wants merging after a change; None: merge at once,
+        # after the change released its lock (CLI, library). The server queues a merge job.
+        self.merge_scheduler: Callable[[str], None] | None = None
 
     # -- models and paths ---------------------------------------------------
     @property
@@ -151,7 +157,7 @@ class Corpora:
     def corpus_dir(self, name: str) -> Path:
         return self.home / "corpora" / name
 
-    def _write_lock(self, name: str):  # noqa: ANN202 - a context manager
+    def _write_lock(self, name: str):
         return exclusive_lock(self.corpus_dir(name))
 
     def _check_root(self, root: str) -> Path:
@@ -168,6 +174,13 @@ class Corpora:
                 f"directory {root!r} is outside the allowed roots (MEMEX_ALLOWED_ROOTS)",
                 allowed_roots=[str(r) for r in self.allowed_roots],
             )
+        if not self.hidden_roots:
+            base = next((r for r in self.allowed_roots or [] if path == r or r in path.parents),
+                        path)
+            hidden = [p for p in path.relative_to(base).parts if p.startswith(".")]
+            if hidden:
+                raise InvalidInput(f"directory {root!r} is in the hidden directory {hidden[0]!r}; "
+                                   "set MEMEX_ALLOWED_ROOTS to index it")
         return path
 
     # -- corpora ------------------------------------------------------------
@@ -293,12 +306,18 @@ class Corpora:
         with self.sessions() as s:
             version = self._row(s, name).version
         with self._bm25_lock:
-            cached = self._bm25.get(name)
+            build_lock = self._bm25_builds.setdefault(name, threading.Lock())
+        # A rebuild of one big corpus must not stall searches of the others: only
+        # searches of this corpus wait for it (and then use what it built).
+        with build_lock:
+            with self._bm25_lock:
+                cached = self._bm25.get(name)
             if cached and cached[0] == version:
                 return cached[1]
             ids, texts, version = self.passages(name)
             index = BM25Index.build(ids, texts)
-            self._bm25[name] = (version, index)
+            with self._bm25_lock:
+                self._bm25[name] = (version, index)
             return index
 
     # -- changes ------------------------------------------------------------
@@ -310,8 +329,12 @@ class Corpora:
                 raise InvalidInput(f"corpus {name!r} has no directory to sync")
             root = self._check_root(row.root)
             known = set(s.scalars(select(Document.doc_id).where(Document.corpus_id == row.id)))
+        if progress:
+            progress("walk", 0, 0)
         walked = walk_directory(root, self.max_file_bytes)
         docs = [DocumentInput(f.rel_path, f.text, path=f.rel_path) for f in walked.files]
+        if progress:
+            progress("walk", len(docs), len(docs))
         gone = sorted(known - {d.doc_id for d in docs})
         report = self._apply(name, docs, gone, progress)
         report.skipped = walked.skipped
@@ -331,8 +354,9 @@ class Corpora:
     def delete_documents(self, name: str, doc_ids: list[str]) -> ChangeReport:
         with self.sessions() as s:
             row = self._row(s, name)
-            existing = set(s.scalars(select(Document.doc_id).where(
-                Document.corpus_id == row.id, Document.doc_id.in_(doc_ids))))
+            existing = {d for cond in in_list(s, Document.doc_id, doc_ids)
+                        for d in s.scalars(select(Document.doc_id).where(
+                            Document.corpus_id == row.id, cond))}
         missing = sorted(set(doc_ids) - existing)
         if missing:
             raise NotFound(f"documents not in corpus {name!r}: {missing[:5]}")
@@ -363,7 +387,11 @@ class Corpora:
                 report.seconds = time.perf_counter() - t0
                 return report
             headers = encoder.count_tokens([d.path or d.doc_id for d in changed])
-            chunks = [self._chunk(d, encoder, n) for d, n in zip(changed, headers)]
+            chunks = []
+            for d, n in zip(changed, headers):
+                chunks.append(self._chunk(d, encoder, n))
+                if progress and (len(chunks) % 64 == 0 or len(chunks) == len(changed)):
+                    progress("chunk", len(chunks), len(changed))
             texts = [self._passage_text(d, p.text) for d, ps in zip(changed, chunks) for p in ps]
             total = len(texts)
             done = [0]
@@ -376,18 +404,41 @@ class Corpora:
             if progress:
                 progress("encode", 0, total)
             vectors = encoder.encode_documents(texts, progress=step, dtype=np.float16)
+            if progress:
+                progress("commit", 0, 1)
             new_ids, old_ids = self._commit_rows(name, changed, chunks, report.deleted)
-            self.index(name, index_dir).commit(np.array(new_ids, np.int64), vectors,
-                                    np.array(old_ids, np.int64))
+            index = self.index(name, index_dir)
+            index.progress = progress  # a PLAID index reports its codec / compress stages
+            try:
+                index.commit(np.array(new_ids, np.int64), vectors, np.array(old_ids, np.int64), merge=False)
+            finally:
+                index.progress = None
             with self.sessions.begin() as s:
                 row = self._row(s, name)
                 row.pending = None
                 report.version = row.version
             report.passages_added, report.passages_deleted = len(new_ids), len(old_ids)
+            if progress:
+                progress("commit", 1, 1)
+        if progress:  # built now rather than by the first search, so the bar says what it costs
+            progress("bm25", 0, 1)
+            self.bm25(name)
+            progress("bm25", 1, 1)
         for listener in self.listeners:
             listener(name, changed, report.deleted)
+        if self.index(name, index_dir).needs_merge():
+            (self.merge_scheduler or self.merge)(name)
         report.seconds = time.perf_counter() - t0
         return report
+
+    def merge(self, name: str) -> int:
+        """Run the index's merge policy. New segments are written while syncs and searches go
+        on; only their publication takes the corpus's writer lock. Returns merges published."""
+        return self.index(name).merge(publish_lock=lambda: self._write_lock(name))
+
+    def optimize(self, name: str) -> int:
+        """Merge the index down to one segment under one codec (``memex optimize``)."""
+        return self.index(name).optimize(publish_lock=lambda: self._write_lock(name))
 
     @staticmethod
     def _chunk(doc: DocumentInput, encoder: ColBERTEncoder, header_tokens: int | None = None):
@@ -410,11 +461,14 @@ class Corpora:
         with self.sessions.begin() as s:
             row = self._row(s, name)
             touched = [d.doc_id for d in changed] + list(deleted)
-            old_docs = {d.doc_id: d for d in s.scalars(select(Document).where(
-                Document.corpus_id == row.id, Document.doc_id.in_(touched)))}
-            old_ids = list(s.scalars(select(Passage.id).where(
-                Passage.document_id.in_([d.id for d in old_docs.values()]))))
-            s.execute(delete(Passage).where(Passage.id.in_(old_ids)))
+            old_docs = {d.doc_id: d for cond in in_list(s, Document.doc_id, touched)
+                        for d in s.scalars(select(Document).where(
+                            Document.corpus_id == row.id, cond))}
+            old_ids = [i for cond in in_list(s, Passage.document_id,
+                                             [d.id for d in old_docs.values()])
+                       for i in s.scalars(select(Passage.id).where(cond))]
+            for cond in in_list(s, Passage.id, old_ids):
+                s.execute(delete(Passage).where(cond))
             for doc_id in deleted:
                 s.delete(old_docs[doc_id])
             new_passages = []
@@ -447,10 +501,11 @@ class Corpora:
                 return
             encoder = self.encoder_for(row.encoder, row.encoder_fingerprint)
             index_dir = row.index_dir
-            passages = {p.id: p for p in s.scalars(select(Passage).where(
-                Passage.id.in_(pending["add"])))}
-            docs = {d.id: d for d in s.scalars(select(Document).where(
-                Document.id.in_({p.document_id for p in passages.values()})))}
+            passages = {p.id: p for cond in in_list(s, Passage.id, pending["add"])
+                        for p in s.scalars(select(Passage).where(cond))}
+            docs = {d.id: d for cond in in_list(s, Document.id,
+                                                {p.document_id for p in passages.values()})
+                    for d in s.scalars(select(Document).where(cond))}
         add_ids = [i for i in pending["add"] if i in passages]
         texts = [self._passage_text(
             DocumentInput(docs[passages[i].document_id].doc_id, "", docs[passages[i].document_id].path),
@@ -556,14 +611,16 @@ class Corpora:
             docs = s.execute(select(Document.id, Document.path, Document.doc_id)
                              .where(Document.corpus_id == corpus_id)).all()
             keep = [i for i, path, doc_id in docs if fnmatch.fnmatchcase(path or doc_id, glob)]
-            ids = s.scalars(select(Passage.id).where(Passage.document_id.in_(keep)))
+            ids = [i for cond in in_list(s, Passage.document_id, keep)
+                   for i in s.scalars(select(Passage.id).where(cond))]
             return np.array(sorted(ids), dtype=np.int64)
 
     def _hydrate(self, name: str, ids: set[int]) -> dict[int, Callable[[float], SearchHit]]:
         with self.sessions() as s:
-            rows = s.execute(select(Passage, Document.doc_id, Document.path)
-                             .join(Document, Passage.document_id == Document.id)
-                             .where(Passage.id.in_(ids))).all()
+            rows = [r for cond in in_list(s, Passage.id, ids)
+                    for r in s.execute(select(Passage, Document.doc_id, Document.path)
+                                       .join(Document, Passage.document_id == Document.id)
+                                       .where(cond))]
         return {
             p.id: (lambda score, p=p, doc_id=doc_id, path=path: SearchHit(
                 name, p.id, doc_id, path, p.start_line, p.end_line, score, p.text))

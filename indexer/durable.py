@@ -27,9 +27,10 @@ import io
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -169,10 +170,14 @@ def remove_all(paths: list[Path]) -> None:
     """Delete files or folder trees, then fsync each folder they were in once."""
     folders = []
     for path in map(Path, paths):
-        if path.exists() or path.is_symlink():
+        if not (path.exists() or path.is_symlink()):
+            continue
+        try:
             disk.remove(path)
-            if path.parent not in folders:
-                folders.append(path.parent)
+        except FileNotFoundError:  # removed meanwhile (a merge's guard, another process)
+            continue
+        if path.parent not in folders:
+            folders.append(path.parent)
     for folder in folders:
         fsync_dir(folder)
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
-import os
 from collections.abc import Callable
 
 import numpy as np
+
+from indexer import config
 
 # int8 MiniLM measured cosine_mean 0.990-0.995, top1 0.925-0.975, spearman 0.992-0.995 depending
 # on the recipe (docs/encoder-runtime.md);
@@ -33,7 +34,7 @@ SAMPLE_DOCS = 40
 
 
 def guard_enabled() -> bool:
-    return os.environ.get("MEMEX_ENCODER_GUARD", "1").lower() not in ("0", "false", "no", "off")
+    return config.current().encoder_guard
 
 
 def validation_sample(limit: int = SAMPLE_DOCS) -> tuple[list[str], list[str]]:

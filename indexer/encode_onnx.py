@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from indexer import config
 from indexer.errors import InvalidInput, ModelError
 from indexer.models import default_cache_dir
 
@@ -83,7 +84,7 @@ def weights_digest(encoder) -> str:
 
 def int8_recipe(recipe: str | None = None) -> str:
     """``recipe``, else ``MEMEX_ENCODER_INT8_RECIPE``, else ``DEFAULT_INT8_RECIPE``; checked."""
-    recipe = recipe or os.environ.get("MEMEX_ENCODER_INT8_RECIPE") or DEFAULT_INT8_RECIPE
+    recipe = recipe or config.current().encoder_int8_recipe or DEFAULT_INT8_RECIPE
     if recipe not in INT8_RECIPES:
         raise InvalidInput(f"unknown int8 recipe {recipe!r} (choose from {', '.join(INT8_RECIPES)})")
     return recipe
@@ -237,9 +238,9 @@ def default_threads() -> int:
     the cores were free, two threads ran 80% faster than one
     (bench/RESULTS-encoder.md), so all cores is the better bet.
     """
-    env = os.environ.get("MEMEX_ENCODER_THREADS")
-    if env:
-        return max(1, int(env))
+    threads = config.current().encoder_threads
+    if threads:
+        return threads
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

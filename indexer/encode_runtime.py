@@ -12,8 +12,12 @@ runtime    device  precisions (first = default for ``precision=None``)
 
 Every path but torch fp32 is checked against torch fp32 by ``encode_guard``
 before use (ONNX verdicts are cached beside the export). ``auto`` takes the
-first candidate that is available and passes; an explicitly requested one that
-fails raises ``ModelError``. Environment: ``MEMEX_ENCODER_RUNTIME`` and
+first candidate that is available, passes, and on CPU runs at least
+``kernels.MARGIN`` x faster than torch fp32 on a probe batch (timed once per
+machine and export, cached by ``indexer.kernels``: int8 is 3x fp32 with AVX-512
+VNNI, 1.8x on an AVX2-only EPYC, and could be slower where int8 has no fast
+path); an explicitly requested one that fails raises ``ModelError``. Environment:
+``MEMEX_ENCODER_RUNTIME`` and
 ``MEMEX_ENCODER_PRECISION`` give the defaults, ``MEMEX_ENCODER_QUANTIZE=0``
 keeps ``auto`` off int8, ``MEMEX_ENCODER_INT8_RECIPE`` picks which layers int8
 keeps in fp32 (``encode_onnx.INT8_RECIPES``), ``MEMEX_ENCODER_GUARD=0`` skips the check.
@@ -24,11 +28,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from indexer import encode_guard
+from indexer import config, encode_guard, kernels
 from indexer.encode_onnx import int8_recipe
 from indexer.errors import InvalidInput, ModelError
 
@@ -39,14 +44,10 @@ PRECISIONS = ("fp32", "int8", "fp16", "bf16")
 _TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def _env_flag(name: str, default: bool = True) -> bool:
-    return os.environ.get(name, "1" if default else "0").lower() not in ("0", "false", "no", "off")
-
-
 def settings(runtime: str | None, precision: str | None) -> tuple[str, str | None]:
     """Arguments over ``MEMEX_ENCODER_RUNTIME`` / ``MEMEX_ENCODER_PRECISION`` over auto."""
-    runtime = runtime or os.environ.get("MEMEX_ENCODER_RUNTIME") or "auto"
-    return runtime, precision or os.environ.get("MEMEX_ENCODER_PRECISION") or None
+    env = config.current()
+    return runtime or env.encoder_runtime, precision or env.encoder_precision
 
 
 def candidates(runtime: str, precision: str | None, device: str) -> list[tuple[str, str]]:
@@ -57,7 +58,7 @@ def candidates(runtime: str, precision: str | None, device: str) -> list[tuple[s
     >>> candidates("torch", "int8", "cpu")
     Traceback (most recent call last):
     ...
-    indexer.errors.InvalidInput: precision 'int8' is not available for runtime 'torch' on cpu (choose from: fp32)
+    indexer.errors.InvalidInput: precision 'int8' is not available for runtime 'torch' on cpu ...
     """
     if runtime not in RUNTIMES:
         raise InvalidInput(f"unknown encoder runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
@@ -79,7 +80,7 @@ def candidates(runtime: str, precision: str | None, device: str) -> list[tuple[s
     if ("onnx", "int8") in options and precision in (None, "int8"):
         int8_recipe()  # a bad MEMEX_ENCODER_INT8_RECIPE fails before any weights load
     if precision is None:
-        if _env_flag("MEMEX_ENCODER_QUANTIZE"):
+        if config.current().encoder_quantize:
             return options
         return [c for c in options if c[1] != "int8"]
     chosen = [c for c in options if c[1] == precision]
@@ -111,6 +112,8 @@ def configure(
                 agreement = _enable_onnx(encoder, prec, guard, cache_dir, recipe)
             else:
                 agreement = _enable_torch(encoder, prec, guard)
+            if runtime == "auto" and rt == "onnx":
+                _check_speed(encoder, f"{rt}/{prec}")
         except ModelError as exc:
             log.warning("encoder runtime %s/%s not used: %s", rt, prec, exc)
             failures.append(f"{rt}/{prec}: {exc}")
@@ -118,6 +121,34 @@ def configure(
         encoder.runtime, encoder.precision, encoder.agreement = rt, prec, agreement
         return
     raise ModelError("no usable encoder runtime: " + "; ".join(failures))
+
+
+def _check_speed(encoder, name: str) -> None:
+    """Raise ``ModelError`` unless the enabled backend beats torch fp32 here (probed once
+    per machine and export: ``kernels.pick``, both at the encoder's own thread counts)."""
+    backend = encoder.backend
+    batch = encoder._tokenize([_PROBE_TEXT] * 4, encoder.config.doc_max_tokens, encoder.config.doc_marker)
+
+    def run(with_backend) -> Callable[[], object]:
+        def embed() -> object:
+            encoder.backend = with_backend
+            try:
+                with torch.inference_mode():
+                    return encoder._embed(batch)
+            finally:
+                encoder.backend = backend
+        return embed
+
+    key = f"encoder/{backend.directory.name}"
+    if kernels.pick(key, {name: run(backend), "torch/fp32": run(None)}, "torch/fp32",
+                    single_thread=False) != name:
+        encoder.backend = None
+        raise ModelError(f"{name} is not faster than torch fp32 on this CPU "
+                         f"(probe in {kernels.cache_path()})")
+
+
+_PROBE_TEXT = "\n".join(f"def step_{i}(state, value):\n    return state.update(value * {i})"
+                        for i in range(12))  # ~170 tokens: a typical code passage
 
 
 def _encode_sample(encoder):
@@ -135,7 +166,7 @@ def _check(agreement: dict[str, float], what: str) -> dict[str, float]:
 
 def _enable_onnx(encoder, precision: str, guard: bool, cache_dir: Path | None, recipe: str | None):
     try:
-        import onnxruntime  # noqa: F401  (only to learn whether it is installed)
+        import onnxruntime  # noqa: F401 - only to learn whether it is installed
 
         from indexer.encode_onnx import OnnxBackend, ensure_export
     except ImportError as exc:  # onnxruntime / onnx not installed

@@ -14,9 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import string
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -93,7 +93,7 @@ class ColBERTEncoder:
         device: str = "cpu",
         runtime: str | None = None,
         precision: str | None = None,
-    ) -> "ColBERTEncoder":
+    ) -> ColBERTEncoder:
         """``runtime``: auto/torch/onnx, ``precision``: fp32/int8/fp16/bf16 (None: fastest
         validated); see ``indexer/encode_runtime.py``."""
         from indexer.encode_runtime import candidates, configure, settings
@@ -191,7 +191,8 @@ class ColBERTEncoder:
             keep = batch["attention_mask"].bool()
             if self.config.skip_punctuation:
                 keep &= ~torch.isin(batch["input_ids"], self._punct_ids)
-            keep &= ~torch.isin(batch["input_ids"], self._special_ids[self._special_ids != self.tokenizer.cls_token_id])
+            dropped = self._special_ids[self._special_ids != self.tokenizer.cls_token_id]
+            keep &= ~torch.isin(batch["input_ids"], dropped)
             for row, i in enumerate(idx):
                 out[i] = vectors[row][keep[row]].cpu().numpy().astype(dtype, copy=False)
             if progress:

@@ -4,6 +4,7 @@
     ├── NotFound            (unknown corpus, document, passage)
     ├── InvalidInput        (bad query, bad path, bad parameter)
     ├── Conflict            (name taken, job already running)
+    ├── Busy                (at capacity: too many queued jobs; retry later)
     ├── ModelError          (weights missing or unusable)
     └── IndexCorrupt        (a file of an index fails its checks)
 """
@@ -32,6 +33,10 @@ class InvalidInput(MemexError):
 
 class Conflict(MemexError):
     code = "CONFLICT"
+
+
+class Busy(MemexError):
+    code = "BUSY"
 
 
 class ModelError(MemexError):

@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer import durable
+from indexer import config, durable
 from indexer.errors import ModelError
 
 DEFAULT_ENCODER = "bundled:minilm"
@@ -56,8 +56,7 @@ BUNDLED = {
 
 
 def default_cache_dir() -> Path:
-    home = Path(os.environ.get("MEMEX_HOME", Path.home() / ".memex"))
-    return Path(os.environ.get("MEMEX_MODEL_CACHE", home / "models"))
+    return config.current().models_dir
 
 
 def _installed_package_dir(module: str) -> Path | None:
@@ -112,7 +111,7 @@ def resolve_model_path(name: str, cache: Path | None = None) -> Path:
     >>> resolve_model_path("/nonexistent/model")
     Traceback (most recent call last):
     ...
-    indexer.errors.ModelError: model path '/nonexistent/model' does not exist and is not a bundled model (bundled: bundled:minilm, bundled:smollm2)
+    indexer.errors.ModelError: model path '/nonexistent/model' does not exist and is not a bundled model ...
     """
     if name in BUNDLED:
         model = BUNDLED[name]

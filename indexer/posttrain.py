@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -31,8 +31,8 @@ from indexer.bm25 import FUSION_DEPTH, fuse
 from indexer.corpus import Corpora
 from indexer.errors import InvalidInput
 from indexer.mined_queries import PassageSpan, docstring_queries
-from indexer.store import Document, Passage
 from indexer.reindex import reindex
+from indexer.store import Document, Passage
 from indexer.training import Example, TrainConfig, train
 
 Progress = Callable[[str, int, int], None]
@@ -150,10 +150,15 @@ def make_examples(corpora: Corpora, name: str, cfg: PostTrainConfig,
     rng = random.Random(cfg.seed)
     sample = rng.sample(range(len(ids)), min(cfg.passages, len(ids)))
     by_id = dict(zip(ids, texts))
-    writer = QueryWriter() if sample else None
+    if progress:
+        progress("docstring queries", 0, 1)
     # (query, positive passage id, positive text, from the LM)
     pairs = [(q, pid, text, False) for q, pid, text in
              mined_queries(corpora, name, cfg.mined, cfg.seed)] if cfg.mined else []
+    if progress:
+        progress("docstring queries", 1, 1)
+        progress("write queries", 0, len(sample))  # the LM loads first: tens of seconds on CPU
+    writer = QueryWriter() if sample else None
     for start in range(0, len(sample), cfg.lm_batch):
         if should_stop():
             raise InterruptedError("stopped")
@@ -169,6 +174,8 @@ def make_examples(corpora: Corpora, name: str, cfg: PostTrainConfig,
     held_out = [(q, pid) for q, pid, _, _ in lm[::HOLDOUT_EVERY]]
     pairs = [p for p in pairs if not p[3]] + [p for i, p in enumerate(lm) if i % HOLDOUT_EVERY]
     examples, sources = [], {"lm": [], "docstrings": []}
+    if progress:
+        progress("mine and score", 0, len(pairs))
     for start in range(0, len(pairs), 32):
         if should_stop():
             raise InterruptedError("stopped")
@@ -250,6 +257,8 @@ def post_train(corpora: Corpora, name: str, cfg: PostTrainConfig | None = None,
             progress("train", step, total)
         return should_stop()
 
+    if progress:
+        progress("train", 0, cfg.train.steps)
     stats = train(cfg.train, examples, out,
                   random.Random(cfg.seed).sample(passages, min(len(passages),
                                                                cfg.train.pca_passages)),
@@ -257,7 +266,11 @@ def post_train(corpora: Corpora, name: str, cfg: PostTrainConfig | None = None,
     if should_stop():
         raise InterruptedError("stopped before the re-index")
     switched = reindex(corpora, name, str(out), progress)
+    if progress:
+        progress("calibrate fusion", 0, 1)
     fusion = calibrate_fusion(corpora, name, held_out)
+    if progress:
+        progress("calibrate fusion", 1, 1)
     return {"encoder": str(out), "examples": len(examples), "data_seconds": round(t_data, 1),
             "training": stats, "reindex": switched, "config": asdict(cfg),
             "queries": sources, "fusion": fusion}

@@ -17,7 +17,7 @@ it is the live index.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -48,8 +48,10 @@ def reindex(corpora: Corpora, name: str, encoder_name: str,
             if progress:
                 progress("re-encode", done[0], len(texts))
 
-        index.commit(np.array(ids, np.int64), encoder.encode_documents(texts, progress=step),
-                     np.zeros(0, np.int64))
+        vectors = encoder.encode_documents(texts, progress=step)
+        index.progress = progress  # a PLAID index reports its codec / compress stages
+        index.commit(np.array(ids, np.int64), vectors, np.zeros(0, np.int64))
+        index.progress = None
         with corpora._write_lock(name):
             corpora._recover(name)  # finish a change of the old index first
             now_ids, now_texts, _ = corpora.passages(name)

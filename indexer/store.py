@@ -8,7 +8,8 @@ then applies them to the index; a crash in between is finished on next open.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
@@ -21,17 +22,21 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    any_,
+    bindparam,
     create_engine,
     event,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from indexer.bm25 import DEFAULT_BM25_WEIGHT
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UtcDateTime(TypeDecorator):
@@ -40,9 +45,9 @@ class UtcDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_result_value(self, value, dialect):  # noqa: ANN001, ANN201
+    def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
+            return value.replace(tzinfo=UTC)
         return value
 
 
@@ -122,6 +127,40 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
+# Bound parameters per statement on SQLite (its limit is 32,766 since 3.32, 999 before).
+SQLITE_BATCH = 900
+
+
+def in_list(session: Session, column, values: Iterable) -> Iterator[ColumnElement]:
+    """Conditions that together say ``column IN values``; run the statement once per condition.
+
+    ``IN (...)`` binds one parameter per value and a statement may carry at most
+    65,535 (psycopg) or 32,766 (SQLite): a first sync of 70,000 files would fail.
+    Postgres gets the whole list as one array parameter (``= ANY(:values)``);
+    SQLite gets batches of ``SQLITE_BATCH``. No condition at all for an empty list.
+    """
+    values = list(values)
+    if not values:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        yield column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+        return
+    for start in range(0, len(values), SQLITE_BATCH):
+        yield column.in_(values[start:start + SQLITE_BATCH])
+class ApiKey(Base):
+    """A hashed API key with its role and corpus scope (service/keys.py verifies them)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    hash: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    corpora: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine and migrate the schema to the newest revision; SQLite gets WAL."""
     is_sqlite = url.startswith("sqlite")
@@ -133,7 +172,7 @@ def make_engine(url: str) -> Engine:
     if is_sqlite:
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+        def _pragmas(dbapi_conn, _record) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up, then run the whole test suite: unit tests, doctests, the API against a real
-# uvicorn, and the store against a real PostgreSQL on loopback (Debian's package,
-# installed when missing and we are root; without it those tests skip and say so).
+# Set up, lint (ruff), type-check (mypy; its scope is in pyproject.toml), then run the whole
+# test suite: unit tests, doctests, the API against a real uvicorn, and the store against a
+# real PostgreSQL on loopback (Debian's package, installed when missing and we are root;
+# without it those tests skip and say so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -18,4 +19,9 @@ fi
 if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null 2>&1 || true
 fi
+# Lint and types first: seconds, and a failure there needs no test run to find.
+ruff check .
+mypy
+# Seconds: fails when a hot kernel runs > 5x slower than float32 on this CPU (bench/RESULTS.md).
+python -m bench.cliff_guard
 python -m pytest "$@"

@@ -7,15 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from cartridges.store import CartridgeStore
-from indexer.retro import sync as retro_sync
-from service import errors, metrics, openapi
-from service.auth import Auth, is_loopback
-from service.cartridge_handlers import register_cartridges
-from service.handlers import register_all
-from service.jobs import JobRunner
+from service import errors, mcp_server, metrics, openapi, runtime
+from service.auth import Authenticate, Authorize, is_loopback
+from service.hostguard import HostGuard
 from service.keys import KeyStore
-from service.limits import BodyLimit, SearchGate
+from service.limits import BodyLimit, ComputeGate
 from service.logs import RequestContext
 from service.ratelimit import RateLimiter
 from service.routers import (
@@ -30,7 +26,8 @@ from service.routers import (
     retriever,
     search,
 )
-from service.settings import Settings, get_settings, open_corpora
+from service.settings import Settings, get_settings
+from service.watchers import Watchers
 
 log = logging.getLogger("memex")
 
@@ -41,23 +38,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.settings = settings
-        app.state.corpora = open_corpora(settings)
-        app.state.corpora.encoder  # load the model now, not on the first request
-        app.state.corpora.recover_all()
-        retro_sync.install(app.state.corpora)  # chunk DBs follow every corpus change
-        app.state.jobs = JobRunner(app.state.corpora.sessions, settings.home)
-        register_all(app.state.jobs, app.state.corpora)
-        app.state.cartridges = CartridgeStore(settings.home / "cartridges")
-        register_cartridges(app.state.jobs, app.state.corpora, app.state.cartridges)
-        if settings.run_jobs:
-            app.state.jobs.start()
+        running = runtime.start(settings, run_jobs=settings.run_jobs)
+        app.state.corpora, app.state.jobs = running.corpora, running.jobs
+        app.state.cartridges = running.cartridges
+        app.state.watchers = Watchers(app.state.corpora, app.state.jobs, settings.home)
         keys = KeyStore(app.state.corpora.sessions).active_count()
         if keys:
             log.info("auth on: %d active API keys", keys)
         else:
             log.warning("no API keys: serving without auth, on loopback only "
                         "(create one with `memex keys create`)")
-        yield
+        async with mcp.session_manager.run():
+            yield
+        app.state.watchers.stop()
         app.state.jobs.stop()
 
     app = FastAPI(title="memex", version="0.1.0", lifespan=lifespan,
@@ -65,14 +58,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     openapi.install(app)
 
-    # Outermost last: request id, access log and metrics see every response, 401/413/429 too.
-    app.add_middleware(Auth, enforce_always=not is_loopback(settings.host),
-                       limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst))
-    app.add_middleware(SearchGate, limit=settings.max_concurrent_searches)
+    # Outermost last. Request order: request id, access log and metrics (they see every
+    # response, 401/413/429 too); Host/Origin; key and rate limit, before any body is
+    # read; body limit; rights (they may need the body); compute gates; the routers.
+    loopback_only = is_loopback(settings.host)
+    app.add_middleware(ComputeGate, limits={"search": settings.max_concurrent_searches,
+                                            "neighbors": settings.max_concurrent_neighbors,
+                                            "chat": settings.max_concurrent_chats},
+                       max_waiting=settings.max_waiting_requests)
+    app.add_middleware(Authorize)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(Authenticate, enforce_always=not loopback_only,
+                       limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst))
+    if loopback_only:
+        app.add_middleware(HostGuard, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(RequestContext)
 
     for module in (health, ops, metrics, corpora, documents, search, neighbors, jobs, retriever,
                    cartridges, chat):
         app.include_router(module.router)
+    mcp = mcp_server.mount(app, settings.host)  # /mcp: the REST API as MCP tools
     return app

@@ -1,5 +1,9 @@
 """Who may call what: API keys checked against per-route rules, then a rate limit.
 
+Two middlewares: ``Authenticate`` (key, rate limit) runs before the request body is
+read, ``Authorize`` (rights) after it, since a multi-corpus search names its corpora
+in the body.
+
 Auth is enforced when any active key exists, or always when the server listens
 beyond loopback (``memex serve`` refuses that without keys). Access is decided
 from the method and path alone (plus the corpus names of a ``/v1/search`` body),
@@ -44,7 +48,7 @@ def is_loopback(host: str) -> bool:
 
 
 def required_access(method: str, path: str, body: bytes = b"",
-                    job_corpus=None) -> Need | None:  # noqa: ANN001
+                    job_corpus=None) -> Need | None:
     """The rights a request needs; ``None`` for public paths.
 
     >>> required_access("POST", "/v1/corpora/docs/search")
@@ -102,8 +106,10 @@ def _token(scope: Scope) -> str | None:
     return key.decode("latin-1").strip() if key else None
 
 
-class Auth:
-    """ASGI middleware; the app's state gives the key store once the lifespan ran."""
+class Authenticate:
+    """ASGI middleware, before the body is read: who is calling (401), and the rate limit
+    (429). Unauthenticated clients make the server buffer nothing and take no compute
+    slot. The app's state gives the key store once the lifespan ran."""
 
     def __init__(self, app: ASGIApp, enforce_always: bool, limiter: RateLimiter) -> None:
         self.app = app
@@ -113,17 +119,9 @@ class Auth:
         self._verified: dict[str, tuple[float, Principal | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in PUBLIC:
             return await self.app(scope, receive, send)
         state = scope["app"].state
-        args = (scope["method"], scope["path"], scope.get(BODY_KEY, b""))
-        if scope["path"].startswith("/v1/jobs/"):  # the job's corpus is looked up in SQL
-            need = await anyio.to_thread.run_sync(
-                required_access, *args, lambda job_id: _job_corpus(state, job_id))
-        else:
-            need = required_access(*args)
-        if need is None:
-            return await self.app(scope, receive, send)
         principal = ANONYMOUS
         if self.enforce_always or await self._any_keys(state):
             token = _token(scope)
@@ -133,12 +131,6 @@ class Auth:
                                           "(Authorization: Bearer <key> or X-API-Key)")
                 response.headers["WWW-Authenticate"] = 'Bearer realm="memex"'
                 return await response(scope, receive, send)
-            denied = [(c, r) for c, r in need if not principal.allows(c, r)]
-            if denied:
-                corpus, role = denied[0]
-                where = f"corpus {corpus!r}" if corpus else "all corpora"
-                return await errors.problem(403, "FORBIDDEN", f"this key lacks {role} access "
-                                            f"to {where}")(scope, receive, send)
         client = principal.key_id or (scope.get("client") or ("?",))[0]
         wait = self.limiter.acquire(client)
         if wait > 0:
@@ -149,7 +141,7 @@ class Auth:
         scope[PRINCIPAL_KEY] = principal
         await self.app(scope, receive, send)
 
-    async def _any_keys(self, state) -> bool:  # noqa: ANN001
+    async def _any_keys(self, state) -> bool:
         checked, exist = self._keys_exist
         if time.monotonic() - checked > CACHE_SECONDS:
             exist = await anyio.to_thread.run_sync(lambda: KeyStore(
@@ -157,7 +149,7 @@ class Auth:
             self._keys_exist = (time.monotonic(), exist)
         return exist
 
-    async def _verify(self, state, token: str) -> Principal | None:  # noqa: ANN001
+    async def _verify(self, state, token: str) -> Principal | None:
         digest = _digest(token)
         hit = self._verified.get(digest)
         if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
@@ -169,13 +161,40 @@ class Auth:
         return principal
 
 
-def visible(request, names: list[str]) -> list[str]:  # noqa: ANN001
+class Authorize:
+    """ASGI middleware, after ``BodyLimit``: may this caller do this (403)? The rights of
+    ``POST /v1/search`` depend on the corpora its body names."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        principal = scope.get(PRINCIPAL_KEY) if scope["type"] == "http" else None
+        if principal is None or principal is ANONYMOUS:  # public path, or no auth at all
+            return await self.app(scope, receive, send)
+        state = scope["app"].state
+        args = (scope["method"], scope["path"], scope.get(BODY_KEY, b""))
+        if scope["path"].startswith("/v1/jobs/"):  # the job's corpus is looked up in SQL
+            need = await anyio.to_thread.run_sync(
+                required_access, *args, lambda job_id: _job_corpus(state, job_id))
+        else:
+            need = required_access(*args)
+        denied = [(c, r) for c, r in need or [] if not principal.allows(c, r)]
+        if denied:
+            corpus, role = denied[0]
+            where = f"corpus {corpus!r}" if corpus else "all corpora"
+            return await errors.problem(403, "FORBIDDEN", f"this key lacks {role} access "
+                                        f"to {where}")(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def visible(request, names: list[str]) -> list[str]:
     """The corpora among ``names`` the request's key may read (for listings)."""
     principal = request.scope.get(PRINCIPAL_KEY, ANONYMOUS)
     return [n for n in names if principal.allows(n, "read")]
 
 
-def _job_corpus(state, job_id: str) -> str | None:  # noqa: ANN001
+def _job_corpus(state, job_id: str) -> str | None:
     from indexer.errors import NotFound
 
     try:

@@ -54,7 +54,8 @@ def register_cartridges(runner: JobRunner, corpora: Corpora, store: CartridgeSto
                 ctx.check_cancelled()
                 return {"cartridge_id": cid, "status": "cancelled"}
             info = store.finish(cid, path)
-        except JobCancelled:
+        except JobCancelled:  # raised by ctx.progress or check_cancelled
+            store.update(cid, status="cancelled")
             raise
         except BaseException as exc:
             store.update(cid, status="failed", error=str(getattr(exc, "message", exc)))

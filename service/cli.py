@@ -13,7 +13,7 @@ import typer
 
 from indexer.errors import MemexError, NotFound
 from service import cli_ops
-from service.cli_common import StageBar, fail, local_corpora
+from service.cli_common import SERVER, StageBar, fail, local_corpora
 
 app = typer.Typer(help="memex: ColBERT search over your files, for agents and people.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -24,26 +24,36 @@ def _default_name(directory: Path) -> str:
     return name[:64]
 
 
-SERVER = typer.Option(None, "--server", envvar="MEMEX_SERVER",
-                      help="use this memex server (key in MEMEX_API_KEY) instead of MEMEX_HOME")
-
-
 @app.command()
 def index(directory: Path = typer.Argument(..., help="directory to index"),
           name: Optional[str] = typer.Option(None, "--name", "-n", help="corpus name"),
+          watch: bool = typer.Option(False, "--watch",
+                                     help="then keep watching: re-sync after every change"),
           server: Optional[str] = SERVER) -> None:
     """Index DIRECTORY (again): only new, changed and deleted files are processed."""
     name = name or _default_name(directory)
     bar = StageBar()
-    try:
+    corpora = None
+
+    def run(progress: StageBar | None):  # noqa: ANN202
         if server:
-            report = SimpleNamespace(**cli_ops.remote_index(server, str(directory.resolve()), name))
-        else:
-            report = _index_here(directory, name, bar)
+            return SimpleNamespace(**cli_ops.remote_index(server, str(directory.resolve()),
+                                                          name))
+        return _index_here(corpora, directory, name, progress)
+
+    try:
+        corpora = None if server else local_corpora()
+        report = run(bar)
     except MemexError as exc:
         bar.close()
         fail(exc.message)
     bar.close()
+    _print_report(name, report)
+    if watch:
+        _watch(directory, name, lambda: run(None), corpora)
+
+
+def _print_report(name: str, report) -> None:  # noqa: ANN001
     typer.echo(
         f"{name}: version {report.version}; {len(report.added)} added, {len(report.updated)} "
         f"updated, {len(report.deleted)} deleted, {report.unchanged} unchanged, "
@@ -54,8 +64,21 @@ def index(directory: Path = typer.Argument(..., help="directory to index"),
         typer.echo(f"  skipped {path}: {reason}")
 
 
-def _index_here(directory: Path, name: str, bar: StageBar):  # noqa: ANN202
-    corpora = local_corpora()
+def _watch(directory: Path, name: str, sync, corpora) -> None:  # noqa: ANN001
+    """Re-sync after each burst of changes until Ctrl-C."""
+    from indexer.watch import sync_on_change, watch_changes
+
+    def report(result, paths: list[str]) -> None:  # noqa: ANN001
+        typer.echo(f"{len(paths)} changed: {', '.join(paths[:3])}"
+                   f"{', ...' if len(paths) > 3 else ''}")
+        _print_report(name, result)
+
+    typer.echo(f"watching {directory} (Ctrl-C to stop)", err=True)
+    exclude = (corpora.home,) if corpora is not None else ()
+    watch_changes(directory, sync_on_change(sync, report), exclude=exclude)
+
+
+def _index_here(corpora, directory: Path, name: str, bar: StageBar | None):  # noqa: ANN001, ANN202
     try:
         info = corpora.info(name)
         if info.root and Path(info.root) != directory.resolve():
@@ -73,44 +96,102 @@ def search(query: str = typer.Argument(..., help="what to look for"),
            path_glob: Optional[str] = typer.Option(None, "--path", help="only paths matching"),
            mode: Optional[str] = typer.Option(None, "--mode",
                                               help="colbert, bm25 or hybrid (default)"),
+           max_tokens: Optional[int] = typer.Option(
+               None, "--max-tokens", min=1,
+               help="merge overlapping hits of a file and print whole spans, best first, "
+               "within this many tokens"),
            as_json: bool = typer.Option(False, "--json", help="print JSON"),
            server: Optional[str] = SERVER) -> None:
     """Print the passages that best match QUERY."""
     try:
         if server:
-            hits = [SimpleNamespace(**h) for h in
-                    cli_ops.remote_search(server, query, corpus, k, path_glob, mode)]
+            found = cli_ops.remote_search(server, query, corpus, k, path_glob, mode, max_tokens)
         else:
-            corpora = local_corpora()
-            names = corpus or corpora.names()
-            if not names:
-                fail("no corpus yet: run `memex index DIR` first")
-            hits = corpora.search(names, [query], k, path_glob, mode)[0]
+            found = _search_here(query, corpus, k, path_glob, mode, max_tokens)
     except MemexError as exc:
         fail(exc.message)
     if as_json:
-        typer.echo(json.dumps([vars(h) if server else asdict(h) for h in hits], indent=2))
-        return
+        typer.echo(json.dumps(found, indent=2))
+    elif max_tokens is None:
+        _print_hits(found)
+    else:
+        _print_spans(found)
+
+
+def _search_here(query: str, corpus: Optional[list[str]], k: int, path_glob: Optional[str],
+                 mode: Optional[str], max_tokens: Optional[int]):  # noqa: ANN202
+    """The REST answer's shape: a list of hits, or with ``max_tokens`` spans + packing."""
+    corpora = local_corpora()
+    names = corpus or corpora.names()
+    if not names:
+        fail("no corpus yet: run `memex index DIR` first")
+    hits = corpora.search(names, [query], k, path_glob, mode)[0]
+    if max_tokens is None:
+        return [asdict(h) for h in hits]
+    from indexer.packing import encoder_tokens, pack
+
+    count, tokenizer = encoder_tokens(corpora.encoder, corpora.encoder_name)
+    return pack(hits, max_tokens, count).answer(tokenizer)
+
+
+def _print_hits(hits: list[dict]) -> None:
     for rank, h in enumerate(hits, 1):
-        typer.secho(f"{rank:>2}. {h.path or h.document_id}:{h.start_line}-{h.end_line}  "
-                    f"score {h.score:.2f}  [{h.corpus}]", bold=True)
-        lines = h.text.splitlines()
+        typer.secho(f"{rank:>2}. {h['path'] or h['document_id']}:{h['start_line']}-"
+                    f"{h['end_line']}  score {h['score']:.2f}  [{h['corpus']}]", bold=True)
+        lines = h["text"].splitlines()
         for line in lines[:8]:
             typer.echo(f"    {line}")
         if len(lines) > 8:
             typer.echo(f"    ... ({len(lines) - 8} more lines)")
 
 
+def _print_spans(answer: dict) -> None:
+    for s in answer["spans"]:
+        typer.secho(f"{s['path'] or s['document_id']}:{s['start_line']}-{s['end_line']}  "
+                    f"score {s['score']:.2f}  [{s['corpus']}]  {s['tokens']} tokens", bold=True)
+        typer.echo(s["text"].rstrip("\n"))
+        typer.echo()
+    p = answer["packing"]
+    typer.echo(f"{p['tokens_used']} of {p['max_tokens']} tokens ({p['tokenizer']}); "
+               f"{len(p['cut'])} spans cut" + "".join(
+                   f"\n  cut {c['path'] or c['document_id']}:{c['start_line']}-{c['end_line']}"
+                   f" ({c['tokens']} tokens)" for c in p["cut"]), err=True)
+
+
 @app.command("corpora")
-def list_corpora(as_json: bool = typer.Option(False, "--json")) -> None:
+def list_corpora(as_json: bool = typer.Option(False, "--json"),
+                 server: Optional[str] = SERVER) -> None:
     """List corpora with their sizes."""
-    infos = local_corpora().list()
+    try:
+        if server:
+            from service import cli_remote
+
+            infos = cli_remote.corpora(server)
+        else:
+            infos = [asdict(i) for i in local_corpora().list()]
+    except MemexError as exc:
+        fail(exc.message)
     if as_json:
-        typer.echo(json.dumps([asdict(i) for i in infos], indent=2))
+        typer.echo(json.dumps(infos, indent=2))
         return
     for i in infos:
-        typer.echo(f"{i.name:<24} v{i.version:<4} {i.documents:>6} docs {i.passages:>8} passages "
-                   f"{i.bytes_on_disk / 1e6:8.1f} MB  {i.root or '(documents)'}")
+        typer.echo(f"{i['name']:<24} v{i['version']:<4} {i['documents']:>6} docs "
+                   f"{i['passages']:>8} passages {i['bytes_on_disk'] / 1e6:8.1f} MB  "
+                   f"{i['root'] or '(documents)'}")
+
+
+@app.command()
+def optimize(corpus: str = typer.Argument(..., help="corpus name")) -> None:
+    """Merge a corpus's index into one segment under one codec (fastest search)."""
+    try:
+        corpora = local_corpora()
+        before = corpora.info(corpus).bytes_on_disk
+        typer.echo(f"optimizing {corpus} ...", err=True)
+        merges = corpora.optimize(corpus)
+        after = corpora.info(corpus).bytes_on_disk
+    except MemexError as exc:
+        fail(exc.message)
+    typer.echo(f"{corpus}: {merges} merge(s), {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
 
 
 @app.command()
@@ -136,6 +217,17 @@ def serve(host: Optional[str] = typer.Option(None, help="default MEMEX_HOST or 1
     from service.serve import run
 
     run(host, port, workers)
+
+
+@app.command()
+def mcp(server: Optional[str] = SERVER) -> None:
+    """Serve memex's tools to an agent over MCP on stdin/stdout (local data directory, or
+    --server with MEMEX_API_KEY)."""
+    import os
+
+    from service.mcp_server import serve_stdio
+
+    serve_stdio(server, os.environ.get("MEMEX_API_KEY"))
 
 
 app.add_typer(cli_ops.keys_app, name="keys")

@@ -10,17 +10,17 @@ from typing import Optional
 import typer
 
 from indexer.errors import MemexError
-from service.cli_common import StageBar, fail, local_corpora
+from service.cli_common import SERVER, StageBar, fail, local_corpora
 
 app = typer.Typer(help="Train, list and download cartridges (trained KV caches of a corpus).",
                   no_args_is_help=True)
 
 
 def _store():
-    from cartridges.store import CartridgeStore
+    from service.runtime import cartridge_store
     from service.settings import get_settings
 
-    return CartridgeStore(get_settings().home / "cartridges")
+    return cartridge_store(get_settings())
 
 
 @app.command()
@@ -28,10 +28,14 @@ def train(corpus: str = typer.Argument(..., help="corpus name"),
           tokens: Optional[int] = typer.Option(None, "--tokens", "-p", help="cartridge length p"),
           steps: Optional[int] = typer.Option(None, "--steps", help="training steps"),
           samples: Optional[int] = typer.Option(None, "--samples", help="self-study conversations"),
-          resume: Optional[str] = typer.Option(None, "--resume", help="continue this cartridge id")) -> None:
+          resume: Optional[str] = typer.Option(None, "--resume", help="continue this cartridge id"),
+          server: Optional[str] = SERVER) -> None:
     """Train in the foreground (Ctrl-C stops; --resume ID continues from the last checkpoint)."""
     from cartridges.config import CartridgeConfig
 
+    if server:
+        return _train_remote(server, corpus, {"p": tokens, "steps": steps, "num_samples": samples},
+                             resume)
     try:
         store, corpora = _store(), local_corpora()
         if resume:
@@ -80,10 +84,32 @@ def _run(store, corpora, info: dict) -> dict:  # noqa: ANN001
         raise
 
 
+def _train_remote(server: str, corpus: str, given: dict, resume: Optional[str]) -> None:
+    from service.cli_remote import cartridge_train
+
+    if resume:
+        fail("--resume continues a local run; a server resumes its own jobs")
+    try:
+        done = cartridge_train(server, corpus, {k: v for k, v in given.items() if v is not None})
+    except MemexError as exc:
+        fail(exc.message)
+    t = done["training"]
+    typer.echo(f"ready: {done['id']}, {done['bytes']} bytes, held-out loss "
+               f"{t['heldout_loss_init']} -> {t['heldout_loss_final']}")
+
+
 @app.command("ls")
 def list_cartridges(corpus: Optional[str] = typer.Option(None, "--corpus", "-c"),
-                    as_json: bool = typer.Option(False, "--json")) -> None:
+                    as_json: bool = typer.Option(False, "--json"),
+                    server: Optional[str] = SERVER) -> None:
     """Cartridges with status, model, p, size and whether their corpus changed since (stale)."""
+    if server:
+        from service.cli_remote import cartridge_list
+
+        try:
+            return _print_cartridges(cartridge_list(server, corpus), as_json)
+        except MemexError as exc:
+            fail(exc.message)
     from cartridges.store import is_stale
 
     corpora = local_corpora()
@@ -94,6 +120,10 @@ def list_cartridges(corpus: Optional[str] = typer.Option(None, "--corpus", "-c")
             info["stale"] = is_stale(info, found.version, found.created_at)
         except MemexError:
             info["stale"] = True
+    _print_cartridges(infos, as_json)
+
+
+def _print_cartridges(infos: list[dict], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(infos, indent=2))
         return
@@ -105,19 +135,31 @@ def list_cartridges(corpus: Optional[str] = typer.Option(None, "--corpus", "-c")
 
 @app.command()
 def pull(cartridge_id: str = typer.Argument(...),
-         output: Path = typer.Option(..., "-o", "--output", help="where to write the .safetensors file")) -> None:
-    """Copy a ready cartridge's file (load it with cartridges.client.load_cartridge)."""
+         output: Path = typer.Option(..., "-o", "--output", help="where to write the .safetensors file"),
+         server: Optional[str] = SERVER) -> None:
+    """Copy a ready cartridge's file (load it with cartridges.client.load_cartridge); from a
+    server it streams with a progress bar and the file's checksum is verified."""
     try:
-        shutil.copyfile(_store().file(cartridge_id), output)
+        if server:
+            from service.cli_remote import cartridge_pull
+
+            cartridge_pull(server, cartridge_id, output)
+        else:
+            shutil.copyfile(_store().file(cartridge_id), output)
     except MemexError as exc:
         fail(exc.message)
     typer.echo(f"wrote {output}")
 
 
 @app.command("rm")
-def remove(cartridge_id: str = typer.Argument(...)) -> None:
+def remove(cartridge_id: str = typer.Argument(...), server: Optional[str] = SERVER) -> None:
     try:
-        _store().delete(cartridge_id)
+        if server:
+            from service.cli_remote import cartridge_remove
+
+            cartridge_remove(server, cartridge_id)
+        else:
+            _store().delete(cartridge_id)
     except MemexError as exc:
         fail(exc.message)
 
@@ -125,21 +167,31 @@ def remove(cartridge_id: str = typer.Argument(...)) -> None:
 def chat(message: Optional[str] = typer.Argument(None, help="one message; omit for an interactive chat"),
          cartridge: Optional[list[str]] = typer.Option(None, "--cartridge", help="cartridge id (repeatable)"),
          max_tokens: int = typer.Option(256, "--max-tokens"),
-         temperature: float = typer.Option(0.0, "--temperature")) -> None:
+         temperature: float = typer.Option(0.0, "--temperature"),
+         server: Optional[str] = SERVER) -> None:
     """Chat with the local LM, a cartridge's corpus as its context; replies stream."""
-    from cartridges.generate import generate_chat
-
     try:
-        store = _store()
-        paths = [store.file(c) for c in cartridge or []]
-        models = {store.info(c)["model"] for c in cartridge or []}
-        model = models.pop() if len(models) == 1 else "bundled:smollm2"
+        if server:
+            from service import cli_remote
+
+            def reply_to(history: list[dict]):  # noqa: ANN202
+                return cli_remote.chat(server, history, cartridge or [], max_tokens, temperature)
+        else:
+            from cartridges.generate import generate_chat
+
+            store = _store()
+            paths = [store.file(c) for c in cartridge or []]
+            models = {store.info(c)["model"] for c in cartridge or []}
+            model = models.pop() if len(models) == 1 else "bundled:smollm2"
+
+            def reply_to(history: list[dict]):  # noqa: ANN202
+                return generate_chat(history, paths, max_tokens, temperature, stream=True, model=model)
         history: list[dict] = []
         while True:
             text = message if message is not None else typer.prompt("you", prompt_suffix="> ")
             history.append({"role": "user", "content": text})
             reply = ""
-            for piece in generate_chat(history, paths, max_tokens, temperature, stream=True, model=model):
+            for piece in reply_to(history):
                 reply += piece
                 typer.echo(piece, nl=False)
             typer.echo()

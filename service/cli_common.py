@@ -1,4 +1,5 @@
-"""What every ``memex`` sub-command shares: the local corpora, error exit, progress bars."""
+"""What every ``memex`` sub-command shares: the local corpora, ``--server``, error exit,
+progress bars."""
 
 from __future__ import annotations
 
@@ -7,21 +8,27 @@ import sys
 import typer
 from tqdm import tqdm
 
+SERVER = typer.Option(None, "--server", envvar="MEMEX_SERVER",
+                      help="use this memex server (key in MEMEX_API_KEY) instead of MEMEX_HOME")
+
 
 def local_corpora():  # noqa: ANN201 - indexer.corpus.Corpora, imported lazily (start-up time)
     """The data directory's corpora, with chunk DBs following every change (as the server)."""
-    from indexer.retro.sync import install
-    from service.settings import get_settings, open_corpora
+    from service.runtime import open_corpora
+    from service.settings import get_settings
 
-    corpora = open_corpora(get_settings())
-    install(corpora)
-    return corpora
+    return open_corpora(get_settings())
 
 
 def fail(message: str) -> None:
     """Print ``error: message`` in red on stderr and exit with status 2."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+# what a stage counts, where it is not the bar's default unit (sync: indexer/corpus.py)
+STAGE_UNITS = {"walk": "file", "chunk": "file", "codec": "iteration", "compress": "token",
+               "commit": "step", "bm25": "step"}
 
 
 class StageBar:
@@ -36,8 +43,8 @@ class StageBar:
         if stage != self.stage or self.bar is None:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=total, desc=stage, unit=self.unit, file=sys.stderr,
-                            dynamic_ncols=True)
+            self.bar = tqdm(total=total, desc=stage, unit=STAGE_UNITS.get(stage, self.unit),
+                            file=sys.stderr, dynamic_ncols=True)
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:

@@ -71,25 +71,21 @@ def keys_revoke(key_id: str = typer.Argument(..., help="the id `memex keys ls` s
 
 def worker(poll: float = typer.Option(2.0, help="seconds between queue checks")) -> None:
     """Run background jobs (syncs, trainings) for servers started with MEMEX_RUN_JOBS=false."""
-    from cartridges.store import CartridgeStore
-    from service.cartridge_handlers import register_cartridges
-    from service.handlers import register_all
-    from service.jobs import JobRunner
-    from service.settings import get_settings, open_corpora
+    from service.runtime import start
+    from service.settings import get_settings
 
-    s = get_settings()
-    corpora = open_corpora(s)
-    corpora.recover_all()
-    runner = JobRunner(corpora.sessions, s.home)
-    register_all(runner, corpora)
-    register_cartridges(runner, corpora, CartridgeStore(s.home / "cartridges"))
-    runner.start()
+    runner = start(get_settings(), run_jobs=True).jobs
     typer.echo("worker: waiting for jobs (Ctrl-C to stop)", err=True)
     try:
         while runner._thread.is_alive():
             time.sleep(poll)
     except KeyboardInterrupt:
         runner.stop()
+        return
+    health = runner.health()
+    typer.secho(f"worker: the job runner stopped ({health['state']}): {health['error']}",
+                fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
 
 
 def remote_client(server: str):  # noqa: ANN201
@@ -118,10 +114,14 @@ def remote_index(server: str, directory: str, name: str) -> dict:
 
 
 def remote_search(server: str, query: str, corpora: Optional[list[str]], k: int,
-                  path_glob: Optional[str], mode: Optional[str] = None) -> list[dict]:
+                  path_glob: Optional[str], mode: Optional[str] = None,
+                  max_tokens: Optional[int] = None) -> list[dict] | dict:
+    """The hits, or with ``max_tokens`` the result's ``spans`` and ``packing``."""
     with remote_client(server) as c:
         names = corpora or [i["name"] for i in c.list_corpora()["corpora"]]
         if not names:
             print("error: no corpus on the server yet", file=sys.stderr)
             raise typer.Exit(2)
-        return c.search_many(names, query, k, path_glob, mode)["results"][0]["hits"]
+        result = c.search_many(names, query, k, path_glob, mode, max_tokens)["results"][0]
+        return result["hits"] if max_tokens is None else {
+            "spans": result["spans"], "packing": result["packing"]}

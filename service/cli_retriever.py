@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from indexer.errors import MemexError
-from service.cli_common import StageBar, fail, local_corpora
+from service.cli_common import SERVER, StageBar, fail, local_corpora
 
 app = typer.Typer(help="Train and exchange ColBERT retrievers.", no_args_is_help=True)
 
@@ -18,7 +19,8 @@ def train_cmd(corpus: str = typer.Argument(..., help="corpus to post-train"),
               passages: int = typer.Option(64, help="sampled passages the LM writes a query for"),
               mined: int = typer.Option(2000, help="docstring queries mined from the corpus"),
               steps: int = typer.Option(300, help="training steps"),
-              teacher: bool = typer.Option(True, help="distil LM query likelihood")) -> None:
+              teacher: bool = typer.Option(True, help="distil LM query likelihood"),
+              server: Optional[str] = SERVER) -> None:
     """Post-train CORPUS's retriever on LM-written and docstring queries, re-index, switch."""
     from indexer.posttrain import PostTrainConfig, post_train
 
@@ -26,7 +28,13 @@ def train_cmd(corpus: str = typer.Argument(..., help="corpus to post-train"),
     cfg.train.steps = steps
     bar = StageBar()
     try:
-        done = post_train(local_corpora(), corpus, cfg, progress=bar)
+        if server:
+            from service.cli_remote import retriever_train
+
+            done = retriever_train(server, corpus, passages=passages, mined=mined, steps=steps,
+                                   teacher=teacher)
+        else:
+            done = post_train(local_corpora(), corpus, cfg, progress=bar)
     except MemexError as exc:
         bar.close()
         fail(exc.message)

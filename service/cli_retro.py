@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from indexer.errors import MemexError
-from service.cli_common import fail, local_corpora
+from service.cli_common import SERVER, fail, local_corpora
 
 retro_app = typer.Typer(help="RETRO chunk DBs: build, precompute neighbours for training.",
                         no_args_is_help=True)
@@ -22,33 +22,48 @@ def neighbors(text: str = typer.Argument(..., help="input text; every 64-token c
               continuation: bool = typer.Option(True, help="show each neighbour's continuation"),
               exclude: Optional[list[str]] = typer.Option(None, "--exclude",
                                                           help="document id to skip (repeatable)"),
-              as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+              as_json: bool = typer.Option(False, "--json", help="print JSON"),
+              server: Optional[str] = SERVER) -> None:
     """Print the nearest corpus chunks of every chunk of TEXT."""
-    from indexer.retro.sync import ChunkDBs
-
     try:
-        found = ChunkDBs(local_corpora()).get(corpus).neighbors(
-            text=text, k=k, continuation=continuation, exclude_document_ids=exclude or ())
+        if server:
+            from service import cli_remote
+
+            found = [{"tokens": c["tokens"], "neighbors": c["neighbors"]} for c in
+                     cli_remote.neighbors(server, corpus, text, k, continuation, exclude or [])]
+        else:
+            from indexer.retro.sync import ChunkDBs
+
+            found = [asdict(r) for r in ChunkDBs(local_corpora()).get(corpus).neighbors(
+                text=text, k=k, continuation=continuation, exclude_document_ids=exclude or ())]
     except MemexError as exc:
         fail(exc.message)
     if as_json:
-        typer.echo(json.dumps([asdict(r) for r in found], indent=2))
+        typer.echo(json.dumps(found, indent=2))
         return
     for i, r in enumerate(found):
-        typer.secho(f"chunk {i} ({len(r.tokens)} tokens)", bold=True)
-        for n in r.neighbors:
-            typer.secho(f"  {n.path or n.document_id} #{n.chunk_id}  distance {n.distance:.3f}",
-                        fg=typer.colors.CYAN)
-            for line in n.text.splitlines()[:6]:
+        typer.secho(f"chunk {i} ({len(r['tokens'])} tokens)", bold=True)
+        for n in r["neighbors"]:
+            typer.secho(f"  {n['path'] or n['document_id']} #{n['chunk_id']}  distance "
+                        f"{n['distance']:.3f}", fg=typer.colors.CYAN)
+            for line in n["text"].splitlines()[:6]:
                 typer.echo(f"    {line}")
 
 
 @retro_app.command()
-def build(corpus: str = typer.Option(..., "--corpus", "-c", help="corpus name")) -> None:
+def build(corpus: str = typer.Option(..., "--corpus", "-c", help="corpus name"),
+          server: Optional[str] = SERVER) -> None:
     """Build or repair the chunk DB of CORPUS (only changed documents are embedded)."""
     from indexer.retro.sync import reconcile
 
     try:
+        if server:
+            from service.cli_remote import retro_build
+
+            done = retro_build(server, corpus)
+            typer.echo(f"{corpus}: chunk DB of {done['chunks']} chunks, "
+                       f"{done['bytes'] / 1e6:.1f} MB on the server")
+            return
         db = reconcile(local_corpora(), corpus)
     except MemexError as exc:
         fail(exc.message)

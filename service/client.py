@@ -12,7 +12,10 @@ against a server.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -83,13 +86,15 @@ def raise_for_problem(response: httpx.Response) -> Any:
 
 
 def _search_body(query: str | list[str], k: int, path_glob: str | None,
-                 mode: str | None = None) -> dict:
+                 mode: str | None = None, max_tokens: int | None = None) -> dict:
     body: dict[str, Any] = {"k": k}
     body["queries" if isinstance(query, list) else "query"] = query
     if path_glob:
         body["path_glob"] = path_glob
     if mode:
         body["mode"] = mode
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
     return body
 
 
@@ -117,11 +122,29 @@ class _Calls:
                 "GET", f"/v1/corpora/{name}/documents/{quote(doc_id, safe='/')}", None),
             "delete_document": lambda name, doc_id: (
                 "DELETE", f"/v1/corpora/{name}/documents/{quote(doc_id, safe='/')}", None),
-            "search": lambda name, query, k=10, path_glob=None, mode=None: (
-                "POST", f"/v1/corpora/{name}/search", _search_body(query, k, path_glob, mode)),
-            "search_many": lambda corpora, query, k=10, path_glob=None, mode=None: (
+            "search": lambda name, query, k=10, path_glob=None, mode=None, max_tokens=None: (
+                "POST", f"/v1/corpora/{name}/search",
+                _search_body(query, k, path_glob, mode, max_tokens)),
+            "search_many": lambda corpora, query, k=10, path_glob=None, mode=None,
+                                  max_tokens=None: (
                 "POST", "/v1/search", {"corpora": corpora,
-                                       **_search_body(query, k, path_glob, mode)}),
+                                       **_search_body(query, k, path_glob, mode, max_tokens)}),
+            "neighbors": lambda name, text, k=2, **options: (
+                "POST", f"/v1/corpora/{name}/neighbors", {"text": text, "k": k, **options}),
+            "build_chunkdb": lambda name: ("POST", f"/v1/corpora/{name}/chunkdb", None),
+            "list_cartridges": lambda corpus=None: (
+                "GET", "/v1/cartridges" + (f"?corpus={quote(corpus)}" if corpus else ""), None),
+            "get_cartridge": lambda cartridge_id: (
+                "GET", f"/v1/cartridges/{quote(cartridge_id)}", None),
+            "train_cartridge": lambda name, **config: (
+                "POST", f"/v1/corpora/{name}/cartridges", config),
+            "delete_cartridge": lambda cartridge_id: (
+                "DELETE", f"/v1/cartridges/{quote(cartridge_id)}", None),
+            "chat": lambda messages, cartridges=(), **options: (
+                "POST", "/v1/chat/completions", {"messages": messages, **options,
+                                                 "cartridges": [{"id": c} for c in cartridges]}),
+            "train_retriever": lambda name, **options: (
+                "POST", f"/v1/corpora/{name}/retriever", options or None),
             "job": lambda job_id: ("GET", f"/v1/jobs/{job_id}", None),
             "jobs": lambda corpus=None: (
                 "GET", "/v1/jobs" + (f"?corpus={quote(corpus)}" if corpus else ""), None),
@@ -157,10 +180,41 @@ class Client:
             time.sleep(poll)
         return job
 
+    def pull_cartridge(self, cartridge_id: str, output: str | Path,
+                       progress: Callable[[int, int | None], None] | None = None) -> int:
+        """Stream a cartridge's file to ``output`` (``progress(bytes so far, total)``), verify
+        the checksum it carries (``cartridges/FORMAT.md``), then move it into place; a
+        damaged or cut download raises and leaves nothing at ``output``. The bytes written."""
+        from cartridges.fileformat import read_cartridge
+
+        output = Path(output)
+        part = output.with_name(output.name + ".part")
+        with self.http.stream("GET", f"/v1/cartridges/{quote(cartridge_id)}/file") as response:
+            if not response.is_success:
+                response.read()
+                raise_for_problem(response)
+            total = int(response.headers.get("content-length", 0)) or None
+            done = 0
+            with open(part, "wb") as f:
+                for block in response.iter_bytes(1 << 20):
+                    f.write(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, total)
+        try:
+            if total is not None and done != total:
+                raise MemexError(f"download ended after {done} of {total} bytes")
+            read_cartridge(part)  # format, shapes and the SHA-256 checksum in its header
+        except MemexError:
+            part.unlink(missing_ok=True)
+            raise
+        os.replace(part, output)
+        return done
+
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc) -> None:  # noqa: ANN002
@@ -196,7 +250,7 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc) -> None:  # noqa: ANN002

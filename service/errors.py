@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer.errors import (
+    Busy,
     Conflict,
     IndexCorrupt,
     InvalidInput,
@@ -28,6 +29,7 @@ STATUS = {
     NotFound: 404,
     InvalidInput: 400,
     Conflict: 409,
+    Busy: 429,
     ModelError: 422,
     IndexCorrupt: 409,
 }

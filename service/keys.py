@@ -13,28 +13,14 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import JSON, String, func, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import func, select
 
 from indexer.errors import InvalidInput, NotFound
-from indexer.store import Base, UtcDateTime, utcnow
+from indexer.store import ApiKey, utcnow
 
 ROLES = ("read", "write", "admin")
 TOKEN_RE = re.compile(r"^mx_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-
-
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-
-    id: Mapped[str] = mapped_column(String(12), primary_key=True)
-    name: Mapped[str] = mapped_column(String(128))
-    hash: Mapped[str] = mapped_column(String(64))
-    role: Mapped[str] = mapped_column(String(16))
-    corpora: Mapped[list] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 @dataclass(frozen=True)
@@ -62,7 +48,7 @@ def _digest(token: str) -> str:
 
 
 class KeyStore:
-    def __init__(self, sessions) -> None:  # noqa: ANN001
+    def __init__(self, sessions) -> None:
         self.sessions = sessions
 
     def create(self, name: str, role: str, corpora: list[str]) -> tuple[ApiKey, str]:

@@ -21,7 +21,7 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _too_large(self):  # noqa: ANN202
+    def _too_large(self):
         return errors.problem(413, "PAYLOAD_TOO_LARGE",
                               f"request bodies are limited to {self.max_bytes} bytes")
 
@@ -58,25 +58,60 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-class SearchGate:
-    """At most ``limit`` searches compute at once; the rest wait here, in the event loop.
+def compute_class(path: str) -> str | None:
+    """Which gate a request waits at: its work is CPU-bound and sized by the request.
 
-    Searches are CPU-bound (query encoding, MaxSim). Letting every request into the
-    thread pool oversubscribes the cores (each encoder call is itself multi-threaded)
-    and throughput falls as concurrency rises; queueing keeps it at saturation.
+    >>> [compute_class(p) for p in ("/v1/search", "/v1/corpora/a/search",
+    ...  "/v1/corpora/a/neighbors", "/v1/chat/completions", "/v1/corpora/a/documents")]
+    ['search', 'search', 'neighbors', 'chat', None]
+    """
+    if path.endswith("/search"):
+        return "search"
+    if path.endswith("/neighbors"):
+        return "neighbors"
+    if path == "/v1/chat/completions":
+        return "chat"
+    return None
+
+
+class ComputeGate:
+    """At most ``limits[kind]`` requests of each kind compute at once; the rest wait here,
+    in the event loop, and beyond ``max_waiting`` of a kind the server answers 503.
+
+    Searches, neighbour look-ups and chat completions are CPU-bound (each encoder or LM
+    call is itself multi-threaded). Letting every request into the thread pool
+    oversubscribes the cores and throughput falls as concurrency rises; queueing keeps
+    it at saturation, and the bound on the queue keeps a flood from holding memory.
+    A streamed chat holds its slot until its last token.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limits: dict[str, int], max_waiting: int) -> None:
         self.app = app
-        self.limit = limit
-        self._semaphore = None  # made lazily: it must belong to the server's event loop
+        self.limits = limits
+        self.max_waiting = max_waiting
+        self._semaphores: dict = {}  # made lazily: they must belong to the server's event loop
+        self._waiting = dict.fromkeys(limits, 0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].endswith("/search"):
+        kind = compute_class(scope["path"]) if scope["type"] == "http" else None
+        if kind is None:
             return await self.app(scope, receive, send)
-        if self._semaphore is None:
+        if kind not in self._semaphores:
             import asyncio
 
-            self._semaphore = asyncio.Semaphore(self.limit)
-        async with self._semaphore:
+            self._semaphores[kind] = asyncio.Semaphore(self.limits[kind])
+        semaphore = self._semaphores[kind]
+        if semaphore.locked() and self._waiting[kind] >= self.max_waiting:
+            response = errors.problem(503, "BUSY", f"too many {kind} requests waiting "
+                                      f"({self.max_waiting}); retry shortly", {"retry_after": 1})
+            response.headers["Retry-After"] = "1"
+            return await response(scope, receive, send)
+        self._waiting[kind] += 1
+        try:
+            await semaphore.acquire()
+        finally:
+            self._waiting[kind] -= 1
+        try:
             await self.app(scope, receive, send)
+        finally:
+            semaphore.release()

@@ -45,10 +45,10 @@ def observe(method: str, route: str, status: int, seconds: float) -> None:
 class StateCollector:
     """Gauges computed from the data directory and SQL when scraped."""
 
-    def __init__(self, state) -> None:  # noqa: ANN001
+    def __init__(self, state) -> None:
         self.state = state
 
-    def collect(self):  # noqa: ANN201
+    def collect(self):
         corpora = self.state.corpora
         passages = GaugeMetricFamily("memex_corpus_passages", "passages per corpus", labels=["corpus"])
         documents = GaugeMetricFamily("memex_corpus_documents", "documents per corpus",

@@ -25,11 +25,15 @@ class CorpusCreate(Strict):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     directory: str | None = Field(default=None, description="index this directory (a sync job)")
     documents: list[DocumentIn] | None = Field(default=None, max_length=10_000)
+    watch: bool = Field(default=False, description="re-sync the directory whenever its files "
+                        "change (debounced; a sync job per burst)")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "CorpusCreate":
+    def _one_source(self) -> CorpusCreate:
         if self.directory is not None and self.documents is not None:
             raise ValueError("give either directory or documents, not both")
+        if self.watch and self.directory is None:
+            raise ValueError("watch needs a directory")
         return self
 
 
@@ -114,15 +118,21 @@ class SearchParams(Strict):
     nprobe: int | None = Field(default=None, ge=1, le=64,
                                description="PLAID: centroids probed per query token (default 4)")
     candidates: int | None = Field(default=None, ge=1, le=8192,
-                                   description="PLAID: candidates per segment, scored from centroids (default 768)")
+                                   description="PLAID: candidates per segment, scored from centroids "
+                                               "(default 768)")
     decompress: int | None = Field(default=None, ge=1, le=8192,
                                    description="PLAID: candidates decompressed and scored "
                                    "exactly after centroid-only pruning (default 160)")
     mode: Literal["colbert", "bm25", "hybrid"] | None = Field(
         default=None, description="hybrid (the default: ColBERT and BM25 fused), colbert or bm25")
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="pack each query's k hits into at most this many tokens: windows of one "
+        "file that overlap or touch merge into one span, best spans first; the answer then "
+        "lists spans instead of hits")
 
     @model_validator(mode="after")
-    def _queries(self) -> "SearchParams":
+    def _queries(self) -> SearchParams:
         if (self.query is None) == (self.queries is None):
             raise ValueError("give exactly one of query or queries")
         for q in self.all_queries():
@@ -158,6 +168,45 @@ class QueryResult(BaseModel):
 
 class SearchResponse(BaseModel):
     results: list[QueryResult]
+
+
+class Span(BaseModel):
+    corpus: str
+    document_id: str
+    path: str | None
+    start_line: int
+    end_line: int
+    score: float = Field(description="the best score among the hits merged into this span")
+    passage_ids: list[int]
+    tokens: int = Field(description="header line `path:start-end` plus text")
+    text: str
+
+
+class CutSpan(BaseModel):
+    corpus: str
+    document_id: str
+    path: str | None
+    start_line: int
+    end_line: int
+    score: float
+    tokens: int
+
+
+class Packing(BaseModel):
+    tokenizer: str = Field(description="what counted the tokens")
+    max_tokens: int
+    tokens_used: int
+    cut: list[CutSpan] = Field(description="spans that did not fit, best first")
+
+
+class PackedQueryResult(BaseModel):
+    query: str
+    spans: list[Span]
+    packing: Packing
+
+
+class PackedSearchResponse(BaseModel):
+    results: list[PackedQueryResult]
 
 
 class JobPublic(BaseModel):

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 # One model cache for the whole run (CLI subprocesses included): the ONNX export is made once.
 os.environ.setdefault("MEMEX_MODEL_CACHE", str(Path.home() / ".memex" / "models"))
 
-from indexer.corpus import Corpora  # noqa: E402
-from indexer.encoder import ColBERTEncoder  # noqa: E402
+from indexer.corpus import Corpora
+from indexer.encoder import ColBERTEncoder
+from tests.helpers.server import LiveServer, free_port  # noqa: F401 - free_port: tests import it from here too
 
 
 @pytest.fixture(scope="session")
@@ -57,36 +54,6 @@ def sample_dir(tmp_path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    """A real uvicorn serving the app on a loopback port, in a thread."""
-
-    def __init__(self, app) -> None:  # noqa: ANN001
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> "LiveServer":
-        self.thread.start()
-        deadline = time.time() + 60
-        while not self.server.started:
-            if time.time() > deadline or not self.thread.is_alive():
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:  # noqa: ANN002
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture

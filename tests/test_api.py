@@ -1,24 +1,6 @@
 """The REST API against a real uvicorn on loopback, with the real model."""
 
-import time
-
-
-def wait_for_job(client, job_id, timeout=900):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
-def assert_problem(response, status, code):
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["code"] == code and body["detail"]
-    return body
+from tests.helpers.api import assert_problem, wait_for_job
 
 
 def test_directory_corpus_sync_job_and_search(live_server, sample_dir):

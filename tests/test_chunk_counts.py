@@ -83,7 +83,8 @@ def test_line_sums_are_used_only_where_they_are_exact(encoder):
 
 def test_counts_match_the_tokenizer_and_ignore_its_truncation_state(encoder):
     sample = texts()[:5] + ["word " * 1000]
-    expected = [len(x) for x in encoder.tokenizer(sample, add_special_tokens=False, verbose=False)["input_ids"]]
+    ids = encoder.tokenizer(sample, add_special_tokens=False, verbose=False)["input_ids"]
+    expected = [len(x) for x in ids]
     encoder.tokenizer(["y " * 600], truncation=True, max_length=16)  # leaves the backend truncating
     assert encoder.count_tokens(sample) == expected
     assert max(expected) > 1000

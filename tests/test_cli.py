@@ -1,15 +1,8 @@
 """The memex command as a person runs it."""
 
 import json
-import os
-import subprocess
-import sys
 
-
-def memex(home, *args):
-    env = {**os.environ, "MEMEX_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+from tests.helpers.cli import run_memex as memex
 
 
 def test_index_then_search_then_reindex(tmp_path, sample_dir):

@@ -5,6 +5,7 @@ import pytest
 from indexer.corpus import Corpora, DocumentInput
 from indexer.errors import Conflict, InvalidInput, NotFound
 from indexer.index.plaid import PlaidIndex
+from indexer.index.plaid.manifest import Manifest
 
 
 def top_path(corpora, name, query, **kw):
@@ -121,3 +122,20 @@ def test_crash_between_rows_and_index_is_finished_on_reopen(tmp_path, encoder, s
     assert reopened.recover_all() == ["src"]
     assert top_path(reopened, "src", "what causes ocean tides") == "new.txt"
     assert reopened.sync("src").passages_added == 0
+
+
+def test_sync_reports_every_stage_until_it_is_done(corpora, sample_dir):
+    corpora.create("src", str(sample_dir))
+    seen = []
+    report = corpora.sync("src", progress=lambda stage, done, total: seen.append((stage, done, total)))
+    stages = list(dict.fromkeys(s for s, _, _ in seen))
+    # the PLAID commit's k-means and compression show as their own stages, not as "encode"
+    assert stages == ["walk", "chunk", "encode", "commit", "codec", "compress", "bm25"]
+    last = {s: (d, t) for s, d, t in seen}
+    assert last["walk"] == (3, 3) and last["chunk"] == (3, 3)
+    assert last["codec"][0] == last["codec"][1] > 0  # every k-means iteration counted
+    n_tokens = sum(e.n_tokens for e in Manifest.read(corpora.index("src").path).segments)
+    assert last["compress"] == (n_tokens, n_tokens)  # every token vector compressed
+    assert seen[-1] == ("bm25", 1, 1) and ("commit", 1, 1) in seen
+    assert [s for s, _, _ in seen].index("commit") < [s for s, _, _ in seen].index("codec")
+    assert report.passages_added > 0

@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from tests.conftest import free_port
 from sqlalchemy import select
 
 from indexer.corpus import Corpora
 from indexer.store import Passage
+from tests.helpers.server import free_port
 
 CHILD = Path(__file__).parent / "helpers" / "crash_child.py"
 BEFORE = {"geo.md": "Volcanoes erupt molten lava from the mantle.",
@@ -106,7 +106,7 @@ def test_kill_during_a_merge(committed, encoder, point):
     after = [[(h.document_id, round(h.score, 4)) for h in hits]
              for hits in restarted.search(["c"], queries, k=3)]
     assert after == before  # a merge never changes results, finished or not
-    restarted.index("c").merge()  # and the next merge completes
+    restarted.index("c").optimize()  # and the next merge completes
     assert _check_consistent(restarted, [AFTER]) == AFTER
 
 
@@ -120,7 +120,8 @@ def test_server_killed_during_sync_job_resumes_it(tmp_path, encoder):
 
     def serve():
         return subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port",
-                                 str(port)], env={**os.environ, "MEMEX_HOME": str(home)},
+                                 str(port)], env={**os.environ, "MEMEX_HOME": str(home),
+                                                  "MEMEX_ALLOWED_ROOTS": str(tmp_path)},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def wait(predicate, timeout=240):
@@ -164,8 +165,8 @@ def test_server_killed_during_sync_job_resumes_it(tmp_path, encoder):
 def test_reader_reopens_when_another_process_swaps_the_manifest_mid_open(corpora, encoder,
                                                                           monkeypatch):
     """The files of the manifest a reader just read may be gone when it loads them."""
-    from indexer.corpus import DocumentInput
     from indexer import corpus as corpus_module
+    from indexer.corpus import DocumentInput
     from indexer.errors import IndexCorrupt
 
     corpora.create("c")

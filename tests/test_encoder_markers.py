@@ -14,7 +14,7 @@ def encoder() -> ColBERTEncoder:
     return enc
 
 
-def test_vocab_marker_is_one_token_after_cls(encoder) -> None:  # noqa: ANN001
+def test_vocab_marker_is_one_token_after_cls(encoder) -> None:
     batch = encoder._tokenize(["def add(a, b): return a + b", "x"], 8, "[unused1]")
     ids, mask = batch["input_ids"], batch["attention_mask"]
     assert ids.shape[1] == 8  # the marker counts towards the limit
@@ -24,11 +24,11 @@ def test_vocab_marker_is_one_token_after_cls(encoder) -> None:  # noqa: ANN001
     assert ids[1][mask[1].bool()].tolist() == [plain[0], ids[0, 1].item(), *plain[1:]]
 
 
-def test_queries_keep_marker_and_mask_padding(encoder) -> None:  # noqa: ANN001
+def test_queries_keep_marker_and_mask_padding(encoder) -> None:
     (q,) = encoder.encode_queries(["open a file"])
     assert q.shape == (encoder.config.query_max_tokens, encoder.dim)
 
 
-def test_marker_outside_vocab_stays_text(encoder) -> None:  # noqa: ANN001
+def test_marker_outside_vocab_stays_text(encoder) -> None:
     ids = encoder._tokenize(["x"], 16, "[Q]")["input_ids"][0].tolist()
     assert encoder.tokenizer.convert_ids_to_tokens(ids)[1:4] == ["[", "q", "]"]

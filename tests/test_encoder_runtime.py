@@ -205,3 +205,27 @@ def test_pipeline_reraises_tokenizer_errors():
 
     with pytest.raises(ValueError, match="tokenizer failed"):
         list(token_batches(["a", "b"], broken, batch_size=1))
+
+
+def test_auto_keeps_onnx_only_where_the_probe_says_it_is_faster(int8_encoder, cache, monkeypatch,
+                                                                  tmp_path):
+    from indexer import kernels
+
+    monkeypatch.setenv("MEMEX_KERNEL_CACHE", str(tmp_path / "kernels.json"))
+    kernels.reset_memo()
+    enc = ColBERTEncoder.load(runtime="torch")
+    key = f"encoder/{int8_encoder.backend.directory.name}"
+    monkeypatch.setenv("MEMEX_FORCE_KERNEL", f"{key}=torch/fp32")  # as if int8 were slow here
+    with pytest.raises(ModelError, match="not faster than torch fp32"):
+        configure(enc, "auto", "int8")
+    assert enc.backend is None  # left on torch fp32, not on the rejected export
+    monkeypatch.delenv("MEMEX_FORCE_KERNEL")
+    try:  # probed for real (int8 won on the AVX-512 and the AVX2 hosts measured)
+        configure(enc, "auto", "int8")
+    except ModelError:
+        pass
+    verdict = kernels.choices()["encoder"]
+    faster = verdict["seconds"]["onnx/int8"] * kernels.MARGIN <= verdict["seconds"]["torch/fp32"]
+    assert verdict["choice"] == ("onnx/int8" if faster else "torch/fp32")
+    assert enc.runtime == ("onnx" if faster else "torch")
+    kernels.reset_memo()

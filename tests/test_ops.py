@@ -17,10 +17,11 @@ import httpx
 import numpy as np
 import pytest
 from sqlalchemy import select
-from tests.conftest import free_port
 
 from service import client as mc
 from service.logs import JsonFormatter
+from tests.helpers.cli import run_memex as _cli
+from tests.helpers.server import free_port
 
 
 def _metric(text: str, name: str, **labels) -> float:
@@ -97,12 +98,6 @@ def test_client_sync_and_async_with_typed_errors(live_server):
             return found
 
     assert all(f["results"][0]["hits"] for f in asyncio.run(run()))
-
-
-def _cli(home, *args, **env):
-    full = {**os.environ, "MEMEX_HOME": str(home), **env}
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], capture_output=True,
-                          text=True, env=full, timeout=300)
 
 
 def test_keys_cli_and_server_mode(tmp_path, sample_dir):

@@ -77,7 +77,7 @@ def test_migrations_on_postgres_concurrently(pg_url):
     def go(e):
         try:
             upgrade(e)
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=go, args=(e,)) for e in engines]

@@ -14,10 +14,10 @@ import time
 
 import httpx
 import pytest
-from tests.conftest import LiveServer
-from tests.test_api import assert_problem, wait_for_job
 
 from service.keys import KeyStore
+from tests.helpers.api import assert_problem, wait_for_job
+from tests.helpers.server import LiveServer
 
 SECRET = "zebracorn-7731 the launch code is hunter2"
 
@@ -196,7 +196,7 @@ def test_oversized_bodies_are_refused(secured):
                     headers={"content-type": "application/json"})
     assert ok.status_code == 200, ok.text  # a small chunked body passes
     # A lying Content-Length is refused before the body is read.
-    answer = _raw(server.port, b"POST /v1/corpora/a/documents HTTP/1.1\r\nHost: x\r\n"
+    answer = _raw(server.port, b"POST /v1/corpora/a/documents HTTP/1.1\r\nHost: localhost\r\n"
                   b"Authorization: Bearer " + tokens["admin"].encode() +
                   b"\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n{}")
     assert answer.startswith(b"HTTP/1.1 413"), answer[:100]

@@ -31,7 +31,7 @@ INDEX_NAME = "stdlib-subset"
 _init = colbert_model.ColBERT.__init__
 
 
-def _init_without_sep(self, *args, **kwargs) -> None:  # noqa: ANN001
+def _init_without_sep(self, *args, **kwargs) -> None:
     _init(self, *args, **kwargs)
     self.skiplist[self.raw_tokenizer.sep_token_id] = True
 

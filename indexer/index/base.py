@@ -9,6 +9,8 @@ before (or during) a commit keeps seeing the previous state.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,12 +34,12 @@ class MultiVectorIndex(ABC):
 
     @classmethod
     @abstractmethod
-    def create(cls, path: Path, dim: int) -> "MultiVectorIndex":
+    def create(cls, path: Path, dim: int) -> MultiVectorIndex:
         """Make a new empty index at ``path`` (a directory that must not hold an index)."""
 
     @classmethod
     @abstractmethod
-    def open(cls, path: Path) -> "MultiVectorIndex":
+    def open(cls, path: Path) -> MultiVectorIndex:
         """Open the last committed state at ``path``; raises ``IndexCorrupt`` on bad files."""
 
     @abstractmethod
@@ -46,10 +48,25 @@ class MultiVectorIndex(ABC):
         add_ids: np.ndarray,
         add_vectors: list[np.ndarray],
         delete_ids: np.ndarray,
+        merge: bool = True,
     ) -> None:
         """Atomically delete ``delete_ids`` and add ``add_ids`` (int64, shape [n]) with
         their vectors (each float32 [n_tokens, dim], L2-normalised). An id may be in
-        both lists: the old vectors are replaced."""
+        both lists: the old vectors are replaced. ``merge=False``: leave the engine's
+        housekeeping to a later ``merge()``."""
+
+    def needs_merge(self) -> bool:
+        """Whether ``merge()`` has work to do now."""
+        return False
+
+    def merge(self, publish_lock: Callable[[], AbstractContextManager] | None = None) -> int:
+        """Housekeeping after commits (merges); returns how many were published.
+        ``publish_lock``: held only while the result is published (the corpus writer lock)."""
+        return 0
+
+    def optimize(self, publish_lock: Callable[[], AbstractContextManager] | None = None) -> int:
+        """Rewrite the index in its most compact, fastest form (an operator's request)."""
+        return 0
 
     @abstractmethod
     def search(

@@ -40,7 +40,7 @@ class ExactIndex(MultiVectorIndex):
         self.segments = segments
 
     @classmethod
-    def create(cls, path: Path, dim: int) -> "ExactIndex":
+    def create(cls, path: Path, dim: int) -> ExactIndex:
         durable.make_dirs(path)
         if (path / "manifest.json").exists():
             raise InvalidInput(f"an index already exists at {path}")
@@ -50,7 +50,7 @@ class ExactIndex(MultiVectorIndex):
         return cls(path, dim, 0, [])
 
     @classmethod
-    def open(cls, path: Path) -> "ExactIndex":
+    def open(cls, path: Path) -> ExactIndex:
         try:
             manifest = json.loads((path / "manifest.json").read_text())
             dim = int(manifest["dim"])
@@ -73,7 +73,7 @@ class ExactIndex(MultiVectorIndex):
             raise IndexCorrupt(f"index at {path} cannot be read: {exc}") from exc
         return cls(path, dim, int(manifest["generation"]), segments)
 
-    def commit(self, add_ids, add_vectors, delete_ids) -> None:
+    def commit(self, add_ids, add_vectors, delete_ids, merge: bool = True) -> None:
         add_ids = np.asarray(add_ids, dtype=np.int64)
         if len(add_ids) != len(add_vectors):
             raise InvalidInput("add_ids and add_vectors differ in length")
@@ -88,10 +88,11 @@ class ExactIndex(MultiVectorIndex):
             deleted = seg.deleted | hit
             if deleted.all():
                 continue  # nothing live: drop the segment from the manifest
-            entry = {"name": seg.name, "tombstones": None}
+            entry: dict[str, str | None] = {"name": seg.name, "tombstones": None}
             if deleted.any():
-                entry["tombstones"] = f"{seg.name}.del-{generation}.npy"
-                durable.write_npy(self.path / entry["tombstones"], deleted, fresh=True)
+                tombstones = f"{seg.name}.del-{generation}.npy"
+                entry["tombstones"] = tombstones
+                durable.write_npy(self.path / tombstones, deleted, fresh=True)
             entries.append(entry)
             segments.append(_Segment(seg.name, seg.ids, seg.offsets, seg.vectors, deleted))
         if len(add_ids):
@@ -122,7 +123,7 @@ class ExactIndex(MultiVectorIndex):
                             if f.name not in keep and not f.name.endswith(".tmp")])
 
     def search(self, queries, k, allowed_ids=None, **params) -> list[list[ScoredPassage]]:
-        results = []
+        results: list[list[ScoredPassage]] = []
         for q in queries:
             q = np.asarray(q, dtype=np.float32)
             all_ids, all_scores = [], []

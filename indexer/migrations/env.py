@@ -1,17 +1,14 @@
 """Alembic environment: runs on the connection ``migrate`` hands over, or on the URL
-of ``MEMEX_DATABASE_URL`` / ``MEMEX_HOME`` when alembic is run from the command line."""
+of ``MEMEX_DATABASE_URL`` / ``MEMEX_HOME`` when alembic is run from the command line.
+Every table is a model of ``indexer.store``, so ``--autogenerate`` sees them all."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
 
+from indexer import config
 from indexer.store import Base
-
-try:  # models that live in the service register their tables for --autogenerate
-    import service.keys  # noqa: F401
-except ImportError:
-    pass
 
 
 def run() -> None:
@@ -22,9 +19,7 @@ def run() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    from service.settings import Settings
-
-    engine = create_engine(Settings().db_url)
+    engine = create_engine(config.current().db_url)
     with engine.begin() as conn:
         context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)
         with context.begin_transaction():

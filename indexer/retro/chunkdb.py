@@ -28,6 +28,7 @@ from indexer.retro.embed import DEFAULT_ENCODER, ChunkEncoder, pick_device
 
 FORMAT_VERSION = 1
 MAX_K = 64  # neighbours per input chunk a request may ask for
+MAX_QUERY_ROWS = 4096  # input chunks x k of one call: bounds its work and its answer (~3 MB)
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class ChunkDB:
     # ---- creation and updates -------------------------------------------------------
 
     @classmethod
-    def create(cls, root: Path, config: ChunkDBConfig = ChunkDBConfig(), device=None) -> "ChunkDB":
+    def create(cls, root: Path, config: ChunkDBConfig = ChunkDBConfig(), device=None) -> ChunkDB:
         """An empty chunk DB at ``root`` (which must not hold one)."""
         root = Path(root)
         if (root / "CURRENT").exists():
@@ -143,12 +144,13 @@ class ChunkDB:
         return cls(root, device)
 
     @classmethod
-    def open(cls, root: Path, device: str | None = None) -> "ChunkDB":
+    def open(cls, root: Path, device: str | None = None) -> ChunkDB:
         return cls(root, device)
 
     def update(
-        self, upserts: Iterable[tuple[str, str | None, str]] = (), deletes: Iterable[str] = ()
-    ) -> "ChunkDB":
+        self, upserts: Iterable[tuple[str, str | None, str]] = (), deletes: Iterable[str] = (),
+        progress=None,
+    ) -> ChunkDB:
         """Commit a new version: ``upserts`` are ``(doc_id, path, text)``, ``deletes`` doc ids.
 
         Only documents whose text changed are tokenized and embedded; a changed
@@ -165,7 +167,7 @@ class ChunkDB:
             raise InvalidInput(f"documents both upserted and deleted: {sorted(both)[:5]}")
         docs = [dict(d) for d in self.docs]
         changed = []
-        for doc_id, (path, text, sha) in ups.items():
+        for doc_id, (path, _text, sha) in ups.items():
             i = self.doc_index.get(doc_id)
             if i is not None and docs[i]["sha256"] == sha:
                 docs[i]["path"] = path
@@ -192,7 +194,7 @@ class ChunkDB:
             texts += [tok.decode(row[:m]) for row, m in zip(t, n)]
             next_id += len(t)
         new_keys = (
-            _encoder(self.config.encoder, self.device).encode(texts).astype(np.float16)
+            _encoder(self.config.encoder, self.device).encode(texts, progress).astype(np.float16)
             if texts else np.zeros((0, self.meta["dim"]), np.float16)
         )
         arrays = {
@@ -215,7 +217,7 @@ class ChunkDB:
         return ChunkDB(self.root, self.device)
 
     def reindex(self, factory: str | None = None, nprobe: int | None = None,
-                rerank: int | None = None) -> "ChunkDB":
+                rerank: int | None = None) -> ChunkDB:
         """Commit the same chunks and keys under another index (no re-embedding).
 
         ``factory`` None picks by size; ``nprobe``/``rerank`` None keep the current values.
@@ -319,6 +321,9 @@ class ChunkDB:
         else:
             ids = check_token_ids(token_ids, tok.vocab_size)
         q_tokens, q_lengths = split_chunks(ids, c, tok.pad_id)
+        if len(q_tokens) * k > MAX_QUERY_ROWS:
+            raise InvalidInput(f"{len(q_tokens)} input chunks x k={k} exceed {MAX_QUERY_ROWS} "
+                               "neighbour rows per call; send less text or ask for a smaller k")
         texts = [tok.decode(row[:m]) for row, m in zip(q_tokens, q_lengths)]
         queries = _encoder(self.config.encoder, self.device).encode(texts)
         excluded = list(exclude_document_ids)

@@ -62,8 +62,9 @@ class ChunkEncoder:
         self.max_length = max_length
         self._torch = torch
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Keys of ``texts``, float32 [len(texts), dim], unit L2 norm."""
+    def encode(self, texts: list[str], progress=None) -> np.ndarray:
+        """Keys of ``texts``, float32 [len(texts), dim], unit L2 norm; ``progress(done,
+        total)`` after each batch (a job's report, which may raise to cancel it)."""
         torch = self._torch
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = np.argsort([len(t) for t in texts], kind="stable")
@@ -82,4 +83,6 @@ class ChunkEncoder:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, dim)
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
                 out[idx] = pooled.cpu().numpy()
+                if progress:
+                    progress(min(start + self.batch_size, len(texts)), len(texts))
         return out

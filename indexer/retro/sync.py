@@ -27,8 +27,10 @@ def chunkdb_dir(corpora: Corpora, name: str) -> Path:
     return corpora.corpus_dir(name) / "chunkdb"
 
 
-def reconcile(corpora: Corpora, name: str, config: ChunkDBConfig | None = None) -> ChunkDB:
-    """Create or repair the chunk DB of ``name`` from every document of the corpus."""
+def reconcile(corpora: Corpora, name: str, config: ChunkDBConfig | None = None,
+              progress=None) -> ChunkDB:
+    """Create or repair the chunk DB of ``name`` from every document of the corpus;
+    ``progress(done, total)`` while embedding."""
     corpora.info(name)  # NotFound for an unknown corpus, before any file is made
     root = chunkdb_dir(corpora, name)
     with exclusive_lock(root):
@@ -40,7 +42,8 @@ def reconcile(corpora: Corpora, name: str, config: ChunkDBConfig | None = None) 
         docs = list(corpora.iter_documents(name))
         live = {d.doc_id for d in docs}
         return db.update([(d.doc_id, d.path, d.text) for d in docs],
-                         deletes=[d["id"] for d in db.docs if d["id"] not in live])
+                         deletes=[d["id"] for d in db.docs if d["id"] not in live],
+                         progress=progress)
 
 
 def install(corpora: Corpora) -> None:

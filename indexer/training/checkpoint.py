@@ -32,7 +32,7 @@ from indexer.encoder import ColBERTEncoder, EncoderConfig
 from indexer.errors import InvalidInput
 
 
-def _write_atomically(out_dir: Path, fill) -> Path:  # noqa: ANN001
+def _write_atomically(out_dir: Path, fill) -> Path:
     """Build the directory beside ``out_dir``, fsync it whole and rename it into place
     (``indexer/durable.py``): after a power loss it is complete or absent."""
     out_dir = Path(out_dir)

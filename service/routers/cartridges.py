@@ -20,16 +20,20 @@ class CartridgeCreate(BaseModel):
     """Training settings; omitted ones take ``CartridgeConfig``'s defaults (docs/cartridges.md)."""
 
     model_config = ConfigDict(extra="forbid")
-    p: int | None = Field(None, description="cartridge length in tokens")
-    steps: int | None = None
-    num_samples: int | None = Field(None, description="self-study conversations to synthesize")
-    batch_size: int | None = None
-    lr: float | None = None
-    chunk_tokens: int | None = None
-    question_tokens: int | None = None
-    answer_tokens: int | None = None
-    holdout: int | None = Field(None, description="synthesized conversations kept to measure the loss")
-    seed: int | None = None
+    # Upper bounds keep one request's job to hours, not weeks, on a CPU (docs/api.md);
+    # CartridgeConfig checks the lower ones.
+    p: int | None = Field(None, le=4096, description="cartridge length in tokens")
+    steps: int | None = Field(None, le=10_000)
+    num_samples: int | None = Field(None, le=10_000,
+                                    description="self-study conversations to synthesize")
+    batch_size: int | None = Field(None, le=64)
+    lr: float | None = Field(None, le=10)
+    chunk_tokens: int | None = Field(None, le=4096)
+    question_tokens: int | None = Field(None, le=512)
+    answer_tokens: int | None = Field(None, le=2048)
+    holdout: int | None = Field(None, le=1000,
+                                description="synthesized conversations kept to measure the loss")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
 
 
 class CartridgePublic(BaseModel):

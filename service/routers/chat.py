@@ -6,7 +6,8 @@ import json
 import time
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -20,7 +21,7 @@ router = APIRouter(tags=["chat"])
 
 class Message(BaseModel):
     role: str = Field(pattern="^(system|user|assistant)$")
-    content: str
+    content: str = Field(max_length=100_000)
 
 
 class CartridgeRef(BaseModel):
@@ -31,8 +32,8 @@ class ChatRequest(BaseModel):
     """OpenAI's request shape; unknown OpenAI fields are accepted and ignored."""
 
     model: str | None = Field(None, description="ignored: the cartridges' model (or the default LM) answers")
-    messages: list[Message] = Field(min_length=1)
-    max_tokens: int = Field(256, ge=1, le=4096)
+    messages: list[Message] = Field(min_length=1, max_length=256)
+    max_tokens: int = Field(256, ge=1, le=4096, description="at most MEMEX_MAX_CHAT_TOKENS")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     stream: bool = False
     seed: int | None = None
@@ -45,7 +46,12 @@ def _event(body: dict) -> str:
 
 
 @router.post("/v1/chat/completions")
-def chat(body: ChatRequest, store: CartridgesDep):
+def chat(body: ChatRequest, store: CartridgesDep, request: Request):
+    cap = request.app.state.settings.max_chat_tokens
+    if body.max_tokens > cap:
+        raise RequestValidationError([{"loc": ("body", "max_tokens"), "type": "less_than_equal",
+                                       "msg": f"Input should be less than or equal to {cap} "
+                                       "(MEMEX_MAX_CHAT_TOKENS)"}])
     infos = [store.info(ref.id) for ref in body.cartridges]
     paths = [store.file(info["id"]) for info in infos]
     models = {info["model"] for info in infos}
@@ -65,9 +71,12 @@ def chat(body: ChatRequest, store: CartridgesDep):
 
     def events():
         chunk = {**head, "object": "chat.completion.chunk"}
-        yield _event({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]})
+        def choice(delta: dict, finish: str | None = None) -> dict:
+            return {**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        yield _event(choice({"role": "assistant"}))
         for piece in run.pieces():
-            yield _event({**chunk, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+            yield _event(choice({"content": piece}))
         yield _event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": run.finish_reason}]})
         yield "data: [DONE]\n\n"
 

@@ -22,12 +22,16 @@ def list_corpora(corpora: CorporaDep, request: Request) -> CorpusList:
 
 
 @router.post("", response_model=CorpusCreated, status_code=status.HTTP_201_CREATED)
-def create_corpus(body: CorpusCreate, corpora: CorporaDep, jobs: JobsDep) -> CorpusCreated:
-    """From a directory (indexed by a sync job, see ``job_id``) or from documents (indexed now)."""
+def create_corpus(body: CorpusCreate, corpora: CorporaDep, jobs: JobsDep,
+                  request: Request) -> CorpusCreated:
+    """From a directory (indexed by a sync job, see ``job_id``; with ``watch`` re-synced on
+    every change) or from documents (indexed now)."""
     info = corpora.create(body.name, root=body.directory)
     job_id = None
     if body.directory is not None:
         job_id = jobs.submit("sync", {"corpus": body.name}, corpus=body.name).id
+        if body.watch:
+            request.app.state.watchers.add(body.name)
     elif body.documents:
         docs = [DocumentInput(d.id, d.text, d.path, d.metadata) for d in body.documents]
         try:
@@ -58,3 +62,11 @@ def sync_corpus(name: str, corpora: CorporaDep, jobs: JobsDep) -> JobPublic:
 
         raise InvalidInput(f"corpus {name!r} has no directory to sync")
     return JobPublic.model_validate(jobs.submit("sync", {"corpus": name}, corpus=name))
+
+
+@router.post("/{name}/optimize", response_model=JobPublic, status_code=status.HTTP_202_ACCEPTED)
+def optimize_corpus(name: str, corpora: CorporaDep, jobs: JobsDep) -> JobPublic:
+    """Merge the corpus's index into one segment under one codec, as a job (searches and
+    writes go on meanwhile); poll ``/v1/jobs/{id}``."""
+    corpora.info(name)  # 404 for an unknown corpus, before a job exists
+    return JobPublic.model_validate(jobs.submit("optimize", {"corpus": name}, corpus=name))

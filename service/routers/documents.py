@@ -21,7 +21,7 @@ from service.schemas import (
 router = APIRouter(prefix="/v1/corpora/{name}/documents", tags=["documents"])
 
 
-def _summary(doc) -> dict:  # noqa: ANN001
+def _summary(doc) -> dict:
     return dict(id=doc.doc_id, path=doc.path, content_hash=doc.content_hash, chars=doc.n_chars,
                 metadata=doc.metadata_, updated_at=doc.updated_at)
 

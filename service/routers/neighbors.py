@@ -30,8 +30,9 @@ ChunkDBsDep = Annotated[ChunkDBs, Depends(get_chunkdbs)]
 class NeighborsParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str | None = Field(default=None, max_length=1_000_000)
-    token_ids: list[int] | None = Field(default=None, max_length=262_144)
+    # Upper bounds on what is tokenized; the real bound is chunks x k <= MAX_QUERY_ROWS.
+    text: str | None = Field(default=None, max_length=200_000)
+    token_ids: list[int] | None = Field(default=None, max_length=65_536)
     k: int = Field(default=2, ge=1, le=MAX_K)
     chunk_tokens: int | None = Field(default=None, description="must equal the chunk DB's")
     continuation: bool = Field(default=True, description="append each neighbour's next chunk")
@@ -66,7 +67,8 @@ class NeighborsResponse(BaseModel):
 @router.post("/v1/corpora/{name}/neighbors", response_model=NeighborsResponse)
 def neighbors(name: str, params: NeighborsParams, dbs: ChunkDBsDep) -> NeighborsResponse:
     """For every ``chunk_tokens`` chunk of the input, its ``k`` nearest corpus chunks, each
-    with its continuation (2 x chunk_tokens ids, padded, with a mask), nearest first."""
+    with its continuation (2 x chunk_tokens ids, padded, with a mask), nearest first.
+    At most 4,096 (input chunks x k) per request."""
     db = dbs.get(name)
     found = db.neighbors(**params.model_dump())
     return NeighborsResponse(

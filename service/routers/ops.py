@@ -18,12 +18,13 @@ def readyz(request: Request) -> dict:
         with state.corpora.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         checks["database"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+    except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
     checks["encoder"] = "ok" if state.corpora._encoder is not None else "loading"
-    thread = state.jobs._thread
     if state.settings.run_jobs:
-        checks["jobs"] = "ok" if thread is not None and thread.is_alive() else "stopped"
+        jobs = state.jobs.health()
+        checks["jobs"] = "ok" if jobs["state"] in ("ok", "standby") else \
+            f"{jobs['state']} ({jobs['error']})" if jobs["error"] else jobs["state"]
     if any(v != "ok" for v in checks.values()):
         return errors.problem(503, "NOT_READY", "not ready: " + ", ".join(
             f"{k} {v}" for k, v in checks.items() if v != "ok"), {"checks": checks})

@@ -20,7 +20,7 @@ class RetrieverTrain(Strict):
     teacher: bool = Field(default=True, description="distil LM query-likelihood scores")
 
     @model_validator(mode="after")
-    def _some_queries(self) -> "RetrieverTrain":
+    def _some_queries(self) -> RetrieverTrain:
         if self.passages + self.mined == 0:
             raise ValueError("passages and mined cannot both be 0: training needs queries")
         return self

@@ -1,10 +1,9 @@
 """Constants shared by the cartridge tests (imported by conftest and tests)."""
 
-from pathlib import Path
-
+from bench.data import shared_dir
 from cartridges.config import CartridgeConfig
 
-CORPUS = Path("/work/shared/data/faq-general/corpus.md")
+CORPUS = shared_dir() / "data" / "faq-general" / "corpus.md"
 TEXT = (CORPUS.read_text() if CORPUS.exists() else "")[:2500] or (
     "Python is an interpreted, interactive, object-oriented programming language. " * 40)
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from tests.cartridges.cart_setup import TEXT, TINY
 from cartridges.kv import load_lm
+from tests.cartridges.cart_setup import TEXT, TINY
 
 
 @pytest.fixture(scope="session", autouse=True)

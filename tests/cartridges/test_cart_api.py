@@ -3,7 +3,7 @@
 import json
 
 from cartridges.client import load_cartridge
-from tests.test_api import wait_for_job as _wait
+from tests.helpers.api import wait_for_job as _wait
 
 TINY_BODY = {"p": 4, "num_samples": 2, "holdout": 1, "steps": 1, "batch_size": 1, "chunk_tokens": 24,
              "question_tokens": 6, "answer_tokens": 6}
@@ -13,7 +13,8 @@ DOC = ("The Zephyr protocol sends heartbeats every 7 seconds. Nodes that miss th
 
 def test_train_list_pull_chat_delete(live_server, tmp_path, lm):
     c = live_server
-    assert c.post("/v1/corpora", json={"name": "zephyr", "documents": [{"id": "z", "text": DOC}]}).status_code == 201
+    docs = [{"id": "z", "text": DOC}]
+    assert c.post("/v1/corpora", json={"name": "zephyr", "documents": docs}).status_code == 201
     r = c.post("/v1/corpora/zephyr/cartridges", json=TINY_BODY)
     assert r.status_code == 202, r.text
     cid, job_id = r.json()["cartridge"]["id"], r.json()["job"]["id"]

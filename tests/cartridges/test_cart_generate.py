@@ -15,10 +15,10 @@ def test_chat_with_cartridge_plain_and_stream_agree(trained):
 
 
 def test_cartridge_changes_the_answer_distribution(trained):
-    from cartridges.kv import load_lm
-    from cartridges.synthesis import chat_ids
-    from cartridges.kv import forward_with_prefix
     import torch
+
+    from cartridges.kv import forward_with_prefix, load_lm
+    from cartridges.synthesis import chat_ids
 
     model, tok = load_lm("bundled:smollm2")
     ids = torch.tensor([chat_ids(tok, MSG)])

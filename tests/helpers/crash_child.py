@@ -33,7 +33,7 @@ def install(point: str) -> None:
     commit_rows = Corpora._commit_rows
     index_commit = PlaidIndex.commit
 
-    def rows_hook(self, *args):  # noqa: ANN001, ANN002, ANN202
+    def rows_hook(self, *args):
         if point == "encoded":
             die()
         out = commit_rows(self, *args)
@@ -41,7 +41,7 @@ def install(point: str) -> None:
             die()
         return out
 
-    def commit_hook(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def commit_hook(self, *args, **kwargs):
         # The engine's own fault hook names each stage of its commit.
         self.fault_hook = lambda stage: die() if STAGES.get(point) == stage else None
         out = index_commit(self, *args, **kwargs)
@@ -58,7 +58,7 @@ def merge(home: str, corpus: str, point: str) -> None:
     index = Corpora(Path(home)).index(corpus)
     stage = {"merge-segment": "merged_segment_written", "merge-manifest-tmp": "manifest_temp_written"}
     index.fault_hook = lambda s: die() if stage.get(point) == s else None
-    index.merge()
+    index.optimize()
 
 
 if __name__ == "__main__":

@@ -104,13 +104,15 @@ def test_centroid_interaction_prunes_before_decompression(tmp_path, data128):
 
 def test_bytes_per_vector_at_2_bits_128_dims_beats_colbert(tmp_path, data128):
     ids, bags = data128
-    idx = build(tmp_path / "i", ids, bags)
+    idx = build(tmp_path / "i", ids, bags, keep_vectors=False)
     n_tok = sum(len(b) for b in bags)
     seg = next((tmp_path / "i" / "segments").iterdir())
     per_token = sum((seg / f).stat().st_size for f in ("codes.npy", "residuals.npy", "norms.npy"))
     assert per_token / n_tok <= 36.1  # 2-byte code + 32 bytes of residual + 2-byte norm (+ npy headers)
     assert np.load(seg / "ivf.npy").dtype == np.uint16  # 1,500 passages: 2-byte list entries
     assert idx.nbytes() / n_tok < 48  # everything: ivf, lengths, ids, codec
+    kept = build(tmp_path / "k", ids, bags)  # with the originals for refits: 2 bytes a dimension more
+    assert abs(kept.nbytes() - idx.nbytes() - 2 * 128 * n_tok) < 1024
 
 
 @pytest.mark.parametrize("dim", [128, 384])
@@ -161,13 +163,13 @@ def test_format_1_segments_open_and_merge(tmp_path, data128):
     after = old.search(qs, 10)
     assert [ids_of(h) for h in after] == [ids_of(h) for h in before]
     assert np.allclose([h.score for r in after for h in r], [h.score for r in before for h in r], atol=1e-6)
-    old.commit(ids[1000:], bags[1000:], NONE)
-    old.merge()  # rewrites the format-1 segment with its computed norms
+    old.commit(ids[1000:1100], bags[1000:1100], NONE)  # no refit: codes are copied
+    old.optimize()  # rewrites the format-1 segment with its computed norms
     assert len(old._snap.segments) == 1 and all((s / "norms.npy").exists()
                                                 for s in (tmp_path / "i" / "segments").iterdir())
+    fresh = build(tmp_path / "fresh", ids[:1100], bags[:1100], codec_from=tmp_path / "i")
     assert [ids_of(h) for h in old.search(qs, 10, exhaustive=True)] == \
-        [ids_of(h) for h in build(tmp_path / "fresh", ids, bags, codec_from=tmp_path / "i").search(
-            qs, 10, exhaustive=True)]
+        [ids_of(h) for h in fresh.search(qs, 10, exhaustive=True)]
 
 
 def test_search_params_per_call_trade_recall(tmp_path, data128):
@@ -218,9 +220,11 @@ def test_small_commits_and_merge_equal_fresh_build(tmp_path, data128):
             inc.commit(ids[chunk], [bags[i] for i in chunk], NONE)
     inc.commit(NONE, [], np.array([10**6 + 29]))
     assert len(json.loads((tmp_path / "inc" / "manifest.json").read_text())["segments"]) == 31
-    inc.merge()
-    assert np.array_equal(inc.passage_ids(), fresh.passage_ids())
     qs = queries(bags, 30, seed=4)
+    # one codec: the 31 segments are searched as one group, so the answers are the fresh build's
+    assert inc.search(qs, 10) == fresh.search(qs, 10)
+    inc.optimize()
+    assert np.array_equal(inc.passage_ids(), fresh.passage_ids())
     assert inc.search(qs, 10) == fresh.search(qs, 10)
     seg_f = next((tmp_path / "fresh" / "segments").iterdir())
     seg_i = next((tmp_path / "inc" / "segments").iterdir())
@@ -267,14 +271,83 @@ def test_codec_reused_while_it_fits_and_retrained_when_not(tmp_path):
     assert [h[0].passage_id for h in idx.search(q, 1)] == oracle
 
 
-def test_tiered_merge_policy_groups_by_codec_and_size():
+def test_tiered_merge_policy_tiers_across_codecs_and_migrates_old_ones():
     seg = lambda n, c="c0", tok=100, dead=0: SegmentEntry(n, c, 10, tok, None, dead)  # noqa: E731
-    policy = TieredMerge(factor=3)
+    C0 = "c0"
+    policy = TieredMerge(factor=3, floor_tokens=1)
     small = [seg(f"s{i}") for i in range(3)]
-    assert policy.select(small) == [["s0", "s1", "s2"]]
-    assert policy.select(small[:2] + [seg("x", "c1")]) == []  # another codec never joins
-    assert policy.select([seg("big", tok=10_000), *small[:2]]) == []  # different tiers
-    assert policy.select([seg("holey", dead=5)]) == [["holey"]]  # > 30% deleted: rewrite
+    assert policy.select(small, C0) == [["s0", "s1", "s2"]]
+    # segments of a codec the current one does not extend migrate into it, together
+    assert policy.select([seg("old1", "c0"), seg("old2", "c0"), seg("new", "c1")], "c1") == [["old1", "old2"]]
+    assert policy.select([seg("big", tok=10_000), *small[:2]], C0) == []  # different tiers
+    assert policy.select([seg("holey", dead=5)], C0) == [["holey"]]  # > 30% deleted: rewrite
+    # below the floor every segment is one tier: small syncs merge as soon as there are 3
+    floor = TieredMerge(factor=3, floor_tokens=1 << 14)
+    assert floor.select([seg("a", tok=10), seg("b", tok=900), seg("c", tok=9000)], C0) == [["a", "b", "c"]]
+
+
+def test_grown_index_matches_a_fresh_build(tmp_path):
+    """Growth by small adds: refits happen, older segments move to the new codec from their
+    originals, and the index ends as few segments of one codec, as good as a fresh build."""
+    bags = corpus(1600, 128, seed=3, topics=128, spread=0.12)
+    ids = np.arange(len(bags), dtype=np.int64)
+    fresh = build(tmp_path / "fresh", ids, bags)
+    idx = PlaidIndex.create(tmp_path / "i", 128)
+    counts = []
+    for chunk in np.array_split(ids, 32):
+        idx.commit(ids[chunk], [bags[i] for i in chunk], NONE)
+        counts.append((len(idx._snap.manifest.segments), len(idx._snap.manifest.codecs)))
+    assert len({c for _, c in counts}) == 1 and counts[-1][1] == 1  # a refit's old segments move at once
+    assert int(idx._snap.manifest.codecs[-1][1:]) > 1  # ...and refits did happen
+    assert max(s for s, _ in counts) <= 3 * 3  # (factor - 1) per tier, three tiers at most here
+    assert np.array_equal(idx.passage_ids(), ids)
+    qs = queries(bags, 40, seed=6)
+    oracle = [exact_topk(q, ids, bags, 10) for q in qs]
+    quality = [np.mean([overlap(ids_of(h), o) for h, o in zip(x.search(qs, 10), oracle)])
+               for x in (idx, fresh)]
+    assert quality[0] >= quality[1] - 0.03
+
+
+def test_merge_keeps_deletes_that_land_while_it_runs(tmp_path, data128):
+    ids, bags = data128
+    idx = build(tmp_path / "i", ids[:600], bags[:600], merge_policy=NoMerge())
+    idx.commit(ids[600:900], bags[600:900], NONE)
+    landed = []
+
+    def commit_meanwhile(stage: str) -> None:  # the merge has written its segment, unpublished
+        if stage == "merged_segment_written" and not landed:
+            landed.append(True)
+            idx.commit(ids[900:1000], bags[900:1000], np.concatenate([ids[:50], ids[700:720]]))
+
+    idx.fault_hook = commit_meanwhile
+    assert idx.optimize() == 1
+    idx.fault_hook = None
+    expected = np.setdiff1d(ids[:1000], np.concatenate([ids[:50], ids[700:720]]))
+    assert np.array_equal(idx.passage_ids(), expected)
+    segs = idx._snap.manifest.segments
+    assert len(segs) == 2 and segs[0].n_deleted == 70  # the merged one carries the late deletes
+    hits = idx.search(queries(bags[:50], 20, seed=3), 10)
+    assert not {h.passage_id for r in hits for h in r} & set(ids[:50].tolist())
+    assert {p.name for p in (tmp_path / "i" / "segments").iterdir()} == {s.name for s in segs}
+
+
+def test_garbage_collection_spares_a_merge_in_progress(tmp_path, data128):
+    from indexer.index.plaid.manifest import Manifest, collect_garbage, merge_guard
+
+    ids, bags = data128
+    idx = build(tmp_path / "i", ids[:300], bags[:300])
+    segments = tmp_path / "i" / "segments"
+    guard = merge_guard(segments, "s999999mbusy")
+    (segments / "s999999mbusy").mkdir()
+    (segments / "s999999mdead").mkdir()  # a merge that crashed: no live guard
+    (segments / "s999999mdead.building").touch()
+    collect_garbage(tmp_path / "i", Manifest.read(tmp_path / "i"))
+    names = {p.name for p in segments.iterdir()}
+    assert "s999999mbusy" in names and "s999999mbusy.building" in names
+    assert not {"s999999mdead", "s999999mdead.building"} & names
+    guard.release()
+    collect_garbage(tmp_path / "i", Manifest.read(tmp_path / "i"))
+    assert {p.name for p in segments.iterdir()} == {s.name for s in idx._snap.manifest.segments}
 
 
 def test_tiered_default_bounds_segment_count(tmp_path, data128):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from bench.data import shared_dir
 from indexer.retro import ChunkDB, ChunkDBConfig
 from indexer.retro.chunkdb import _encoder, _tokenizer
 
-DATA = Path("/work/shared/data")
+DATA = shared_dir() / "data"
 
 
 def faq_documents(name: str = "faq-general") -> list[tuple[str, str, str]]:

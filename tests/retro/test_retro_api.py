@@ -3,7 +3,7 @@
 import numpy as np
 from typer.testing import CliRunner
 
-from tests.test_api import assert_problem, wait_for_job
+from tests.helpers.api import assert_problem, wait_for_job
 
 
 def test_neighbors_endpoint_follows_the_sync(live_server, sample_dir):

@@ -13,7 +13,7 @@ import pytest
 from indexer.training import Example
 
 
-def _pairs(module) -> list[tuple[str, str]]:  # noqa: ANN001
+def _pairs(module) -> list[tuple[str, str]]:
     src = inspect.getsource(module)
     lines = src.splitlines()
     out = []

@@ -58,7 +58,7 @@ def test_frozen_layer_cache_encodes_as_the_full_forward(encoder: ColBERTEncoder)
 
 
 def test_post_train_mines_trains_and_switches(tmp_path: Path, encoder: ColBERTEncoder,
-                                              monkeypatch) -> None:  # noqa: ANN001
+                                              monkeypatch) -> None:
     monkeypatch.setenv("MEMEX_ENCODER_RUNTIME", "torch")  # no ONNX export of the new version
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -74,7 +74,13 @@ def test_post_train_mines_trains_and_switches(tmp_path: Path, encoder: ColBERTEn
     cfg = PostTrainConfig(passages=2, mined=24, lm_batch=2)
     cfg.train.steps, cfg.train.batch_size, cfg.train.train_layers = 4, 4, 1
     cfg.train.dim, cfg.train.doc_max_tokens = 32, 96
-    done = post_train(corpora, "lib", cfg)
+    seen = []
+    done = post_train(corpora, "lib", cfg, progress=lambda stage, d, t: seen.append((stage, d, t)))
+    # every stage shows by name, the re-index's k-means and compression included
+    assert list(dict.fromkeys(s for s, _, _ in seen)) == [
+        "docstring queries", "write queries", "mine and score", "train", "re-encode", "codec",
+        "compress", "commit", "calibrate fusion"]
+    assert seen[-1] == ("calibrate fusion", 1, 1)
     assert done["queries"]["docstrings"]["count"] >= 10
     assert done["training"]["steps"] == 4
     info = corpora.info("lib")

@@ -10,9 +10,9 @@ import pytest
 
 from indexer.bm25 import DEFAULT_BM25_WEIGHT
 from indexer.corpus import Corpora
+from indexer.encoder import ColBERTEncoder
 from indexer.errors import InvalidInput
 from indexer.posttrain import FUSION_GRID, MIN_HELD_OUT, calibrate_fusion
-from indexer.encoder import ColBERTEncoder
 from indexer.reindex import reindex
 from indexer.training.checkpoint import save_checkpoint
 from indexer.training.model import pca_head
@@ -36,7 +36,7 @@ def _snapshot(corpora: Corpora) -> tuple:
 
 def test_search_during_reindex_never_mixes_versions(corpora: Corpora, sample_dir: Path,
                                                     encoder: ColBERTEncoder,
-                                                    tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+                                                    tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("MEMEX_ENCODER_RUNTIME", "torch")  # no ONNX export of the new version
     corpora.create("c", str(sample_dir))
     corpora.sync("c")
@@ -57,7 +57,7 @@ def test_search_during_reindex_never_mixes_versions(corpora: Corpora, sample_dir
         while not stop.is_set():
             try:
                 seen.append(_snapshot(corpora))
-            except Exception as exc:  # noqa: BLE001 - any failure is a test failure
+            except Exception as exc:
                 errors.append(exc)
 
     thread = threading.Thread(target=hammer)

@@ -13,8 +13,13 @@ from safetensors.torch import load_file
 
 from indexer.encoder import ColBERTEncoder
 from indexer.training import TrainConfig, read_jsonl
-from indexer.training.checkpoint import (export_colbert_ai, export_pylate, import_colbert_ai,
-                                         import_pylate, save_checkpoint)
+from indexer.training.checkpoint import (
+    export_colbert_ai,
+    export_pylate,
+    import_colbert_ai,
+    import_pylate,
+    save_checkpoint,
+)
 from indexer.training.data import write_jsonl
 from indexer.training.train import batch_loss, build_model, fit
 
@@ -23,14 +28,14 @@ CFG = dict(dim=64, steps=25, batch_size=4, n_negatives=2, doc_max_tokens=96, tra
 
 
 @torch.no_grad()
-def mean_loss(model, examples, cfg) -> float:  # noqa: ANN001
+def mean_loss(model, examples, cfg) -> float:
     model.eval()
     return float(np.mean([batch_loss(model, examples[i:i + 4], cfg).item()
                           for i in range(0, len(examples) - 3, 4)]))
 
 
 @pytest.fixture(scope="module")
-def trained(examples, tmp_path_factory):  # noqa: ANN001
+def trained(examples, tmp_path_factory):
     cfg = TrainConfig(**CFG)
     before = mean_loss(build_model(cfg, [e.positive for e in examples]), examples, cfg)
     model, stats = fit(cfg, examples)
@@ -39,13 +44,13 @@ def trained(examples, tmp_path_factory):  # noqa: ANN001
     return cfg, before, model, out
 
 
-def test_training_lowers_the_loss(trained, examples) -> None:  # noqa: ANN001
+def test_training_lowers_the_loss(trained, examples) -> None:
     cfg, before, model, _ = trained
     after = mean_loss(model, examples, cfg)
     assert after < 0.8 * before, (before, after)
 
 
-def test_checkpoint_loads_and_encodes_identically(trained, examples) -> None:  # noqa: ANN001
+def test_checkpoint_loads_and_encodes_identically(trained, examples) -> None:
     _, _, model, out = trained
     loaded = ColBERTEncoder.load(str(out), runtime="torch")
     assert loaded.dim == 64 and loaded.config == model.encoder.config
@@ -58,7 +63,7 @@ def test_checkpoint_loads_and_encodes_identically(trained, examples) -> None:  #
     assert "stats" in json.loads((out / "training_config.json").read_text())
 
 
-def test_pylate_round_trip_encodes_identically(trained, examples, tmp_path) -> None:  # noqa: ANN001
+def test_pylate_round_trip_encodes_identically(trained, examples, tmp_path) -> None:
     _, _, _, out = trained
     exported = export_pylate(out, tmp_path / "pylate")
     assert json.loads((exported / "modules.json").read_text())[1]["path"] == "1_Dense"
@@ -71,7 +76,7 @@ def test_pylate_round_trip_encodes_identically(trained, examples, tmp_path) -> N
         assert np.allclose(x, y, atol=1e-5)
 
 
-def test_colbert_ai_round_trip_keeps_weights(trained, tmp_path) -> None:  # noqa: ANN001
+def test_colbert_ai_round_trip_keeps_weights(trained, tmp_path) -> None:
     _, _, _, out = trained
     exported = export_colbert_ai(out, tmp_path / "colbert")
     state = load_file(exported / "model.safetensors")
@@ -84,7 +89,7 @@ def test_colbert_ai_round_trip_keeps_weights(trained, tmp_path) -> None:  # noqa
                        load_file(out / "colbert_linear.safetensors")["weight"])
 
 
-def test_jsonl_round_trip(examples, tmp_path: Path) -> None:  # noqa: ANN001
+def test_jsonl_round_trip(examples, tmp_path: Path) -> None:
     rows = examples[:3]
     rows[0] = replace(rows[0], scores=[1.0, 0.5, -1.0])
     write_jsonl(tmp_path / "t.jsonl", rows)

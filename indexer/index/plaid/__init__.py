@@ -2,7 +2,7 @@
 
 from indexer.index.plaid.codec import Codec
 from indexer.index.plaid.index import PlaidIndex
-from indexer.index.plaid.merge import MergePolicy, NoMerge, TieredMerge
+from indexer.index.plaid.merge import MergeAll, MergePolicy, NoMerge, TieredMerge
 from indexer.index.plaid.search import SearchParams
 
-__all__ = ["Codec", "MergePolicy", "NoMerge", "PlaidIndex", "SearchParams", "TieredMerge"]
+__all__ = ["Codec", "MergeAll", "MergePolicy", "NoMerge", "PlaidIndex", "SearchParams", "TieredMerge"]

@@ -10,24 +10,51 @@ from __future__ import annotations
 
 import copy
 import threading
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from indexer import durable
-from indexer.errors import Conflict, InvalidInput
+from indexer.errors import Conflict, IndexCorrupt, InvalidInput
 from indexer.index.base import MultiVectorIndex, ScoredPassage
 from indexer.index.plaid.codec import Codec, n_centroids_for, token_norms
-from indexer.index.plaid.manifest import FaultHook, Manifest, SegmentEntry, collect_garbage
-from indexer.index.plaid.merge import MergePolicy, TieredMerge, merge_segments, write_sorted
-from indexer.index.plaid.search import (CodecTensors, SearchParams, exhaustive_segment, query_tables,
-                                        search_segment)
-from indexer.index.plaid.segment import Segment, read_tombstones
+from indexer.index.plaid.manifest import (
+    FaultHook,
+    Manifest,
+    MergeGuard,
+    SegmentEntry,
+    collect_garbage,
+    merge_guard,
+)
+from indexer.index.plaid.merge import (
+    DecodedRows,
+    MergeAll,
+    MergePolicy,
+    StackedRows,
+    TieredMerge,
+    live_tokens,
+    merge_segments,
+    write_sorted,
+)
+from indexer.index.plaid.search import (
+    CodecTensors,
+    SearchParams,
+    SegmentGroup,
+    exhaustive_group,
+    query_tables,
+    search_group,
+)
+from indexer.index.plaid.segment import Segment
 
 REFIT_RATIO = 1.5  # retrain when new vectors' residual MSE exceeds the codec's training MSE by this
 REFIT_MIN_TOKENS = 4096  # ...and the commit brings at least this many tokens to train on
+REFIT_MIN_SHARE = 0.25  # ...and at least this share of the corpus (else later growth refits)
 TRAIN_POINTS_PER_CENTROID = 64  # k-means sample size; 32 raised held-out residual MSE by 13% on stdlib
 
 
@@ -39,6 +66,10 @@ class Snapshot:
     codecs: dict[str, CodecTensors]
     segments: list[Segment]
     dead: list[torch.Tensor]  # per segment, bool [n_passages] tombstones
+    groups: dict[str, tuple[SegmentGroup, torch.Tensor]]  # by codec: its segments, their tombstones
+
+    def live_tokens(self) -> int:
+        return sum(e.n_tokens * e.n_live // max(e.n_passages, 1) for e in self.manifest.segments)
 
 
 class PlaidIndex(MultiVectorIndex):
@@ -51,6 +82,9 @@ class PlaidIndex(MultiVectorIndex):
         self.merge_policy = merge_policy or TieredMerge()
         self.params = params or SearchParams()
         self.fault_hook: FaultHook | None = None  # tests only: called at each commit stage
+        # (stage, done, total) of a commit's slow parts: "codec" (k-means iterations),
+        # "compress" (token vectors), then "commit" 0/1 (segment files, merges, manifest)
+        self.progress: Callable[[str, int, int], None] | None = None
         self._lock = threading.Lock()
         self._snap = self._load(Manifest.read(self.path))
 
@@ -60,8 +94,10 @@ class PlaidIndex(MultiVectorIndex):
 
     @classmethod
     def create(cls, path: Path, dim: int, nbits: int = 2, codec_from: Path | None = None,
-               **kwargs) -> "PlaidIndex":
-        """New empty index. ``codec_from``: reuse another index's current codec."""
+               keep_vectors: bool = True, **kwargs) -> PlaidIndex:
+        """New empty index. ``codec_from``: reuse another index's current codec.
+        ``keep_vectors``: store each segment's originals (float16, ``dim * 2`` bytes a token) so
+        that a codec refit re-quantises them exactly; without, a refit's migration decodes."""
         path = Path(path)
         if (path / "manifest.json").exists():
             raise Conflict(f"an index already exists at {path}")
@@ -69,7 +105,7 @@ class PlaidIndex(MultiVectorIndex):
             raise InvalidInput(f"unsupported dim/nbits {dim}/{nbits}")
         for sub in ("codecs", "segments", "tombstones"):
             durable.make_dirs(path / sub)
-        manifest = Manifest(dim=dim, nbits=nbits)
+        manifest = Manifest(dim=dim, nbits=nbits, keep_vectors=keep_vectors)
         if codec_from is not None:
             src = Manifest.read(Path(codec_from))
             codec = Codec.load(Path(codec_from) / "codecs" / src.codecs[-1])
@@ -81,7 +117,7 @@ class PlaidIndex(MultiVectorIndex):
         return cls(path, **kwargs)
 
     @classmethod
-    def open(cls, path: Path, **kwargs) -> "PlaidIndex":
+    def open(cls, path: Path, **kwargs) -> PlaidIndex:
         return cls(Path(path), **kwargs)
 
     # ---- reading -------------------------------------------------------------------------
@@ -98,14 +134,24 @@ class PlaidIndex(MultiVectorIndex):
         for e in m.segments:
             seg = old_segs.get(e.name) or Segment.open(self.path / "segments" / e.name, self.device)
             if seg.norms is None:  # a format-1 segment: computed once per open (~1 s per 3M tokens)
-                c = codecs[e.codec]
+                ct = codecs[e.codec]
                 seg.norms = torch.from_numpy(token_norms(seg.codes.cpu(), seg.residuals.cpu(),
-                                                         c.centroids.cpu(), c.table.cpu())).to(self.device)
-            mask = read_tombstones(self.path / "tombstones" / e.tombstones, e.n_passages) \
-                if e.tombstones else np.zeros(e.n_passages, dtype=bool)
+                                                         ct.centroids.cpu(), ct.table.cpu())).to(self.device)
+            mask = np.zeros(e.n_passages, dtype=bool)
+            if e.tombstones:
+                try:
+                    mask[np.load(self.path / "tombstones" / e.tombstones)] = True
+                except (OSError, ValueError, IndexError) as exc:
+                    raise IndexCorrupt(f"unreadable tombstones {e.tombstones}: {exc}") from exc
             segments.append(seg)
             dead.append(torch.from_numpy(mask).to(self.device))
-        return Snapshot(m, {n: codecs[n] for n in m.codecs}, segments, dead)
+        groups = {}
+        for name in m.codecs:
+            members = [i for i, e in enumerate(m.segments) if e.codec == name]
+            if members:
+                groups[name] = (SegmentGroup.of([segments[i] for i in members], self.device),
+                                torch.cat([dead[i] for i in members]))
+        return Snapshot(m, {n: codecs[n] for n in m.codecs}, segments, dead, groups)
 
     def passage_ids(self) -> np.ndarray:
         snap = self._snap
@@ -114,7 +160,7 @@ class PlaidIndex(MultiVectorIndex):
 
     def nbytes(self) -> int:
         snap, total = self._snap, (self.path / "manifest.json").stat().st_size
-        total += sum(s.nbytes for s in snap.segments)
+        total += sum(s.nbytes + (s.vectors.nbytes if s.vectors is not None else 0) for s in snap.segments)
         for name in snap.manifest.codecs:
             total += sum(f.stat().st_size for f in (self.path / "codecs" / name).iterdir())
         for e in snap.manifest.segments:
@@ -122,9 +168,10 @@ class PlaidIndex(MultiVectorIndex):
                 total += (self.path / "tombstones" / e.tombstones).stat().st_size
         return total
 
-    def search(self, queries: list[np.ndarray], k: int, allowed_ids: np.ndarray | None = None,
-               nprobe: int | None = None, candidates: int | None = None,
-               decompress: int | None = None, exhaustive: bool = False) -> list[list[ScoredPassage]]:
+    def search(  # type: ignore[override]  # the engine's knobs by name; the base takes **params
+            self, queries: list[np.ndarray], k: int, allowed_ids: np.ndarray | None = None,
+            nprobe: int | None = None, candidates: int | None = None, decompress: int | None = None,
+            exhaustive: bool = False) -> list[list[ScoredPassage]]:
         """MaxSim top ``k`` per query. ``nprobe``/``candidates``/``decompress`` override the
         defaults for this call; ``exhaustive=True`` scores every decompressed passage (the oracle)."""
         if k < 1:
@@ -132,26 +179,26 @@ class PlaidIndex(MultiVectorIndex):
         params = replace(self.params, **{n: v for n, v in (("nprobe", nprobe), ("candidates", candidates),
                                                            ("decompress", decompress)) if v})
         snap = self._snap
-        masks = []
-        for seg, dead in zip(snap.segments, snap.dead):
+        masks = {}  # by codec: live (and allowed) passages of its group
+        for name, (group, dead) in snap.groups.items():
             ok = ~dead
             if allowed_ids is not None:
-                ok &= torch.from_numpy(np.isin(np.asarray(seg.pids), allowed_ids)).to(self.device)
-            masks.append(ok)
+                ok &= torch.from_numpy(np.isin(group.pids, allowed_ids)).to(self.device)
+            masks[name] = ok
         out = []
         for q in queries:
             if q.ndim != 2 or q.shape[1] != self.dim:
                 raise InvalidInput(f"query must be [n, {self.dim}], got {q.shape}")
             qt = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32)).to(self.device)
-            tables = {name: query_tables(qt, c) for name, c in snap.codecs.items()}
             scores, pids = [], []
-            for seg, ok in zip(snap.segments, masks):
+            for name, (group, _) in snap.groups.items():
+                tables = query_tables(qt, snap.codecs[name])
                 if exhaustive:
-                    s, local = exhaustive_segment(tables[seg.codec], seg, ok, k)
+                    s, found = exhaustive_group(tables, group, masks[name], k)
                 else:
-                    s, local = search_segment(tables[seg.codec], seg, ok, k, params)
+                    s, found = search_group(tables, group, masks[name], k, params)
                 scores.append(s.cpu().numpy())
-                pids.append(np.asarray(seg.pids)[local.cpu().numpy()])
+                pids.append(group.pids[found.cpu().numpy()])
             s_all = np.concatenate(scores) if scores else np.empty(0)
             p_all = np.concatenate(pids) if pids else np.empty(0, dtype=np.int64)
             order = np.lexsort((p_all, -s_all))[:k]  # ties broken by id: deterministic
@@ -160,7 +207,11 @@ class PlaidIndex(MultiVectorIndex):
 
     # ---- writing -------------------------------------------------------------------------
 
-    def commit(self, add_ids: np.ndarray, add_vectors: list[np.ndarray], delete_ids: np.ndarray) -> None:
+    def commit(self, add_ids: np.ndarray, add_vectors: list[np.ndarray], delete_ids: np.ndarray,
+               merge: bool = True) -> None:
+        """Apply adds and deletes as one generation. ``merge=False`` leaves merging to a later
+        ``merge()``: the corpus layer runs it after releasing its write lock, so a long merge
+        never holds up the next write."""
         add_ids = np.asarray(add_ids, dtype=np.int64)
         delete_ids = np.asarray(delete_ids, dtype=np.int64)
         self._check_batch(add_ids, add_vectors)
@@ -171,23 +222,116 @@ class PlaidIndex(MultiVectorIndex):
             self._tombstone(m, np.union1d(delete_ids, add_ids))
             if len(add_ids):
                 self._add_segment(m, add_ids, add_vectors)
-            self._merge(m, self.merge_policy.select(m.segments))
+            m.codecs = [c for c in m.codecs if c == m.codecs[-1] or any(s.codec == c for s in m.segments)]
             self._publish(m)
+        if merge:
+            self.merge()
 
-    def merge(self, policy: MergePolicy | None = None) -> None:
-        """Run a merge now: ``policy`` (default: everything that shares a codec into one)."""
-        with self._lock:
-            m = copy.deepcopy(self._snap.manifest)
-            collect_garbage(self.path, m)
-            m.generation += 1
-            if policy is None:
-                groups = [[s.name for s in m.segments if s.codec == c] for c in m.codecs]
-                groups = [g for g in groups if len(g) > 1 or any(
-                    s.n_deleted for s in m.segments if s.name in g)]
-            else:
-                groups = policy.select(m.segments)
-            self._merge(m, groups)
+    def needs_merge(self) -> bool:
+        """Whether the merge policy selects anything now."""
+        return bool(self._select(self.merge_policy, self._snap))
+
+    def merge(self, publish_lock: Callable[[], AbstractContextManager] | None = None,
+              policy: MergePolicy | None = None) -> int:
+        """Merge what ``policy`` selects (default: this index's policy; ``MergeAll()`` is an
+        optimize) until it selects nothing. Returns the number of merges published.
+
+        New segments are written holding no lock (searches and commits go on); only the
+        manifest swap takes the index's lock and ``publish_lock`` (the corpus layer's
+        cross-process writer lock). Passages deleted by a commit that landed meanwhile are
+        tombstoned in the merged segment; a merge whose sources another merge replaced
+        is dropped.
+        """
+        policy = policy or self.merge_policy
+        published = 0
+        while True:
+            snap = self._snap
+            groups = self._select(policy, snap)
+            if not groups:
+                return published
+            built = []
+            try:
+                for group in groups:
+                    built.append(self._build_merge(snap, set(group)))
+                with (publish_lock or nullcontext)(), self._lock:
+                    n = self._install(built)
+            finally:
+                for b in built:
+                    b.guard.release()
+            if not n:
+                return published
+            published += n
+
+    @staticmethod
+    def _select(policy: MergePolicy, snap: Snapshot) -> list[list[str]]:
+        m = snap.manifest
+        if not m.codecs:
+            return []
+        return policy.select(m.segments, m.codecs[-1])
+
+    def optimize(self, publish_lock: Callable[[], AbstractContextManager] | None = None) -> int:
+        """Merge everything into one segment under the current codec (``memex optimize``)."""
+        return self.merge(publish_lock, MergeAll())
+
+    def _build_merge(self, snap: Snapshot, group: set[str]) -> BuiltMerge:
+        """Write the merge of ``group`` (segment names) as a new, not yet published segment."""
+        m = snap.manifest
+        target = m.codecs[-1]
+        codec = Codec.load(self.path / "codecs" / target)
+        name = f"s{m.generation:06d}m{uuid.uuid4().hex[:8]}"
+        guard = merge_guard(self.path / "segments", name)
+        parts, sources = [], {}
+        for e, seg, dead in zip(m.segments, snap.segments, snap.dead):
+            if e.name not in group:
+                continue
+            mask = dead.cpu().numpy().copy()
+            assert seg.norms is not None  # _load fills in a format-1 segment's
+            part: dict[str, Any] = {
+                "pids": np.asarray(seg.pids), "doclens": np.asarray(seg.doclens), "dead": mask,
+                "codes": seg.codes.cpu().numpy(), "residuals": seg.residuals.cpu().numpy(),
+                "norms": seg.norms.cpu().numpy(), "vectors": seg.vectors if m.keep_vectors else None}
+            if e.codec != target:
+                part["source"] = Codec.load(self.path / "codecs" / e.codec)
+            parts.append(part)
+            sources[e.name] = mask
+        try:
+            n, t = merge_segments(self.path / "segments" / name, target, codec, parts)
+            if self.fault_hook:
+                self.fault_hook("merged_segment_written")
+        except BaseException:
+            guard.release()
+            raise
+        return BuiltMerge(name, target, n, t, sources, guard)
+
+    def _install(self, built: list[BuiltMerge]) -> int:
+        """Swap built merges into the manifest on disk (caller holds the locks)."""
+        disk = Manifest.read(self.path)
+        if disk != self._snap.manifest:  # another process (or thread) committed meanwhile
+            self._snap = self._load(disk, reuse=self._snap)
+        snap = self._snap
+        m = copy.deepcopy(snap.manifest)
+        m.generation += 1
+        now = {e.name: (seg, dead) for e, seg, dead in zip(m.segments, snap.segments, snap.dead)}
+        installed = 0
+        for b in built:
+            if not all(name in now for name in b.sources) or b.codec not in m.codecs:
+                continue  # superseded: its folder is garbage once the guard is released
+            gone = [np.asarray(now[name][0].pids)[now[name][1].cpu().numpy() & ~was_dead]
+                    for name, was_dead in b.sources.items()]
+            entry = SegmentEntry(b.name, b.codec, b.n, b.t) if b.n else None
+            gone_ids = np.concatenate(gone)
+            if entry and len(gone_ids):
+                pids = np.load(self.path / "segments" / b.name / "pids.npy")
+                rows = np.searchsorted(pids, np.sort(gone_ids)).astype(np.int32)
+                entry.tombstones = f"{b.name}.{m.generation:06d}.npy"
+                durable.write_npy(self.path / "tombstones" / entry.tombstones, rows)
+                entry.n_deleted = len(rows)
+            m.segments = [e for e in m.segments if e.name not in b.sources] + ([entry] if entry else [])
+            installed += 1
+        if installed:
+            m.codecs = [c for c in m.codecs if c == m.codecs[-1] or any(s.codec == c for s in m.segments)]
             self._publish(m)
+        return installed
 
     def _check_batch(self, ids: np.ndarray, vectors: list[np.ndarray]) -> None:
         if len(ids) != len(vectors):
@@ -197,6 +341,10 @@ class PlaidIndex(MultiVectorIndex):
         for v in vectors:
             if v.ndim != 2 or v.shape[1] != self.dim or len(v) == 0:
                 raise InvalidInput(f"each bag must be [n >= 1, {self.dim}], got {v.shape}")
+
+    def _stage(self, stage: str) -> Callable[[int, int], None] | None:
+        progress = self.progress
+        return (lambda done, total: progress(stage, done, total)) if progress else None
 
     def _tombstone(self, m: Manifest, ids: np.ndarray) -> None:
         """Mark ``ids`` dead wherever they live (unknown ids are ignored)."""
@@ -211,61 +359,73 @@ class PlaidIndex(MultiVectorIndex):
         if self.fault_hook:
             self.fault_hook("tombstones_written")
 
-    def _codec_for(self, m: Manifest, flat: "StackedRows") -> str:
-        """The current codec if it still fits ``flat``; else a new one trained on it."""
+    def _codec_for(self, m: Manifest, flat: StackedRows) -> str:
+        """The current codec while it fits the corpus; else a new one trained on a sample of
+        the whole corpus: this commit's vectors and the live segments' stored originals.
+
+        A refit happens when the corpus has outgrown the codec (``n_centroids_for`` asks for
+        twice its centroids: 4x the tokens), or when a commit that is a large share of the
+        corpus fits it badly (new content). So a corpus grown by small adds sees O(log n)
+        refits; each is followed by a merge that moves the older segments to the new codec.
+        """
         rng = np.random.default_rng(m.generation)
-        n_centroids = n_centroids_for(len(flat))
-        n_sample = min(len(flat), TRAIN_POINTS_PER_CENTROID * n_centroids)
-        picked = np.sort(rng.choice(len(flat), n_sample, replace=False))
-        sample = np.asarray(flat[picked], dtype=np.float32)
+        total = self._snap.live_tokens() + len(flat)
+        n_centroids = n_centroids_for(total)
         if m.codecs:
             current = Codec.load(self.path / "codecs" / m.codecs[-1])
-            if len(flat) < REFIT_MIN_TOKENS or current.fit(sample[:16384]) <= REFIT_RATIO:
+            outgrown = n_centroids >= 2 * len(current.centroids) and total >= REFIT_MIN_TOKENS
+            big = len(flat) >= max(REFIT_MIN_TOKENS, REFIT_MIN_SHARE * total)
+            if not outgrown and not (big and current.fit(self._sample(flat, 16384, rng)) > REFIT_RATIO):
                 return m.codecs[-1]
-        codec = Codec.train(sample, m.nbits, n_centroids, seed=m.generation)
+        sample = self._corpus_sample(m, flat, TRAIN_POINTS_PER_CENTROID * n_centroids, total, rng)
+        codec = Codec.train(sample, m.nbits, n_centroids, seed=m.generation, progress=self._stage("codec"))
         name = f"c{m.generation:06d}"
         codec.save(self.path / "codecs" / name)
         m.codecs.append(name)
         return name
 
+    def _corpus_sample(self, m: Manifest, flat: StackedRows, n: int, total: int,
+                       rng: np.random.Generator) -> np.ndarray:
+        """About ``n`` rows spread over the corpus: this commit's in proportion to its tokens,
+        the rest from the live passages of each segment (its originals; decoded without them)."""
+        parts = [self._sample(flat, round(n * len(flat) / total), rng)]
+        for e, seg, dead in zip(m.segments, self._snap.segments, self._snap.dead):
+            live = live_tokens(np.asarray(seg.doclens), dead.cpu().numpy())
+            take = min(len(live), round(n * len(live) / total))
+            if take:
+                rows = np.sort(rng.choice(live, take, replace=False))
+                parts.append(np.asarray(self._originals(e, seg)[rows], dtype=np.float32))
+        return np.concatenate(parts)
+
+    def _originals(self, e: SegmentEntry, seg: Segment) -> np.ndarray | DecodedRows:
+        """A segment's token vectors as committed; decoded from its codes when it kept none."""
+        if seg.vectors is not None:
+            return seg.vectors
+        return DecodedRows(seg.codes.cpu().numpy(), seg.residuals.cpu().numpy(),
+                           Codec.load(self.path / "codecs" / e.codec))
+
+    @staticmethod
+    def _sample(rows: StackedRows, n: int, rng: np.random.Generator) -> np.ndarray:
+        picked = np.sort(rng.choice(len(rows), min(n, len(rows)), replace=False))
+        return np.asarray(rows[picked], dtype=np.float32)
+
     def _add_segment(self, m: Manifest, ids: np.ndarray, vectors: list[np.ndarray]) -> None:
         flat = StackedRows(vectors)  # kept in the caller's dtype (float16 from a sync), not joined
         cname = self._codec_for(m, flat)
         codec = Codec.load(self.path / "codecs" / cname)
-        codes, residuals = codec.compress(flat)
+        # StackedRows reads like the [T, dim] array it stands for, block by block
+        codes, residuals = codec.compress(cast(np.ndarray, flat), progress=self._stage("compress"))
+        if self.progress:
+            self.progress("commit", 0, 1)
         norms = token_norms(torch.from_numpy(codes), torch.from_numpy(residuals),
                             torch.from_numpy(codec.centroids), torch.from_numpy(codec.decode_table()))
         doclens = np.array([len(v) for v in vectors], dtype=np.int32)
         name = f"s{m.generation:06d}"
         write_sorted(self.path / "segments" / name, cname, len(codec.centroids), ids, doclens,
-                     codes, residuals, norms)
+                     codes, residuals, norms, flat if m.keep_vectors else None)
         m.segments.append(SegmentEntry(name, cname, len(ids), len(codes)))
         if self.fault_hook:
             self.fault_hook("segment_written")
-
-    def _merge(self, m: Manifest, groups: list[list[str]]) -> None:
-        by_name = {s.name: s for s in self._snap.segments}  # norms of format-1 ones filled in by _load
-        for i, group in enumerate(groups):
-            entries = [e for e in m.segments if e.name in group]
-            parts = []
-            for e in entries:
-                seg = by_name.get(e.name) or Segment.open(self.path / "segments" / e.name, torch.device("cpu"))
-                dead = np.zeros(e.n_passages, dtype=bool)
-                if e.tombstones:
-                    dead[np.load(self.path / "tombstones" / e.tombstones)] = True
-                parts.append({"pids": np.asarray(seg.pids), "doclens": np.asarray(seg.doclens), "dead": dead,
-                              "codes": seg.codes.cpu().numpy(), "residuals": seg.residuals.cpu().numpy(),
-                              "norms": seg.norms.cpu().numpy()})
-            codec = entries[0].codec
-            n_cent = len(Codec.load(self.path / "codecs" / codec).centroids)
-            name = f"s{m.generation:06d}m{i}"
-            n, t = merge_segments(self.path / "segments" / name, codec, n_cent, parts)
-            if self.fault_hook:
-                self.fault_hook("merged_segment_written")
-            m.segments = [e for e in m.segments if e.name not in group]
-            if n:
-                m.segments.append(SegmentEntry(name, codec, n, t))
-        m.codecs = [c for c in m.codecs if c == m.codecs[-1] or any(s.codec == c for s in m.segments)]
 
     def _publish(self, m: Manifest) -> None:
         m.write(self.path, self.fault_hook)
@@ -273,37 +433,13 @@ class PlaidIndex(MultiVectorIndex):
         collect_garbage(self.path, m)
 
 
-class StackedRows:
-    """The rows of passages' token-vector arrays, read as one ``[T, dim]`` array
-    without joining them: a first sync of the stdlib tree would copy 2.3 GB (~5 s)
-    just to compress it block by block and draw the codec's sample."""
+@dataclass
+class BuiltMerge:
+    """A merged segment written but not yet in the manifest."""
 
-    def __init__(self, parts: list[np.ndarray]) -> None:
-        self.parts = parts
-        self.offsets = np.zeros(len(parts) + 1, dtype=np.int64)
-        np.cumsum([len(p) for p in parts], out=self.offsets[1:])
-        self.shape = (int(self.offsets[-1]), parts[0].shape[1])
-        self.ndim = 2
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
-        """A slice of rows, or the rows at sorted indexes ``rows``."""
-        if isinstance(rows, slice):
-            start, stop, _ = rows.indices(len(self))
-            first = int(np.searchsorted(self.offsets, start, side="right")) - 1
-            out = []
-            for i in range(first, len(self.parts)):
-                lo, hi = self.offsets[i], self.offsets[i + 1]
-                if lo >= stop:
-                    break
-                out.append(self.parts[i][max(start - lo, 0) : min(stop, hi) - lo])
-            return np.concatenate(out) if out else np.empty((0, self.shape[1]), self.parts[0].dtype)
-        if len(rows) == 0:
-            return np.empty((0, self.shape[1]), self.parts[0].dtype)
-        part = np.searchsorted(self.offsets, rows, side="right") - 1
-        starts = np.r_[0, np.flatnonzero(np.diff(part)) + 1]  # runs of rows in one part
-        ends = np.r_[starts[1:], len(rows)]
-        return np.concatenate([self.parts[part[a]][rows[a:b] - self.offsets[part[a]]]
-                               for a, b in zip(starts, ends)])
+    name: str
+    codec: str
+    n: int  # live passages written
+    t: int  # their tokens
+    sources: dict[str, np.ndarray]  # merged segment -> its tombstone mask when the merge read it
+    guard: MergeGuard

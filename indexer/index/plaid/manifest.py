@@ -9,10 +9,11 @@ or superseded commit and is removed by ``collect_garbage``.
 
 from __future__ import annotations
 
+import fcntl
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from indexer import durable
 from indexer.errors import IndexCorrupt
@@ -47,6 +48,7 @@ class Manifest:
     codecs: list[str] = field(default_factory=list)  # oldest first; the last is current
     segments: list[SegmentEntry] = field(default_factory=list)
     format: int = FORMAT
+    keep_vectors: bool = True  # new segments store their originals (vectors.npy) for later refits
 
     def live_files(self) -> set[str]:
         """Paths (relative to the index dir) that this manifest references."""
@@ -58,7 +60,7 @@ class Manifest:
         return out
 
     @classmethod
-    def read(cls, root: Path) -> "Manifest":
+    def read(cls, root: Path) -> Manifest:
         try:
             raw = json.loads((root / NAME).read_text())
             if raw.get("format") != FORMAT:
@@ -77,12 +79,57 @@ class Manifest:
         durable.replace(tmp, root / NAME)
 
 
+GUARD = ".building"  # suffix of the lock file a merge holds while it writes segments/<name>/
+
+
+class MergeGuard:
+    """An flock on ``segments/<name>.building``, held while a merge writes ``segments/<name>/``
+    outside every writer lock: garbage collection, in any process, leaves the folder alone
+    while the lock is held, and removes both once its holder is gone (a crash included)."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.path = folder / f"{name}{GUARD}"
+        self._file = open(self.path, "w")  # before the folder exists: never unguarded
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self._file.closed:
+            return
+        self.path.unlink(missing_ok=True)
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+
+
+def merge_guard(folder: Path, name: str) -> MergeGuard:
+    return MergeGuard(folder, name)
+
+
+def _held(guard: Path) -> bool:
+    """Whether a live merge holds ``guard``."""
+    try:
+        with open(guard) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+    except FileNotFoundError:
+        return False
+
+
 def collect_garbage(root: Path, manifest: Manifest) -> None:
-    """Delete files and directories under ``root`` that ``manifest`` does not reference.
+    """Delete files and directories under ``root`` that ``manifest`` does not reference,
+    except the segments that running merges are writing (``MergeGuard``).
 
     Safe while readers hold older snapshots: their mmaps keep unlinked files alive.
     """
     keep = manifest.live_files()
-    durable.remove_all([root / f"{NAME}.tmp"] + [p for sub in ("codecs", "segments", "tombstones")
-                                                 for p in (root / sub).iterdir()
-                                                 if f"{sub}/{p.name}" not in keep])
+    gone = [root / f"{NAME}.tmp"]
+    for sub in ("codecs", "segments", "tombstones"):
+        for p in (root / sub).iterdir():
+            guard = p if p.name.endswith(GUARD) else p.with_name(p.name + GUARD)
+            if f"{sub}/{p.name}" in keep or (sub == "segments" and _held(guard)):
+                continue
+            gone.append(p)
+    durable.remove_all(gone)

@@ -1,8 +1,8 @@
-"""The PLAID query path over one segment, in torch, identical on CPU and CUDA.
+"""The PLAID query path over a group of segments of one codec, in torch, identical on CPU and CUDA.
 
 Per query and codec (``query_tables``), once: centroid scores ``S.T = centroids @ Q.T``
 [C, nq] and residual tables (each packed byte value at each byte position, dotted
-with the query). Then per segment:
+with the query). Then per group of segments that share the codec (``SegmentGroup``):
 
 1. probe: the ``nprobe`` best centroids of each query token; their inverted lists
    give the candidate passages;
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from indexer.index.plaid.segment import Segment
@@ -35,7 +36,7 @@ class SearchParams:
     capped by ``decompress`` (stage_ceilings.py); latency grows ~2 ms per 64 of it."""
 
     nprobe: int = 4  # centroids probed per query token
-    candidates: int = 768  # passages per segment kept by the probed-centroid score
+    candidates: int = 768  # passages per codec group kept by the probed-centroid score
     # of those, passages kept by centroid interaction and scored exactly (never fewer than k)
     decompress: int = 160
 
@@ -162,7 +163,7 @@ def distinct(items: torch.Tensor, bound: int) -> tuple[torch.Tensor, torch.Tenso
     """``torch.unique(items, return_inverse=True)`` for int64 ``items`` in [0, bound).
 
     Where ``bound`` is not much larger than the item count, a presence mask and its
-    running count replace the sort (the query path's passages per segment).
+    running count replace the sort (the query path's passages per group).
     """
     if bound > 4 * len(items):
         return torch.unique(items, return_inverse=True)
@@ -171,94 +172,161 @@ def distinct(items: torch.Tensor, bound: int) -> tuple[torch.Tensor, torch.Tenso
     return seen.nonzero().squeeze(1), (torch.cumsum(seen, 0) - 1)[items]
 
 
-def centroid_scores(t: QueryTables, seg: Segment, passages: torch.Tensor) -> torch.Tensor:
-    """MaxSim of local ``passages`` [m] with each token vector replaced by its centroid -> [m].
+@dataclass
+class SegmentGroup:
+    """Segments of one codec searched as one: passage ``i`` of segment ``s`` is the group's
+    passage ``bases[s] + i``. Candidates are chosen over the whole group, so the work of
+    stages 2-5 does not grow with the number of segments (bench/RESULTS-plaid.md,
+    "Grown indexes"); only the cheap per-segment gathers loop."""
+
+    segments: list[Segment]
+    bases: torch.Tensor  # [S + 1] int64 on the search device
+    pids: np.ndarray  # [N] int64 external ids, segment after segment
+
+    @classmethod
+    def of(cls, segments: list[Segment], device: torch.device) -> SegmentGroup:
+        sizes = [len(s) for s in segments]
+        bases = torch.zeros(len(segments) + 1, dtype=torch.int64)
+        bases[1:] = torch.cumsum(torch.tensor(sizes, dtype=torch.int64), 0)
+        pids = np.concatenate([np.asarray(s.pids) for s in segments]) if segments else np.empty(0, np.int64)
+        return cls(segments, bases.to(device), pids)
+
+    def __len__(self) -> int:
+        return len(self.pids)
+
+    def _bounds(self, passages: torch.Tensor) -> list[int]:
+        """Where each segment's passages start in sorted group ids ``passages``."""
+        return torch.searchsorted(passages, self.bases).tolist()
+
+    def tokens(self, passages: torch.Tensor, residuals: bool) -> tuple:
+        """The tokens of sorted group passages: codes [T], owner [T] (index into ``passages``),
+        and with ``residuals`` their packed bytes [T, nbytes] and norms [T]."""
+        codes, owners, packed, norms = [], [], [], []
+        bounds = self._bounds(passages)
+        for i, seg in enumerate(self.segments):
+            a, b = bounds[i], bounds[i + 1]
+            if a == b:
+                continue
+            local = passages[a:b] - self.bases[i]
+            starts = seg.offsets[local]
+            pos, owner = gather_ranges(starts, seg.offsets[local + 1] - starts)
+            codes.append(seg.codes[pos].int())
+            owners.append(owner + a)
+            if residuals:
+                assert seg.norms is not None  # PlaidIndex._load fills in a format-1 segment's
+                packed.append(seg.residuals.index_select(0, pos))
+                norms.append(seg.norms[pos])
+        cat = torch.cat
+        if not residuals:
+            return cat(codes), cat(owners)
+        return cat(codes), cat(owners), cat(packed), cat(norms)
+
+
+def _in_order(passages: torch.Tensor, score_sorted) -> torch.Tensor:
+    """Scores of ``passages`` in their own order, from ``score_sorted(sorted passages)``."""
+    ordered, order = passages.sort()
+    out = torch.empty(len(passages), device=passages.device)
+    out[order] = score_sorted(ordered)
+    return out
+
+
+def centroid_scores(t: QueryTables, group: SegmentGroup, passages: torch.Tensor) -> torch.Tensor:
+    """MaxSim of group ``passages`` [m] with each token vector replaced by its centroid -> [m].
 
     One ``embedding`` lookup per token reads its centroid's row of ``t.centroid``.
     """
-    starts = seg.offsets[passages]
-    pos, owner = gather_ranges(starts, seg.offsets[passages + 1] - starts)
-    sim = torch.nn.functional.embedding(seg.codes[pos].int(), t.centroid)  # [T, nq]
-    return maxsim_groups(sim, owner, len(passages))
+    def score(ordered: torch.Tensor) -> torch.Tensor:
+        codes, owner = group.tokens(ordered, residuals=False)
+        return maxsim_groups(torch.nn.functional.embedding(codes, t.centroid), owner, len(ordered))
+
+    return _in_order(passages, score)
 
 
-def token_scores(t: QueryTables, seg: Segment, pos: torch.Tensor) -> torch.Tensor:
-    """Scores [len(pos), nq] of the query with the decompressed token vectors at ``pos``.
+def token_scores(t: QueryTables, codes: torch.Tensor, packed: torch.Tensor,
+                 norms: torch.Tensor) -> torch.Tensor:
+    """Scores [T, nq] of the query with decompressed token vectors given by their parts.
 
     ``q . (c + r) / |c + r|``: the centroid's row of ``t.centroid``, plus the sum over
     residual bytes of their rows of ``t.residual`` (one ``embedding_bag``), over the
     token's stored norm. Reads 2 + nbytes table rows a token instead of building the
     [dim] vector and its product: 3x less time per token on CPU (docs/engine.md).
     """
-    sim = torch.nn.functional.embedding(seg.codes[pos].int(), t.centroid)
-    packed = seg.residuals.index_select(0, pos) + t.byte_offsets  # [T, nbytes] int32 table rows
-    sim += torch.nn.functional.embedding_bag(packed, t.residual, mode="sum")
-    return sim.div_(seg.norms[pos].float()[:, None])
+    sim = torch.nn.functional.embedding(codes, t.centroid)
+    sim += torch.nn.functional.embedding_bag(packed + t.byte_offsets, t.residual, mode="sum")
+    return sim.div_(norms.float()[:, None])
 
 
-def exact_scores(t: QueryTables, seg: Segment, passages: torch.Tensor) -> torch.Tensor:
-    """MaxSim of the query with decompressed local ``passages`` [m] -> [m]."""
-    starts = seg.offsets[passages]
-    pos, owner = gather_ranges(starts, seg.offsets[passages + 1] - starts)
-    return maxsim_groups(token_scores(t, seg, pos), owner, len(passages))
+def exact_scores(t: QueryTables, group: SegmentGroup, passages: torch.Tensor) -> torch.Tensor:
+    """MaxSim of the query with decompressed group ``passages`` [m] -> [m]."""
+    def score(ordered: torch.Tensor) -> torch.Tensor:
+        codes, owner, packed, norms = group.tokens(ordered, residuals=True)
+        return maxsim_groups(token_scores(t, codes, packed, norms), owner, len(ordered))
+
+    return _in_order(passages, score)
 
 
-def probed_passages(t: QueryTables, seg: Segment, allowed: torch.Tensor | None,
+def probed_passages(t: QueryTables, group: SegmentGroup, allowed: torch.Tensor | None,
                     nprobe: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Passages in the probed lists and their approximate scores (stages 1-2).
 
-    Returns local passage indexes [m] int64 and, for each, the sum over query tokens
-    of the best score among the probed centroids the passage holds [m] float32.
+    The probe is shared by the group's segments (one codec). Returns group passage
+    indexes [m] int64 and, for each, the sum over query tokens of the best score among
+    the probed centroids the passage holds [m] float32.
     """
     cscores_t, nq = t.centroid, t.centroid.shape[1]
     probe = probe_centroids(cscores_t[:, : t.n_tokens], nprobe)  # padding columns probe nothing
-    starts = seg.ivf_offsets[probe]
-    pos, which = gather_ranges(starts, seg.ivf_offsets[probe + 1] - starts)
-    local = seg.ivf[pos].long()  # [E] passage of each (probed centroid, passage) pair
+    locals_, whiches = [], []
+    for i, seg in enumerate(group.segments):
+        starts = seg.ivf_offsets[probe]
+        pos, which = gather_ranges(starts, seg.ivf_offsets[probe + 1] - starts)
+        locals_.append(seg.ivf[pos].long() + group.bases[i])  # [E] passage of each (centroid, passage)
+        whiches.append(which)
+    local = torch.cat(locals_) if locals_ else torch.empty(0, dtype=torch.long, device=probe.device)
+    which = torch.cat(whiches) if whiches else local
     if allowed is not None:
         keep = allowed[local]
         local, which = local[keep], which[keep]
     if len(local) == 0:
         return local, torch.empty(0, device=local.device)
-    uniq, inv = distinct(local, len(seg))
+    uniq, inv = distinct(local, len(group))
     approx = torch.zeros(len(uniq), nq, device=local.device)
     approx.scatter_reduce_(0, inv[:, None].expand(-1, nq), cscores_t[probe][which], "amax")
     return uniq, approx.sum(1)
 
 
-def search_segment(t: QueryTables, seg: Segment, allowed: torch.Tensor | None, k: int,
-                   params: SearchParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top ``k`` passages of one segment for one query.
+def search_group(t: QueryTables, group: SegmentGroup, allowed: torch.Tensor | None, k: int,
+                 params: SearchParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top ``k`` passages of a group of segments (one codec) for one query.
 
     Parameters
     ----------
-    t : the query's tables for the segment's codec.
-    allowed : [n_passages] bool mask of live (and filter-passing) passages, or None.
+    t : the query's tables for the group's codec.
+    allowed : [len(group)] bool mask of live (and filter-passing) passages, or None.
 
     Returns
     -------
-    scores [m] float32 and local passage indexes [m] int64, best first, m <= k.
+    scores [m] float32 and group passage indexes [m] int64, best first, m <= k.
     """
-    uniq, approx = probed_passages(t, seg, allowed, params.nprobe)
+    uniq, approx = probed_passages(t, group, allowed, params.nprobe)
     if len(uniq) == 0:
         return approx, uniq
     cand = uniq[approx.topk(min(params.candidates, len(uniq))).indices]
     if params.n_decompress(k) < len(cand):
-        interaction = centroid_scores(t, seg, cand)
+        interaction = centroid_scores(t, group, cand)
         cand = cand[interaction.topk(params.n_decompress(k)).indices]
-    scores = exact_scores(t, seg, cand)
+    scores = exact_scores(t, group, cand)
     top = scores.topk(min(k, len(cand)))
     return top.values, cand[top.indices]
 
 
-def exhaustive_segment(t: QueryTables, seg: Segment, allowed: torch.Tensor | None, k: int,
-                       batch: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """The oracle: exact MaxSim against every decompressed passage of the segment."""
-    ids = torch.arange(len(seg), device=t.centroid.device)
+def exhaustive_group(t: QueryTables, group: SegmentGroup, allowed: torch.Tensor | None, k: int,
+                     batch: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """The oracle: exact MaxSim against every decompressed passage of the group."""
+    ids = torch.arange(len(group), device=t.centroid.device)
     if allowed is not None:
         ids = ids[allowed]
     if len(ids) == 0:
         return torch.empty(0, device=ids.device), ids
-    scores = torch.cat([exact_scores(t, seg, ids[s : s + batch]) for s in range(0, len(ids), batch)])
+    scores = torch.cat([exact_scores(t, group, ids[s : s + batch]) for s in range(0, len(ids), batch)])
     top = scores.topk(min(k, len(ids)))
     return top.values, ids[top.indices]

@@ -21,6 +21,8 @@ from indexer.errors import IndexCorrupt
 SEGMENT_FORMAT = 2  # 2 added norms.npy; format-1 segments still open (their norms are computed)
 FILES = ("codes.npy", "residuals.npy", "doclens.npy", "pids.npy", "ivf.npy", "ivf_offsets.npy")
 NORMS = "norms.npy"
+VECTORS = "vectors.npy"  # optional: the token vectors as committed (float16), for re-quantising
+VECTOR_BLOCK = 1 << 16  # rows of originals copied at a time
 
 
 def build_ivf(codes: np.ndarray, doclens: np.ndarray, n_centroids: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,10 +40,21 @@ def build_ivf(codes: np.ndarray, doclens: np.ndarray, n_centroids: int) -> tuple
     return ivf.astype(np.uint16 if len(doclens) <= 65536 else np.int32), offsets
 
 
+def _write_rows(path: Path, rows) -> None:
+    """Write ``rows`` ([T, dim], read block by block) as a float16 .npy file, fsynced."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=rows.shape)
+    for s in range(0, len(rows), VECTOR_BLOCK):
+        out[s : s + VECTOR_BLOCK] = rows[s : s + VECTOR_BLOCK]
+    out.flush()
+    del out
+    durable.fsync_file(path)  # a new file in a new folder: durable.write_npy's fresh=True, by blocks
+
+
 def write_segment(path: Path, codec: str, n_centroids: int, pids: np.ndarray, doclens: np.ndarray,
-                  codes: np.ndarray, residuals: np.ndarray, norms: np.ndarray) -> None:
+                  codes: np.ndarray, residuals: np.ndarray, norms: np.ndarray, vectors=None) -> None:
     """Write a segment directory, durable (its files, itself and its entry in the parent)
-    when this returns; the manifest that names it is written after."""
+    when this returns; the manifest that names it is written after. ``vectors``: the
+    originals of the tokens ([T, dim], sliceable), kept in ``vectors.npy``; or None."""
     durable.make_dirs(path)
     ivf, ivf_offsets = build_ivf(codes, doclens, n_centroids)
     arrays = {"codes.npy": codes, "residuals.npy": residuals, "doclens.npy": doclens.astype(np.int32),
@@ -49,20 +62,11 @@ def write_segment(path: Path, codec: str, n_centroids: int, pids: np.ndarray, do
               NORMS: norms.astype(np.float16)}
     for name, arr in arrays.items():
         durable.write_npy(path / name, np.ascontiguousarray(arr), fresh=True)
+    if vectors is not None:
+        _write_rows(path / VECTORS, vectors)
     meta = {"format": SEGMENT_FORMAT, "codec": codec, "n_passages": len(pids), "n_tokens": int(len(codes))}
     durable.write_json(path / "segment.json", meta, fresh=True)
     durable.fsync_dir(path)
-
-
-def read_tombstones(path: Path, n_passages: int) -> np.ndarray:
-    """The dead-passage mask [n_passages] of a tombstone file; IndexCorrupt if it is unreadable."""
-    mask = np.zeros(n_passages, dtype=bool)
-    try:
-        dead = np.load(path)
-        mask[dead] = True
-    except (OSError, ValueError, IndexError, TypeError) as e:
-        raise IndexCorrupt(f"unreadable tombstones {path.name}: {e}") from e
-    return mask
 
 
 def _tensor(arr: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -88,10 +92,11 @@ class Segment:
     ivf: torch.Tensor  # [n_pairs] uint16 or int32
     ivf_offsets: torch.Tensor  # [C + 1] int64
     norms: torch.Tensor | None  # [n_tokens] float16 |c + r|; None for a format-1 segment until computed
-    nbytes: int
+    nbytes: int  # what search reads (originals excluded)
+    vectors: np.ndarray | None = None  # [n_tokens, dim] float16 originals (mmap, never read by search)
 
     @classmethod
-    def open(cls, path: Path, device: torch.device) -> "Segment":
+    def open(cls, path: Path, device: torch.device) -> Segment:
         try:
             meta = json.loads((path / "segment.json").read_text())
             files = (*FILES, NORMS) if meta.get("format") == SEGMENT_FORMAT else FILES
@@ -100,16 +105,24 @@ class Segment:
             raise IndexCorrupt(f"unreadable segment {path.name}: {e}") from e
         n, t = meta["n_passages"], meta["n_tokens"]
         if meta.get("format") not in (1, SEGMENT_FORMAT) or arr["pids"].shape != (n,) \
-                or arr["codes"].shape != (t,) or int(arr["doclens"].sum()) != t or len(arr["residuals"]) != t \
-                or arr.get("norms", np.empty(t)).shape != (t,):
+                or arr["codes"].shape != (t,) or int(arr["doclens"].sum()) != t \
+                or len(arr["residuals"]) != t or arr.get("norms", np.empty(t)).shape != (t,):
             raise IndexCorrupt(f"segment {path.name} fails its shape checks")
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(arr["doclens"], out=offsets[1:])
         size = sum((path / f).stat().st_size for f in (*files, "segment.json"))
         norms = _tensor(arr["norms"], device) if "norms" in arr else None
+        vectors = None
+        if (path / VECTORS).exists():
+            try:
+                vectors = np.load(path / VECTORS, mmap_mode="r")
+            except (OSError, ValueError) as e:
+                raise IndexCorrupt(f"unreadable originals in segment {path.name}: {e}") from e
+            if vectors.shape[0] != t:
+                raise IndexCorrupt(f"segment {path.name}: originals have {vectors.shape[0]} rows, not {t}")
         return cls(path.name, meta["codec"], arr["pids"], arr["doclens"], _tensor(offsets, device),
                    _tensor(arr["codes"], device), _tensor(arr["residuals"], device),
-                   _tensor(arr["ivf"], device), _tensor(arr["ivf_offsets"], device), norms, size)
+                   _tensor(arr["ivf"], device), _tensor(arr["ivf_offsets"], device), norms, size, vectors)
 
     def __len__(self) -> int:
         return len(self.pids)

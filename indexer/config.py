@@ -1,0 +1,45 @@
+"""The library's ``MEMEX_*`` settings (docs/configuration.md), read in one place.
+
+``indexer`` cannot import ``service``, so the variables the library itself
+needs live here and ``service.settings.Settings`` extends this class with the
+server's. ``current()`` reads the environment on every call, not once per
+process: the encoder is loaded long after start-up and tests change the
+variables in between.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LibrarySettings(BaseSettings):
+    # An empty variable means unset, as ``os.environ.get(...) or default`` did.
+    model_config = SettingsConfigDict(env_prefix="MEMEX_", extra="ignore", env_ignore_empty=True)
+
+    home: Path = Field(default=Path.home() / ".memex", description="data directory")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in home")
+    model_cache: Path | None = Field(default=None, description="model packages and conversions; "
+                                                               "default <home>/models")
+    encoder_runtime: str = Field(default="auto", description="auto, torch or onnx")
+    encoder_precision: str | None = Field(default=None, description="fp32, int8, fp16, bf16; "
+                                                                     "default the best available")
+    encoder_quantize: bool = Field(default=True, description="int8 allowed on CPU")
+    encoder_guard: bool = Field(default=True, description="check an export against fp32 first")
+    encoder_int8_recipe: str | None = Field(default=None, description="which layers stay fp32")
+    encoder_threads: int | None = Field(default=None, ge=1, description="ONNX intra-op threads")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'memex.db'}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.model_cache or self.home / "models"
+
+
+def current() -> LibrarySettings:
+    """The settings as the environment says now."""
+    return LibrarySettings()
