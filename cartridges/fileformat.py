@@ -1,8 +1,10 @@
 """The cartridge file: safetensors tensors plus one JSON header, checked on every load.
 
 See ``cartridges/FORMAT.md``. Nothing in a file is executed: the header is parsed
-as JSON by hand and the tensors by ``safetensors`` (no pickle). A checksum over
-the header and every tensor byte catches truncation and tampering; the header's
+as JSON by hand and the tensors by ``safetensors`` (no pickle). A SHA-256 over
+the header and every tensor byte catches truncation and accidental corruption. It
+is stored in the same file, so it is not a signature: whoever can write the file
+can recompute it, and it proves nothing about who made the cartridge. The header's
 model fingerprint stops a cartridge from being used with another model.
 """
 
@@ -18,7 +20,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from indexer.durable import atomic_write_bytes
+from indexer import durable
 from indexer.errors import IndexCorrupt, InvalidInput, NotFound
 
 FORMAT = "memex-cartridge"
@@ -128,8 +130,8 @@ def save_cartridge(path: Path, keys: list[torch.Tensor], values: list[torch.Tens
     blob = st_save(tensors, metadata={HEADER_KEY: json.dumps(header, sort_keys=True),
                                       CHECKSUM_KEY: _checksum(header, tensors)})
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, blob)
+    durable.make_dirs(path.parent)
+    durable.write_bytes(path, blob)
     return len(blob)
 
 

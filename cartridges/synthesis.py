@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
 
 from cartridges.config import CartridgeConfig
+from indexer import durable
 
 SEED_PROMPTS = {
     "structuring": [
@@ -63,10 +65,11 @@ class Sample:
     kind: str = ""
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        save_file({"ids": self.ids, "topk_ids": self.topk_ids, "topk_logprobs": self.topk_logprobs},
-                  str(tmp), metadata={"answer_start": str(self.answer_start), "kind": self.kind})
-        tmp.replace(path)
+        """Atomic and durable: a resumed run trusts every sample file that exists."""
+        durable.write_bytes(path, st_save({"ids": self.ids, "topk_ids": self.topk_ids,
+                                           "topk_logprobs": self.topk_logprobs},
+                                          metadata={"answer_start": str(self.answer_start),
+                                                    "kind": self.kind}))
 
     @classmethod
     def load(cls, path: Path) -> "Sample":
@@ -149,7 +152,7 @@ def synthesize(model, tokenizer, corpus: torch.Tensor, cfg: CartridgeConfig, out
 
     Returns False when ``should_stop`` interrupted it (finished batches are kept).
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    durable.make_dirs(out_dir)
     total = cfg.num_samples
     batches = (total + batch_size - 1) // batch_size
     for b in range(batches):

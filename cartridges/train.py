@@ -25,12 +25,13 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as st_save
 
 from cartridges.config import CartridgeConfig
 from cartridges.fileformat import model_header, save_cartridge
 from cartridges.kv import Cartridge, context_window, corpus_tokens, forward_with_prefix, init_from_prefix, load_lm
 from cartridges.synthesis import Sample, load_samples, synthesize
+from indexer import durable
 from indexer.errors import Conflict, InvalidInput
 
 Progress = Callable[[int, int, str], None]
@@ -80,9 +81,7 @@ def _save_ckpt(path: Path, cart: Cartridge, opt: torch.optim.Adam, step: int, hi
     for idx, state in opt.state_dict()["state"].items():
         for key in ("exp_avg", "exp_avg_sq", "step"):
             tensors[f"adam.{idx}.{key}"] = torch.as_tensor(state[key]).detach().cpu().reshape(-1).contiguous()
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"step": str(step), "history": json.dumps(history)})
-    tmp.replace(path)
+    durable.write_bytes(path, st_save(tensors, metadata={"step": str(step), "history": json.dumps(history)}))
 
 
 def _ckpt_step(path: Path) -> int:
@@ -120,8 +119,8 @@ def _check_run(work_dir: Path, record: dict) -> None:
             changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
             raise Conflict(f"{work_dir} holds a run with other settings ({', '.join(changed)}); use a new work dir")
     else:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2, sort_keys=True))
+        durable.make_dirs(work_dir)
+        durable.write_json(path, record, indent=2, sort_keys=True)
 
 
 def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, config: CartridgeConfig,

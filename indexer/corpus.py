@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, func, select
 
+from indexer import durable
 from indexer.bm25 import FUSION_DEPTH, BM25Index, fuse
 from indexer.chunking import chunk_lines
 from indexer.durable import exclusive_lock
@@ -194,8 +194,10 @@ class Corpora:
             if s.scalar(select(Corpus).where(Corpus.name == name)):
                 raise Conflict(f"corpus {name!r} already exists")
             index_dir = self.corpus_dir(name) / "index"
-            for old in self.corpus_dir(name).glob("index*"):
-                shutil.rmtree(old)  # left by a corpus whose delete crashed
+            if self.corpus_dir(name).exists():  # left by a corpus whose delete crashed
+                for old in self.corpus_dir(name).iterdir():
+                    if old.name != ".lock":
+                        durable.remove(old)
             create_index(index_dir, self.encoder.dim, self.index_engine, self.index_nbits)
             s.add(Corpus(name=name, kind="directory" if root else "documents", root=resolved,
                          encoder=self.encoder_name, encoder_fingerprint=self.encoder.fingerprint))
@@ -235,7 +237,13 @@ class Corpora:
         return [self.info(n) for n in self.names()]
 
     def delete(self, name: str) -> None:
-        with self._write_lock(name):
+        """Remove the corpus: its rows, then every file under its folder (index, chunk DB).
+
+        The chunk DB's lock is held too, so a chunk DB build running meanwhile
+        cannot write the deleted text back (``indexer/retro/sync.py``)."""
+        with self.sessions() as s:
+            self._row(s, name)  # NotFound before any file is made (no .lock for a typo)
+        with self._write_lock(name), exclusive_lock(self.corpus_dir(name) / "chunkdb"):
             with self.sessions.begin() as s:
                 row = self._row(s, name)
                 s.execute(delete(Passage).where(Passage.corpus_id == row.id))
@@ -246,7 +254,7 @@ class Corpora:
                     self._indexes.pop(path)
             with self._bm25_lock:
                 self._bm25.pop(name, None)
-        shutil.rmtree(self.corpus_dir(name), ignore_errors=True)
+            durable.remove(self.corpus_dir(name))
 
     # -- index handles ------------------------------------------------------
     def index(self, name: str, index_dir: str | None = None) -> MultiVectorIndex:

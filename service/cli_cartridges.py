@@ -32,8 +32,6 @@ def train(corpus: str = typer.Argument(..., help="corpus name"),
           server: Optional[str] = SERVER) -> None:
     """Train in the foreground (Ctrl-C stops; --resume ID continues from the last checkpoint)."""
     from cartridges.config import CartridgeConfig
-    from cartridges.train import train_cartridge
-    from service.cartridge_handlers import corpus_text
 
     if server:
         return _train_remote(server, corpus, {"p": tokens, "steps": steps, "num_samples": samples},
@@ -42,23 +40,48 @@ def train(corpus: str = typer.Argument(..., help="corpus name"),
         store, corpora = _store(), local_corpora()
         if resume:
             info = store.info(resume)
+            if info["status"] == "ready":
+                typer.echo(f"cartridge {resume} is already trained (ready); nothing to resume")
+                return
         else:
             given = {"p": tokens, "steps": steps, "num_samples": samples}
             config = CartridgeConfig(**{k: v for k, v in given.items() if v is not None})
-            info = store.create(corpus, corpora.info(corpus).version, config)
+            found = corpora.info(corpus)
+            info = store.create(corpus, found.version, config, found.created_at)
             typer.echo(f"cartridge {info['id']}")
-        store.update(info["id"], status="training")
-        bar = StageBar(unit="it")  # synthesis counts conversations, training steps
-        path = train_cartridge(corpus_text(corpora, info["corpus_id"]), info["corpus_id"], info["corpus_version"],
-                               CartridgeConfig.from_dict(info["config"]), store.work_dir(info["id"]),
-                               lambda done, total, stage: bar(stage, done, total))
-        bar.close()
-        done = store.finish(info["id"], path)
+        done = _run(store, corpora, info)
         t = done["training"]
         typer.echo(f"ready: {done['bytes']} bytes, held-out loss {t['heldout_loss_init']} -> "
                    f"{t['heldout_loss_final']}")
     except MemexError as exc:
         fail(exc.message)
+
+
+def _run(store, corpora, info: dict) -> dict:  # noqa: ANN001
+    """Train and publish ``info``'s cartridge; whatever stops it, its status says how."""
+    from cartridges.config import CartridgeConfig
+    from cartridges.train import train_cartridge
+    from service.cartridge_handlers import corpus_text
+
+    cid = info["id"]
+    store.update(cid, status="training", error=None)
+    bar = StageBar(unit="it")  # synthesis counts conversations, training steps
+    try:
+        path = train_cartridge(corpus_text(corpora, info["corpus_id"]), info["corpus_id"], info["corpus_version"],
+                               CartridgeConfig.from_dict(info["config"]), store.work_dir(cid),
+                               lambda done, total, stage: bar(stage, done, total))
+        bar.close()
+        return store.finish(cid, path)
+    except KeyboardInterrupt:
+        bar.close()
+        store.update(cid, status="cancelled", error="interrupted")
+        typer.echo(f"stopped; continue with: memex cartridge train {info['corpus_id']} --resume {cid}",
+                   err=True)
+        raise typer.Exit(130) from None
+    except BaseException as exc:
+        bar.close()
+        store.update(cid, status="failed", error=str(getattr(exc, "message", exc)))
+        raise
 
 
 def _train_remote(server: str, corpus: str, given: dict, resume: Optional[str]) -> None:
@@ -87,11 +110,14 @@ def list_cartridges(corpus: Optional[str] = typer.Option(None, "--corpus", "-c")
             return _print_cartridges(cartridge_list(server, corpus), as_json)
         except MemexError as exc:
             fail(exc.message)
+    from cartridges.store import is_stale
+
     corpora = local_corpora()
     infos = _store().list(corpus)
     for info in infos:
         try:
-            info["stale"] = corpora.info(info["corpus_id"]).version != info["corpus_version"]
+            found = corpora.info(info["corpus_id"])
+            info["stale"] = is_stale(info, found.version, found.created_at)
         except MemexError:
             info["stale"] = True
     _print_cartridges(infos, as_json)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.durable import atomic_write_bytes, save_npy
+from indexer import durable
 from indexer.errors import IndexCorrupt, InvalidInput
 from indexer.index.base import MultiVectorIndex, ScoredPassage
 
@@ -41,12 +41,12 @@ class ExactIndex(MultiVectorIndex):
 
     @classmethod
     def create(cls, path: Path, dim: int) -> ExactIndex:
-        path.mkdir(parents=True, exist_ok=True)
+        durable.make_dirs(path)
         if (path / "manifest.json").exists():
             raise InvalidInput(f"an index already exists at {path}")
         manifest = {"format": "exact", "version": FORMAT_VERSION, "dim": dim,
                     "generation": 0, "segments": []}
-        atomic_write_bytes(path / "manifest.json", json.dumps(manifest).encode())
+        durable.write_json(path / "manifest.json", manifest)
         return cls(path, dim, 0, [])
 
     @classmethod
@@ -92,7 +92,7 @@ class ExactIndex(MultiVectorIndex):
             if deleted.any():
                 tombstones = f"{seg.name}.del-{generation}.npy"
                 entry["tombstones"] = tombstones
-                save_npy(self.path / tombstones, deleted)
+                durable.write_npy(self.path / tombstones, deleted, fresh=True)
             entries.append(entry)
             segments.append(_Segment(seg.name, seg.ids, seg.offsets, seg.vectors, deleted))
         if len(add_ids):
@@ -101,14 +101,14 @@ class ExactIndex(MultiVectorIndex):
             offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
             vectors = np.concatenate(add_vectors).astype(np.float16, copy=False) if len(add_vectors) else \
                 np.zeros((0, self.dim), np.float16)
-            save_npy(self.path / f"{name}.ids.npy", add_ids)
-            save_npy(self.path / f"{name}.offsets.npy", offsets)
-            save_npy(self.path / f"{name}.vectors.npy", vectors)
+            durable.write_npy(self.path / f"{name}.ids.npy", add_ids, fresh=True)
+            durable.write_npy(self.path / f"{name}.offsets.npy", offsets, fresh=True)
+            durable.write_npy(self.path / f"{name}.vectors.npy", vectors, fresh=True)
             entries.append({"name": name, "tombstones": None})
             segments.append(_Segment(name, add_ids, offsets, vectors, np.zeros(len(add_ids), bool)))
         manifest = {"format": "exact", "version": FORMAT_VERSION, "dim": self.dim,
                     "generation": generation, "segments": entries}
-        atomic_write_bytes(self.path / "manifest.json", json.dumps(manifest).encode())
+        durable.write_json(self.path / "manifest.json", manifest)  # fsyncs the new files' names too
         self.generation, self.segments = generation, segments
         self._remove_unreferenced(entries)
 
@@ -119,9 +119,8 @@ class ExactIndex(MultiVectorIndex):
             keep |= {f"{e['name']}.ids.npy", f"{e['name']}.offsets.npy", f"{e['name']}.vectors.npy"}
             if e["tombstones"]:
                 keep.add(e["tombstones"])
-        for f in self.path.iterdir():
-            if f.name not in keep and not f.name.endswith(".tmp"):
-                f.unlink(missing_ok=True)
+        durable.remove_all([f for f in self.path.iterdir()
+                            if f.name not in keep and not f.name.endswith(".tmp")])
 
     def search(self, queries, k, allowed_ids=None, **params) -> list[list[ScoredPassage]]:
         results: list[list[ScoredPassage]] = []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.durable import save_npy
+from indexer import durable
 from indexer.errors import IndexCorrupt, InvalidInput, NotFound
 from indexer.retro import keyindex, store
 from indexer.retro.chunking import (
@@ -376,14 +376,14 @@ class ChunkDB:
             r, d = self.search_keys(queries, k, bans)
             neighbors[rows], distances[rows] = r, d
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        durable.make_dirs(out_dir)
         files = {
             "neighbors.npy": neighbors, "distances.npy": distances,
             "tokens.npy": np.asarray(self.tokens), "lengths.npy": self.lengths,
             "doc_rows.npy": self.doc_rows, "chunk_ids.npy": self.chunk_ids,
         }
         for name, arr in files.items():
-            store.replace_file(out_dir / name, lambda p, a=arr: save_npy(p, a))
+            durable.write_npy(out_dir / name, arr)
         info = {
             "format_version": FORMAT_VERSION, "k": k, "num_chunks": n,
             "chunk_tokens": self.config.chunk_tokens, "pad_id": self.meta["pad_id"],
@@ -391,7 +391,7 @@ class ChunkDB:
             "chunk_db_version": self.meta["version"],
             "documents": [{"id": d["id"], "path": d["path"]} for d in self.docs],
         }
-        store.replace_file(out_dir / "meta.json", lambda p: store.save_json(p, info))
+        durable.write_json(out_dir / "meta.json", info)
         return out_dir
 
     def nbytes(self) -> int:
@@ -402,8 +402,8 @@ class ChunkDB:
 
 def _write(vdir: Path, meta: dict, docs: list[dict], arrays: dict, index) -> None:
     for name, arr in arrays.items():
-        save_npy(vdir / f"{name}.npy", arr)
-    store.save_json(vdir / "documents.json", docs)
+        durable.write_npy(vdir / f"{name}.npy", arr, fresh=True)
+    durable.write_json(vdir / "documents.json", docs, fresh=True)
     if index is not None:
         keyindex.save(index, vdir / "index.faiss")
-    store.save_json(vdir / "meta.json", meta)
+    durable.write_json(vdir / "meta.json", meta, fresh=True)

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from indexer import durable
 from indexer.errors import InvalidInput
 
 EXACT_MAX_CHUNKS = 100_000  # above this the default index is IVF-PQ (see docs/retro.md)
@@ -119,17 +120,11 @@ def to_cpu(index):
 
 
 def save(index, path) -> None:
-    """Write the (CPU copy of the) index and fsync it."""
-    import os
-
+    """Write the (CPU copy of the) index into a new version folder, fsynced."""
     import faiss
 
     faiss.write_index(to_cpu(index), str(path))
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    durable.fsync_file(path)
 
 
 Bans = list[list[tuple[int, int]]]  # per query: row ranges [start, end) to skip

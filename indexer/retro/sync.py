@@ -31,9 +31,10 @@ def reconcile(corpora: Corpora, name: str, config: ChunkDBConfig | None = None,
               progress=None) -> ChunkDB:
     """Create or repair the chunk DB of ``name`` from every document of the corpus;
     ``progress(done, total)`` while embedding."""
-    corpora.info(name)  # NotFound for an unknown corpus
+    corpora.info(name)  # NotFound for an unknown corpus, before any file is made
     root = chunkdb_dir(corpora, name)
     with exclusive_lock(root):
+        corpora.info(name)  # deleted while we waited: write nothing back (Corpora.delete)
         try:
             db = ChunkDB.open(root)
         except NotFound:
@@ -70,20 +71,21 @@ def install(corpora: Corpora) -> None:
 
 
 class ChunkDBs:
-    """Open chunk DBs of a ``Corpora``, reopened when a writer committed a new version."""
+    """Open chunk DBs of a ``Corpora``, reopened when a writer committed a new version
+    or the corpus was deleted and created again (its versions restart)."""
 
     def __init__(self, corpora: Corpora, device: str | None = None) -> None:
         self.corpora = corpora
         self.device = device
-        self._open: dict[str, tuple[str, ChunkDB]] = {}
+        self._open: dict[str, tuple[tuple[str, str], ChunkDB]] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> ChunkDB:
         """The current chunk DB of ``name``; NotFound for an unknown corpus or none built."""
-        self.corpora.info(name)
+        created = self.corpora.info(name).created_at
         root = chunkdb_dir(self.corpora, name)
         try:
-            version = store.current_version(root).name
+            version = (created, store.current_version(root).name)
         except NotFound:
             raise NotFound(f"corpus {name!r} has no chunk DB yet: POST /v1/corpora/{name}/chunkdb "
                            f"or run `memex retro build --corpus {name}`") from None

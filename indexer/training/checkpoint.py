@@ -19,7 +19,6 @@ naming a Transformer and a ``1_Dense`` module (``linear.weight``), and
 from __future__ import annotations
 
 import json
-import shutil
 import string
 import tempfile
 from dataclasses import asdict
@@ -28,22 +27,24 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from indexer import durable
 from indexer.encoder import ColBERTEncoder, EncoderConfig
 from indexer.errors import InvalidInput
 
 
 def _write_atomically(out_dir: Path, fill) -> Path:
-    """Build the directory beside ``out_dir`` and rename it into place."""
+    """Build the directory beside ``out_dir``, fsync it whole and rename it into place
+    (``indexer/durable.py``): after a power loss it is complete or absent."""
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise InvalidInput(f"{out_dir} already exists")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    durable.make_dirs(out_dir.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         fill(tmp)
-        tmp.rename(out_dir)
+        durable.publish_dir(tmp, out_dir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        durable.remove(tmp)
         raise
     return out_dir
 

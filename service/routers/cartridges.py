@@ -7,7 +7,9 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from cartridges.config import CartridgeConfig
+from cartridges.store import is_stale
 from indexer.errors import NotFound
+from service.cartridge_handlers import settle
 from service.deps import CartridgesDep, CorporaDep, JobsDep
 from service.schemas import JobPublic
 
@@ -39,6 +41,7 @@ class CartridgePublic(BaseModel):
     status: str
     corpus_id: str
     corpus_version: int
+    corpus_created_at: str | None = Field(None, description="creation time of the corpus trained on")
     stale: bool = Field(description="the corpus changed (or is gone) since this was trained")
     model: str
     p: int
@@ -61,7 +64,8 @@ class CartridgeCreated(BaseModel):
 
 def public(info: dict, corpora) -> CartridgePublic:
     try:
-        stale = corpora.info(info["corpus_id"]).version != info["corpus_version"]
+        corpus = corpora.info(info["corpus_id"])
+        stale = is_stale(info, corpus.version, corpus.created_at)
     except NotFound:
         stale = True
     return CartridgePublic(**{k: v for k, v in info.items() if k in CartridgePublic.model_fields},
@@ -73,22 +77,25 @@ def public(info: dict, corpora) -> CartridgePublic:
 def train(name: str, body: CartridgeCreate, store: CartridgesDep, corpora: CorporaDep,
           jobs: JobsDep) -> CartridgeCreated:
     """Start training a cartridge on the corpus as it is now; poll the job or the cartridge."""
-    version = corpora.info(name).version
+    corpus = corpora.info(name)
     config = CartridgeConfig(**body.model_dump(exclude_none=True))
-    info = store.create(name, version, config)
+    info = store.create(name, corpus.version, config, corpus.created_at)
     job = jobs.submit("cartridge_train", {"cartridge_id": info["id"]}, corpus=name)
+    info = store.update(info["id"], job_id=job.id)
     return CartridgeCreated(cartridge=public(info, corpora), job=JobPublic.model_validate(job))
 
 
 @router.get("/v1/cartridges", response_model=CartridgeList)
-def list_cartridges(store: CartridgesDep, corpora: CorporaDep, corpus: str | None = None) -> CartridgeList:
-    items = [public(i, corpora) for i in store.list(corpus)]
+def list_cartridges(store: CartridgesDep, corpora: CorporaDep, jobs: JobsDep,
+                    corpus: str | None = None) -> CartridgeList:
+    items = [public(settle(store, jobs, i), corpora) for i in store.list(corpus)]
     return CartridgeList(count=len(items), cartridges=items)
 
 
 @router.get("/v1/cartridges/{cartridge_id}", response_model=CartridgePublic)
-def get_cartridge(cartridge_id: str, store: CartridgesDep, corpora: CorporaDep) -> CartridgePublic:
-    return public(store.info(cartridge_id), corpora)
+def get_cartridge(cartridge_id: str, store: CartridgesDep, corpora: CorporaDep,
+                  jobs: JobsDep) -> CartridgePublic:
+    return public(settle(store, jobs, store.info(cartridge_id)), corpora)
 
 
 @router.get("/v1/cartridges/{cartridge_id}/file", response_class=FileResponse)

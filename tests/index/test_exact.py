@@ -68,10 +68,10 @@ def test_failed_commit_leaves_previous_state(tmp_path, monkeypatch):
     q = bags(rng, 1)[0]
     before = index.search([q], 5)[0]
 
-    def crash(path, data):
+    def crash(path, obj, **kw):
         raise OSError("disk died during the manifest swap")
 
-    monkeypatch.setattr(exact, "atomic_write_bytes", crash)
+    monkeypatch.setattr(exact.durable, "write_json", crash)
     with pytest.raises(OSError):
         index.commit(np.arange(10, 20), bags(rng, 10), np.arange(5))
     reopened = ExactIndex.open(tmp_path / "ix")

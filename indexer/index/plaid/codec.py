@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexer import kernels
+from indexer import durable, kernels
 from indexer.errors import IndexCorrupt, InvalidInput
 
 COMPRESS_BLOCK = 1 << 11  # token vectors compressed together (their float32 copy stays in L2)
@@ -133,12 +133,18 @@ class Codec:
         return self.weights[(byte >> shift) & (2**self.nbits - 1)].astype(np.float32)
 
     def save(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=False)
+        """Write a new codec folder, durable when this returns (a manifest names it after)."""
+        if path.exists():
+            raise FileExistsError(path)
+        durable.make_dirs(path)
         half = self.centroids.astype(np.float16)  # half the bytes; kept float32 where that would round
-        np.save(path / "centroids.npy", half if np.array_equal(half, self.centroids) else self.centroids)
-        np.save(path / "buckets.npy", np.concatenate([self.cutoffs, self.weights]))
-        (path / "codec.json").write_text(json.dumps({"nbits": self.nbits, "train_mse": self.train_mse,
-                                                     "dim": self.dim, "n_centroids": len(self.centroids)}))
+        durable.write_npy(path / "centroids.npy", half if np.array_equal(half, self.centroids)
+                          else self.centroids, fresh=True)
+        durable.write_npy(path / "buckets.npy", np.concatenate([self.cutoffs, self.weights]), fresh=True)
+        durable.write_json(path / "codec.json", {"nbits": self.nbits, "train_mse": self.train_mse,
+                                                 "dim": self.dim, "n_centroids": len(self.centroids)},
+                           fresh=True)
+        durable.fsync_dir(path)
 
     @classmethod
     def load(cls, path: Path) -> Codec:

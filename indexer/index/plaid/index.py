@@ -20,7 +20,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from indexer.durable import save_npy
+from indexer import durable
 from indexer.errors import Conflict, IndexCorrupt, InvalidInput
 from indexer.index.base import MultiVectorIndex, ScoredPassage
 from indexer.index.plaid.codec import Codec, n_centroids_for, token_norms
@@ -103,7 +103,7 @@ class PlaidIndex(MultiVectorIndex):
         if nbits not in (1, 2, 4) or dim * nbits % 8:
             raise InvalidInput(f"unsupported dim/nbits {dim}/{nbits}")
         for sub in ("codecs", "segments", "tombstones"):
-            (path / sub).mkdir(parents=True, exist_ok=True)
+            durable.make_dirs(path / sub)
         manifest = Manifest(dim=dim, nbits=nbits, keep_vectors=keep_vectors)
         if codec_from is not None:
             src = Manifest.read(Path(codec_from))
@@ -352,7 +352,7 @@ class PlaidIndex(MultiVectorIndex):
                 pids = np.load(self.path / "segments" / b.name / "pids.npy")
                 rows = np.searchsorted(pids, np.sort(gone_ids)).astype(np.int32)
                 entry.tombstones = f"{b.name}.{m.generation:06d}.npy"
-                save_npy(self.path / "tombstones" / entry.tombstones, rows)
+                durable.write_npy(self.path / "tombstones" / entry.tombstones, rows)
                 entry.n_deleted = len(rows)
             m.segments = [e for e in m.segments if e.name not in b.sources] + ([entry] if entry else [])
             installed += 1
@@ -382,7 +382,7 @@ class PlaidIndex(MultiVectorIndex):
                 continue
             all_dead = np.flatnonzero(dead.cpu().numpy() | hit).astype(np.int32)
             e.tombstones = f"{e.name}.{m.generation:06d}.npy"
-            np.save(self.path / "tombstones" / e.tombstones, all_dead)
+            durable.write_npy(self.path / "tombstones" / e.tombstones, all_dead)
             e.n_deleted = len(all_dead)
         if self.fault_hook:
             self.fault_hook("tombstones_written")

@@ -2,7 +2,8 @@
 
 ``manifest.json`` is the only file ever replaced; the commit point is its
 rename. It is written to a temp file, fsynced, renamed over the old one, and
-the directory is fsynced. Everything it does not name is garbage from a failed
+the directory is fsynced (``indexer/durable.py``); everything it names was
+made durable before. Everything it does not name is garbage from a failed
 or superseded commit and is removed by ``collect_garbage``.
 """
 
@@ -10,13 +11,11 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from indexer.durable import fsync_dir
+from indexer import durable
 from indexer.errors import IndexCorrupt
 
 FORMAT = 1
@@ -75,14 +74,10 @@ class Manifest:
     def write(self, root: Path, fault_hook: FaultHook | None = None) -> None:
         """Atomically replace ``root/manifest.json`` with this manifest."""
         tmp = root / f"{NAME}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(asdict(self), f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
+        durable.write_json(tmp, asdict(self), fresh=True, indent=1)  # published by the rename
         if fault_hook:
             fault_hook("manifest_temp_written")
-        os.replace(tmp, root / NAME)
-        fsync_dir(root)
+        durable.replace(tmp, root / NAME)
 
 
 GUARD = ".building"  # suffix of the lock file held while segments/<name>/ or codecs/<name>/ is written
@@ -131,13 +126,11 @@ def collect_garbage(root: Path, manifest: Manifest) -> None:
     Safe while readers hold older snapshots: their mmaps keep unlinked files alive.
     """
     keep = manifest.live_files()
-    (root / f"{NAME}.tmp").unlink(missing_ok=True)
+    gone = [root / f"{NAME}.tmp"]
     for sub in ("codecs", "segments", "tombstones"):
         for p in (root / sub).iterdir():
             guard = p if p.name.endswith(GUARD) else p.with_name(p.name + GUARD)
             if f"{sub}/{p.name}" in keep or (sub != "tombstones" and _held(guard)):
                 continue
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+            gone.append(p)
+    durable.remove_all(gone)

@@ -8,7 +8,6 @@ wrapped as torch tensors without copying (CPU) or copied once (CUDA).
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from indexer import durable
 from indexer.errors import IndexCorrupt
 
 SEGMENT_FORMAT = 2  # 2 added norms.npy; format-1 segments still open (their norms are computed)
@@ -40,13 +40,6 @@ def build_ivf(codes: np.ndarray, doclens: np.ndarray, n_centroids: int) -> tuple
     return ivf.astype(np.uint16 if len(doclens) <= 65536 else np.int32), offsets
 
 
-def _write(path: Path, arr: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.save(f, arr)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _write_rows(path: Path, rows) -> None:
     """Write ``rows`` ([T, dim], read block by block) as a float16 .npy file, fsynced."""
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=rows.shape)
@@ -54,28 +47,26 @@ def _write_rows(path: Path, rows) -> None:
         out[s : s + VECTOR_BLOCK] = rows[s : s + VECTOR_BLOCK]
     out.flush()
     del out
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
+    durable.fsync_file(path)  # a new file in a new folder: durable.write_npy's fresh=True, by blocks
 
 
 def write_segment(path: Path, codec: str, n_centroids: int, pids: np.ndarray, doclens: np.ndarray,
                   codes: np.ndarray, residuals: np.ndarray, norms: np.ndarray, vectors=None) -> None:
-    """Write a segment directory; every file is fsynced before this returns. ``vectors``:
-    the originals of the tokens ([T, dim], sliceable), kept in ``vectors.npy``; or None."""
-    path.mkdir(parents=True)
+    """Write a segment directory, durable (its files, itself and its entry in the parent)
+    when this returns; the manifest that names it is written after. ``vectors``: the
+    originals of the tokens ([T, dim], sliceable), kept in ``vectors.npy``; or None."""
+    durable.make_dirs(path)
     ivf, ivf_offsets = build_ivf(codes, doclens, n_centroids)
     arrays = {"codes.npy": codes, "residuals.npy": residuals, "doclens.npy": doclens.astype(np.int32),
               "pids.npy": pids.astype(np.int64), "ivf.npy": ivf, "ivf_offsets.npy": ivf_offsets,
               NORMS: norms.astype(np.float16)}
     for name, arr in arrays.items():
-        _write(path / name, np.ascontiguousarray(arr))
+        durable.write_npy(path / name, np.ascontiguousarray(arr), fresh=True)
     if vectors is not None:
         _write_rows(path / VECTORS, vectors)
     meta = {"format": SEGMENT_FORMAT, "codec": codec, "n_passages": len(pids), "n_tokens": int(len(codes))}
-    (path / "segment.json").write_text(json.dumps(meta))
-    fd = os.open(path, os.O_RDONLY)
-    os.fsync(fd)
-    os.close(fd)
+    durable.write_json(path / "segment.json", meta, fresh=True)
+    durable.fsync_dir(path)
 
 
 def _tensor(arr: np.ndarray, device: torch.device) -> torch.Tensor:
