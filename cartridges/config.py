@@ -53,7 +53,7 @@ class CartridgeConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CartridgeConfig":
+    def from_dict(cls, data: dict) -> CartridgeConfig:
         """Build from a dict, ignoring unknown keys (files written by later versions)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -54,7 +54,8 @@ def weights_sha256(model) -> str:
     digest = hashlib.sha256()
     for name, param in sorted(model.named_parameters()):
         digest.update(name.encode())
-        digest.update(param.detach().to("cpu", torch.bfloat16).contiguous().view(torch.int16).numpy().tobytes())
+        as_bf16 = param.detach().to("cpu", torch.bfloat16).contiguous()
+        digest.update(as_bf16.view(torch.int16).numpy().tobytes())
     model._memex_weights_sha256 = digest.hexdigest()
     return model._memex_weights_sha256
 
@@ -185,7 +186,8 @@ def check_compatible(header: dict, model, tokenizer=None, check_weights: bool = 
     if want != (shape.layers, shape.kv_heads, shape.head_dim):
         raise CartridgeMismatch(
             f"cartridge is for model {header['model_id']!r} ({want[0]} layers, {want[1]} kv heads, head dim "
-            f"{want[2]}); this model has {shape.layers} layers, {shape.kv_heads} kv heads, head dim {shape.head_dim}")
+            f"{want[2]}); this model has {shape.layers} layers, {shape.kv_heads} kv heads, "
+            f"head dim {shape.head_dim}")
     if header["rope"] != rope_settings(model.config):
         raise CartridgeMismatch(f"cartridge keys were rotated with RoPE {header['rope']}, "
                                 f"this model uses {rope_settings(model.config)}")

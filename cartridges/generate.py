@@ -87,7 +87,8 @@ def _checked_layers(path: str, mtime_ns: int, model_name: str):
     return cart.layers()
 
 
-def load_layers(paths: Sequence[Path], model_name: str = DEFAULT_LM) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def load_layers(paths: Sequence[Path],
+                model_name: str = DEFAULT_LM) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Concatenated layers of the cartridge files at ``paths`` (empty list for none)."""
     parts = [_checked_layers(str(p), os.stat(p).st_mtime_ns if Path(p).exists() else 0, model_name)
              for p in paths]
@@ -122,15 +123,16 @@ class ChatRun:
 def start_chat(messages: list[dict], cartridge_paths: Sequence[Path] = (), max_tokens: int = 256,
                temperature: float = 0.0, model: str = DEFAULT_LM, seed: int | None = None) -> ChatRun:
     """Validate a chat request and set up its generation (nothing is generated yet)."""
-    if not messages or any(not isinstance(m, dict) or "role" not in m or "content" not in m for m in messages):
+    if not messages or any(not isinstance(m, dict) or "role" not in m or "content" not in m
+                           for m in messages):
         raise InvalidInput("messages must be a non-empty list of {role, content}")
     if max_tokens <= 0:
         raise InvalidInput(f"max_tokens must be positive, got {max_tokens}")
     lm, tokenizer = load_lm(model)
     layers = load_layers(cartridge_paths, model)
     prompt = chat_ids(tokenizer, messages)
-    return ChatRun(tokenizer, prompt, stream_tokens(lm, tokenizer, layers, prompt, max_tokens, temperature, seed),
-                   max_tokens)
+    tokens = stream_tokens(lm, tokenizer, layers, prompt, max_tokens, temperature, seed)
+    return ChatRun(tokenizer, prompt, tokens, max_tokens)
 
 
 def generate_chat(messages: list[dict], cartridge_paths: Sequence[Path] = (), max_tokens: int = 256,

@@ -42,8 +42,8 @@ def load_lm(name: str, device: str = "auto"):
     archs = getattr(config, "architectures", None) or []
     causal_arch = not archs or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or not causal_arch:
-        raise ModelError(f"{name!r} is a {config.model_type!r} model ({', '.join(archs) or 'no architecture'}), "
-                         "not a causal LM")
+        kinds = ", ".join(archs) or "no architecture"
+        raise ModelError(f"{name!r} is a {config.model_type!r} model ({kinds}), not a causal LM")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model.to(pick_device(device)).eval().requires_grad_(False)
@@ -60,7 +60,7 @@ class KVShape:
     head_dim: int
 
     @classmethod
-    def of(cls, model) -> "KVShape":
+    def of(cls, model) -> KVShape:
         cfg = model.config.get_text_config(decoder=True)
         heads = cfg.num_attention_heads
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cartridges.config import CartridgeConfig
@@ -62,7 +62,7 @@ class CartridgeStore:
                 "corpus_version": corpus_version, "corpus_created_at": corpus_created_at,
                 "model": config.model, "p": config.p,
                 "bytes": None, "config": config.to_dict(), "training": None, "error": None,
-                "created_at": datetime.now(timezone.utc).isoformat()}
+                "created_at": datetime.now(UTC).isoformat()}
         durable.make_dirs(self.root / cartridge_id)
         self._write(cartridge_id, info)
         return info

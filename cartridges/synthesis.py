@@ -72,7 +72,7 @@ class Sample:
                                                     "kind": self.kind}))
 
     @classmethod
-    def load(cls, path: Path) -> "Sample":
+    def load(cls, path: Path) -> Sample:
         from safetensors import safe_open
 
         with safe_open(str(path), "pt") as f:
@@ -125,7 +125,8 @@ def synthesize_batch(model, tokenizer, corpus: torch.Tensor, cfg: CartridgeConfi
         systems.append({"role": "system", "content": "Here is an excerpt of a document.\n\n" + chunk})
         kinds.append(rng.choice(sorted(SEED_PROMPTS)))
         seeds.append(rng.choice(SEED_PROMPTS[kinds[-1]]))
-    q_prompts = [chat_ids(tokenizer, [s, {"role": "user", "content": seed}]) for s, seed in zip(systems, seeds)]
+    q_prompts = [chat_ids(tokenizer, [s, {"role": "user", "content": seed}])
+                 for s, seed in zip(systems, seeds)]
     q_tokens, _ = _generate(model, tokenizer, q_prompts, cfg.question_tokens, cfg.temperature)
     eos = tokenizer.eos_token_id
     questions = []
@@ -156,7 +157,8 @@ def synthesize(model, tokenizer, corpus: torch.Tensor, cfg: CartridgeConfig, out
     total = cfg.num_samples
     batches = (total + batch_size - 1) // batch_size
     for b in range(batches):
-        names = [out_dir / f"{j:05d}.safetensors" for j in range(b * batch_size, min(total, (b + 1) * batch_size))]
+        names = [out_dir / f"{j:05d}.safetensors"
+                 for j in range(b * batch_size, min(total, (b + 1) * batch_size))]
         if all(p.exists() for p in names):
             continue
         progress(b * batch_size, total, "synthesis")

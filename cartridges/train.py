@@ -29,7 +29,14 @@ from safetensors.torch import save as st_save
 
 from cartridges.config import CartridgeConfig
 from cartridges.fileformat import model_header, save_cartridge
-from cartridges.kv import Cartridge, context_window, corpus_tokens, forward_with_prefix, init_from_prefix, load_lm
+from cartridges.kv import (
+    Cartridge,
+    context_window,
+    corpus_tokens,
+    forward_with_prefix,
+    init_from_prefix,
+    load_lm,
+)
 from cartridges.synthesis import Sample, load_samples, synthesize
 from indexer import durable
 from indexer.errors import Conflict, InvalidInput
@@ -97,9 +104,10 @@ def _load_ckpt(path: Path, cart: Cartridge, opt: torch.optim.Adam) -> tuple[int,
     state = {}
     for idx in range(len(opt.param_groups[0]["params"])):
         if f"adam.{idx}.step" in tensors:
+            shape = opt.param_groups[0]["params"][idx].shape
             state[idx] = {"step": tensors[f"adam.{idx}.step"].reshape(()),
-                          "exp_avg": tensors[f"adam.{idx}.exp_avg"].reshape(opt.param_groups[0]["params"][idx].shape),
-                          "exp_avg_sq": tensors[f"adam.{idx}.exp_avg_sq"].reshape(opt.param_groups[0]["params"][idx].shape)}
+                          "exp_avg": tensors[f"adam.{idx}.exp_avg"].reshape(shape),
+                          "exp_avg_sq": tensors[f"adam.{idx}.exp_avg_sq"].reshape(shape)}
     opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
     return int(meta["step"]), json.loads(meta["history"])
 
@@ -117,7 +125,8 @@ def _check_run(work_dir: Path, record: dict) -> None:
         old = json.loads(path.read_text())
         if old != record:
             changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
-            raise Conflict(f"{work_dir} holds a run with other settings ({', '.join(changed)}); use a new work dir")
+            raise Conflict(f"{work_dir} holds a run with other settings ({', '.join(changed)}); "
+                           "use a new work dir")
     else:
         durable.make_dirs(work_dir)
         durable.write_json(path, record, indent=2, sort_keys=True)
@@ -141,7 +150,8 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
         raise InvalidInput(f"p={config.p} does not fit the model's context window ({context_window(model)})")
     if ids.numel() < config.p:
         raise InvalidInput(f"the corpus has {ids.numel()} tokens, fewer than p={config.p}")
-    _check_run(work_dir, {**{k: getattr(config, k) for k in RUN_FIELDS}, "corpus_id": corpus_id, "corpus_version": corpus_version,
+    _check_run(work_dir, {**{k: getattr(config, k) for k in RUN_FIELDS}, "corpus_id": corpus_id,
+                          "corpus_version": corpus_version,
                           "corpus_sha256": hashlib.sha256(corpus_text.encode()).hexdigest()})
     out, ckpt = work_dir / "cartridge.safetensors", work_dir / "ckpt.safetensors"
     if out.exists() and (not ckpt.exists() or _ckpt_step(ckpt) >= config.steps):
@@ -199,7 +209,8 @@ def cart_layers(cart: Cartridge) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def summarize(history: dict) -> dict:
     """Loss curve summary kept in the file: first/last losses and ten evenly spaced points."""
     losses = history["train_loss"]
-    points = [losses[min(len(losses) - 1, math.floor(i * len(losses) / 10))] for i in range(10)] if losses else []
+    points = [losses[min(len(losses) - 1, math.floor(i * len(losses) / 10))] for i in range(10)] \
+        if losses else []
     secs = history.get("train_seconds", 0.0)
     return {"steps": len(losses), "loss_first": losses[0] if losses else None,
             "loss_last": losses[-1] if losses else None, "loss_curve": points,

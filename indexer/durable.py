@@ -140,7 +140,7 @@ def sync_tree(path: Path) -> None:
     """fsync every file and folder under ``path``: for folders a library filled by path
     (``save_pretrained``, ``faiss.write_index``) before they are published."""
     path = Path(path)
-    for folder, dirs, files in os.walk(path, topdown=False):
+    for folder, _, files in os.walk(path, topdown=False):
         for name in files:
             fsync_file(Path(folder) / name)
         fsync_dir(Path(folder))

@@ -7,7 +7,6 @@ import re
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Optional
 
 import typer
 
@@ -26,16 +25,16 @@ def _default_name(directory: Path) -> str:
 
 @app.command()
 def index(directory: Path = typer.Argument(..., help="directory to index"),
-          name: Optional[str] = typer.Option(None, "--name", "-n", help="corpus name"),
+          name: str | None = typer.Option(None, "--name", "-n", help="corpus name"),
           watch: bool = typer.Option(False, "--watch",
                                      help="then keep watching: re-sync after every change"),
-          server: Optional[str] = SERVER) -> None:
+          server: str | None = SERVER) -> None:
     """Index DIRECTORY (again): only new, changed and deleted files are processed."""
     name = name or _default_name(directory)
     bar = StageBar()
     corpora = None
 
-    def run(progress: StageBar | None):  # noqa: ANN202
+    def run(progress: StageBar | None):
         if server:
             return SimpleNamespace(**cli_ops.remote_index(server, str(directory.resolve()),
                                                           name))
@@ -53,7 +52,7 @@ def index(directory: Path = typer.Argument(..., help="directory to index"),
         _watch(directory, name, lambda: run(None), corpora)
 
 
-def _print_report(name: str, report) -> None:  # noqa: ANN001
+def _print_report(name: str, report) -> None:
     typer.echo(
         f"{name}: version {report.version}; {len(report.added)} added, {len(report.updated)} "
         f"updated, {len(report.deleted)} deleted, {report.unchanged} unchanged, "
@@ -64,11 +63,11 @@ def _print_report(name: str, report) -> None:  # noqa: ANN001
         typer.echo(f"  skipped {path}: {reason}")
 
 
-def _watch(directory: Path, name: str, sync, corpora) -> None:  # noqa: ANN001
+def _watch(directory: Path, name: str, sync, corpora) -> None:
     """Re-sync after each burst of changes until Ctrl-C."""
     from indexer.watch import sync_on_change, watch_changes
 
-    def report(result, paths: list[str]) -> None:  # noqa: ANN001
+    def report(result, paths: list[str]) -> None:
         typer.echo(f"{len(paths)} changed: {', '.join(paths[:3])}"
                    f"{', ...' if len(paths) > 3 else ''}")
         _print_report(name, result)
@@ -78,7 +77,7 @@ def _watch(directory: Path, name: str, sync, corpora) -> None:  # noqa: ANN001
     watch_changes(directory, sync_on_change(sync, report), exclude=exclude)
 
 
-def _index_here(corpora, directory: Path, name: str, bar: StageBar | None):  # noqa: ANN001, ANN202
+def _index_here(corpora, directory: Path, name: str, bar: StageBar | None):
     try:
         info = corpora.info(name)
         if info.root and Path(info.root) != directory.resolve():
@@ -90,18 +89,18 @@ def _index_here(corpora, directory: Path, name: str, bar: StageBar | None):  # n
 
 @app.command()
 def search(query: str = typer.Argument(..., help="what to look for"),
-           corpus: Optional[list[str]] = typer.Option(None, "--corpus", "-c",
+           corpus: list[str] | None = typer.Option(None, "--corpus", "-c",
                                                       help="corpus name (repeatable)"),
            k: int = typer.Option(10, "-k", help="number of results"),
-           path_glob: Optional[str] = typer.Option(None, "--path", help="only paths matching"),
-           mode: Optional[str] = typer.Option(None, "--mode",
+           path_glob: str | None = typer.Option(None, "--path", help="only paths matching"),
+           mode: str | None = typer.Option(None, "--mode",
                                               help="colbert, bm25 or hybrid (default)"),
-           max_tokens: Optional[int] = typer.Option(
+           max_tokens: int | None = typer.Option(
                None, "--max-tokens", min=1,
                help="merge overlapping hits of a file and print whole spans, best first, "
                "within this many tokens"),
            as_json: bool = typer.Option(False, "--json", help="print JSON"),
-           server: Optional[str] = SERVER) -> None:
+           server: str | None = SERVER) -> None:
     """Print the passages that best match QUERY."""
     try:
         if server:
@@ -118,8 +117,8 @@ def search(query: str = typer.Argument(..., help="what to look for"),
         _print_spans(found)
 
 
-def _search_here(query: str, corpus: Optional[list[str]], k: int, path_glob: Optional[str],
-                 mode: Optional[str], max_tokens: Optional[int]):  # noqa: ANN202
+def _search_here(query: str, corpus: list[str] | None, k: int, path_glob: str | None,
+                 mode: str | None, max_tokens: int | None):
     """The REST answer's shape: a list of hits, or with ``max_tokens`` spans + packing."""
     corpora = local_corpora()
     names = corpus or corpora.names()
@@ -160,7 +159,7 @@ def _print_spans(answer: dict) -> None:
 
 @app.command("corpora")
 def list_corpora(as_json: bool = typer.Option(False, "--json"),
-                 server: Optional[str] = SERVER) -> None:
+                 server: str | None = SERVER) -> None:
     """List corpora with their sizes."""
     try:
         if server:
@@ -209,9 +208,9 @@ def models(lm: bool = typer.Option(False, "--lm", help="also convert the causal 
 
 
 @app.command()
-def serve(host: Optional[str] = typer.Option(None, help="default MEMEX_HOST or 127.0.0.1"),
-          port: Optional[int] = typer.Option(None, help="default MEMEX_PORT or 8765"),
-          workers: Optional[int] = typer.Option(None, help="processes; default MEMEX_WORKERS")
+def serve(host: str | None = typer.Option(None, help="default MEMEX_HOST or 127.0.0.1"),
+          port: int | None = typer.Option(None, help="default MEMEX_PORT or 8765"),
+          workers: int | None = typer.Option(None, help="processes; default MEMEX_WORKERS")
           ) -> None:
     """Run the REST API (OpenAPI docs at /docs). Without API keys: loopback only."""
     from service.serve import run
@@ -220,7 +219,7 @@ def serve(host: Optional[str] = typer.Option(None, help="default MEMEX_HOST or 1
 
 
 @app.command()
-def mcp(server: Optional[str] = SERVER) -> None:
+def mcp(server: str | None = SERVER) -> None:
     """Serve memex's tools to an agent over MCP on stdin/stdout (local data directory, or
     --server with MEMEX_API_KEY)."""
     import os

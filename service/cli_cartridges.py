@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -25,11 +24,11 @@ def _store():
 
 @app.command()
 def train(corpus: str = typer.Argument(..., help="corpus name"),
-          tokens: Optional[int] = typer.Option(None, "--tokens", "-p", help="cartridge length p"),
-          steps: Optional[int] = typer.Option(None, "--steps", help="training steps"),
-          samples: Optional[int] = typer.Option(None, "--samples", help="self-study conversations"),
-          resume: Optional[str] = typer.Option(None, "--resume", help="continue this cartridge id"),
-          server: Optional[str] = SERVER) -> None:
+          tokens: int | None = typer.Option(None, "--tokens", "-p", help="cartridge length p"),
+          steps: int | None = typer.Option(None, "--steps", help="training steps"),
+          samples: int | None = typer.Option(None, "--samples", help="self-study conversations"),
+          resume: str | None = typer.Option(None, "--resume", help="continue this cartridge id"),
+          server: str | None = SERVER) -> None:
     """Train in the foreground (Ctrl-C stops; --resume ID continues from the last checkpoint)."""
     from cartridges.config import CartridgeConfig
 
@@ -57,7 +56,7 @@ def train(corpus: str = typer.Argument(..., help="corpus name"),
         fail(exc.message)
 
 
-def _run(store, corpora, info: dict) -> dict:  # noqa: ANN001
+def _run(store, corpora, info: dict) -> dict:
     """Train and publish ``info``'s cartridge; whatever stops it, its status says how."""
     from cartridges.config import CartridgeConfig
     from cartridges.train import train_cartridge
@@ -67,8 +66,9 @@ def _run(store, corpora, info: dict) -> dict:  # noqa: ANN001
     store.update(cid, status="training", error=None)
     bar = StageBar(unit="it")  # synthesis counts conversations, training steps
     try:
-        path = train_cartridge(corpus_text(corpora, info["corpus_id"]), info["corpus_id"], info["corpus_version"],
-                               CartridgeConfig.from_dict(info["config"]), store.work_dir(cid),
+        path = train_cartridge(corpus_text(corpora, info["corpus_id"]), info["corpus_id"],
+                               info["corpus_version"], CartridgeConfig.from_dict(info["config"]),
+                               store.work_dir(cid),
                                lambda done, total, stage: bar(stage, done, total))
         bar.close()
         return store.finish(cid, path)
@@ -84,7 +84,7 @@ def _run(store, corpora, info: dict) -> dict:  # noqa: ANN001
         raise
 
 
-def _train_remote(server: str, corpus: str, given: dict, resume: Optional[str]) -> None:
+def _train_remote(server: str, corpus: str, given: dict, resume: str | None) -> None:
     from service.cli_remote import cartridge_train
 
     if resume:
@@ -99,9 +99,9 @@ def _train_remote(server: str, corpus: str, given: dict, resume: Optional[str]) 
 
 
 @app.command("ls")
-def list_cartridges(corpus: Optional[str] = typer.Option(None, "--corpus", "-c"),
+def list_cartridges(corpus: str | None = typer.Option(None, "--corpus", "-c"),
                     as_json: bool = typer.Option(False, "--json"),
-                    server: Optional[str] = SERVER) -> None:
+                    server: str | None = SERVER) -> None:
     """Cartridges with status, model, p, size and whether their corpus changed since (stale)."""
     if server:
         from service.cli_remote import cartridge_list
@@ -136,7 +136,7 @@ def _print_cartridges(infos: list[dict], as_json: bool) -> None:
 @app.command()
 def pull(cartridge_id: str = typer.Argument(...),
          output: Path = typer.Option(..., "-o", "--output", help="where to write the .safetensors file"),
-         server: Optional[str] = SERVER) -> None:
+         server: str | None = SERVER) -> None:
     """Copy a ready cartridge's file (load it with cartridges.client.load_cartridge); from a
     server it streams with a progress bar and the file's checksum is verified."""
     try:
@@ -152,7 +152,7 @@ def pull(cartridge_id: str = typer.Argument(...),
 
 
 @app.command("rm")
-def remove(cartridge_id: str = typer.Argument(...), server: Optional[str] = SERVER) -> None:
+def remove(cartridge_id: str = typer.Argument(...), server: str | None = SERVER) -> None:
     try:
         if server:
             from service.cli_remote import cartridge_remove
@@ -164,17 +164,17 @@ def remove(cartridge_id: str = typer.Argument(...), server: Optional[str] = SERV
         fail(exc.message)
 
 
-def chat(message: Optional[str] = typer.Argument(None, help="one message; omit for an interactive chat"),
-         cartridge: Optional[list[str]] = typer.Option(None, "--cartridge", help="cartridge id (repeatable)"),
+def chat(message: str | None = typer.Argument(None, help="one message; omit for an interactive chat"),
+         cartridge: list[str] | None = typer.Option(None, "--cartridge", help="cartridge id (repeatable)"),
          max_tokens: int = typer.Option(256, "--max-tokens"),
          temperature: float = typer.Option(0.0, "--temperature"),
-         server: Optional[str] = SERVER) -> None:
+         server: str | None = SERVER) -> None:
     """Chat with the local LM, a cartridge's corpus as its context; replies stream."""
     try:
         if server:
             from service import cli_remote
 
-            def reply_to(history: list[dict]):  # noqa: ANN202
+            def reply_to(history: list[dict]):
                 return cli_remote.chat(server, history, cartridge or [], max_tokens, temperature)
         else:
             from cartridges.generate import generate_chat
@@ -184,7 +184,7 @@ def chat(message: Optional[str] = typer.Argument(None, help="one message; omit f
             models = {store.info(c)["model"] for c in cartridge or []}
             model = models.pop() if len(models) == 1 else "bundled:smollm2"
 
-            def reply_to(history: list[dict]):  # noqa: ANN202
+            def reply_to(history: list[dict]):
                 return generate_chat(history, paths, max_tokens, temperature, stream=True, model=model)
         history: list[dict] = []
         while True:

@@ -12,7 +12,7 @@ SERVER = typer.Option(None, "--server", envvar="MEMEX_SERVER",
                       help="use this memex server (key in MEMEX_API_KEY) instead of MEMEX_HOME")
 
 
-def local_corpora():  # noqa: ANN201 - indexer.corpus.Corpora, imported lazily (start-up time)
+def local_corpora():
     """The data directory's corpora, with chunk DBs following every change (as the server)."""
     from service.runtime import open_corpora
     from service.settings import get_settings

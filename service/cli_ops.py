@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Optional
 
 import typer
 
@@ -88,7 +87,7 @@ def worker(poll: float = typer.Option(2.0, help="seconds between queue checks"))
     raise typer.Exit(1)
 
 
-def remote_client(server: str):  # noqa: ANN201
+def remote_client(server: str):
     import os
 
     from service.client import Client
@@ -113,9 +112,9 @@ def remote_index(server: str, directory: str, name: str) -> dict:
     return done["result"]
 
 
-def remote_search(server: str, query: str, corpora: Optional[list[str]], k: int,
-                  path_glob: Optional[str], mode: Optional[str] = None,
-                  max_tokens: Optional[int] = None) -> list[dict] | dict:
+def remote_search(server: str, query: str, corpora: list[str] | None, k: int,
+                  path_glob: str | None, mode: str | None = None,
+                  max_tokens: int | None = None) -> list[dict] | dict:
     """The hits, or with ``max_tokens`` the result's ``spans`` and ``packing``."""
     with remote_client(server) as c:
         names = corpora or [i["name"] for i in c.list_corpora()["corpora"]]

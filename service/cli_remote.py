@@ -21,7 +21,7 @@ from service.cli_ops import remote_client
 from service.client import raise_for_problem
 
 
-def follow_job(client, job: dict, unit: str = "it") -> dict:  # noqa: ANN001
+def follow_job(client, job: dict, unit: str = "it") -> dict:
     """Poll ``job`` until it ends, feeding a progress bar; its result, or an error."""
     bar = StageBar(unit=unit)
     try:
@@ -103,6 +103,6 @@ def retro_build(server: str, corpus: str) -> dict:
         return follow_job(c, c.build_chunkdb(corpus))
 
 
-def retriever_train(server: str, corpus: str, **options) -> dict:  # noqa: ANN003
+def retriever_train(server: str, corpus: str, **options) -> dict:
     with remote_client(server) as c:
         return follow_job(c, c.train_retriever(corpus, **options), unit="step")

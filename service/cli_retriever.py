@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,7 +19,7 @@ def train_cmd(corpus: str = typer.Argument(..., help="corpus to post-train"),
               mined: int = typer.Option(2000, help="docstring queries mined from the corpus"),
               steps: int = typer.Option(300, help="training steps"),
               teacher: bool = typer.Option(True, help="distil LM query likelihood"),
-              server: Optional[str] = SERVER) -> None:
+              server: str | None = SERVER) -> None:
     """Post-train CORPUS's retriever on LM-written and docstring queries, re-index, switch."""
     from indexer.posttrain import PostTrainConfig, post_train
 

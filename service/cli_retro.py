@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,10 +19,10 @@ def neighbors(text: str = typer.Argument(..., help="input text; every 64-token c
               corpus: str = typer.Option(..., "--corpus", "-c", help="corpus name"),
               k: int = typer.Option(2, "-k", help="neighbours per chunk"),
               continuation: bool = typer.Option(True, help="show each neighbour's continuation"),
-              exclude: Optional[list[str]] = typer.Option(None, "--exclude",
+              exclude: list[str] | None = typer.Option(None, "--exclude",
                                                           help="document id to skip (repeatable)"),
               as_json: bool = typer.Option(False, "--json", help="print JSON"),
-              server: Optional[str] = SERVER) -> None:
+              server: str | None = SERVER) -> None:
     """Print the nearest corpus chunks of every chunk of TEXT."""
     try:
         if server:
@@ -52,7 +51,7 @@ def neighbors(text: str = typer.Argument(..., help="input text; every 64-token c
 
 @retro_app.command()
 def build(corpus: str = typer.Option(..., "--corpus", "-c", help="corpus name"),
-          server: Optional[str] = SERVER) -> None:
+          server: str | None = SERVER) -> None:
     """Build or repair the chunk DB of CORPUS (only changed documents are embedded)."""
     from indexer.retro.sync import reconcile
 

@@ -166,8 +166,8 @@ class Client:
         for name, build in _Calls.calls().items():
             setattr(self, name, self._bind(build))
 
-    def _bind(self, build):  # noqa: ANN001, ANN202
-        def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def _bind(self, build):
+        def call(*args, **kwargs):
             method, path, body = build(*args, **kwargs)
             return raise_for_problem(self.http.request(method, path, json=body))
         return call
@@ -217,7 +217,7 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc) -> None:  # noqa: ANN002
+    def __exit__(self, *exc) -> None:
         self.close()
 
 
@@ -233,8 +233,8 @@ class AsyncClient:
         for name, build in _Calls.calls().items():
             setattr(self, name, self._bind(build))
 
-    def _bind(self, build):  # noqa: ANN001, ANN202
-        async def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def _bind(self, build):
+        async def call(*args, **kwargs):
             method, path, body = build(*args, **kwargs)
             return raise_for_problem(await self.http.request(method, path, json=body))
         return call
@@ -253,5 +253,5 @@ class AsyncClient:
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(self, *exc) -> None:  # noqa: ANN002
+    async def __aexit__(self, *exc) -> None:
         await self.aclose()

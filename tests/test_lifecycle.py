@@ -75,7 +75,7 @@ def test_interrupt_after_the_reindex_switch_keeps_the_live_index(corpora, sample
     corpora.create("src", str(sample_dir))
     corpora.sync("src")
 
-    def interrupt_after_commit(session) -> None:  # noqa: ANN001
+    def interrupt_after_commit(session) -> None:
         raise KeyboardInterrupt  # Ctrl-C right after the switch's transaction committed
 
     event.listen(corpora.sessions, "after_commit", interrupt_after_commit)

@@ -109,7 +109,8 @@ BODY = {"p": 4, "num_samples": 2, "holdout": 1, "steps": 1, "batch_size": 1}
 
 def test_a_job_cancelled_while_queued_cancels_its_cartridge(idle_server):
     c, _ = idle_server
-    assert c.post("/v1/corpora", json={"name": "z", "documents": [{"id": "z", "text": DOC}]}).status_code == 201
+    created = c.post("/v1/corpora", json={"name": "z", "documents": [{"id": "z", "text": DOC}]})
+    assert created.status_code == 201
     r = c.post("/v1/corpora/z/cartridges", json=BODY).json()
     assert r["cartridge"]["status"] == "queued"
     assert c.post(f"/v1/jobs/{r['job']['id']}/cancel").json()["status"] == "cancelled"

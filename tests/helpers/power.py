@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 import pytest
 
@@ -163,7 +164,8 @@ def power_cut(root: Path, cut_at: int | None = None) -> Iterator[PowerCut]:
 
 
 def every_power_cut(golden: Path, run: Callable[[Path], None], check: Callable[[Path, int], None],
-                    tmp_path: Path, select: Callable[[list[tuple[str, Path]]], list[int]] | None = None) -> int:
+                    tmp_path: Path,
+                    select: Callable[[list[tuple[str, Path]]], list[int]] | None = None) -> int:
     """Run ``run`` on a copy of ``golden`` once per file-system call it makes (or those
     ``select`` picks from the log of a full run), cut the power at that call, lose what was
     not fsynced, then ``check(copy, i)``. A run without a cut is checked too. Returns how
