@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from indexer.corpus import Corpora
-from indexer.index.plaid import PlaidIndex
+from indexer.index.plaid import MergeAll, PlaidIndex
 
 STAGES = {"segment": "segment_written", "manifest-tmp": "manifest_temp_written"}
 
@@ -58,7 +58,7 @@ def merge(home: str, corpus: str, point: str) -> None:
     index = Corpora(Path(home)).index(corpus)
     stage = {"merge-segment": "merged_segment_written", "merge-manifest-tmp": "manifest_temp_written"}
     index.fault_hook = lambda s: die() if stage.get(point) == s else None
-    index.optimize()
+    index.merge(policy=MergeAll())  # codes copied: the ranking must not move
 
 
 if __name__ == "__main__":
