@@ -54,6 +54,7 @@ from indexer.index.plaid.segment import Segment
 REFIT_RATIO = 1.5  # retrain when new vectors' residual MSE exceeds the codec's training MSE by this
 REFIT_MIN_TOKENS = 4096  # ...and the commit brings at least this many tokens to train on
 REFIT_MIN_SHARE = 0.25  # ...and at least this share of the corpus (else later growth refits)
+REFIT_GROWTH = 4  # refit when the corpus holds this many times the tokens the codec was trained on
 TRAIN_POINTS_PER_CENTROID = 64  # k-means sample size; 32 raised held-out residual MSE by 13% on stdlib
 
 
@@ -401,7 +402,7 @@ class PlaidIndex(MultiVectorIndex):
         if m.codecs:
             current = Codec.load(self.path / "codecs" / m.codecs[-1])
             sized_for = m.codec_tokens or (len(current.centroids) // 2) ** 2  # older manifests
-            outgrown = total >= 4 * sized_for and total >= REFIT_MIN_TOKENS
+            outgrown = total >= REFIT_GROWTH * sized_for and total >= REFIT_MIN_TOKENS
             big = len(flat) >= max(REFIT_MIN_TOKENS, REFIT_MIN_SHARE * total)
             if not outgrown and not (big and current.fit(self._sample(flat, 16384)) > REFIT_RATIO):
                 return m.codecs[-1]
