@@ -73,8 +73,9 @@ class BM25Index:
 
 # An identifier (``\w`` includes ``_`` and digits).
 _NAME = re.compile(r"\w+")
-# The words of an ASCII identifier: ``HTTPServer`` -> HTTP, Server; ``parse_url2`` -> parse, url, 2.
-_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+# The words of an ASCII identifier: ``HTTPServer`` -> HTTP, Server; ``parse_url2`` -> parse,
+# url, 2; ``getURLs`` -> get, URLs (an acronym's plural is one word).
+_WORD = re.compile(r"[A-Z]{2,}s(?![a-z])|[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
 
 def terms(text: str, stem: Callable[[str], str] = str,
