@@ -1,6 +1,6 @@
 """memex's BM25 against plain bm25s on the same passages, without the neural encoder.
 
-    python -m bench.bench_bm25 [--set stdlib|code|faq] [--variants]
+    python -m bench.bench_bm25 [--set stdlib|code|faq] [--variants] [--hybrid N]
 
 Passages are cut as ``memex index`` cuts them (``Corpora._chunk``: 30-line windows,
 stride 15, shortened to the encoder's token budget; only the tokenizer is used) and
@@ -13,6 +13,13 @@ carry the path line in front (``Corpora._passage_text``); they are cached in
 - ``memex``: ``indexer.bm25.BM25Index`` as shipped (``build`` + ``search``);
 - with ``--variants``, ``indexer.bm25.terms`` with one setting changed at a time.
 
+With ``--hybrid N``, a seeded subset of about ``N`` passages (whole files, ~75% of them
+files holding a query's target; queries: those whose target is in it) is also encoded
+with memex's default encoder (cached in ``bench/.cache/vecs-<set>-<N>.npz``) and ranked
+by ColBERT (exhaustive MaxSim over the encoder's vectors: no PLAID compression), by
+BM25, and by their fusion as ``mode=hybrid`` does (``indexer.bm25.fuse`` of the top
+``FUSION_DEPTH`` of each at ``DEFAULT_BM25_WEIGHT``, and at ``--weights``).
+
 Tune on ``stdlib``; ``code`` and ``faq`` are the validation sets (``bench.validation_sets``).
 """
 
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -102,10 +110,83 @@ def shipped(texts: list[str], queries: list[str], k: int = 10) -> list[list[int]
     return [[i for i, _ in hits] for hits in index.search(queries, k)]
 
 
+def subset(ps: list[dict[str, Any]], queries: list[Query], n: int,
+           seed: int = 0) -> tuple[list[int], list[Query]]:
+    """Rows of whole files, about ``n`` passages, and the queries whose target they hold."""
+    rng = random.Random(seed)
+    by_file: dict[str, list[int]] = {}
+    for i, p in enumerate(ps):
+        by_file.setdefault(p["path"], []).append(i)
+    targets = sorted({q["path"] for q in queries} & by_file.keys())
+    others = sorted(by_file.keys() - set(targets))
+    rng.shuffle(targets)
+    rng.shuffle(others)
+    rows: list[int] = []
+    for pool, budget in ((targets, int(n * 0.75)), (others, n)):
+        for path in pool:
+            if len(rows) + len(by_file[path]) <= budget:
+                rows += by_file[path]
+    chosen = {ps[i]["path"] for i in rows}
+    return sorted(rows), [q for q in queries if q["path"] in chosen]
+
+
+def vectors(name: str, n: int, texts: list[str],
+            queries: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Default-encoder vectors of passages and queries, encoded once."""
+    cache = CACHE / f"vecs-{name}-{n}.npz"
+    if not cache.exists():
+        from indexer.encoder import ColBERTEncoder
+
+        encoder = ColBERTEncoder.load()
+        t = time.perf_counter()
+        docs = encoder.encode_documents(texts, dtype=np.float16)
+        print(f"encoded {len(texts)} passages in {time.perf_counter() - t:.0f} s")
+        qs = encoder.encode_queries(queries)
+        np.savez(cache, doc=np.concatenate(docs), doc_len=[len(d) for d in docs],
+                 query=np.concatenate(qs).astype(np.float16), query_len=[len(q) for q in qs])
+    z = np.load(cache)
+
+    def split(a: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+        return np.split(a.astype(np.float32), np.cumsum(lengths)[:-1])
+
+    return split(z["doc"], z["doc_len"]), split(z["query"], z["query_len"])
+
+
+def hybrid(name: str, ps: list[dict[str, Any]], queries: list[Query], n: int,
+           weights: list[float]) -> None:
+    from bench.oracle import maxsim_scores
+    from indexer.bm25 import DEFAULT_BM25_WEIGHT, FUSION_DEPTH, BM25Index, fuse
+
+    rows, queries = subset(ps, queries, n)
+    texts = [ps[i]["text"] for i in rows]
+    spans: list[Span] = [(ps[i]["path"], ps[i]["start"], ps[i]["end"]) for i in rows]
+    qtexts = [q["text"] for q in queries]
+    docs, qvecs = vectors(name, n, texts, qtexts)
+    scores = maxsim_scores(qvecs, docs)
+    dense = [[(int(i), float(row[i])) for i in np.argsort(-row, kind="stable")[:FUSION_DEPTH]]
+             for row in scores]
+    sparse = BM25Index.build(list(range(len(texts))), texts).search(qtexts, FUSION_DEPTH)
+    plain = rank_with(bm25s_terms(None), texts, qtexts)
+    print(f"hybrid subset: {len(texts)} passages, {len(queries)} queries")
+
+    def show(label: str, ranked: list[list[int]]) -> None:
+        m = metrics([[spans[i] for i in r] for r in ranked], queries)
+        print(f"{label:45s} {m['R@10']:6.3f} {m['MRR@10']:7.4f}")
+
+    show("bm25s stem", plain)
+    show("memex bm25", [[i for i, _ in h] for h in sparse])
+    show("colbert (exhaustive MaxSim)", [[i for i, _ in h] for h in dense])
+    for w in sorted({DEFAULT_BM25_WEIGHT, *weights}):
+        show(f"hybrid w={w:g}" + (" (default)" if w == DEFAULT_BM25_WEIGHT else ""),
+             [[i for i, _ in fuse(d, s, w, 10)] for d, s in zip(dense, sparse)])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--set", default="stdlib", choices=["stdlib", "code", "faq"])
     ap.add_argument("--variants", action="store_true", help="also each tokenisation setting alone")
+    ap.add_argument("--hybrid", type=int, metavar="N", help="also ColBERT and hybrid on N passages")
+    ap.add_argument("--weights", type=float, nargs="*", default=[], help="more BM25 weights to fuse at")
     args = ap.parse_args()
     ps, queries = load_set(args.set)
     texts = [p["text"] for p in ps]
@@ -137,6 +218,8 @@ def main() -> None:
         m = metrics([[spans[i] for i in r] for r in ranked], queries)
         base = base or m["MRR@10"]
         print(f"{label:45s} {m['R@10']:6.3f} {m['MRR@10']:7.4f} {m['MRR@10'] / base:13.3f}x {dt:6.1f}")
+    if args.hybrid:
+        hybrid(args.set, ps, queries, args.hybrid, args.weights)
 
 
 if __name__ == "__main__":
