@@ -21,7 +21,6 @@ per corpus: post-training calibrates it on held-out synthetic queries
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,19 +102,26 @@ def terms(text: str, stem: Callable[[str], str] = str,
 
 class Analyzer:
     """``terms`` with the measured best settings: a Snowball stemmer, bm25s's English
-    stopwords (``bench/bench_bm25.py``). One per build or search: PyStemmer objects are
-    not thread-safe, and the stem cache only helps within one corpus."""
+    stopwords (``bench/bench_bm25.py``). Each distinct identifier is analysed once (a
+    corpus repeats its names), so building costs about what bm25s's tokenizer does. One
+    per build or search: PyStemmer objects are not thread-safe."""
 
     def __init__(self) -> None:
         import Stemmer
         from bm25s.stopwords import STOPWORDS_EN
 
-        stemmer = Stemmer.Stemmer("english")
-        self._stem = functools.lru_cache(maxsize=1 << 16)(stemmer.stemWord)
+        self._stem = Stemmer.Stemmer("english").stemWord
         self._stopwords = frozenset(STOPWORDS_EN)
+        self._seen: dict[str, list[str]] = {}
 
     def __call__(self, text: str) -> list[str]:
-        return terms(text, self._stem, self._stopwords)
+        out: list[str] = []
+        for name in _NAME.findall(text):
+            found = self._seen.get(name)
+            if found is None:
+                found = self._seen[name] = terms(name, self._stem, self._stopwords)
+            out += found
+        return out
 
 
 def fuse(dense: list[tuple[int, float]], sparse: list[tuple[int, float]], bm25_weight: float,
