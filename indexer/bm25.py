@@ -1,7 +1,8 @@
 """BM25 over a corpus's passages, and its fusion with ColBERT (hybrid search).
 
 BM25 sees exactly the text the encoder sees (the path line, then the passage),
-tokenized by bm25s with its English stopwords and a Snowball stemmer. It is
+split into code-aware terms by ``terms`` (identifiers give their words *and*
+themselves, see there) and scored by bm25s. It is
 kept in memory per (corpus, corpus version): a change to the corpus bumps the
 version, and the next search rebuilds it (about 1-2 s per 20k passages); only
 searches of that corpus wait for the rebuild (``Corpora.bm25``).
@@ -20,7 +21,8 @@ per corpus: post-training calibrates it on held-out synthetic queries
 
 from __future__ import annotations
 
-import threading
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,8 +30,9 @@ import numpy as np
 # Candidates taken from each ranking before fusing. 32 fused as well as 100 on the stdlib set
 # (MRR@10 0.4742 vs 0.4747 post-trained) and stays within the passages PLAID scores exactly.
 FUSION_DEPTH = 32
-# Uncalibrated corpora: BM25 as a light correction of ColBERT. On the stdlib set (the one
-# evaluation set here) every weight from 0.05 to 0.3 beat ColBERT alone.
+# Uncalibrated corpora: BM25 as a light correction of ColBERT. On the stdlib set every weight
+# from 0.05 to 0.3 beat ColBERT alone; with the code-aware terms 0.4 measured best there, and
+# 0.1 still beats ColBERT on the validation sets (bench/RESULTS.md, issue 17).
 DEFAULT_BM25_WEIGHT = 0.1
 
 
@@ -46,9 +49,9 @@ class BM25Index:
 
         if not texts:
             return cls(np.zeros(0, np.int64), None)
-        tokens = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False)
+        analyse = Analyzer()
         retriever = bm25s.BM25()
-        retriever.index(tokens, show_progress=False)
+        retriever.index([analyse(t) for t in texts], show_progress=False)
         return cls(np.asarray(ids, np.int64), retriever)
 
     def search(self, queries: list[str], k: int,
@@ -56,12 +59,10 @@ class BM25Index:
         """``k`` best (passage id, BM25 score) per query; passages with score 0 are left out."""
         if self.retriever is None:
             return [[] for _ in queries]
-        import bm25s
-
-        tokens = bm25s.tokenize(queries, stopwords="en", stemmer=_stemmer(),
-                                show_progress=False, return_ids=False)
+        analyse = Analyzer()
         out = []
-        for words in tokens:
+        for query in queries:
+            words = analyse(query)
             scores = self.retriever.get_scores(words) if words else np.zeros(len(self.ids))
             if allowed_ids is not None:
                 scores = np.where(np.isin(self.ids, allowed_ids), scores, 0.0)
@@ -70,16 +71,58 @@ class BM25Index:
         return out
 
 
-_local = threading.local()
+# An identifier (``\w`` includes ``_`` and digits).
+_NAME = re.compile(r"\w+")
+# The words of an ASCII identifier: ``HTTPServer`` -> HTTP, Server; ``parse_url2`` -> parse,
+# url, 2; ``getURLs`` -> get, URLs (an acronym's plural is one word).
+_WORD = re.compile(r"[A-Z]{2,}s(?![a-z])|[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
 
-def _stemmer():
-    """PyStemmer objects are not thread-safe: one per thread."""
-    if not hasattr(_local, "stemmer"):
+def terms(text: str, stem: Callable[[str], str] = str,
+          stopwords: frozenset[str] = frozenset()) -> list[str]:
+    """The BM25 terms of ``text``: each identifier's words, plus the identifier itself.
+
+    Words (``parseUrl`` -> parse, url) are lowercased, stemmed, and dropped when shorter
+    than 2 characters or a stopword, as bm25s does to plain words. A name of several
+    words is also kept whole, its words joined by ``_`` and not stemmed, so ``parseUrl``,
+    ``parse_url`` and ``ParseURL`` all give the term ``parse_url``: an exact identifier
+    in a query outranks passages that merely use both words. Dotted names are split at
+    the dots; keeping them whole too measured no better (``bench/RESULTS.md``).
+
+    >>> terms("def parseUrl(self): return os.path.join(a, b)")
+    ['def', 'parse', 'url', 'parse_url', 'self', 'return', 'os', 'path', 'join']
+    """
+    out: list[str] = []
+    for name in _NAME.findall(text):
+        words = [w.lower() for w in (_WORD.findall(name) if name.isascii() else name.split("_")) if w]
+        out += [stem(w) for w in words if len(w) > 1 and w not in stopwords]
+        if len(words) > 1:
+            out.append("_".join(words))
+    return out
+
+
+class Analyzer:
+    """``terms`` with the measured best settings: a Snowball stemmer, bm25s's English
+    stopwords (``bench/bench_bm25.py``). Each distinct identifier is analysed once (a
+    corpus repeats its names), so building costs about what bm25s's tokenizer does. One
+    per build or search: PyStemmer objects are not thread-safe."""
+
+    def __init__(self) -> None:
         import Stemmer
+        from bm25s.stopwords import STOPWORDS_EN
 
-        _local.stemmer = Stemmer.Stemmer("english")
-    return _local.stemmer
+        self._stem = Stemmer.Stemmer("english").stemWord
+        self._stopwords = frozenset(STOPWORDS_EN)
+        self._seen: dict[str, list[str]] = {}
+
+    def __call__(self, text: str) -> list[str]:
+        out: list[str] = []
+        for name in _NAME.findall(text):
+            found = self._seen.get(name)
+            if found is None:
+                found = self._seen[name] = terms(name, self._stem, self._stopwords)
+            out += found
+        return out
 
 
 def fuse(dense: list[tuple[int, float]], sparse: list[tuple[int, float]], bm25_weight: float,
