@@ -295,8 +295,11 @@ def test_grown_index_matches_a_fresh_build_and_optimizes_into_it(tmp_path):
     fresh = build(tmp_path / "fresh", ids, bags)
     idx = PlaidIndex.create(tmp_path / "i", 128)
     counts = []
-    for chunk in np.array_split(ids, 32):
+    for n, chunk in enumerate(np.array_split(ids, 32)):
         idx.commit(ids[chunk], [bags[i] for i in chunk], NONE)
+        if n % 4 == 3:  # an edit re-sends a few passages: replaced, tombstoned where they were
+            again = chunk[:7]
+            idx.commit(ids[again], [bags[i] for i in again], NONE)
         counts.append((len(idx._snap.manifest.segments), len(idx._snap.manifest.codecs)))
     assert {c for _, c in counts} == {1}  # a refit's old segments move at once
     assert int(idx._snap.manifest.codecs[-1][1:]) > 1  # ...and refits did happen

@@ -9,6 +9,7 @@ after that, so a search running on the old snapshot finishes on it.
 from __future__ import annotations
 
 import copy
+import hashlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -67,9 +68,6 @@ class Snapshot:
     segments: list[Segment]
     dead: list[torch.Tensor]  # per segment, bool [n_passages] tombstones
     groups: dict[str, tuple[SegmentGroup, torch.Tensor]]  # by codec: its segments, their tombstones
-
-    def live_tokens(self) -> int:
-        return sum(e.n_tokens * e.n_live // max(e.n_passages, 1) for e in self.manifest.segments)
 
 
 class PlaidIndex(MultiVectorIndex):
@@ -278,8 +276,8 @@ class PlaidIndex(MultiVectorIndex):
         """
         snap = self._snap
         m = snap.manifest
-        total = snap.live_tokens()
-        if not (m.segments and m.keep_vectors and total != m.codec_tokens
+        total = self._live_tokens(m)
+        if not (m.segments and m.keep_vectors and self._corpus_key(m) != m.codec_corpus
                 and all(seg.vectors is not None for seg in snap.segments)):
             return self.merge(publish_lock, MergeAll())
         name = f"c{m.generation:06d}o{uuid.uuid4().hex[:8]}"
@@ -290,7 +288,7 @@ class PlaidIndex(MultiVectorIndex):
             codec.save(self.path / "codecs" / name)
             built = self._build_merge(snap, {e.name for e in m.segments}, (name, codec))
             with (publish_lock or nullcontext)(), self._lock:
-                done = self._install([built], new_codec=(name, total))
+                done = self._install([built], new_codec=(name, total, self._corpus_key(m)))
         finally:
             guard.release()
             if built:
@@ -328,9 +326,9 @@ class PlaidIndex(MultiVectorIndex):
             raise
         return BuiltMerge(name, target, n, t, sources, guard)
 
-    def _install(self, built: list[BuiltMerge], new_codec: tuple[str, int] | None = None) -> int:
+    def _install(self, built: list[BuiltMerge], new_codec: tuple[str, int, str] | None = None) -> int:
         """Swap built merges into the manifest on disk (caller holds the locks); ``new_codec``
-        (name, tokens trained on) becomes current with them."""
+        (name, tokens and ``_corpus_key`` of what it was trained on) becomes current with them."""
         disk = Manifest.read(self.path)
         if disk != self._snap.manifest:  # another process (or thread) committed meanwhile
             self._snap = self._load(disk, reuse=self._snap)
@@ -339,7 +337,7 @@ class PlaidIndex(MultiVectorIndex):
         m.generation += 1
         if new_codec:
             m.codecs.append(new_codec[0])
-            m.codec_tokens = new_codec[1]
+            m.codec_tokens, m.codec_corpus = new_codec[1], new_codec[2]
         now = {e.name: (seg, dead) for e, seg, dead in zip(m.segments, snap.segments, snap.dead)}
         installed = 0
         for b in built:
@@ -398,7 +396,7 @@ class PlaidIndex(MultiVectorIndex):
         adds sees O(log n) refits; each is followed by a merge that moves the older segments
         to the new codec.
         """
-        total = self._snap.live_tokens() + len(flat)
+        total = self._live_tokens(m) + len(flat)
         if m.codecs:
             current = Codec.load(self.path / "codecs" / m.codecs[-1])
             sized_for = m.codec_tokens or (len(current.centroids) // 2) ** 2  # older manifests
@@ -410,7 +408,7 @@ class PlaidIndex(MultiVectorIndex):
         name = f"c{m.generation:06d}"
         codec.save(self.path / "codecs" / name)
         m.codecs.append(name)
-        m.codec_tokens = total
+        m.codec_tokens, m.codec_corpus = total, ""  # trained before this commit's segment exists
         return name
 
     def _train(self, m: Manifest, new: tuple | None, total: int) -> Codec:
@@ -431,10 +429,8 @@ class PlaidIndex(MultiVectorIndex):
         segs = {s.name: s for s in self._snap.segments}
         for e in m.segments:  # m's tombstones: this commit's replacements are already dead there
             seg = segs[e.name]
-            mask = np.zeros(e.n_passages, dtype=bool)
-            if e.tombstones:
-                mask[np.load(self.path / "tombstones" / e.tombstones)] = True
-            sources.append((np.asarray(seg.pids), np.asarray(seg.doclens), mask, self._originals(e, seg)))
+            sources.append((np.asarray(seg.pids), np.asarray(seg.doclens), self._dead(e),
+                            self._originals(e, seg)))
         for pids, doclens, dead, source in sources:
             h, key = token_hash(pids, doclens)
             picked = h < rate
@@ -445,6 +441,28 @@ class PlaidIndex(MultiVectorIndex):
             rows.append(np.asarray(source[at], dtype=np.float32))
         order = np.argsort(np.concatenate(keys), kind="stable")
         return np.concatenate(rows)[order]
+
+    def _dead(self, e: SegmentEntry) -> np.ndarray:
+        """Tombstone mask of segment ``e`` as the manifest entry names it (bool [n_passages])."""
+        mask = np.zeros(e.n_passages, dtype=bool)
+        if e.tombstones:
+            mask[np.load(self.path / "tombstones" / e.tombstones)] = True
+        return mask
+
+    def _live_tokens(self, m: Manifest) -> int:
+        """Exact token count of ``m``'s live passages (what a fresh build of them would hold)."""
+        segs = {s.name: s for s in self._snap.segments}
+        return sum(int(np.asarray(segs[e.name].doclens)[~self._dead(e)].sum()) for e in m.segments)
+
+    def _corpus_key(self, m: Manifest) -> str:
+        """Which passages ``m`` holds live, as a digest: a codec trained on them needs no retrain."""
+        segs = {s.name: s for s in self._snap.segments}
+        digest = hashlib.sha256()
+        for e in sorted(m.segments, key=lambda e: e.name):
+            live = ~self._dead(e)
+            digest.update(np.asarray(segs[e.name].pids)[live].tobytes())
+            digest.update(np.asarray(segs[e.name].doclens)[live].tobytes())
+        return digest.hexdigest()
 
     def _originals(self, e: SegmentEntry, seg: Segment) -> np.ndarray | DecodedRows:
         """A segment's token vectors as committed; decoded from its codes when it kept none."""
