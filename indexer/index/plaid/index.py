@@ -55,7 +55,10 @@ from indexer.index.plaid.segment import Segment
 REFIT_RATIO = 1.5  # retrain when new vectors' residual MSE exceeds the codec's training MSE by this
 REFIT_MIN_TOKENS = 4096  # ...and the commit brings at least this many tokens to train on
 REFIT_MIN_SHARE = 0.25  # ...and at least this share of the corpus (else later growth refits)
-REFIT_GROWTH = 4  # refit when the corpus holds this many times the tokens the codec was trained on
+# Refit when the corpus holds this many times the tokens the codec was trained on. 35 adds on the
+# stdlib subset: at 4x MRR@10 -4.9% from a one-shot build, at 2x -1.0% for 5% more bytes
+# written (bench/RESULTS-plaid.md, "Grown indexes").
+REFIT_GROWTH = 2
 TRAIN_POINTS_PER_CENTROID = 64  # k-means sample size; 32 raised held-out residual MSE by 13% on stdlib
 
 
@@ -390,9 +393,9 @@ class PlaidIndex(MultiVectorIndex):
         """The current codec while it fits the corpus; else a new one trained on the corpus
         as it will be after this commit (``_corpus_sample``).
 
-        A refit happens when the corpus has outgrown the codec (4x the tokens it was trained
-        on: ``n_centroids_for`` then asks for twice the centroids), or when a commit that is
-        a large share of the corpus fits it badly (new content). So a corpus grown by small
+        A refit happens when the corpus has outgrown the codec (``REFIT_GROWTH`` times the
+        tokens it was trained on), or when a commit that is a large share of the corpus fits
+        it badly (new content). So a corpus grown by small
         adds sees O(log n) refits; each is followed by a merge that moves the older segments
         to the new codec.
         """
@@ -455,14 +458,17 @@ class PlaidIndex(MultiVectorIndex):
         return sum(int(np.asarray(segs[e.name].doclens)[~self._dead(e)].sum()) for e in m.segments)
 
     def _corpus_key(self, m: Manifest) -> str:
-        """Which passages ``m`` holds live, as a digest: a codec trained on them needs no retrain."""
+        """Which passages ``m`` holds live (ids and lengths, however they are split into
+        segments), as a digest: a codec trained on them needs no retrain."""
         segs = {s.name: s for s in self._snap.segments}
-        digest = hashlib.sha256()
-        for e in sorted(m.segments, key=lambda e: e.name):
+        pids, lens = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+        for e in m.segments:
             live = ~self._dead(e)
-            digest.update(np.asarray(segs[e.name].pids)[live].tobytes())
-            digest.update(np.asarray(segs[e.name].doclens)[live].tobytes())
-        return digest.hexdigest()
+            pids.append(np.asarray(segs[e.name].pids, dtype=np.int64)[live])
+            lens.append(np.asarray(segs[e.name].doclens, dtype=np.int64)[live])
+        pid, length = np.concatenate(pids), np.concatenate(lens)
+        order = np.argsort(pid, kind="stable")
+        return hashlib.sha256(pid[order].tobytes() + length[order].tobytes()).hexdigest()
 
     def _originals(self, e: SegmentEntry, seg: Segment) -> np.ndarray | DecodedRows:
         """A segment's token vectors as committed; decoded from its codes when it kept none."""
