@@ -2,6 +2,7 @@
 
     python -m bench.bench_growth [--per-commit 6] [--syncs 200] [--queries 331]
     python -m bench.bench_growth --overhead 1,4,16,37   # search cost per segment, one codec
+    python -m bench.bench_growth --refit-growth 4       # another refit rule
 
 The cached stdlib subset (``bench.stdlib_vectors``: real MiniLM token vectors of
 6,000 30-line windows) is fed to ``PlaidIndex`` three ways, with the same
@@ -45,6 +46,7 @@ from bench import stdlib_vectors
 from bench.metrics import metrics, overlap
 from bench.oracle import top_k
 from indexer.index.plaid import NoMerge, PlaidIndex
+from indexer.index.plaid import index as plaid_index
 
 WORK = Path(__file__).parent / ".cache" / "growth"
 NONE = np.empty(0, dtype=np.int64)
@@ -185,7 +187,10 @@ def main() -> None:
     ap.add_argument("--syncs", type=int, default=200, help="commits of a few files each")
     ap.add_argument("--queries", type=int, default=331)
     ap.add_argument("--overhead", help="comma-separated segment counts: measure only the per-segment cost")
+    ap.add_argument("--refit-growth", type=float, help="override plaid.index.REFIT_GROWTH for this run")
     args = ap.parse_args()
+    if args.refit_growth:
+        plaid_index.REFIT_GROWTH = args.refit_growth
     torch.set_num_threads(1)
     data = stdlib_vectors.load()
     if args.overhead:
