@@ -317,6 +317,7 @@ def test_grown_index_matches_a_fresh_build_and_optimizes_into_it(tmp_path):
     for f in ("codes.npy", "residuals.npy", "pids.npy", "ivf.npy", "vectors.npy"):
         assert (seg_f / f).read_bytes() == (seg_i / f).read_bytes(), f
     assert idx.optimize() == 0  # trained on today's corpus already: nothing to do
+    assert fresh.optimize() == 0  # likewise a fresh build
 
 
 def test_merge_keeps_deletes_that_land_while_it_runs(tmp_path, data128):

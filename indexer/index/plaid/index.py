@@ -411,7 +411,7 @@ class PlaidIndex(MultiVectorIndex):
         name = f"c{m.generation:06d}"
         codec.save(self.path / "codecs" / name)
         m.codecs.append(name)
-        m.codec_tokens, m.codec_corpus = total, ""  # trained before this commit's segment exists
+        m.codec_tokens, m.codec_corpus = total, self._corpus_key(m, (ids, doclens))
         return name
 
     def _train(self, m: Manifest, new: tuple | None, total: int) -> Codec:
@@ -457,11 +457,13 @@ class PlaidIndex(MultiVectorIndex):
         segs = {s.name: s for s in self._snap.segments}
         return sum(int(np.asarray(segs[e.name].doclens)[~self._dead(e)].sum()) for e in m.segments)
 
-    def _corpus_key(self, m: Manifest) -> str:
-        """Which passages ``m`` holds live (ids and lengths, however they are split into
-        segments), as a digest: a codec trained on them needs no retrain."""
+    def _corpus_key(self, m: Manifest, new: tuple[np.ndarray, np.ndarray] | None = None) -> str:
+        """Which passages ``m`` holds live, plus ``new`` (ids, lengths) about to be added (ids and
+        lengths, however they are split into segments), as a digest: a codec trained on them
+        needs no retrain."""
         segs = {s.name: s for s in self._snap.segments}
-        pids, lens = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+        pids = [np.empty(0, np.int64)] + ([np.asarray(new[0], np.int64)] if new else [])
+        lens = [np.empty(0, np.int64)] + ([np.asarray(new[1], np.int64)] if new else [])
         for e in m.segments:
             live = ~self._dead(e)
             pids.append(np.asarray(segs[e.name].pids, dtype=np.int64)[live])

@@ -50,7 +50,7 @@ class Manifest:
     format: int = FORMAT
     keep_vectors: bool = True  # new segments store their originals (vectors.npy) for later refits
     codec_tokens: int = 0  # live tokens of the corpus the current codec was trained on (0: unknown)
-    codec_corpus: str = ""  # digest of the live passages optimize() trained it on ("": none)
+    codec_corpus: str = ""  # digest of the live passages it was trained on ("": unknown)
 
     def live_files(self) -> set[str]:
         """Paths (relative to the index dir) that this manifest references."""
