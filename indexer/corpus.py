@@ -15,6 +15,7 @@ Writers of one corpus are serialised by a file lock, across processes.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 import threading
 import time
@@ -36,6 +37,7 @@ from indexer.index.base import MultiVectorIndex
 from indexer.sources import content_hash, walk_directory
 from indexer.store import Corpus, Document, Passage, in_list, make_engine, make_sessionmaker, utcnow
 
+log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_K = 1000
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -427,7 +429,10 @@ class Corpora:
         for listener in self.listeners:
             listener(name, changed, report.deleted)
         if self.index(name, index_dir).needs_merge():
-            (self.merge_scheduler or self.merge)(name)
+            try:
+                (self.merge_scheduler or self.merge)(name)
+            except Exception as exc:  # the change is committed; the next change retries the merge
+                log.warning("merge of corpus %r not started: %s", name, exc)
         report.seconds = time.perf_counter() - t0
         return report
 
