@@ -46,7 +46,7 @@ def passages(name: str, tree: Path) -> list[dict[str, Any]]:
     if cache.exists():
         return json.loads(cache.read_text())
     from indexer.corpus import Corpora, DocumentInput
-    from indexer.encoder import ColBERTEncoder
+    from indexer.encoding.encoder import ColBERTEncoder
     from indexer.sources import walk_directory
 
     encoder = ColBERTEncoder.load(runtime="torch", precision="fp32")
@@ -135,7 +135,7 @@ def vectors(name: str, n: int, texts: list[str],
     """Default-encoder vectors of passages and queries, encoded once."""
     cache = CACHE / f"vecs-{name}-{n}.npz"
     if not cache.exists():
-        from indexer.encoder import ColBERTEncoder
+        from indexer.encoding.encoder import ColBERTEncoder
 
         encoder = ColBERTEncoder.load()
         t = time.perf_counter()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.data import CACHE
 from indexer.corpus import Corpora, DocumentInput
-from indexer.encoder import ColBERTEncoder
+from indexer.encoding.encoder import ColBERTEncoder
 from indexer.sources import walk_directory
 from tests.test_chunk_counts import reference_chunks
 

@@ -41,7 +41,7 @@ from bench.data import CACHE, stdlib, stdlib_queries
 from bench.metrics import metrics
 from bench.metrics import overlap as id_overlap
 from bench.oracle import top_k
-from indexer.encoder import ColBERTEncoder, EncoderConfig
+from indexer.encoding.encoder import ColBERTEncoder, EncoderConfig
 from indexer.index.plaid import PlaidIndex
 from indexer.index.plaid import index as plaid_index
 

@@ -33,10 +33,10 @@ import torch
 from bench.data import stdlib, stdlib_queries, windows
 from bench.metrics import reciprocal_ranks
 from bench.oracle import maxsim_scores
-from indexer.encode_guard import spearman
-from indexer.encode_onnx import INT8_RECIPES, OnnxBackend, default_threads, int8_recipe
-from indexer.encode_runtime import configure
-from indexer.encoder import ColBERTEncoder
+from indexer.encoding.encoder import ColBERTEncoder
+from indexer.encoding.guard import spearman
+from indexer.encoding.onnx import INT8_RECIPES, OnnxBackend, default_threads, int8_recipe
+from indexer.encoding.runtime import configure
 
 
 def mrr_recall(scores: np.ndarray, queries: list[dict], passages: list[dict], k: int = 10):

@@ -174,8 +174,8 @@ def encoder_ratio(n: int) -> None:
     """Passages/s of torch fp32 and ONNX int8 on ``n`` stdlib passages (ONNX Runtime: native ISA)."""
     import json
 
-    from indexer.encode_runtime import configure
-    from indexer.encoder import ColBERTEncoder
+    from indexer.encoding.encoder import ColBERTEncoder
+    from indexer.encoding.runtime import configure
 
     tree = Path(__file__).parent / ".cache" / "stdlib" / "tree"
     rows = [json.loads(line) for line in (VECTORS / "passages.jsonl").open()][:n]

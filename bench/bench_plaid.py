@@ -141,7 +141,7 @@ def cmd_stdlib(args) -> None:
           f"R@10 {rec:.3f}; search p50 {pct(lat, 50):.2f} ms p95 {pct(lat, 95):.2f} ms "
           f"({pct(ex_lat, 50) / pct(lat, 50):.0f}x faster than exact)")
     if args.encode:
-        from indexer.encoder import ColBERTEncoder
+        from indexer.encoding.encoder import ColBERTEncoder
 
         enc = ColBERTEncoder.load()
         texts = [q["text"] for q in data["queries"][:100]]

@@ -102,8 +102,8 @@ def checks(encoder: bool) -> list[tuple[str, Callable[[], object], Callable[[], 
 
 def encoder_check() -> tuple[str, Callable[[], object], Callable[[], object]]:
     """The encoder as ``configure`` picks it here, against torch fp32 (another instance)."""
-    from indexer.encode_runtime import configure
-    from indexer.encoder import ColBERTEncoder
+    from indexer.encoding.encoder import ColBERTEncoder
+    from indexer.encoding.runtime import configure
 
     texts = [f"def f{i}(x):\n    return x * {i} + sum(range({i}))  # line {i}" for i in range(8)]
     fast, ref = ColBERTEncoder.load(), ColBERTEncoder.load()

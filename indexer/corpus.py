@@ -30,7 +30,7 @@ from indexer import durable
 from indexer.bm25 import FUSION_DEPTH, BM25Index, fuse
 from indexer.chunking import chunk_lines
 from indexer.durable import exclusive_lock
-from indexer.encoder import ColBERTEncoder
+from indexer.encoding.encoder import ColBERTEncoder
 from indexer.errors import Conflict, IndexCorrupt, InvalidInput, NotFound
 from indexer.index import create_index, open_index
 from indexer.index.base import MultiVectorIndex

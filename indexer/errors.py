@@ -1,4 +1,4 @@
-"""Typed errors of the indexer; ``service/errors.py`` alone maps them to HTTP.
+"""Typed errors of the indexer; ``service/api/errors.py`` alone maps them to HTTP.
 
     MemexError
     ├── NotFound            (unknown corpus, document, passage)

@@ -23,7 +23,7 @@ import numpy as np
 
 from indexer import durable
 from indexer.corpus import Corpora
-from indexer.encoder import ColBERTEncoder
+from indexer.encoding.encoder import ColBERTEncoder
 from indexer.index import create_index
 
 Progress = Callable[[str, int, int], None]

@@ -148,7 +148,7 @@ def in_list(session: Session, column, values: Iterable) -> Iterator[ColumnElemen
     for start in range(0, len(values), SQLITE_BATCH):
         yield column.in_(values[start:start + SQLITE_BATCH])
 class ApiKey(Base):
-    """A hashed API key with its role and corpus scope (service/keys.py verifies them)."""
+    """A hashed API key with its role and corpus scope (service/api/keys.py verifies them)."""
 
     __tablename__ = "api_keys"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from cartridges.store import CartridgeStore
 from indexer.corpus import Corpora
 from indexer.retro import sync as retro_sync
-from service.cartridge_handlers import register_cartridges
-from service.handlers import register_all
-from service.jobs import JobRunner
+from service.jobs.cartridge_handlers import register_cartridges
+from service.jobs.handlers import register_all
+from service.jobs.runner import JobRunner
 from service.settings import Settings
 
 

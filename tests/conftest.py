@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("MEMEX_MODEL_CACHE", str(Path.home() / ".memex" / "models"))
 
 from indexer.corpus import Corpora
-from indexer.encoder import ColBERTEncoder
+from indexer.encoding.encoder import ColBERTEncoder
 from tests.helpers.server import LiveServer, free_port  # noqa: F401 - free_port: tests import it from here too
 
 
@@ -58,7 +58,7 @@ def sample_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def live_server(tmp_path: Path, sample_dir: Path):
-    from service.app import create_app
+    from service.api.app import create_app
     from service.settings import Settings
 
     settings = Settings(home=tmp_path / "server-home", allowed_roots=[sample_dir.parent],

@@ -8,7 +8,7 @@ import pytest
 
 from indexer.chunking import Passage, chunk_lines
 from indexer.corpus import Corpora, DocumentInput
-from indexer.encoder import ColBERTEncoder
+from indexer.encoding.encoder import ColBERTEncoder
 from indexer.models import resolve_model_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def test_counts_match_the_tokenizer_and_ignore_its_truncation_state(encoder):
 
 
 def test_corpus_chunk_with_batched_header_count_equals_per_document_count(encoder):
-    from indexer.encoder import EncoderConfig
+    from indexer.encoding.encoder import EncoderConfig
 
     encoder.config = EncoderConfig()
     docs = [DocumentInput(f"pkg/{i}/module_name.py", t, path=f"pkg/{i}/module_name.py")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from indexer.encoder import ColBERTEncoder, EncoderConfig
+from indexer.encoding.encoder import ColBERTEncoder, EncoderConfig
 
 
 @pytest.fixture(scope="module")

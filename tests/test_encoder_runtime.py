@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from indexer import encode_onnx
-from indexer.encode_guard import compare, passes
-from indexer.encode_pipeline import token_batches
-from indexer.encode_runtime import candidates, configure
-from indexer.encoder import ColBERTEncoder
+from indexer.encoding import onnx as encode_onnx
+from indexer.encoding.encoder import ColBERTEncoder
+from indexer.encoding.guard import compare, passes
+from indexer.encoding.pipeline import token_batches
+from indexer.encoding.runtime import candidates, configure
 from indexer.errors import InvalidInput, ModelError
 
 

@@ -12,8 +12,8 @@ import time
 import httpx
 import pytest
 
-from service.app import create_app
-from service.limits import ComputeGate
+from service.api.app import create_app
+from service.api.limits import ComputeGate
 from service.settings import Settings
 from tests.conftest import LiveServer
 from tests.test_api import assert_problem, wait_for_job

@@ -16,8 +16,8 @@ from sqlalchemy import create_engine, select
 from indexer.corpus import DocumentInput
 from indexer.errors import Busy
 from indexer.store import Base, Job
-from service.handlers import register_all
-from service.jobs import JobRunner
+from service.jobs.handlers import register_all
+from service.jobs.runner import JobRunner
 from tests.conftest import LiveServer
 
 
@@ -41,7 +41,7 @@ def _drop_jobs_table(home) -> None:
 
 
 def test_runner_survives_a_database_error_and_readyz_reports_it(tmp_path, sample_dir):
-    from service.app import create_app
+    from service.api.app import create_app
     from service.settings import Settings
 
     home = tmp_path / "home"

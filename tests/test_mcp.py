@@ -39,8 +39,8 @@ def http_client(url: str, key: str) -> Client:
 @pytest.fixture
 def keyed_server(tmp_path: Path, sample_dir: Path):
     """A live server with an indexed corpus ``src`` and admin, write and read keys."""
-    from service.app import create_app
-    from service.keys import KeyStore
+    from service.api.app import create_app
+    from service.api.keys import KeyStore
     from service.settings import Settings
 
     app = create_app(Settings(home=tmp_path / "server-home", allowed_roots=[sample_dir.parent]))

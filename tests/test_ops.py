@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from service import client as mc
-from service.logs import JsonFormatter
+from service.api.logs import JsonFormatter
 from tests.helpers.cli import run_memex as _cli
 from tests.helpers.server import free_port
 

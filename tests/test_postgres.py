@@ -19,8 +19,8 @@ from sqlalchemy import create_engine, select, text
 from indexer.corpus import Corpora, DocumentInput
 from indexer.migrations import current, upgrade
 from indexer.store import Base, Job, Passage, make_engine, make_sessionmaker
-from service.jobs import JobRunner
-from service.keys import KeyStore
+from service.api.keys import KeyStore
+from service.jobs.runner import JobRunner
 
 PG_URL = os.environ.get("MEMEX_TEST_POSTGRES_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="MEMEX_TEST_POSTGRES_URL not set "

@@ -156,7 +156,7 @@ def test_chunk_db_update(synced, encoder, tmp_path):
 
 def test_encoder_checkpoint(tmp_path):
     """A trained encoder's checkpoint folder is whole or absent after a power loss."""
-    from indexer.encoder import ColBERTEncoder
+    from indexer.encoding.encoder import ColBERTEncoder
     from indexer.training.checkpoint import save_checkpoint
     from indexer.training.model import pca_head
     from tests.conftest import SAMPLE_FILES

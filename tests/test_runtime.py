@@ -16,7 +16,7 @@ def test_worker_keeps_the_chunk_db_fresh_after_a_sync(tmp_path, sample_dir):
     """docker-compose's split: a server that only queues jobs (MEMEX_RUN_JOBS=false) and
     ``memex worker`` that runs them. A sync run by the worker must update the corpus's
     chunk DB as a sync run by the server does; it used to leave it stale."""
-    from service.app import create_app
+    from service.api.app import create_app
     from service.settings import Settings
 
     home = tmp_path / "home"

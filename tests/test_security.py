@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from service.keys import KeyStore
+from service.api.keys import KeyStore
 from tests.helpers.api import assert_problem, wait_for_job
 from tests.helpers.server import LiveServer
 
@@ -31,7 +31,7 @@ def _keys(home):
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory, encoder):
-    from service.app import create_app
+    from service.api.app import create_app
     from service.settings import Settings
 
     base = tmp_path_factory.mktemp("secured")
@@ -205,7 +205,7 @@ def test_oversized_bodies_are_refused(secured):
 
 
 def test_rate_limit_answers_429_with_retry_after(tmp_path, encoder):
-    from service.app import create_app
+    from service.api.app import create_app
     from service.settings import Settings
 
     home = tmp_path / "home"

@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from indexer import durable
-from indexer.encoder import ColBERTEncoder, EncoderConfig
+from indexer.encoding.encoder import ColBERTEncoder, EncoderConfig
 from indexer.errors import InvalidInput
 
 

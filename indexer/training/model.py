@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from indexer.encoder import ColBERTEncoder, _pad_with_mask
+from indexer.encoding.encoder import ColBERTEncoder, _pad_with_mask
 
 
 class TrainableColBERT(torch.nn.Module):

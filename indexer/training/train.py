@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from indexer.encoder import ColBERTEncoder, EncoderConfig
+from indexer.encoding.encoder import ColBERTEncoder, EncoderConfig
 from indexer.errors import InvalidInput
 from indexer.training.checkpoint import save_checkpoint
 from indexer.training.config import TrainConfig

@@ -74,8 +74,8 @@ def test_resume_of_a_ready_cartridge_does_not_retrain(tmp_path, trained):
 
 
 def test_a_failure_while_publishing_marks_the_cartridge_failed(tmp_path, corpora):
-    from service.cartridge_handlers import register_cartridges
-    from service.jobs import JobRunner
+    from service.jobs.cartridge_handlers import register_cartridges
+    from service.jobs.runner import JobRunner
 
     corpora.create("z")
     corpora.upsert_documents("z", [DocumentInput("z", TEXT)])
@@ -96,7 +96,7 @@ def test_a_failure_while_publishing_marks_the_cartridge_failed(tmp_path, corpora
 @pytest.fixture
 def idle_server(tmp_path):
     """A server that runs no jobs: what is submitted stays queued."""
-    from service.app import create_app
+    from service.api.app import create_app
     from service.settings import Settings
 
     with LiveServer(create_app(Settings(home=tmp_path / "home", run_jobs=False))) as server:

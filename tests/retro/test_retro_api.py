@@ -53,7 +53,7 @@ def test_neighbors_errors(live_server):
 
 
 def test_cli_neighbors_and_precompute(tmp_path, sample_dir, monkeypatch):
-    from service.cli import app
+    from service.cli.main import app
     from service.settings import get_settings
 
     monkeypatch.setenv("MEMEX_HOME", str(tmp_path / "home"))

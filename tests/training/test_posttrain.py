@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from indexer.corpus import Corpora
-from indexer.encoder import ColBERTEncoder
+from indexer.encoding.encoder import ColBERTEncoder
 from indexer.mined_queries import PassageSpan, docstring_queries
 from indexer.posttrain import PostTrainConfig, mined_queries, post_train
 from indexer.training.model import TrainableColBERT

@@ -10,7 +10,7 @@ import pytest
 
 from indexer.bm25 import DEFAULT_BM25_WEIGHT
 from indexer.corpus import Corpora
-from indexer.encoder import ColBERTEncoder
+from indexer.encoding.encoder import ColBERTEncoder
 from indexer.errors import InvalidInput
 from indexer.posttrain import FUSION_GRID, MIN_HELD_OUT, calibrate_fusion
 from indexer.reindex import reindex

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from indexer.encoder import ColBERTEncoder
+from indexer.encoding.encoder import ColBERTEncoder
 from indexer.training import TrainConfig, read_jsonl
 from indexer.training.checkpoint import (
     export_colbert_ai,

@@ -1,0 +1,245 @@
+"""ColBERT encoder: text -> bags of L2-normalised token vectors.
+
+The default backbone (all-MiniLM-L6-v2) was never trained as ColBERT. A fresh
+linear head would scramble its signal, so with no trained head the encoder emits
+the backbone's own token vectors (384-d); a checkpoint with a ``colbert_linear``
+projection (see ``indexer/checkpoint.py`` of the training issue) maps them down.
+Query and document markers and [MASK] query augmentation are ColBERT's; they
+help trained checkpoints and hurt the untrained backbone (measured in
+``bench/RESULTS.md``), so ``EncoderConfig`` switches them per checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from indexer.errors import ModelError
+from indexer.models import DEFAULT_ENCODER, resolve_model_path
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Settings saved beside a checkpoint as ``memex_encoder.json``."""
+
+    query_max_tokens: int = 32
+    doc_max_tokens: int = 256
+    markers: bool = False  # prepend ColBERT's [Q]/[D] marker tokens ([unused0]/[unused1])
+    query_augmentation: bool = False  # pad queries with [MASK] to query_max_tokens
+    skip_punctuation: bool = True  # drop document vectors of pure-punctuation tokens
+    query_marker: str = "[unused0]"  # the text of the markers (PyLate checkpoints use "[Q]")
+    doc_marker: str = "[unused1]"
+
+
+PUNCTUATION = set(string.punctuation)
+_OTHER_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines breaks besides \n, \r
+
+
+class ColBERTEncoder:
+    """Encode queries and documents with a BERT-like backbone (+ optional projection).
+
+    >>> enc = ColBERTEncoder.load()  # doctest: +SKIP
+    >>> [v.shape for v in enc.encode_documents(["def add(a, b): return a + b"])]  # doctest: +SKIP
+    [(12, 384)]
+    """
+
+    def __init__(self, model_path: Path, config: EncoderConfig, device: str = "cpu") -> None:
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+            self.model = AutoModel.from_pretrained(model_path).to(device).eval()
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load an encoder from {model_path}: {exc}") from exc
+        self.model_path = Path(model_path)
+        self.config = config
+        self.device = device
+        self.projection: torch.nn.Linear | None = None
+        head = self.model_path / "colbert_linear.safetensors"
+        if head.exists():
+            from safetensors.torch import load_file
+
+            weight = load_file(head)["weight"]  # (dim, hidden)
+            self.projection = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+            self.projection.weight.data = weight
+            self.projection.to(device)
+        self.dim = (
+            self.projection.out_features if self.projection else self.model.config.hidden_size
+        )
+        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        self._punct_ids = torch.tensor(
+            [i for i, tok in enumerate(vocab) if tok and all(c in PUNCTUATION for c in tok)]
+        )
+        self._special_ids = torch.tensor(self.tokenizer.all_special_ids)
+        # Set by indexer.encoding.runtime.configure: an ONNX backend replaces the model in _embed.
+        self.backend = None
+        self.runtime, self.precision, self.agreement = "torch", "fp32", None
+        self._counter = None  # count_tokens's own copy of the fast tokenizer, made at first use
+
+    @classmethod
+    def load(
+        cls,
+        name: str = DEFAULT_ENCODER,
+        device: str = "cpu",
+        runtime: str | None = None,
+        precision: str | None = None,
+    ) -> ColBERTEncoder:
+        """``runtime``: auto/torch/onnx, ``precision``: fp32/int8/fp16/bf16 (None: fastest
+        validated); see ``indexer/encoding/runtime.py``."""
+        from indexer.encoding.runtime import candidates, configure, settings
+
+        candidates(*settings(runtime, precision), device)  # bad settings fail before loading
+        path = resolve_model_path(name)
+        config_file = path / "memex_encoder.json"
+        config = (
+            EncoderConfig(**json.loads(config_file.read_text()))
+            if config_file.exists()
+            else EncoderConfig()
+        )
+        encoder = cls(path, config, device)
+        configure(encoder, runtime, precision)
+        return encoder
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the weights and settings; an index built by another encoder is stale."""
+        settings = asdict(self.config)
+        for key in ("query_marker", "doc_marker"):  # added later: defaults keep old fingerprints
+            if settings[key] == getattr(EncoderConfig, key):
+                del settings[key]
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+        for name in sorted(p.name for p in self.model_path.glob("*.safetensors")):
+            stat = (self.model_path / name).stat()
+            digest.update(f"{name}:{stat.st_size}".encode())
+        return digest.hexdigest()[:16]
+
+    def _tokenize(self, texts: list[str], max_tokens: int, marker: str) -> dict:
+        """Right-padded tensors. A marker that is one vocabulary token (BERT's
+        ``[unused0]``, which the tokenizer would split as text) is inserted as that id
+        after [CLS], as colbert-ai does; other markers (PyLate's added ``[Q]``) as text."""
+        marker_id = self.tokenizer.convert_tokens_to_ids(marker) if self.config.markers else None
+        if marker_id is None or marker_id == self.tokenizer.unk_token_id:
+            if self.config.markers:
+                texts = [f"{marker} {t}" for t in texts]
+            return self.tokenizer(
+                texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt"
+            )
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=max_tokens - 1, return_tensors="pt"
+        )
+        fill = {"input_ids": marker_id, "attention_mask": 1, "token_type_ids": 0}
+        return {
+            key: torch.cat([t[:, :1], torch.full_like(t[:, :1], fill[key]), t[:, 1:]], dim=1)
+            for key, t in batch.items()
+        }
+
+    @torch.inference_mode()
+    def _embed(self, batch: dict) -> torch.Tensor:
+        if self.backend is not None:
+            return self.backend.embed(batch)
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        hidden = self.model(**batch).last_hidden_state  # (B, T, H)
+        if self.projection is not None:
+            hidden = self.projection(hidden)  # (B, T, dim)
+        return torch.nn.functional.normalize(hidden.float(), dim=-1)
+
+    def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
+        """One float32 [q_tokens, dim] array per query."""
+        batch = self._tokenize(texts, self.config.query_max_tokens, self.config.query_marker)
+        if self.config.query_augmentation:
+            batch = _pad_with_mask(batch, self.tokenizer, self.config.query_max_tokens)
+        vectors = self._embed(batch)
+        keep = batch["attention_mask"].bool()
+        return [vectors[i][keep[i]].cpu().numpy() for i in range(len(texts))]
+
+    def encode_documents(
+        self,
+        texts: list[str],
+        batch_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        dtype: type = np.float32,
+    ) -> list[np.ndarray]:
+        """One [doc_tokens, dim] array of ``dtype`` per document, in input order.
+
+        ``np.float16`` halves what a large sync holds in memory before its commit.
+
+        Batches are length-bucketed and tokenized ahead in a thread
+        (``indexer/encoding/pipeline.py``); ``progress(n)`` is called with the
+        passages done per batch, e.g. ``tqdm(total=len(texts)).update``.
+        """
+        from indexer.encoding.pipeline import token_batches
+
+        gpu = self.device.startswith("cuda")
+        out: list[np.ndarray | None] = [None] * len(texts)
+        for idx, batch in token_batches(
+            texts,
+            lambda chunk: self._tokenize(chunk, self.config.doc_max_tokens, self.config.doc_marker),
+            batch_size or (256 if gpu else 32),
+            pin_memory=gpu,
+        ):
+            vectors = self._embed(batch)
+            keep = batch["attention_mask"].bool()
+            if self.config.skip_punctuation:
+                keep &= ~torch.isin(batch["input_ids"], self._punct_ids)
+            dropped = self._special_ids[self._special_ids != self.tokenizer.cls_token_id]
+            keep &= ~torch.isin(batch["input_ids"], dropped)
+            for row, i in enumerate(idx):
+                out[i] = vectors[row][keep[row]].cpu().numpy().astype(dtype, copy=False)
+            if progress:
+                progress(len(idx))
+        return out  # type: ignore[return-value]
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Token counts without special tokens, for chunking under ``doc_max_tokens``.
+
+        A fast tokenizer's Rust backend is called directly (a private copy, never
+        truncating or padding): the ``transformers`` wrapper cost more than the
+        tokenization itself on short texts.
+        """
+        if self._counter is None:
+            if not getattr(self.tokenizer, "is_fast", False):
+                ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+                return [len(x) for x in ids]
+            from tokenizers import Tokenizer
+
+            self._counter = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+            self._counter.no_truncation()
+            self._counter.no_padding()
+        return [len(e.ids) for e in self._counter.encode_batch(texts, add_special_tokens=False)]
+
+    def lines_add_up(self, text: str) -> bool:
+        """Whether the token count of any run of ``text``'s lines is the sum of its lines'
+        counts: true for BERT's normalizer and pre-tokenizer (no word crosses a ``\n``
+        or ``\r``) when no other line break occurs (BERT's normalizer deletes control
+        characters such as ``\x0c``, which would join the words around them)."""
+        if not getattr(self.tokenizer, "is_fast", False) or any(c in text for c in _OTHER_BREAKS):
+            return False
+        from tokenizers import normalizers, pre_tokenizers
+
+        backend = self.tokenizer.backend_tokenizer
+        return isinstance(backend.pre_tokenizer, pre_tokenizers.BertPreTokenizer) and isinstance(
+            backend.normalizer, (normalizers.BertNormalizer, type(None)))
+
+
+def _pad_with_mask(batch: dict, tokenizer, length: int) -> dict:
+    """ColBERT query augmentation: pad with [MASK] (attended) up to ``length`` tokens."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    pad = length - ids.shape[1]
+    if pad > 0:
+        ids = torch.cat([ids, torch.full((ids.shape[0], pad), tokenizer.pad_token_id)], dim=1)
+        mask = torch.cat([mask, torch.zeros((mask.shape[0], pad), dtype=mask.dtype)], dim=1)
+    ids = torch.where(mask.bool(), ids, torch.full_like(ids, tokenizer.mask_token_id))
+    out = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if "token_type_ids" in batch:
+        out["token_type_ids"] = torch.zeros_like(ids)
+    return out

@@ -1,0 +1,1 @@
+"""Background jobs: the runner (a SQL-backed queue), the handler of each job kind, watched corpora."""
