@@ -36,6 +36,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from indexer import durable
+
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
@@ -45,7 +47,7 @@ PROBE_REPEATS = 3
 _FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
           "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp",
           "i8mm", "sve", "bf16")
-_ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
             "OPENBLAS_CORETYPE", "FAISS_SIMD_LEVEL", "FAISS_OPT_LEVEL")
 _lock = threading.Lock()
 _memo: dict[str, str] = {}
@@ -87,7 +89,7 @@ def machine() -> dict:
         "torch_isa": torch.backends.cpu.get_cpu_capability(),
         "torch_onednn": bool(torch.backends.mkldnn.enabled),
         "cuda": torch.cuda.is_available(),
-        "env": {k: os.environ[k] for k in _ISA_ENV if k in os.environ},
+        "env": {k: os.environ[k] for k in ISA_ENV if k in os.environ},
     }
     faiss = faiss_module()
     info["faiss"] = faiss.__version__ if faiss else None
@@ -231,15 +233,13 @@ def _read_cache() -> dict:
 
 
 def _write_cache(key: str, entry: dict) -> None:
-    """Best effort (a read-only cache dir only costs a probe per process); atomic rename."""
+    """Best effort (a read-only cache dir only costs a probe per process); durable."""
     path = cache_path()
     entries = _read_cache()
     entries[key] = entry
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1))
-        os.replace(tmp, path)
+        durable.make_dirs(path.parent)
+        durable.write_json(path, {"version": CACHE_VERSION, "entries": entries}, indent=1)
     except OSError as exc:
         log.warning("kernel cache %s not written: %s", path, exc)
 

@@ -12,7 +12,6 @@ against a server.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from indexer import durable
 from indexer.errors import Conflict, IndexCorrupt, InvalidInput, MemexError, ModelError, NotFound
 
 
@@ -201,6 +201,7 @@ class Client:
                     done += len(block)
                     if progress:
                         progress(done, total)
+        durable.fsync_file(part)
         try:
             if total is not None and done != total:
                 raise MemexError(f"download ended after {done} of {total} bytes")
@@ -208,7 +209,7 @@ class Client:
         except MemexError:
             part.unlink(missing_ok=True)
             raise
-        os.replace(part, output)
+        durable.replace(part, output)
         return done
 
     def close(self) -> None:

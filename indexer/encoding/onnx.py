@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexer import config
+from indexer import config, durable
 from indexer.errors import InvalidInput, ModelError
 from indexer.models import default_cache_dir
 
@@ -154,7 +154,7 @@ def ensure_export(
         }
         (tmp_dir / "meta.json").write_text(json.dumps(meta, indent=1))
         try:
-            os.replace(tmp_dir, target)
+            durable.publish_dir(tmp_dir, target)
         except OSError:  # another process exported the same key first: use theirs
             if not (target / "model.onnx").exists():
                 raise

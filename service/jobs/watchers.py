@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from pathlib import Path
 
+from indexer import durable
 from indexer.corpus import Corpora
 from indexer.errors import NotFound
 from indexer.watch import watch_changes
@@ -60,9 +60,7 @@ class Watchers:
             thread.join(5)
 
     def _save(self, names: list[str]) -> None:
-        tmp = self.file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(names))
-        os.replace(tmp, self.file)
+        durable.write_json(self.file, names)
 
     def _spawn(self, name: str) -> None:
         if name in self._threads and self._threads[name][0].is_alive():
