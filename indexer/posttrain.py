@@ -113,7 +113,7 @@ class QueryWriter:
 
 
 def split_path(text: str) -> tuple[str, str]:
-    """Passage texts start with their path line (``Corpora._passage_text``)."""
+    """Passage texts start with their path line (``indexer.corpus.passage_text``)."""
     path, _, body = text.partition("\n")
     return path, body
 
@@ -122,7 +122,7 @@ def mined_queries(corpora: Corpora, name: str, limit: int,
                   seed: int) -> list[tuple[str, int, str]]:
     """(query, passage id, positive text with its path line) from the corpus's docstrings."""
     with corpora.sessions() as s:
-        row = corpora._row(s, name)
+        row = corpora.row(s, name)
         spans: dict[int, list[PassageSpan]] = {}
         for pid, doc, start, end in s.execute(
                 select(Passage.id, Passage.document_id, Passage.start_line, Passage.end_line)
@@ -245,7 +245,7 @@ def post_train(corpora: Corpora, name: str, cfg: PostTrainConfig | None = None,
     cfg = cfg or PostTrainConfig()
     t0 = time.perf_counter()
     with corpora.sessions() as s:
-        base = corpora._row(s, name).encoder
+        base = corpora.row(s, name).encoder
     examples, held_out, sources = make_examples(corpora, name, cfg, progress, should_stop)
     t_data = time.perf_counter() - t0
     cfg.train.base = base
