@@ -18,7 +18,8 @@ from indexer.corpus import Corpora, DocumentInput
 from indexer.durable import exclusive_lock
 from indexer.errors import NotFound
 from indexer.retro import store
-from indexer.retro.chunkdb import ChunkDB, ChunkDBConfig
+from indexer.retro.chunkdb import ChunkDB
+from indexer.retro.records import ChunkDBConfig
 
 log = logging.getLogger("memex.retro")
 
