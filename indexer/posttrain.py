@@ -31,11 +31,10 @@ from indexer.bm25 import FUSION_DEPTH, fuse
 from indexer.corpus import Corpora
 from indexer.errors import InvalidInput
 from indexer.mined_queries import PassageSpan, docstring_queries
+from indexer.progress import Cancelled, Progress
 from indexer.reindex import reindex
 from indexer.store import Document, Passage
 from indexer.training import Example, TrainConfig, train
-
-Progress = Callable[[str, int, int], None]
 
 # Asked for "a search query", the 135M model mostly writes generic questions ("How do I
 # write a Python function ..."); asked to summarise, it names what the code touches,
@@ -161,7 +160,7 @@ def make_examples(corpora: Corpora, name: str, cfg: PostTrainConfig,
     writer = QueryWriter() if sample else None
     for start in range(0, len(sample), cfg.lm_batch):
         if should_stop():
-            raise InterruptedError("stopped")
+            raise Cancelled("stopped")
         chunk = sample[start:start + cfg.lm_batch]
         written = writer.write([split_path(texts[i]) for i in chunk], cfg.passage_chars,
                                cfg.max_query_tokens)
@@ -178,7 +177,7 @@ def make_examples(corpora: Corpora, name: str, cfg: PostTrainConfig,
         progress("mine and score", 0, len(pairs))
     for start in range(0, len(pairs), 32):
         if should_stop():
-            raise InterruptedError("stopped")
+            raise Cancelled("stopped")
         batch = pairs[start:start + 32]
         found = corpora.search([name], [q for q, *_ in batch], cfg.mine_depth, mode="colbert")
         for (query, pid, positive, from_lm), hits in zip(batch, found):
@@ -264,7 +263,7 @@ def post_train(corpora: Corpora, name: str, cfg: PostTrainConfig | None = None,
                                                                cfg.train.pca_passages)),
                   on_step)
     if should_stop():
-        raise InterruptedError("stopped before the re-index")
+        raise Cancelled("stopped before the re-index")
     switched = reindex(corpora, name, str(out), progress)
     if progress:
         progress("calibrate fusion", 0, 1)

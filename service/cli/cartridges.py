@@ -69,7 +69,7 @@ def _run(store, corpora, info: dict) -> dict:
         path = train_cartridge(corpus_text(corpora, info["corpus_id"]), info["corpus_id"],
                                info["corpus_version"], CartridgeConfig.from_dict(info["config"]),
                                store.work_dir(cid),
-                               lambda done, total, stage: bar(stage, done, total))
+                               bar)
         bar.close()
         return store.finish(cid, path)
     except KeyboardInterrupt:

@@ -88,11 +88,10 @@ def worker(poll: float = typer.Option(2.0, help="seconds between queue checks"))
 
 
 def remote_client(server: str):
-    import os
-
     from service.client import Client
+    from service.settings import get_settings
 
-    return Client(server, api_key=os.environ.get("MEMEX_API_KEY"), timeout=120)
+    return Client(server, api_key=get_settings().api_key, timeout=120)
 
 
 def remote_index(server: str, directory: str, name: str) -> dict:

@@ -32,14 +32,14 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 
 from indexer.errors import Busy, MemexError, NotFound
+from indexer.progress import Cancelled
 from indexer.store import Job, utcnow
 
 log = logging.getLogger("memex.jobs")
 ACTIVE = ("queued", "running")
 
 
-class JobCancelled(Exception):
-    """Raised by ``JobContext.check_cancelled`` to unwind a cancelled handler."""
+JobCancelled = Cancelled  # what a cancelled handler raises (``indexer.progress``)
 
 
 @dataclass
@@ -48,8 +48,9 @@ class JobContext:
     work_dir: Path
     _runner: JobRunner
 
-    def progress(self, done: int, total: int, stage: str = "") -> None:
-        """Record progress; raises ``JobCancelled`` when a cancel was asked for."""
+    def progress(self, stage: str, done: int, total: int) -> None:
+        """Record progress (``indexer.progress.Progress``); raises ``JobCancelled`` when a
+        cancel was asked for."""
         if self._runner._update(self.job_id, done=done, total=total, stage=stage):
             raise JobCancelled()
 
