@@ -5,7 +5,7 @@
 Walks the tree as ``memex index`` does, chunks every file with the encoder's token
 budget both ways (``tests/test_chunk_counts.reference_chunks`` is the previous code),
 checks the passages are identical, and prints both times and the ratio. Also times
-the encoder-side tokenization of all passages (``ColBERTEncoder._tokenize`` in
+the encoder-side tokenization of all passages (``ColBERTEncoder.tokenize_batch`` in
 batches of 128) for scale: it is part of ``encode_documents``.
 """
 
@@ -48,7 +48,7 @@ def main() -> None:
     texts = [passage_text(d, p.text) for d, ps in zip(docs, new) for p in ps]
     t = time.perf_counter()
     for s in range(0, len(texts), 128):
-        encoder._tokenize(texts[s : s + 128], encoder.config.doc_max_tokens, encoder.config.doc_marker)
+        encoder.tokenize_batch(texts[s : s + 128], encoder.config.doc_max_tokens, encoder.config.doc_marker)
     print(f"encoder-side tokenization of the passages: {time.perf_counter() - t:.2f} s")
 
 

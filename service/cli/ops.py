@@ -76,7 +76,7 @@ def worker(poll: float = typer.Option(2.0, help="seconds between queue checks"))
     runner = start(get_settings(), run_jobs=True).jobs
     typer.echo("worker: waiting for jobs (Ctrl-C to stop)", err=True)
     try:
-        while runner._thread.is_alive():
+        while runner.running:
             time.sleep(poll)
     except KeyboardInterrupt:
         runner.stop()

@@ -131,6 +131,11 @@ class JobRunner:
         return self.get(job_id)
 
     # -- worker -------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether the worker thread is alive (``memex worker`` exits when it is not)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         """Start the worker thread; it runs jobs once it leads (see ``_lead``)."""
         self._thread = threading.Thread(target=self._loop, name="memex-jobs", daemon=True)

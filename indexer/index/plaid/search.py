@@ -213,7 +213,7 @@ class SegmentGroup:
             codes.append(seg.codes[pos].int())
             owners.append(owner + a)
             if residuals:
-                assert seg.norms is not None  # PlaidIndex._load fills in a format-1 segment's
+                assert seg.norms is not None  # snapshot.load_snapshot fills in a format-1 segment's
                 packed.append(seg.residuals.index_select(0, pos))
                 norms.append(seg.norms[pos])
         cat = torch.cat
