@@ -29,11 +29,11 @@ from sqlalchemy import select
 
 from indexer.bm25 import FUSION_DEPTH, fuse
 from indexer.corpus import Corpora
+from indexer.database import Document, Passage
 from indexer.errors import InvalidInput
 from indexer.mined_queries import PassageSpan, docstring_queries
 from indexer.progress import Cancelled, Progress
 from indexer.reindex import reindex
-from indexer.store import Document, Passage
 from indexer.training import Example, TrainConfig, train
 
 # Asked for "a search query", the 135M model mostly writes generic questions ("How do I

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from indexer.chunking import Passage, chunk_lines
 from indexer.corpus import DocumentInput, chunk_document
 from indexer.encoding.encoder import ColBERTEncoder
+from indexer.line_windows import Passage, chunk_lines
 from indexer.models import resolve_model_path
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from indexer.corpus import Corpora
-from indexer.store import Passage
+from indexer.database import Passage
 from tests.helpers.server import free_port
 
 CHILD = Path(__file__).parent / "helpers" / "crash_child.py"

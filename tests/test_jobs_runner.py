@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from indexer.corpus import DocumentInput
+from indexer.database import Base, Job
 from indexer.durable import is_locked
 from indexer.errors import Busy
-from indexer.store import Base, Job
 from service.jobs.handlers import register_all
 from service.jobs.runner import JobRunner
 from tests.conftest import LiveServer

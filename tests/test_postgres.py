@@ -17,8 +17,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, select, text
 
 from indexer.corpus import Corpora, DocumentInput, chunk_document
+from indexer.database import Base, Job, Passage, make_engine, make_sessionmaker
 from indexer.migrations import current, upgrade
-from indexer.store import Base, Job, Passage, make_engine, make_sessionmaker
 from service.api.keys import KeyStore
 from service.jobs.runner import JobRunner
 

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import delete, select
 
-from indexer import chunking
+from indexer import line_windows
 from indexer.corpus.records import ChangeReport, DocumentInput
+from indexer.database import Corpus, Document, Passage, in_list, utcnow
 from indexer.encoding.encoder import ColBERTEncoder
 from indexer.errors import InvalidInput, NotFound
 from indexer.progress import Progress
 from indexer.sources import content_hash, walk_directory
-from indexer.store import Corpus, Document, Passage, in_list, utcnow
 
 if TYPE_CHECKING:
     from indexer.corpus.corpora import Corpora
@@ -36,14 +36,14 @@ log = logging.getLogger("indexer.corpus")
 
 
 def chunk_document(doc: DocumentInput, encoder: ColBERTEncoder,
-                   header_tokens: int | None = None) -> list[chunking.Passage]:
+                   header_tokens: int | None = None) -> list[line_windows.Passage]:
     """Passages of ``doc`` that fit the encoder after its path header (``header_tokens``
     tokens, counted here if not given; a sync counts all headers in one call)."""
     if header_tokens is None:
         header_tokens = encoder.count_tokens([doc.path or doc.doc_id])[0]
     header_tokens += 3
     budget = max(16, encoder.config.doc_max_tokens - header_tokens)
-    return chunking.chunk_lines(doc.text, max_tokens=budget, count_tokens=encoder.count_tokens,
+    return line_windows.chunk_lines(doc.text, max_tokens=budget, count_tokens=encoder.count_tokens,
                        additive=encoder.lines_add_up(doc.text))
 
 
@@ -184,7 +184,8 @@ class ChangePipeline:
         return report
 
     def commit_rows(self, name: str, changed: list[DocumentInput],
-                    chunks: list[list[chunking.Passage]], deleted: list[str]) -> tuple[list[int], list[int]]:
+                    chunks: list[list[line_windows.Passage]],
+                    deleted: list[str]) -> tuple[list[int], list[int]]:
         """Step 2: one transaction for rows, version and the redo record."""
         c = self.corpora
         with c.sessions.begin() as s:

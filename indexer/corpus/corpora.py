@@ -23,13 +23,13 @@ from indexer.corpus import search as search_module
 from indexer.corpus.caches import BM25Cache, EncoderCache, IndexCache
 from indexer.corpus.changes import ChangePipeline, passage_text
 from indexer.corpus.records import ChangeReport, CorpusInfo, DocumentInput, SearchHit
+from indexer.database import Corpus, Document, Passage, make_engine, make_sessionmaker
 from indexer.durable import exclusive_lock
 from indexer.encoding.encoder import ColBERTEncoder
 from indexer.errors import Conflict, InvalidInput, NotFound
 from indexer.index import create_index
 from indexer.index.base import MultiVectorIndex
 from indexer.progress import Progress
-from indexer.store import Corpus, Document, Passage, make_engine, make_sessionmaker
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 Listener = Callable[[str, list[DocumentInput], list[str]], None]

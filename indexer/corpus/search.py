@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from indexer.bm25 import FUSION_DEPTH, fuse
 from indexer.corpus.records import SearchHit
+from indexer.database import Document, Passage, in_list
 from indexer.errors import InvalidInput
-from indexer.store import Document, Passage, in_list
 
 if TYPE_CHECKING:
     from indexer.corpus.corpora import Corpora

@@ -15,12 +15,7 @@ import numpy as np
 
 from indexer import durable
 from indexer.errors import IndexCorrupt, InvalidInput, NotFound
-from indexer.retro import keyindex, store
-from indexer.retro.chunking import (
-    check_token_ids,
-    split_chunks,
-    with_continuation,
-)
+from indexer.retro import keyindex, versioned_dir
 from indexer.retro.embed import pick_device
 from indexer.retro.records import (
     MAX_NEIGHBORS_K,
@@ -29,6 +24,11 @@ from indexer.retro.records import (
     Neighbor,
     cached_encoder,
     cached_tokenizer,
+)
+from indexer.retro.token_chunks import (
+    check_token_ids,
+    split_chunks,
+    with_continuation,
 )
 
 FORMAT_VERSION = 1
@@ -45,7 +45,7 @@ class ChunkDB:
     def __init__(self, root: Path, device: str | None = None) -> None:
         self.root = Path(root)
         self.device = pick_device(device)
-        vdir = store.current_version(self.root)
+        vdir = versioned_dir.current_version(self.root)
         try:
             meta = json.loads((vdir / "meta.json").read_text())
             docs = json.loads((vdir / "documents.json").read_text())
@@ -103,7 +103,7 @@ class ChunkDB:
             "lengths": np.zeros(0, np.int32), "chunk_ids": np.zeros(0, np.int64),
             "doc_rows": np.zeros(0, np.int32),
         }
-        store.commit_version(root, 0, lambda d: _write(d, meta, [], empty, None))
+        versioned_dir.commit_version(root, 0, lambda d: _write(d, meta, [], empty, None))
         return cls(root, device)
 
     @classmethod
@@ -174,7 +174,7 @@ class ChunkDB:
         index, index_meta = self._next_index(arrays, removed_ids, added_ids, new_keys)
         meta = dict(self.meta, version=self.meta["version"] + 1, next_chunk_id=next_id)
         meta["index"] = index_meta
-        store.commit_version(
+        versioned_dir.commit_version(
             self.root, meta["version"], lambda d: _write(d, meta, new_docs, arrays, index)
         )
         return ChunkDB(self.root, self.device)
@@ -195,7 +195,7 @@ class ChunkDB:
                                                                  arrays["chunk_ids"])
         meta = dict(self.meta, version=self.meta["version"] + 1, config=asdict(config),
                     index=None if index is None else {"factory": want, "trained_on": n})
-        store.commit_version(
+        versioned_dir.commit_version(
             self.root, meta["version"], lambda d: _write(d, meta, self.docs, arrays, index)
         )
         return ChunkDB(self.root, self.device)
@@ -359,7 +359,7 @@ class ChunkDB:
 
     def nbytes(self) -> int:
         """Bytes on disk of the committed version."""
-        vdir = store.current_version(self.root)
+        vdir = versioned_dir.current_version(self.root)
         return sum(f.stat().st_size for f in vdir.iterdir())
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from indexer.retro.chunking import DEFAULT_TOKENIZER, load_tokenizer
 from indexer.retro.embed import DEFAULT_ENCODER, ChunkEncoder
+from indexer.retro.token_chunks import DEFAULT_TOKENIZER, load_tokenizer
 
 MAX_NEIGHBORS_K = 64  # neighbours per input chunk a request may ask for
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
+from indexer.database import ApiKey, utcnow
 from indexer.errors import InvalidInput, NotFound
-from indexer.store import ApiKey, utcnow
 
 ROLES = ("read", "write", "admin")
 TOKEN_RE = re.compile(r"^mx_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")

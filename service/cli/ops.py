@@ -17,7 +17,7 @@ keys_app = typer.Typer(help="API keys: create, list, revoke (stored hashed).",
 
 
 def _store():
-    from indexer.store import make_engine, make_sessionmaker
+    from indexer.database import make_engine, make_sessionmaker
     from service.api.keys import KeyStore
     from service.settings import get_settings
 

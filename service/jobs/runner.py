@@ -31,9 +31,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select, update
 
+from indexer.database import Job, utcnow
 from indexer.errors import Busy, MemexError, NotFound
 from indexer.progress import Cancelled
-from indexer.store import Job, utcnow
 
 log = logging.getLogger("memex.jobs")
 ACTIVE = ("queued", "running")

@@ -42,7 +42,7 @@ from indexer.index.plaid.merge import (
     write_sorted,
 )
 from indexer.index.plaid.search import (
-    SearchParams,
+    PlaidSearchParams,
     exhaustive_group,
     query_tables,
     search_group,
@@ -54,11 +54,11 @@ class PlaidIndex(MultiVectorIndex):
     """PLAID-style engine. Not safe for concurrent writers; any number of readers."""
 
     def __init__(self, path: Path, device: str | torch.device = "cpu",
-                 merge_policy: MergePolicy | None = None, params: SearchParams | None = None) -> None:
+                 merge_policy: MergePolicy | None = None, params: PlaidSearchParams | None = None) -> None:
         self.path = Path(path)
         self.device = torch.device(device)
         self.merge_policy = merge_policy or TieredMerge()
-        self.params = params or SearchParams()
+        self.params = params or PlaidSearchParams()
         self.fault_hook: FaultHook | None = None  # tests only: called at each commit stage
         # (stage, done, total) of a commit's slow parts: "codec" (k-means iterations),
         # "compress" (token vectors), then "commit" 0/1 (segment files, merges, manifest)
