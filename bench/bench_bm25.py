@@ -2,9 +2,9 @@
 
     python -m bench.bench_bm25 [--set stdlib|code|faq] [--variants] [--hybrid N]
 
-Passages are cut as ``memex index`` cuts them (``Corpora._chunk``: 30-line windows,
+Passages are cut as ``memex index`` cuts them (``chunk_document``: 30-line windows,
 stride 15, shortened to the encoder's token budget; only the tokenizer is used) and
-carry the path line in front (``Corpora._passage_text``); they are cached in
+carry the path line in front (``passage_text``); they are cached in
 ``bench/.cache/passages-<set>.json``. Every row indexes the same passages with bm25s
 (same BM25 parameters) and differs only in the terms it feeds it:
 
@@ -45,7 +45,7 @@ def passages(name: str, tree: Path) -> list[dict[str, Any]]:
     cache = CACHE / f"passages-{name}.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    from indexer.corpus import Corpora, DocumentInput
+    from indexer.corpus import DocumentInput, chunk_document, passage_text
     from indexer.encoding.encoder import ColBERTEncoder
     from indexer.sources import walk_directory
 
@@ -53,8 +53,8 @@ def passages(name: str, tree: Path) -> list[dict[str, Any]]:
     docs = [DocumentInput(f.rel_path, f.text, path=f.rel_path) for f in walk_directory(tree).files]
     headers = encoder.count_tokens([d.path or d.doc_id for d in docs])
     out = [{"path": d.path, "start": p.start_line, "end": p.end_line,
-            "text": Corpora._passage_text(d, p.text)}
-           for d, n in zip(docs, headers) for p in Corpora._chunk(d, encoder, n)]
+            "text": passage_text(d, p.text)}
+           for d, n in zip(docs, headers) for p in chunk_document(d, encoder, n)]
     cache.write_text(json.dumps(out))
     return out
 

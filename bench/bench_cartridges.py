@@ -105,7 +105,7 @@ def main() -> None:
     stop = (lambda: time.perf_counter() - t0 > args.stop_after) if args.stop_after else (lambda: False)
     stages: dict[str, list[tuple[int, float]]] = {}
 
-    def progress(done: int, total: int, stage: str) -> None:
+    def progress(stage: str, done: int, total: int) -> None:
         stages.setdefault(stage, []).append((done, time.perf_counter()))
         print(f"  {stage} {done}/{total} {time.perf_counter() - t0:.0f}s", flush=True)
 

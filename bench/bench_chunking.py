@@ -5,7 +5,7 @@
 Walks the tree as ``memex index`` does, chunks every file with the encoder's token
 budget both ways (``tests/test_chunk_counts.reference_chunks`` is the previous code),
 checks the passages are identical, and prints both times and the ratio. Also times
-the encoder-side tokenization of all passages (``ColBERTEncoder._tokenize`` in
+the encoder-side tokenization of all passages (``ColBERTEncoder.tokenize_batch`` in
 batches of 128) for scale: it is part of ``encode_documents``.
 """
 
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench.data import CACHE
-from indexer.corpus import Corpora, DocumentInput
+from indexer.corpus import DocumentInput, chunk_document, passage_text
 from indexer.encoding.encoder import ColBERTEncoder
 from indexer.sources import walk_directory
 from tests.test_chunk_counts import reference_chunks
@@ -39,16 +39,16 @@ def main() -> None:
 
     t = time.perf_counter()
     headers = encoder.count_tokens([d.path for d in docs])
-    new = [Corpora._chunk(d, encoder, n) for d, n in zip(docs, headers)]
+    new = [chunk_document(d, encoder, n) for d, n in zip(docs, headers)]
     t_new = time.perf_counter() - t
     n = sum(len(p) for p in new)
     print(f"{len(docs)} files, {n} passages, identical: {old == new}")
     print(f"chunking: previous {t_old:.2f} s, now {t_new:.2f} s ({t_old / t_new:.1f}x)")
 
-    texts = [Corpora._passage_text(d, p.text) for d, ps in zip(docs, new) for p in ps]
+    texts = [passage_text(d, p.text) for d, ps in zip(docs, new) for p in ps]
     t = time.perf_counter()
     for s in range(0, len(texts), 128):
-        encoder._tokenize(texts[s : s + 128], encoder.config.doc_max_tokens, encoder.config.doc_marker)
+        encoder.tokenize_batch(texts[s : s + 128], encoder.config.doc_max_tokens, encoder.config.doc_marker)
     print(f"encoder-side tokenization of the passages: {time.perf_counter() - t:.2f} s")
 
 

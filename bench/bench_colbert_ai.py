@@ -43,7 +43,7 @@ from bench.metrics import overlap as id_overlap
 from bench.oracle import top_k
 from indexer.encoding.encoder import ColBERTEncoder, EncoderConfig
 from indexer.index.plaid import PlaidIndex
-from indexer.index.plaid import index as plaid_index
+from indexer.index.plaid import refit as plaid_refit
 
 WORK = CACHE / "peer"
 SIDE = Path(__file__).resolve().parent / "peers" / "colbert_ai_side.py"
@@ -114,7 +114,7 @@ def memex_bags() -> list[np.ndarray]:
 def stage_index_memex(args) -> None:
     """Encode (once: later builds reuse the vectors and report the first encoding time) and build."""
     if args.centroids:  # the engine has no knob for it: codec.n_centroids_for fixes 2*sqrt(T)
-        plaid_index.n_centroids_for = lambda n_tokens: args.centroids
+        plaid_refit.n_centroids_for = lambda n_tokens: args.centroids
     if (WORK / "memex-doc.npy").exists():
         bags, encode_s = memex_bags(), json.loads((WORK / "memex-index.json").read_text())["encode_s"]
     else:

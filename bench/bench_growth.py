@@ -46,7 +46,7 @@ from bench import stdlib_vectors
 from bench.metrics import metrics, overlap
 from bench.oracle import top_k
 from indexer.index.plaid import NoMerge, PlaidIndex
-from indexer.index.plaid import index as plaid_index
+from indexer.index.plaid import refit as plaid_refit
 
 WORK = Path(__file__).parent / ".cache" / "growth"
 NONE = np.empty(0, dtype=np.int64)
@@ -190,7 +190,7 @@ def main() -> None:
     ap.add_argument("--refit-growth", type=float, help="override plaid.index.REFIT_GROWTH for this run")
     args = ap.parse_args()
     if args.refit_growth:
-        plaid_index.REFIT_GROWTH = args.refit_growth
+        plaid_refit.REFIT_GROWTH = args.refit_growth
     torch.set_num_threads(1)
     data = stdlib_vectors.load()
     if args.overhead:

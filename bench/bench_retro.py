@@ -101,12 +101,12 @@ def stdlib_files() -> list[Path]:
 
 
 def stdlib(args) -> None:
-    from indexer.retro.chunkdb import _encoder, _tokenizer
+    from indexer.retro.records import cached_encoder, cached_tokenizer
 
     files = stdlib_files()
     rng = np.random.default_rng(0)
     order = rng.permutation(len(files))
-    tok = _tokenizer(ChunkDBConfig().tokenizer)
+    tok = cached_tokenizer(ChunkDBConfig().tokenizer)
     docs, n_chunks = [], 0
     held_out = []
     for i in order:
@@ -153,7 +153,7 @@ def stdlib(args) -> None:
               f"(tokenize + MiniLM on 32 chunks + search): {pct(ts)}")
 
     # key search alone, on the requests' own keys, across nprobe
-    enc = _encoder(db.config.encoder, db.device)
+    enc = cached_encoder(db.config.encoder, db.device)
     requests = []
     for text in held_out:
         ids = tok.encode(text)

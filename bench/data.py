@@ -67,7 +67,7 @@ def passage_spans(corpora: Corpora) -> dict[int, tuple[str, int, int]]:
     """passage id -> (path, start_line, end_line) of every passage of a memex home."""
     from sqlalchemy import select
 
-    from indexer.store import Document, Passage
+    from indexer.database import Document, Passage
 
     with corpora.sessions() as s:
         rows = s.execute(select(Passage.id, Document.path, Passage.start_line, Passage.end_line)

@@ -21,6 +21,7 @@ from safetensors.torch import save as st_save
 
 from cartridges.config import CartridgeConfig
 from indexer import durable
+from indexer.progress import Progress
 
 SEED_PROMPTS = {
     "structuring": [
@@ -147,7 +148,7 @@ def synthesize_batch(model, tokenizer, corpus: torch.Tensor, cfg: CartridgeConfi
 
 
 def synthesize(model, tokenizer, corpus: torch.Tensor, cfg: CartridgeConfig, out_dir: Path,
-               progress: Callable[[int, int, str], None] = lambda *_: None,
+               progress: Progress = lambda *_: None,
                should_stop: Callable[[], bool] = lambda: False, batch_size: int = 8) -> bool:
     """Fill ``out_dir`` with ``cfg.num_samples`` sample files; resumes where files exist.
 
@@ -161,12 +162,12 @@ def synthesize(model, tokenizer, corpus: torch.Tensor, cfg: CartridgeConfig, out
                  for j in range(b * batch_size, min(total, (b + 1) * batch_size))]
         if all(p.exists() for p in names):
             continue
-        progress(b * batch_size, total, "synthesis")
+        progress("synthesis", b * batch_size, total)
         if should_stop():
             return False
         for path, sample in zip(names, synthesize_batch(model, tokenizer, corpus, cfg, b, len(names))):
             sample.save(path)
-    progress(total, total, "synthesis")
+    progress("synthesis", total, total)
     return True
 
 

@@ -40,8 +40,7 @@ from cartridges.kv import (
 from cartridges.synthesis import Sample, load_samples, synthesize
 from indexer import durable
 from indexer.errors import Conflict, InvalidInput
-
-Progress = Callable[[int, int, str], None]
+from indexer.progress import Progress
 
 
 def _batch(samples: list[Sample], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,8 +139,8 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
     Resumable: rerun with the same arguments and it continues from the samples
     and the last checkpoint in ``work_dir``. Returns None when ``should_stop``
     interrupted it (everything done so far is saved). A finished run asked for more
-    ``steps`` continues from its final checkpoint. ``progress(done, total,
-    stage)`` is called with stage ``"synthesis"`` then ``"training"``.
+    ``steps`` continues from its final checkpoint. ``progress(stage, done,
+    total)`` is called with stage ``"synthesis"`` then ``"training"``.
     """
     work_dir = Path(work_dir)
     model, tokenizer = load_lm(config.model, config.device)
@@ -171,7 +170,7 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
         history["heldout_loss_init"] = evaluate(model, cart_layers(cart), held, pad)
     t_train = time.perf_counter()
     while step < config.steps:
-        progress(step, config.steps, "training")
+        progress("training", step, config.steps)
         if should_stop():
             history["train_seconds"] += time.perf_counter() - t_train
             _save_ckpt(ckpt, cart, opt, step, history)
@@ -192,7 +191,7 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
     _save_ckpt(ckpt, cart, opt, step, history)  # a later run may ask for more steps
     if held:
         history["heldout_loss_final"] = evaluate(model, cart_layers(cart), held, pad)
-    progress(config.steps, config.steps, "training")
+    progress("training", config.steps, config.steps)
     keys, values = cart.tensors()
     header = {**model_header(model, tokenizer), "frozen_tokens": config.frozen_tokens,
               "corpus_id": corpus_id, "corpus_version": corpus_version,

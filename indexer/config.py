@@ -30,6 +30,9 @@ class LibrarySettings(BaseSettings):
     encoder_guard: bool = Field(default=True, description="check an export against fp32 first")
     encoder_int8_recipe: str | None = Field(default=None, description="which layers stay fp32")
     encoder_threads: int | None = Field(default=None, ge=1, description="ONNX intra-op threads")
+    kernel_cache: Path | None = Field(default=None, description="the kernel probe's verdicts; "
+                                                               "default <model cache>/kernels.json")
+    force_kernel: str = Field(default="", description="name=choice,... skips the kernel probe")
 
     @property
     def db_url(self) -> str:

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from indexer import durable
+from indexer import config, durable
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +104,12 @@ def machine_key() -> str:
 def cache_path() -> Path:
     from indexer.models import default_cache_dir
 
-    env = os.environ.get("MEMEX_KERNEL_CACHE")
-    return Path(env) if env else default_cache_dir() / "kernels.json"
+    return config.current().kernel_cache or default_cache_dir() / "kernels.json"
 
 
 def forced(name: str) -> str | None:
     """The choice ``MEMEX_FORCE_KERNEL`` imposes on ``name``, if any."""
-    for item in os.environ.get("MEMEX_FORCE_KERNEL", "").split(","):
+    for item in config.current().force_kernel.split(","):
         key, _, value = item.partition("=")
         if key.strip() == name and value.strip():
             return value.strip()

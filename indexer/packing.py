@@ -1,6 +1,6 @@
 """Search hits packed into a token budget: one span per stretch of a file, best first.
 
-Passages are overlapping line windows (``indexer/chunking.py``), so a plain top-k
+Passages are overlapping line windows (``indexer/line_windows.py``), so a plain top-k
 often shows the same lines two or three times. For an agent that pays for every
 token of context, ``pack`` merges the hits of one document whose line ranges
 overlap or touch into one span, rebuilds the span's text line by line from the

@@ -29,13 +29,12 @@ from sqlalchemy import select
 
 from indexer.bm25 import FUSION_DEPTH, fuse
 from indexer.corpus import Corpora
+from indexer.database import Document, Passage
 from indexer.errors import InvalidInput
 from indexer.mined_queries import PassageSpan, docstring_queries
+from indexer.progress import Cancelled, Progress
 from indexer.reindex import reindex
-from indexer.store import Document, Passage
 from indexer.training import Example, TrainConfig, train
-
-Progress = Callable[[str, int, int], None]
 
 # Asked for "a search query", the 135M model mostly writes generic questions ("How do I
 # write a Python function ..."); asked to summarise, it names what the code touches,
@@ -113,7 +112,7 @@ class QueryWriter:
 
 
 def split_path(text: str) -> tuple[str, str]:
-    """Passage texts start with their path line (``Corpora._passage_text``)."""
+    """Passage texts start with their path line (``indexer.corpus.passage_text``)."""
     path, _, body = text.partition("\n")
     return path, body
 
@@ -122,7 +121,7 @@ def mined_queries(corpora: Corpora, name: str, limit: int,
                   seed: int) -> list[tuple[str, int, str]]:
     """(query, passage id, positive text with its path line) from the corpus's docstrings."""
     with corpora.sessions() as s:
-        row = corpora._row(s, name)
+        row = corpora.row(s, name)
         spans: dict[int, list[PassageSpan]] = {}
         for pid, doc, start, end in s.execute(
                 select(Passage.id, Passage.document_id, Passage.start_line, Passage.end_line)
@@ -161,7 +160,7 @@ def make_examples(corpora: Corpora, name: str, cfg: PostTrainConfig,
     writer = QueryWriter() if sample else None
     for start in range(0, len(sample), cfg.lm_batch):
         if should_stop():
-            raise InterruptedError("stopped")
+            raise Cancelled("stopped")
         chunk = sample[start:start + cfg.lm_batch]
         written = writer.write([split_path(texts[i]) for i in chunk], cfg.passage_chars,
                                cfg.max_query_tokens)
@@ -178,7 +177,7 @@ def make_examples(corpora: Corpora, name: str, cfg: PostTrainConfig,
         progress("mine and score", 0, len(pairs))
     for start in range(0, len(pairs), 32):
         if should_stop():
-            raise InterruptedError("stopped")
+            raise Cancelled("stopped")
         batch = pairs[start:start + 32]
         found = corpora.search([name], [q for q, *_ in batch], cfg.mine_depth, mode="colbert")
         for (query, pid, positive, from_lm), hits in zip(batch, found):
@@ -245,7 +244,7 @@ def post_train(corpora: Corpora, name: str, cfg: PostTrainConfig | None = None,
     cfg = cfg or PostTrainConfig()
     t0 = time.perf_counter()
     with corpora.sessions() as s:
-        base = corpora._row(s, name).encoder
+        base = corpora.row(s, name).encoder
     examples, held_out, sources = make_examples(corpora, name, cfg, progress, should_stop)
     t_data = time.perf_counter() - t0
     cfg.train.base = base
@@ -264,7 +263,7 @@ def post_train(corpora: Corpora, name: str, cfg: PostTrainConfig | None = None,
                                                                cfg.train.pca_passages)),
                   on_step)
     if should_stop():
-        raise InterruptedError("stopped before the re-index")
+        raise Cancelled("stopped before the re-index")
     switched = reindex(corpora, name, str(out), progress)
     if progress:
         progress("calibrate fusion", 0, 1)

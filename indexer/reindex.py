@@ -17,7 +17,6 @@ it is the live index.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import numpy as np
 
@@ -25,8 +24,7 @@ from indexer import durable
 from indexer.corpus import Corpora
 from indexer.encoding.encoder import ColBERTEncoder
 from indexer.index import create_index
-
-Progress = Callable[[str, int, int], None]
+from indexer.progress import Progress
 
 
 def reindex(corpora: Corpora, name: str, encoder_name: str,
@@ -35,7 +33,7 @@ def reindex(corpora: Corpora, name: str, encoder_name: str,
     t0 = time.perf_counter()
     encoder: ColBERTEncoder = ColBERTEncoder.load(encoder_name)
     with corpora.sessions() as s:
-        old_dir = corpora._row(s, name).index_dir
+        old_dir = corpora.row(s, name).index_dir
     new_dir = f"index-{time.time_ns()}"
     index = create_index(corpora.corpus_dir(name) / new_dir, encoder.dim,
                          corpora.index_engine, corpora.index_nbits)
@@ -52,8 +50,8 @@ def reindex(corpora: Corpora, name: str, encoder_name: str,
         index.progress = progress  # a PLAID index reports its codec / compress stages
         index.commit(np.array(ids, np.int64), vectors, np.zeros(0, np.int64))
         index.progress = None
-        with corpora._write_lock(name):
-            corpora._recover(name)  # finish a change of the old index first
+        with corpora.write_lock(name):
+            corpora.recover(name)  # finish a change of the old index first
             now_ids, now_texts, _ = corpora.passages(name)
             known = set(ids)
             added = [(i, t) for i, t in zip(now_ids, now_texts) if i not in known]
@@ -62,10 +60,7 @@ def reindex(corpora: Corpora, name: str, encoder_name: str,
                 index.commit(np.array([i for i, _ in added], np.int64),
                              encoder.encode_documents([t for _, t in added]),
                              np.array(gone, np.int64))
-            with corpora.sessions.begin() as s:  # the switch: one transaction
-                row = corpora._row(s, name)
-                row.encoder, row.encoder_fingerprint = encoder_name, encoder.fingerprint
-                row.index_dir = new_dir
+            corpora.switch_index(name, encoder_name, encoder.fingerprint, new_dir)
             for path in corpora.corpus_dir(name).glob("index*"):
                 if path.name not in (new_dir, old_dir):
                     durable.remove(path)
@@ -83,6 +78,6 @@ def _serving(corpora: Corpora, name: str, index_dir: str) -> bool:
     (a leftover folder costs disk, a removed live index loses the corpus)."""
     try:
         with corpora.sessions() as s:
-            return corpora._row(s, name).index_dir == index_dir
+            return corpora.row(s, name).index_dir == index_dir
     except Exception:
         return True

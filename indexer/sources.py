@@ -36,7 +36,7 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _ignore_spec(root: Path) -> pathspec.PathSpec:
+def ignore_spec(root: Path) -> pathspec.PathSpec:
     lines = list(ALWAYS_IGNORED)
     for name in (".gitignore", ".memexignore"):
         f = root / name
@@ -66,7 +66,7 @@ def walk_directory(root: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> 
     root = root.resolve()
     if not root.is_dir():
         raise InvalidInput(f"{root} is not a directory")
-    spec = _ignore_spec(root)
+    spec = ignore_spec(root)
     files: list[SourceFile] = []
     skipped: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):

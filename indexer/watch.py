@@ -22,7 +22,7 @@ from pathlib import Path
 
 import watchfiles
 
-from indexer.sources import _ignore_spec
+from indexer.sources import ignore_spec
 
 log = logging.getLogger("memex.watch")
 IGNORE_FILES = (".gitignore", ".memexignore")
@@ -34,7 +34,7 @@ def watch_changes(root: Path, on_change: Callable[[list[str]], None],
     """Call ``on_change(relative paths)`` per burst of relevant changes until ``stop`` is set."""
     root = root.resolve()
     excluded = [p.resolve() for p in exclude]
-    spec = _ignore_spec(root)
+    spec = ignore_spec(root)
     for changes in watchfiles.watch(root, watch_filter=None, debounce=debounce_ms,
                                     step=step_ms, stop_event=stop,
                                     ignore_permission_denied=True, raise_interrupt=False):
@@ -43,7 +43,7 @@ def watch_changes(root: Path, on_change: Callable[[list[str]], None],
                        if p.is_relative_to(root) and not any(p.is_relative_to(e)
                                                              for e in excluded)})
         if any(r in IGNORE_FILES for r in rels):
-            spec = _ignore_spec(root)  # the rules changed: files may enter or leave the corpus
+            spec = ignore_spec(root)  # the rules changed: files may enter or leave the corpus
             relevant = rels
         else:
             relevant = [r for r in rels if not spec.match_file(r)]

@@ -49,6 +49,7 @@ class Settings(LibrarySettings):
     log_json: bool = True
     log_level: str = "INFO"
     workers: int = Field(default=1, ge=1, le=64)
+    api_key: str | None = Field(default=None, description="the CLI's key for --server")
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

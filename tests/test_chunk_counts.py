@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from indexer.chunking import Passage, chunk_lines
-from indexer.corpus import Corpora, DocumentInput
+from indexer.corpus import DocumentInput, chunk_document
 from indexer.encoding.encoder import ColBERTEncoder
+from indexer.line_windows import Passage, chunk_lines
 from indexer.models import resolve_model_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,4 +98,4 @@ def test_corpus_chunk_with_batched_header_count_equals_per_document_count(encode
             for i, t in enumerate(texts()[:6])]
     headers = encoder.count_tokens([d.path for d in docs])
     for d, n in zip(docs, headers):
-        assert Corpora._chunk(d, encoder, n) == Corpora._chunk(d, encoder)
+        assert chunk_document(d, encoder, n) == chunk_document(d, encoder)

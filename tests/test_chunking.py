@@ -1,4 +1,4 @@
-from indexer.chunking import chunk_lines
+from indexer.line_windows import chunk_lines
 
 
 def text_of(n: int) -> str:

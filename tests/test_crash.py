@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from indexer.corpus import Corpora
-from indexer.store import Passage
+from indexer.database import Passage
 from tests.helpers.server import free_port
 
 CHILD = Path(__file__).parent / "helpers" / "crash_child.py"
@@ -165,8 +165,8 @@ def test_server_killed_during_sync_job_resumes_it(tmp_path, encoder):
 def test_reader_reopens_when_another_process_swaps_the_manifest_mid_open(corpora, encoder,
                                                                           monkeypatch):
     """The files of the manifest a reader just read may be gone when it loads them."""
-    from indexer import corpus as corpus_module
     from indexer.corpus import DocumentInput
+    from indexer.corpus import caches as corpus_module
     from indexer.errors import IndexCorrupt
 
     corpora.create("c")
@@ -186,6 +186,6 @@ def test_reader_reopens_when_another_process_swaps_the_manifest_mid_open(corpora
     assert raced and hits[0].text == "Glaciers carve valleys."
     monkeypatch.setattr(corpus_module, "open_index", lambda path: (_ for _ in ()).throw(
         IndexCorrupt("bad")))
-    reader._indexes.clear()
+    reader.indexes.clear()
     with pytest.raises(IndexCorrupt):  # a manifest that does not change is really corrupt
         reader.index("c")

@@ -15,7 +15,7 @@ def encoder() -> ColBERTEncoder:
 
 
 def test_vocab_marker_is_one_token_after_cls(encoder) -> None:
-    batch = encoder._tokenize(["def add(a, b): return a + b", "x"], 8, "[unused1]")
+    batch = encoder.tokenize_batch(["def add(a, b): return a + b", "x"], 8, "[unused1]")
     ids, mask = batch["input_ids"], batch["attention_mask"]
     assert ids.shape[1] == 8  # the marker counts towards the limit
     assert ids[:, 0].tolist() == [encoder.tokenizer.cls_token_id] * 2
@@ -30,5 +30,5 @@ def test_queries_keep_marker_and_mask_padding(encoder) -> None:
 
 
 def test_marker_outside_vocab_stays_text(encoder) -> None:
-    ids = encoder._tokenize(["x"], 16, "[Q]")["input_ids"][0].tolist()
+    ids = encoder.tokenize_batch(["x"], 16, "[Q]")["input_ids"][0].tolist()
     assert encoder.tokenizer.convert_ids_to_tokens(ids)[1:4] == ["[", "q", "]"]

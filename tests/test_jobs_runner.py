@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import subprocess
@@ -14,8 +13,9 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from indexer.corpus import DocumentInput
+from indexer.database import Base, Job
+from indexer.durable import is_locked
 from indexer.errors import Busy
-from indexer.store import Base, Job
 from service.jobs.handlers import register_all
 from service.jobs.runner import JobRunner
 from tests.conftest import LiveServer
@@ -68,7 +68,7 @@ def test_worker_exits_non_zero_and_frees_the_queue_when_its_runner_gives_up(tmp_
                               env=env, stderr=subprocess.PIPE, text=True)
     try:
         _wait(lambda: (home / "jobs.lock").exists(), timeout=120)
-        _wait(lambda: _locked(home / "jobs.lock"), timeout=60)  # the worker leads
+        _wait(lambda: is_locked(home / "jobs.lock"), timeout=60)  # the worker leads
         _drop_jobs_table(home)
         rc = worker.wait(timeout=120)
     finally:
@@ -77,17 +77,7 @@ def test_worker_exits_non_zero_and_frees_the_queue_when_its_runner_gives_up(tmp_
     err = worker.stderr.read()
     assert rc != 0, err
     assert "the job runner stopped (dead)" in err and "no such table" in err
-    assert not _locked(home / "jobs.lock")  # another worker may lead now
-
-
-def _locked(path) -> bool:
-    with open(path, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return False
+    assert not is_locked(home / "jobs.lock")  # another worker may lead now
 
 
 # -- cancel works for every job kind --------------------------------------------

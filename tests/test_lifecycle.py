@@ -84,7 +84,7 @@ def test_interrupt_after_the_reindex_switch_keeps_the_live_index(corpora, sample
     event.remove(corpora.sessions, "after_commit", interrupt_after_commit)
 
     with corpora.sessions() as s:
-        live = corpora._row(s, "src").index_dir
+        live = corpora.row(s, "src").index_dir
     assert live != "index" and (corpora.corpus_dir("src") / live / "manifest.json").exists()
     hits = corpora.search(["src"], ["area of a circle"], k=1, mode="colbert")[0]
     assert hits[0].path == "math/geometry.py"

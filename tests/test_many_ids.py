@@ -1,6 +1,6 @@
 """Lists of more ids than a statement may bind (65,535 on psycopg, 32,766 on SQLite).
 
-Every corpus path that binds a list of ids goes through ``indexer.store.in_list``;
+Every corpus path that binds a list of ids goes through ``indexer.database.in_list``;
 each test runs on SQLite and on the real PostgreSQL of ``scripts/ci_postgres.sh``.
 The rows are inserted in bulk through SQL (encoding 70,000 passages would take
 minutes here); what is under test is the SQL that reads and deletes them.
@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from indexer.corpus import Corpora
-from indexer.store import Corpus, Document, Passage, utcnow
+from indexer.database import Corpus, Document, Passage, utcnow
 from tests.test_postgres import PG_URL, pg_url  # noqa: F401 - a fixture
 
 N = 70_000  # more than psycopg's 65,535 parameters per statement

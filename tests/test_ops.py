@@ -173,7 +173,7 @@ def _wait_ready(url, proc, timeout=120):
 def test_two_workers_on_one_data_dir(tmp_path, encoder):
     """Writes land on both workers at once; afterwards SQL and the index agree exactly."""
     from indexer.corpus import Corpora
-    from indexer.store import Passage
+    from indexer.database import Passage
 
     home, port = tmp_path / "home", free_port()
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from indexer.chunking import chunk_lines
 from indexer.corpus import DocumentInput, SearchHit
+from indexer.line_windows import chunk_lines
 from indexer.packing import merge, pack
 
 DOC = "".join(f"line {i}: value_{i} = compute({i})\n" for i in range(1, 131))

@@ -16,9 +16,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, select, text
 
-from indexer.corpus import Corpora, DocumentInput
+from indexer.corpus import Corpora, DocumentInput, chunk_document
+from indexer.database import Base, Job, Passage, make_engine, make_sessionmaker
 from indexer.migrations import current, upgrade
-from indexer.store import Base, Job, Passage, make_engine, make_sessionmaker
 from service.api.keys import KeyStore
 from service.jobs.runner import JobRunner
 
@@ -111,8 +111,8 @@ def test_corpus_lifecycle_and_recovery_on_postgres(pg_url, tmp_path, encoder):
 
     # A crash between the SQL commit and the index commit: the redo record finishes it.
     change = [DocumentInput("n", "Neutron stars spin fast.")]
-    chunks = [corpora._chunk(d, encoder) for d in change]
-    new_ids, _ = corpora._commit_rows("pg", change, chunks, [])
+    chunks = [chunk_document(d, encoder) for d in change]
+    new_ids, _ = corpora.changes.commit_rows("pg", change, chunks, [])
     reopened = Corpora(tmp_path / "home", pg_url, encoder=encoder)
     assert reopened.recover_all() == ["pg"]
     assert set(new_ids) <= set(reopened.index("pg").passage_ids())

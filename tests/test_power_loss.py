@@ -114,7 +114,7 @@ def test_reindex(synced, encoder, tmp_path):
     def check(work: Path, i: int) -> None:
         corpora = _reopen(work, encoder)
         with corpora.sessions() as s:
-            dirs.add(corpora._row(s, "c").index_dir)
+            dirs.add(corpora.row(s, "c").index_dir)
         _check_consistent(corpora, [AFTER])
         corpora.engine.dispose()
 

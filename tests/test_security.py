@@ -23,7 +23,7 @@ SECRET = "zebracorn-7731 the launch code is hunter2"
 
 
 def _keys(home):
-    from indexer.store import make_engine, make_sessionmaker
+    from indexer.database import make_engine, make_sessionmaker
 
     home.mkdir(parents=True, exist_ok=True)
     return KeyStore(make_sessionmaker(make_engine(f"sqlite:///{home / 'memex.db'}")))

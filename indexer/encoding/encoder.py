@@ -77,11 +77,11 @@ class ColBERTEncoder:
             self.projection.out_features if self.projection else self.model.config.hidden_size
         )
         vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
-        self._punct_ids = torch.tensor(
+        self.punct_ids = torch.tensor(
             [i for i, tok in enumerate(vocab) if tok and all(c in PUNCTUATION for c in tok)]
         )
-        self._special_ids = torch.tensor(self.tokenizer.all_special_ids)
-        # Set by indexer.encoding.runtime.configure: an ONNX backend replaces the model in _embed.
+        self.special_ids = torch.tensor(self.tokenizer.all_special_ids)
+        # Set by indexer.encoding.runtime.configure: an ONNX backend replaces the model in embed_batch.
         self.backend = None
         self.runtime, self.precision, self.agreement = "torch", "fp32", None
         self._counter = None  # count_tokens's own copy of the fast tokenizer, made at first use
@@ -123,7 +123,7 @@ class ColBERTEncoder:
             digest.update(f"{name}:{stat.st_size}".encode())
         return digest.hexdigest()[:16]
 
-    def _tokenize(self, texts: list[str], max_tokens: int, marker: str) -> dict:
+    def tokenize_batch(self, texts: list[str], max_tokens: int, marker: str) -> dict:
         """Right-padded tensors. A marker that is one vocabulary token (BERT's
         ``[unused0]``, which the tokenizer would split as text) is inserted as that id
         after [CLS], as colbert-ai does; other markers (PyLate's added ``[Q]``) as text."""
@@ -144,7 +144,7 @@ class ColBERTEncoder:
         }
 
     @torch.inference_mode()
-    def _embed(self, batch: dict) -> torch.Tensor:
+    def embed_batch(self, batch: dict) -> torch.Tensor:
         if self.backend is not None:
             return self.backend.embed(batch)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
@@ -155,10 +155,10 @@ class ColBERTEncoder:
 
     def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
         """One float32 [q_tokens, dim] array per query."""
-        batch = self._tokenize(texts, self.config.query_max_tokens, self.config.query_marker)
+        batch = self.tokenize_batch(texts, self.config.query_max_tokens, self.config.query_marker)
         if self.config.query_augmentation:
-            batch = _pad_with_mask(batch, self.tokenizer, self.config.query_max_tokens)
-        vectors = self._embed(batch)
+            batch = pad_with_mask(batch, self.tokenizer, self.config.query_max_tokens)
+        vectors = self.embed_batch(batch)
         keep = batch["attention_mask"].bool()
         return [vectors[i][keep[i]].cpu().numpy() for i in range(len(texts))]
 
@@ -183,15 +183,15 @@ class ColBERTEncoder:
         out: list[np.ndarray | None] = [None] * len(texts)
         for idx, batch in token_batches(
             texts,
-            lambda chunk: self._tokenize(chunk, self.config.doc_max_tokens, self.config.doc_marker),
+            lambda chunk: self.tokenize_batch(chunk, self.config.doc_max_tokens, self.config.doc_marker),
             batch_size or (256 if gpu else 32),
             pin_memory=gpu,
         ):
-            vectors = self._embed(batch)
+            vectors = self.embed_batch(batch)
             keep = batch["attention_mask"].bool()
             if self.config.skip_punctuation:
-                keep &= ~torch.isin(batch["input_ids"], self._punct_ids)
-            dropped = self._special_ids[self._special_ids != self.tokenizer.cls_token_id]
+                keep &= ~torch.isin(batch["input_ids"], self.punct_ids)
+            dropped = self.special_ids[self.special_ids != self.tokenizer.cls_token_id]
             keep &= ~torch.isin(batch["input_ids"], dropped)
             for row, i in enumerate(idx):
                 out[i] = vectors[row][keep[row]].cpu().numpy().astype(dtype, copy=False)
@@ -231,7 +231,7 @@ class ColBERTEncoder:
             backend.normalizer, (normalizers.BertNormalizer, type(None)))
 
 
-def _pad_with_mask(batch: dict, tokenizer, length: int) -> dict:
+def pad_with_mask(batch: dict, tokenizer, length: int) -> dict:
     """ColBERT query augmentation: pad with [MASK] (attended) up to ``length`` tokens."""
     ids, mask = batch["input_ids"], batch["attention_mask"]
     pad = length - ids.shape[1]

@@ -50,7 +50,7 @@ _GELU_OPS = ("BiasGelu", "Gelu", "FastGelu")
 
 
 class _Head(torch.nn.Module):
-    """What the ONNX graph computes: token vectors of ``ColBERTEncoder._embed``."""
+    """What the ONNX graph computes: token vectors of ``ColBERTEncoder.embed_batch``."""
 
     def __init__(self, model: torch.nn.Module, projection: torch.nn.Linear | None) -> None:
         super().__init__()
@@ -245,7 +245,7 @@ def default_threads() -> int:
 
 
 class OnnxBackend:
-    """Runs an exported encoder with ONNX Runtime on CPU; a drop-in for ``_embed``."""
+    """Runs an exported encoder with ONNX Runtime on CPU; a drop-in for ``embed_batch``."""
 
     def __init__(
         self, directory: Path, precision: str, threads: int | None = None, recipe: str | None = None

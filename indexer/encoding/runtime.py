@@ -128,14 +128,15 @@ def _check_speed(encoder, name: str) -> None:
     """Raise ``ModelError`` unless the enabled backend beats torch fp32 here (probed once
     per machine and export: ``kernels.pick``, both at the encoder's own thread counts)."""
     backend = encoder.backend
-    batch = encoder._tokenize([_PROBE_TEXT] * 4, encoder.config.doc_max_tokens, encoder.config.doc_marker)
+    batch = encoder.tokenize_batch([_PROBE_TEXT] * 4, encoder.config.doc_max_tokens,
+                                   encoder.config.doc_marker)
 
     def run(with_backend) -> Callable[[], object]:
         def embed() -> object:
             encoder.backend = with_backend
             try:
                 with torch.inference_mode():
-                    return encoder._embed(batch)
+                    return encoder.embed_batch(batch)
             finally:
                 encoder.backend = backend
         return embed

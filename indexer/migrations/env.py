@@ -1,6 +1,6 @@
 """Alembic environment: runs on the connection ``migrate`` hands over, or on the URL
 of ``MEMEX_DATABASE_URL`` / ``MEMEX_HOME`` when alembic is run from the command line.
-Every table is a model of ``indexer.store``, so ``--autogenerate`` sees them all."""
+Every table is a model of ``indexer.database``, so ``--autogenerate`` sees them all."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from indexer import config
-from indexer.store import Base
+from indexer.database import Base
 
 
 def run() -> None:

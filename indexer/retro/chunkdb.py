@@ -8,68 +8,31 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from indexer import durable
 from indexer.errors import IndexCorrupt, InvalidInput, NotFound
-from indexer.retro import keyindex, store
-from indexer.retro.chunking import (
-    DEFAULT_TOKENIZER,
+from indexer.retro import keyindex, versioned_dir
+from indexer.retro.embed import pick_device
+from indexer.retro.records import (
+    MAX_NEIGHBORS_K,
+    ChunkDBConfig,
+    ChunkNeighbors,
+    Neighbor,
+    cached_encoder,
+    cached_tokenizer,
+)
+from indexer.retro.token_chunks import (
     check_token_ids,
-    load_tokenizer,
     split_chunks,
     with_continuation,
 )
-from indexer.retro.embed import DEFAULT_ENCODER, ChunkEncoder, pick_device
 
 FORMAT_VERSION = 1
-MAX_K = 64  # neighbours per input chunk a request may ask for
 MAX_QUERY_ROWS = 4096  # input chunks x k of one call: bounds its work and its answer (~3 MB)
-
-
-@dataclass(frozen=True)
-class ChunkDBConfig:
-    """Fixed when a chunk DB is created (changing any of them means a new DB)."""
-
-    tokenizer: str = DEFAULT_TOKENIZER  # "bundled:smollm2" or a local HF tokenizer dir
-    encoder: str = DEFAULT_ENCODER  # frozen BERT-like encoder for the keys
-    chunk_tokens: int = 64
-    factory: str | None = None  # faiss factory string; None: "Flat" up to 100k chunks, else IVF-PQ
-    nprobe: int = 8  # IVF lists visited per query (HNSW: efSearch = rerank)
-    rerank: int = 128  # faiss candidates per query re-ranked on the exact keys
-
-
-@dataclass(frozen=True)
-class Neighbor:
-    chunk_id: int  # stable while its document is unchanged
-    document_id: str
-    path: str | None
-    distance: float  # squared L2 between unit keys, 2 - 2 cos
-    tokens: list[int]  # chunk then continuation: 2 * chunk_tokens ids (chunk_tokens without)
-    mask: list[bool]  # True on real tokens, False on padding
-    text: str  # the real tokens decoded
-
-
-@dataclass(frozen=True)
-class ChunkNeighbors:
-    """The neighbours of one input chunk."""
-
-    tokens: list[int]  # the input chunk's ids (the last chunk may be shorter)
-    neighbors: list[Neighbor]
-
-
-@lru_cache(maxsize=4)
-def _tokenizer(name: str):
-    return load_tokenizer(name)
-
-
-@lru_cache(maxsize=4)
-def _encoder(name: str, device: str):
-    return ChunkEncoder(name, device=device)
 
 
 def _sha(text: str) -> str:
@@ -82,7 +45,7 @@ class ChunkDB:
     def __init__(self, root: Path, device: str | None = None) -> None:
         self.root = Path(root)
         self.device = pick_device(device)
-        vdir = store.current_version(self.root)
+        vdir = versioned_dir.current_version(self.root)
         try:
             meta = json.loads((vdir / "meta.json").read_text())
             docs = json.loads((vdir / "documents.json").read_text())
@@ -122,8 +85,8 @@ class ChunkDB:
             raise InvalidInput(f"a chunk DB already exists at {root}")
         if not 8 <= config.chunk_tokens <= 1024:
             raise InvalidInput("chunk_tokens must be between 8 and 1024")
-        tok = _tokenizer(config.tokenizer)
-        dim = _encoder(config.encoder, pick_device(device)).dim
+        tok = cached_tokenizer(config.tokenizer)
+        dim = cached_encoder(config.encoder, pick_device(device)).dim
         meta = {
             "format_version": FORMAT_VERSION,
             "version": 0,
@@ -140,7 +103,7 @@ class ChunkDB:
             "lengths": np.zeros(0, np.int32), "chunk_ids": np.zeros(0, np.int64),
             "doc_rows": np.zeros(0, np.int32),
         }
-        store.commit_version(root, 0, lambda d: _write(d, meta, [], empty, None))
+        versioned_dir.commit_version(root, 0, lambda d: _write(d, meta, [], empty, None))
         return cls(root, device)
 
     @classmethod
@@ -179,7 +142,7 @@ class ChunkDB:
         new_docs = [d for d in docs if d["id"] not in gone]
         new_doc_of_old = np.cumsum(keep_doc) - 1  # old doc index -> new one
 
-        tok = _tokenizer(self.config.tokenizer)
+        tok = cached_tokenizer(self.config.tokenizer)
         next_id = self.meta["next_chunk_id"]
         parts = {"tokens": [], "lengths": [], "doc_rows": [], "chunk_ids": []}
         texts = []
@@ -194,7 +157,7 @@ class ChunkDB:
             texts += [tok.decode(row[:m]) for row, m in zip(t, n)]
             next_id += len(t)
         new_keys = (
-            _encoder(self.config.encoder, self.device).encode(texts, progress).astype(np.float16)
+            cached_encoder(self.config.encoder, self.device).encode(texts, progress).astype(np.float16)
             if texts else np.zeros((0, self.meta["dim"]), np.float16)
         )
         arrays = {
@@ -211,7 +174,7 @@ class ChunkDB:
         index, index_meta = self._next_index(arrays, removed_ids, added_ids, new_keys)
         meta = dict(self.meta, version=self.meta["version"] + 1, next_chunk_id=next_id)
         meta["index"] = index_meta
-        store.commit_version(
+        versioned_dir.commit_version(
             self.root, meta["version"], lambda d: _write(d, meta, new_docs, arrays, index)
         )
         return ChunkDB(self.root, self.device)
@@ -232,7 +195,7 @@ class ChunkDB:
                                                                  arrays["chunk_ids"])
         meta = dict(self.meta, version=self.meta["version"] + 1, config=asdict(config),
                     index=None if index is None else {"factory": want, "trained_on": n})
-        store.commit_version(
+        versioned_dir.commit_version(
             self.root, meta["version"], lambda d: _write(d, meta, self.docs, arrays, index)
         )
         return ChunkDB(self.root, self.device)
@@ -306,12 +269,12 @@ class ChunkDB:
         ``exclude_same_document`` is the id of the document the input was taken
         from: its chunks are never returned (RETRO's training filter).
         """
-        if not 1 <= k <= MAX_K:
-            raise InvalidInput(f"k must be between 1 and {MAX_K}, got {k}")
+        if not 1 <= k <= MAX_NEIGHBORS_K:
+            raise InvalidInput(f"k must be between 1 and {MAX_NEIGHBORS_K}, got {k}")
         c = self.config.chunk_tokens
         if chunk_tokens is not None and chunk_tokens != c:
             raise InvalidInput(f"this chunk DB has chunk_tokens={c}, not {chunk_tokens}")
-        tok = _tokenizer(self.config.tokenizer)
+        tok = cached_tokenizer(self.config.tokenizer)
         if (text is None) == (token_ids is None):
             raise InvalidInput("give exactly one of text or token_ids")
         if text is not None:
@@ -325,7 +288,7 @@ class ChunkDB:
             raise InvalidInput(f"{len(q_tokens)} input chunks x k={k} exceed {MAX_QUERY_ROWS} "
                                "neighbour rows per call; send less text or ask for a smaller k")
         texts = [tok.decode(row[:m]) for row, m in zip(q_tokens, q_lengths)]
-        queries = _encoder(self.config.encoder, self.device).encode(texts)
+        queries = cached_encoder(self.config.encoder, self.device).encode(texts)
         excluded = list(exclude_document_ids)
         if exclude_same_document is not None:
             excluded.append(exclude_same_document)
@@ -361,8 +324,8 @@ class ChunkDB:
         Writes ``neighbors.npy`` (int32 [N, k], rows of ``tokens.npy``; -1 where
         fewer than k chunks of other documents exist) and its companions (FORMAT.md).
         """
-        if not 1 <= k <= MAX_K:
-            raise InvalidInput(f"k must be between 1 and {MAX_K}, got {k}")
+        if not 1 <= k <= MAX_NEIGHBORS_K:
+            raise InvalidInput(f"k must be between 1 and {MAX_NEIGHBORS_K}, got {k}")
         if self.num_chunks == 0:
             raise NotFound(f"chunk DB {self.root} has no chunks to precompute")
         n = self.num_chunks
@@ -396,7 +359,7 @@ class ChunkDB:
 
     def nbytes(self) -> int:
         """Bytes on disk of the committed version."""
-        vdir = store.current_version(self.root)
+        vdir = versioned_dir.current_version(self.root)
         return sum(f.stat().st_size for f in vdir.iterdir())
 
 

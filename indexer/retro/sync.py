@@ -17,8 +17,9 @@ from pathlib import Path
 from indexer.corpus import Corpora, DocumentInput
 from indexer.durable import exclusive_lock
 from indexer.errors import NotFound
-from indexer.retro import store
-from indexer.retro.chunkdb import ChunkDB, ChunkDBConfig
+from indexer.retro import versioned_dir
+from indexer.retro.chunkdb import ChunkDB
+from indexer.retro.records import ChunkDBConfig
 
 log = logging.getLogger("memex.retro")
 
@@ -85,7 +86,7 @@ class ChunkDBs:
         created = self.corpora.info(name).created_at
         root = chunkdb_dir(self.corpora, name)
         try:
-            version = (created, store.current_version(root).name)
+            version = (created, versioned_dir.current_version(root).name)
         except NotFound:
             raise NotFound(f"corpus {name!r} has no chunk DB yet: POST /v1/corpora/{name}/chunkdb "
                            f"or run `memex retro build --corpus {name}`") from None

@@ -7,6 +7,6 @@ checkpoint directory that ``ColBERTEncoder.load(path)`` loads like any other
 
 from indexer.training.config import TrainConfig
 from indexer.training.data import Example, read_jsonl
-from indexer.training.train import train
+from indexer.training.loop import train
 
 __all__ = ["Example", "TrainConfig", "read_jsonl", "train"]

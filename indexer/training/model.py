@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from indexer.encoding.encoder import ColBERTEncoder, _pad_with_mask
+from indexer.encoding.encoder import ColBERTEncoder, pad_with_mask
 
 
 class TrainableColBERT(torch.nn.Module):
@@ -65,19 +65,19 @@ class TrainableColBERT(torch.nn.Module):
     def encode_queries(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Vectors (B, Lq, dim) and mask (B, Lq) as ``ColBERTEncoder.encode_queries``."""
         cfg = self.encoder.config
-        batch = self.encoder._tokenize(texts, cfg.query_max_tokens, cfg.query_marker)
+        batch = self.encoder.tokenize_batch(texts, cfg.query_max_tokens, cfg.query_marker)
         if cfg.query_augmentation:
-            batch = _pad_with_mask(batch, self.encoder.tokenizer, cfg.query_max_tokens)
+            batch = pad_with_mask(batch, self.encoder.tokenizer, cfg.query_max_tokens)
         return self._forward(batch), batch["attention_mask"].bool().to(self.encoder.device)
 
     def encode_documents(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Vectors (N, Ld, dim) and the mask of kept tokens (N, Ld), as inference keeps them."""
         enc, cfg = self.encoder, self.encoder.config
-        batch = enc._tokenize(texts, cfg.doc_max_tokens, cfg.doc_marker)
+        batch = enc.tokenize_batch(texts, cfg.doc_max_tokens, cfg.doc_marker)
         keep = batch["attention_mask"].bool()
         if cfg.skip_punctuation:
-            keep &= ~torch.isin(batch["input_ids"], enc._punct_ids)
-        special = enc._special_ids[enc._special_ids != enc.tokenizer.cls_token_id]
+            keep &= ~torch.isin(batch["input_ids"], enc.punct_ids)
+        special = enc.special_ids[enc.special_ids != enc.tokenizer.cls_token_id]
         keep &= ~torch.isin(batch["input_ids"], special)
         return self._forward(batch), keep.to(enc.device)
 

@@ -22,7 +22,7 @@ import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api import errors
-from service.api.keys import ANONYMOUS, KeyStore, Principal, _digest
+from service.api.keys import ANONYMOUS, KeyStore, Principal, token_digest
 from service.api.limits import BODY_KEY
 from service.api.ratelimit import RateLimiter
 
@@ -150,7 +150,7 @@ class Authenticate:
         return exist
 
     async def _verify(self, state, token: str) -> Principal | None:
-        digest = _digest(token)
+        digest = token_digest(token)
         hit = self._verified.get(digest)
         if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
             return hit[1]

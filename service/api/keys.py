@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
+from indexer.database import ApiKey, utcnow
 from indexer.errors import InvalidInput, NotFound
-from indexer.store import ApiKey, utcnow
 
 ROLES = ("read", "write", "admin")
 TOKEN_RE = re.compile(r"^mx_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -43,7 +43,7 @@ class Principal:
 ANONYMOUS = Principal(None, "admin", ("*",))
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -59,7 +59,7 @@ class KeyStore:
             raise InvalidInput("scope the key to at least one corpus, or '*'")
         key_id = secrets.token_hex(6)
         token = f"mx_{key_id}_{secrets.token_urlsafe(32)}"
-        row = ApiKey(id=key_id, name=name, hash=_digest(token), role=role,
+        row = ApiKey(id=key_id, name=name, hash=token_digest(token), role=role,
                      corpora=sorted(set(corpora)))
         with self.sessions.begin() as s:
             s.add(row)
@@ -93,6 +93,6 @@ class KeyStore:
             row = s.get(ApiKey, m.group(1))
         if row is None or row.revoked_at is not None:
             return None
-        if not hmac.compare_digest(row.hash, _digest(token)):
+        if not hmac.compare_digest(row.hash, token_digest(token)):
             return None
         return Principal(row.id, row.role, tuple(row.corpora))

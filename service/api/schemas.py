@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from indexer.corpus import MAX_K
+from indexer.corpus import MAX_SEARCH_K
 
 
 class Strict(BaseModel):
@@ -113,7 +113,7 @@ class ChangeResult(BaseModel):
 class SearchParams(Strict):
     query: str | None = Field(default=None, max_length=4096)
     queries: list[str] | None = Field(default=None, min_length=1, max_length=256)
-    k: int = Field(default=10, ge=1, le=MAX_K)
+    k: int = Field(default=10, ge=1, le=MAX_SEARCH_K)
     path_glob: str | None = Field(default=None, max_length=1024, description="fnmatch on path")
     nprobe: int | None = Field(default=None, ge=1, le=64,
                                description="PLAID: centroids probed per query token (default 4)")

@@ -44,7 +44,7 @@ def effective_host(settings: Settings, host: str, active_keys: int) -> str:
 def run(host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
     import uvicorn
 
-    from indexer.store import make_engine, make_sessionmaker
+    from indexer.database import make_engine, make_sessionmaker
     from service.api.keys import KeyStore
 
     settings = get_settings()

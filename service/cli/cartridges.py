@@ -69,7 +69,7 @@ def _run(store, corpora, info: dict) -> dict:
         path = train_cartridge(corpus_text(corpora, info["corpus_id"]), info["corpus_id"],
                                info["corpus_version"], CartridgeConfig.from_dict(info["config"]),
                                store.work_dir(cid),
-                               lambda done, total, stage: bar(stage, done, total))
+                               bar)
         bar.close()
         return store.finish(cid, path)
     except KeyboardInterrupt:
@@ -137,7 +137,7 @@ def _print_cartridges(infos: list[dict], as_json: bool) -> None:
 def pull(cartridge_id: str = typer.Argument(...),
          output: Path = typer.Option(..., "-o", "--output", help="where to write the .safetensors file"),
          server: str | None = SERVER) -> None:
-    """Copy a ready cartridge's file (load it with cartridges.client.load_cartridge); from a
+    """Copy a ready cartridge's file (load it with cartridges.inference.load_cartridge); from a
     server it streams with a progress bar and the file's checksum is verified."""
     try:
         if server:

@@ -26,7 +26,7 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-# what a stage counts, where it is not the bar's default unit (sync: indexer/corpus.py)
+# what a stage counts, where it is not the bar's default unit (sync: indexer/corpus/changes.py)
 STAGE_UNITS = {"walk": "file", "chunk": "file", "codec": "iteration", "compress": "token",
                "commit": "step", "bm25": "step"}
 

@@ -222,11 +222,10 @@ def serve(host: str | None = typer.Option(None, help="default MEMEX_HOST or 127.
 def mcp(server: str | None = SERVER) -> None:
     """Serve memex's tools to an agent over MCP on stdin/stdout (local data directory, or
     --server with MEMEX_API_KEY)."""
-    import os
-
     from service.api.mcp_server import serve_stdio
+    from service.settings import get_settings
 
-    serve_stdio(server, os.environ.get("MEMEX_API_KEY"))
+    serve_stdio(server, get_settings().api_key)
 
 
 app.add_typer(cli_ops.keys_app, name="keys")

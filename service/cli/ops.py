@@ -17,7 +17,7 @@ keys_app = typer.Typer(help="API keys: create, list, revoke (stored hashed).",
 
 
 def _store():
-    from indexer.store import make_engine, make_sessionmaker
+    from indexer.database import make_engine, make_sessionmaker
     from service.api.keys import KeyStore
     from service.settings import get_settings
 
@@ -76,7 +76,7 @@ def worker(poll: float = typer.Option(2.0, help="seconds between queue checks"))
     runner = start(get_settings(), run_jobs=True).jobs
     typer.echo("worker: waiting for jobs (Ctrl-C to stop)", err=True)
     try:
-        while runner._thread.is_alive():
+        while runner.running:
             time.sleep(poll)
     except KeyboardInterrupt:
         runner.stop()
@@ -88,11 +88,10 @@ def worker(poll: float = typer.Option(2.0, help="seconds between queue checks"))
 
 
 def remote_client(server: str):
-    import os
-
     from service.client import Client
+    from service.settings import get_settings
 
-    return Client(server, api_key=os.environ.get("MEMEX_API_KEY"), timeout=120)
+    return Client(server, api_key=get_settings().api_key, timeout=120)
 
 
 def remote_index(server: str, directory: str, name: str) -> dict:

@@ -10,25 +10,25 @@ from dataclasses import asdict
 
 from indexer.corpus import Corpora
 from indexer.errors import Busy
-from service.jobs.runner import JobCancelled, JobContext, JobRunner
+from service.jobs.runner import JobContext, JobRunner
 
 
 def register_all(runner: JobRunner, corpora: Corpora) -> None:
     def sync(ctx: JobContext, params: dict) -> dict:
         # A sync is idempotent: after a restart it re-walks and re-encodes what is still stale.
         report = corpora.sync(params["corpus"],
-                              progress=lambda stage, done, total: ctx.progress(done, total, stage))
+                              progress=ctx.progress)
         return asdict(report)
 
     runner.register("sync", sync)
 
     def merge(ctx: JobContext, params: dict) -> dict:
         # Idempotent: the policy looks at the index as it is when the job runs.
-        ctx.progress(0, 1, "merge")
+        ctx.progress("merge", 0, 1)
         return {"merges": corpora.merge(params["corpus"])}
 
     def optimize(ctx: JobContext, params: dict) -> dict:
-        ctx.progress(0, 1, "optimize")
+        ctx.progress("optimize", 0, 1)
         merges = corpora.optimize(params["corpus"])
         index = corpora.index(params["corpus"])
         return {"merges": merges, "bytes": index.nbytes()}
@@ -52,9 +52,9 @@ def register_all(runner: JobRunner, corpora: Corpora) -> None:
         # Idempotent: a reconcile embeds only documents the chunk DB does not have yet.
         from indexer.retro.sync import reconcile
 
-        ctx.progress(0, 1, "chunk db")
+        ctx.progress("chunk db", 0, 1)
         db = reconcile(corpora, params["corpus"],
-                       progress=lambda done, total: ctx.progress(done, total, "chunk db"))
+                       progress=lambda done, total: ctx.progress("chunk db", done, total))
         return {"chunks": db.num_chunks, "bytes": db.nbytes()}
 
     runner.register("retro_build", retro_build)
@@ -67,11 +67,7 @@ def register_all(runner: JobRunner, corpora: Corpora) -> None:
                               mined=params.get("mined", 2000),
                               teacher=params.get("teacher", True))
         cfg.train.steps = params.get("steps", cfg.train.steps)
-        try:
-            return post_train(corpora, params["corpus"], cfg,
-                              progress=lambda stage, done, total: ctx.progress(done, total, stage),
-                              should_stop=ctx.should_stop)
-        except InterruptedError:
-            raise JobCancelled() from None
+        return post_train(corpora, params["corpus"], cfg, progress=ctx.progress,
+                          should_stop=ctx.should_stop)
 
     runner.register("retriever", retriever)

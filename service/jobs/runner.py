@@ -31,15 +31,15 @@ from pathlib import Path
 
 from sqlalchemy import func, select, update
 
+from indexer.database import Job, utcnow
 from indexer.errors import Busy, MemexError, NotFound
-from indexer.store import Job, utcnow
+from indexer.progress import Cancelled
 
 log = logging.getLogger("memex.jobs")
 ACTIVE = ("queued", "running")
 
 
-class JobCancelled(Exception):
-    """Raised by ``JobContext.check_cancelled`` to unwind a cancelled handler."""
+JobCancelled = Cancelled  # what a cancelled handler raises (``indexer.progress``)
 
 
 @dataclass
@@ -48,8 +48,9 @@ class JobContext:
     work_dir: Path
     _runner: JobRunner
 
-    def progress(self, done: int, total: int, stage: str = "") -> None:
-        """Record progress; raises ``JobCancelled`` when a cancel was asked for."""
+    def progress(self, stage: str, done: int, total: int) -> None:
+        """Record progress (``indexer.progress.Progress``); raises ``JobCancelled`` when a
+        cancel was asked for."""
         if self._runner._update(self.job_id, done=done, total=total, stage=stage):
             raise JobCancelled()
 
@@ -130,6 +131,11 @@ class JobRunner:
         return self.get(job_id)
 
     # -- worker -------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether the worker thread is alive (``memex worker`` exits when it is not)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         """Start the worker thread; it runs jobs once it leads (see ``_lead``)."""
         self._thread = threading.Thread(target=self._loop, name="memex-jobs", daemon=True)

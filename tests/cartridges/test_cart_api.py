@@ -2,7 +2,7 @@
 
 import json
 
-from cartridges.client import load_cartridge
+from cartridges.inference import load_cartridge
 from tests.helpers.api import wait_for_job as _wait
 
 TINY_BODY = {"p": 4, "num_samples": 2, "holdout": 1, "steps": 1, "batch_size": 1, "chunk_tokens": 24,

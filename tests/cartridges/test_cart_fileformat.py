@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from cartridges.client import load_cartridge
 from cartridges.fileformat import CartridgeCorrupt, CartridgeMismatch, read_cartridge, save_cartridge
+from cartridges.inference import load_cartridge
 from indexer.errors import NotFound
 from indexer.models import causal_lm_dir
 

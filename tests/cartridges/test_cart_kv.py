@@ -1,7 +1,7 @@
 import torch
 
-from cartridges.client import load_cartridge
 from cartridges.fileformat import model_header, save_cartridge
+from cartridges.inference import load_cartridge
 from cartridges.kv import corpus_tokens, forward_with_prefix, init_from_prefix
 from tests.cartridges.cart_setup import TEXT
 

@@ -158,7 +158,7 @@ def test_checkpoints_survive_a_power_loss_at_every_write(tmp_path):
     golden = tmp_path / "golden"
     stop = {"now": False}
 
-    def progress(done, total, stage):
+    def progress(stage, done, total):
         stop["now"] = stage == "training" and done >= 1
 
     assert train_cartridge(TEXT, "faq", 3, config, golden, progress, lambda: stop["now"]) is None

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cartridges.client import load_cartridge
+from cartridges.inference import load_cartridge
 from tests.cartridges.test_cart_api import DOC, TINY_BODY
 from tests.test_api import wait_for_job
 

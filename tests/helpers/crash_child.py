@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from indexer.corpus import Corpora
+from indexer.corpus.changes import ChangePipeline
 from indexer.index.plaid import MergeAll, PlaidIndex
 
 STAGES = {"segment": "segment_written", "manifest-tmp": "manifest_temp_written"}
@@ -30,7 +31,7 @@ def die() -> None:
 
 
 def install(point: str) -> None:
-    commit_rows = Corpora._commit_rows
+    commit_rows = ChangePipeline.commit_rows
     index_commit = PlaidIndex.commit
 
     def rows_hook(self, *args):
@@ -49,7 +50,7 @@ def install(point: str) -> None:
             die()
         return out
 
-    Corpora._commit_rows = rows_hook
+    ChangePipeline.commit_rows = rows_hook
     PlaidIndex.commit = commit_hook
 
 

@@ -444,7 +444,7 @@ def test_codec_stores_float16_centroids_losslessly(tmp_path, data128):
 
 
 def test_stacked_rows_read_like_the_joined_array():
-    from indexer.index.plaid.index import StackedRows
+    from indexer.index.plaid.merge import StackedRows
 
     rng = np.random.default_rng(0)
     parts = [rng.standard_normal((n, 8)).astype(np.float16) for n in rng.integers(1, 50, 300)]

@@ -7,7 +7,7 @@ import pytest
 
 from bench.data import shared_dir
 from indexer.retro import ChunkDB, ChunkDBConfig
-from indexer.retro.chunkdb import _encoder, _tokenizer
+from indexer.retro.records import cached_encoder, cached_tokenizer
 
 DATA = shared_dir() / "data"
 
@@ -33,17 +33,17 @@ def exact_db(docs, tmp_path_factory) -> ChunkDB:
 
 @pytest.fixture(scope="session")
 def tok():
-    return _tokenizer(ChunkDBConfig().tokenizer)
+    return cached_tokenizer(ChunkDBConfig().tokenizer)
 
 
 @pytest.fixture(scope="session")
 def enc():
-    return _encoder(ChunkDBConfig().encoder, "cpu")
+    return cached_encoder(ChunkDBConfig().encoder, "cpu")
 
 
 def oracle(db: ChunkDB, text: str, k: int, banned_docs=()) -> tuple[np.ndarray, np.ndarray]:
     """Exhaustive search: every chunk's key scored in numpy, banned documents dropped."""
-    tok, enc = _tokenizer(db.config.tokenizer), _encoder(db.config.encoder, "cpu")
+    tok, enc = cached_tokenizer(db.config.tokenizer), cached_encoder(db.config.encoder, "cpu")
     ids = tok.encode(text)
     c = db.config.chunk_tokens
     queries = enc.encode([tok.decode(ids[s : s + c]) for s in range(0, len(ids), c)])

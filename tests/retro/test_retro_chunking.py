@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from indexer.errors import InvalidInput
-from indexer.retro import chunking, keyindex
-from indexer.retro.chunking import check_token_ids, split_chunks, with_continuation
+from indexer.retro import keyindex, token_chunks
+from indexer.retro.token_chunks import check_token_ids, split_chunks, with_continuation
 
 
-@pytest.mark.parametrize("module", [chunking, keyindex])
+@pytest.mark.parametrize("module", [token_chunks, keyindex])
 def test_doctests(module):
     assert doctest.testmod(module).failed == 0
 

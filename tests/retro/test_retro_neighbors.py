@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from indexer.errors import InvalidInput, NotFound
-from indexer.retro import MAX_K, ChunkDB
+from indexer.retro import MAX_NEIGHBORS_K, ChunkDB
 
 from .conftest import DATA, faq_documents, oracle
 
@@ -101,7 +101,7 @@ def test_long_input_is_answered_chunk_by_chunk(exact_db, tok):
         {"token_ids": [10**9]},
         {"token_ids": []},
         {"text": "x", "k": 0},
-        {"text": "x", "k": MAX_K + 1},
+        {"text": "x", "k": MAX_NEIGHBORS_K + 1},
         {"text": "x", "chunk_tokens": 32},
         {},
         {"text": "x", "token_ids": [1]},

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from indexer.retro import ChunkDB, ChunkDBConfig, store
+from indexer.retro import ChunkDB, ChunkDBConfig, versioned_dir
 
 from .conftest import oracle
 
@@ -90,7 +90,7 @@ def test_failed_commit_leaves_previous_version(small, tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        store.commit_version(db.root, db.meta["version"] + 1, crash)
+        versioned_dir.commit_version(db.root, db.meta["version"] + 1, crash)
     reopened = ChunkDB.open(db.root)
     assert reopened.meta["version"] == db.meta["version"]
     assert reopened.num_chunks == db.num_chunks

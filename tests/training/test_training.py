@@ -21,7 +21,7 @@ from indexer.training.checkpoint import (
     save_checkpoint,
 )
 from indexer.training.data import write_jsonl
-from indexer.training.train import batch_loss, build_model, fit
+from indexer.training.loop import batch_loss, build_model, fit
 
 CFG = dict(dim=64, steps=25, batch_size=4, n_negatives=2, doc_max_tokens=96, train_layers=0,
            head_lr=2e-3, warmup_steps=3, log_every=0)

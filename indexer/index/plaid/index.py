@@ -9,7 +9,6 @@ after that, so a search running on the old snapshot finishes on it.
 from __future__ import annotations
 
 import copy
-import hashlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -22,9 +21,10 @@ import numpy as np
 import torch
 
 from indexer import durable
-from indexer.errors import Conflict, IndexCorrupt, InvalidInput
+from indexer.errors import Conflict, InvalidInput
 from indexer.index.base import MultiVectorIndex, ScoredPassage
-from indexer.index.plaid.codec import Codec, n_centroids_for, token_norms
+from indexer.index.plaid import refit
+from indexer.index.plaid.codec import Codec, token_norms
 from indexer.index.plaid.manifest import (
     FaultHook,
     Manifest,
@@ -34,7 +34,6 @@ from indexer.index.plaid.manifest import (
     merge_guard,
 )
 from indexer.index.plaid.merge import (
-    DecodedRows,
     MergeAll,
     MergePolicy,
     StackedRows,
@@ -43,51 +42,29 @@ from indexer.index.plaid.merge import (
     write_sorted,
 )
 from indexer.index.plaid.search import (
-    CodecTensors,
-    SearchParams,
-    SegmentGroup,
+    PlaidSearchParams,
     exhaustive_group,
     query_tables,
     search_group,
 )
-from indexer.index.plaid.segment import Segment
-
-REFIT_RATIO = 1.5  # retrain when new vectors' residual MSE exceeds the codec's training MSE by this
-REFIT_MIN_TOKENS = 4096  # ...and the commit brings at least this many tokens to train on
-REFIT_MIN_SHARE = 0.25  # ...and at least this share of the corpus (else later growth refits)
-# Refit when the corpus holds this many times the tokens the codec was trained on. 35 adds on the
-# stdlib subset: at 4x MRR@10 -4.9% from a one-shot build, at 2x -1.0% for 5% more bytes
-# written (bench/RESULTS-plaid.md, "Grown indexes").
-REFIT_GROWTH = 2
-TRAIN_POINTS_PER_CENTROID = 64  # k-means sample size; 32 raised held-out residual MSE by 13% on stdlib
-
-
-@dataclass
-class Snapshot:
-    """Everything one search needs, immutable once built."""
-
-    manifest: Manifest
-    codecs: dict[str, CodecTensors]
-    segments: list[Segment]
-    dead: list[torch.Tensor]  # per segment, bool [n_passages] tombstones
-    groups: dict[str, tuple[SegmentGroup, torch.Tensor]]  # by codec: its segments, their tombstones
+from indexer.index.plaid.snapshot import Snapshot, load_snapshot
 
 
 class PlaidIndex(MultiVectorIndex):
     """PLAID-style engine. Not safe for concurrent writers; any number of readers."""
 
     def __init__(self, path: Path, device: str | torch.device = "cpu",
-                 merge_policy: MergePolicy | None = None, params: SearchParams | None = None) -> None:
+                 merge_policy: MergePolicy | None = None, params: PlaidSearchParams | None = None) -> None:
         self.path = Path(path)
         self.device = torch.device(device)
         self.merge_policy = merge_policy or TieredMerge()
-        self.params = params or SearchParams()
+        self.params = params or PlaidSearchParams()
         self.fault_hook: FaultHook | None = None  # tests only: called at each commit stage
         # (stage, done, total) of a commit's slow parts: "codec" (k-means iterations),
         # "compress" (token vectors), then "commit" 0/1 (segment files, merges, manifest)
         self.progress: Callable[[str, int, int], None] | None = None
         self._lock = threading.Lock()
-        self._snap = self._load(Manifest.read(self.path))
+        self._snap = load_snapshot(self.path, self.device, Manifest.read(self.path))
 
     @property
     def dim(self) -> int:  # type: ignore[override]
@@ -122,37 +99,6 @@ class PlaidIndex(MultiVectorIndex):
         return cls(Path(path), **kwargs)
 
     # ---- reading -------------------------------------------------------------------------
-
-    def _load(self, m: Manifest, reuse: Snapshot | None = None) -> Snapshot:
-        old_segs = {s.name: s for s in reuse.segments} if reuse else {}
-        codecs = dict(reuse.codecs) if reuse else {}
-        for name in m.codecs:
-            if name not in codecs:
-                c = Codec.load(self.path / "codecs" / name)
-                codecs[name] = CodecTensors(torch.from_numpy(c.centroids).to(self.device),
-                                            torch.from_numpy(c.decode_table()).to(self.device))
-        segments, dead = [], []
-        for e in m.segments:
-            seg = old_segs.get(e.name) or Segment.open(self.path / "segments" / e.name, self.device)
-            if seg.norms is None:  # a format-1 segment: computed once per open (~1 s per 3M tokens)
-                ct = codecs[e.codec]
-                seg.norms = torch.from_numpy(token_norms(seg.codes.cpu(), seg.residuals.cpu(),
-                                                         ct.centroids.cpu(), ct.table.cpu())).to(self.device)
-            mask = np.zeros(e.n_passages, dtype=bool)
-            if e.tombstones:
-                try:
-                    mask[np.load(self.path / "tombstones" / e.tombstones)] = True
-                except (OSError, ValueError, IndexError) as exc:
-                    raise IndexCorrupt(f"unreadable tombstones {e.tombstones}: {exc}") from exc
-            segments.append(seg)
-            dead.append(torch.from_numpy(mask).to(self.device))
-        groups = {}
-        for name in m.codecs:
-            members = [i for i, e in enumerate(m.segments) if e.codec == name]
-            if members:
-                groups[name] = (SegmentGroup.of([segments[i] for i in members], self.device),
-                                torch.cat([dead[i] for i in members]))
-        return Snapshot(m, {n: codecs[n] for n in m.codecs}, segments, dead, groups)
 
     def passage_ids(self) -> np.ndarray:
         snap = self._snap
@@ -279,19 +225,20 @@ class PlaidIndex(MultiVectorIndex):
         """
         snap = self._snap
         m = snap.manifest
-        total = self._live_tokens(m)
-        if not (m.segments and m.keep_vectors and self._corpus_key(m) != m.codec_corpus
+        total = refit.live_tokens(self.path, m, snap.segments)
+        key = refit.corpus_key(self.path, m, snap.segments)
+        if not (m.segments and m.keep_vectors and key != m.codec_corpus
                 and all(seg.vectors is not None for seg in snap.segments)):
             return self.merge(publish_lock, MergeAll())
         name = f"c{m.generation:06d}o{uuid.uuid4().hex[:8]}"
         guard = merge_guard(self.path / "codecs", name)
         built = None
         try:
-            codec = self._train(m, None, total)
+            codec = refit.train_codec(self.path, m, snap.segments, None, total, self._stage("codec"))
             codec.save(self.path / "codecs" / name)
             built = self._build_merge(snap, {e.name for e in m.segments}, (name, codec))
             with (publish_lock or nullcontext)(), self._lock:
-                done = self._install([built], new_codec=(name, total, self._corpus_key(m)))
+                done = self._install([built], new_codec=(name, total, key))
         finally:
             guard.release()
             if built:
@@ -311,7 +258,7 @@ class PlaidIndex(MultiVectorIndex):
             if e.name not in group:
                 continue
             mask = dead.cpu().numpy().copy()
-            assert seg.norms is not None  # _load fills in a format-1 segment's
+            assert seg.norms is not None  # load_snapshot fills in a format-1 segment's
             part: dict[str, Any] = {
                 "pids": np.asarray(seg.pids), "doclens": np.asarray(seg.doclens), "dead": mask,
                 "codes": seg.codes.cpu().numpy(), "residuals": seg.residuals.cpu().numpy(),
@@ -331,10 +278,10 @@ class PlaidIndex(MultiVectorIndex):
 
     def _install(self, built: list[BuiltMerge], new_codec: tuple[str, int, str] | None = None) -> int:
         """Swap built merges into the manifest on disk (caller holds the locks); ``new_codec``
-        (name, tokens and ``_corpus_key`` of what it was trained on) becomes current with them."""
+        (name, tokens and ``refit.corpus_key`` of what it was trained on) becomes current with them."""
         disk = Manifest.read(self.path)
         if disk != self._snap.manifest:  # another process (or thread) committed meanwhile
-            self._snap = self._load(disk, reuse=self._snap)
+            self._snap = load_snapshot(self.path, self.device, disk, reuse=self._snap)
         snap = self._snap
         m = copy.deepcopy(snap.manifest)
         m.generation += 1
@@ -389,106 +336,11 @@ class PlaidIndex(MultiVectorIndex):
         if self.fault_hook:
             self.fault_hook("tombstones_written")
 
-    def _codec_for(self, m: Manifest, ids: np.ndarray, doclens: np.ndarray, flat: StackedRows) -> str:
-        """The current codec while it fits the corpus; else a new one trained on the corpus
-        as it will be after this commit (``_corpus_sample``).
-
-        A refit happens when the corpus has outgrown the codec (``REFIT_GROWTH`` times the
-        tokens it was trained on), or when a commit that is a large share of the corpus fits
-        it badly (new content). So a corpus grown by small
-        adds sees O(log n) refits; each is followed by a merge that moves the older segments
-        to the new codec.
-        """
-        total = self._live_tokens(m) + len(flat)
-        if m.codecs:
-            current = Codec.load(self.path / "codecs" / m.codecs[-1])
-            sized_for = m.codec_tokens or (len(current.centroids) // 2) ** 2  # older manifests
-            outgrown = total >= REFIT_GROWTH * sized_for and total >= REFIT_MIN_TOKENS
-            big = len(flat) >= max(REFIT_MIN_TOKENS, REFIT_MIN_SHARE * total)
-            if not outgrown and not (big and current.fit(self._sample(flat, 16384)) > REFIT_RATIO):
-                return m.codecs[-1]
-        codec = self._train(m, (ids, doclens, flat), total)
-        name = f"c{m.generation:06d}"
-        codec.save(self.path / "codecs" / name)
-        m.codecs.append(name)
-        m.codec_tokens, m.codec_corpus = total, self._corpus_key(m, (ids, doclens))
-        return name
-
-    def _train(self, m: Manifest, new: tuple | None, total: int) -> Codec:
-        """A codec for the live passages plus ``new`` (ids, doclens, rows), ``total`` tokens."""
-        n_centroids = n_centroids_for(total)
-        sample = self._corpus_sample(m, new, TRAIN_POINTS_PER_CENTROID * n_centroids / total)
-        return Codec.train(sample, m.nbits, n_centroids, seed=0, progress=self._stage("codec"))
-
-    def _corpus_sample(self, m: Manifest, new: tuple | None, rate: float) -> np.ndarray:
-        """The tokens whose ``token_hash`` is below ``rate``, over the live passages and ``new``,
-        in (passage id, position) order: a sample that depends on the corpus's content alone,
-        not on the order it was committed in, so a grown index retrained by ``optimize`` gets
-        the codec a fresh build of the same passages gets. Rows are the segments' originals
-        (decoded where a segment kept none)."""
-        keys, rows = [], []
-        sources: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]] = \
-            [] if new is None else [(new[0], new[1], None, new[2])]
-        segs = {s.name: s for s in self._snap.segments}
-        for e in m.segments:  # m's tombstones: this commit's replacements are already dead there
-            seg = segs[e.name]
-            sources.append((np.asarray(seg.pids), np.asarray(seg.doclens), self._dead(e),
-                            self._originals(e, seg)))
-        for pids, doclens, dead, source in sources:
-            h, key = token_hash(pids, doclens)
-            picked = h < rate
-            if dead is not None:
-                picked &= np.repeat(~dead, doclens)
-            at = np.flatnonzero(picked)
-            keys.append(key[at])
-            rows.append(np.asarray(source[at], dtype=np.float32))
-        order = np.argsort(np.concatenate(keys), kind="stable")
-        return np.concatenate(rows)[order]
-
-    def _dead(self, e: SegmentEntry) -> np.ndarray:
-        """Tombstone mask of segment ``e`` as the manifest entry names it (bool [n_passages])."""
-        mask = np.zeros(e.n_passages, dtype=bool)
-        if e.tombstones:
-            mask[np.load(self.path / "tombstones" / e.tombstones)] = True
-        return mask
-
-    def _live_tokens(self, m: Manifest) -> int:
-        """Exact token count of ``m``'s live passages (what a fresh build of them would hold)."""
-        segs = {s.name: s for s in self._snap.segments}
-        return sum(int(np.asarray(segs[e.name].doclens)[~self._dead(e)].sum()) for e in m.segments)
-
-    def _corpus_key(self, m: Manifest, new: tuple[np.ndarray, np.ndarray] | None = None) -> str:
-        """Which passages ``m`` holds live, plus ``new`` (ids, lengths) about to be added (ids and
-        lengths, however they are split into segments), as a digest: a codec trained on them
-        needs no retrain."""
-        segs = {s.name: s for s in self._snap.segments}
-        pids = [np.empty(0, np.int64)] + ([np.asarray(new[0], np.int64)] if new else [])
-        lens = [np.empty(0, np.int64)] + ([np.asarray(new[1], np.int64)] if new else [])
-        for e in m.segments:
-            live = ~self._dead(e)
-            pids.append(np.asarray(segs[e.name].pids, dtype=np.int64)[live])
-            lens.append(np.asarray(segs[e.name].doclens, dtype=np.int64)[live])
-        pid, length = np.concatenate(pids), np.concatenate(lens)
-        order = np.argsort(pid, kind="stable")
-        return hashlib.sha256(pid[order].tobytes() + length[order].tobytes()).hexdigest()
-
-    def _originals(self, e: SegmentEntry, seg: Segment) -> np.ndarray | DecodedRows:
-        """A segment's token vectors as committed; decoded from its codes when it kept none."""
-        if seg.vectors is not None:
-            return seg.vectors
-        return DecodedRows(seg.codes.cpu().numpy(), seg.residuals.cpu().numpy(),
-                           Codec.load(self.path / "codecs" / e.codec))
-
-    @staticmethod
-    def _sample(rows: StackedRows, n: int) -> np.ndarray:
-        rng = np.random.default_rng(0)
-        picked = np.sort(rng.choice(len(rows), min(n, len(rows)), replace=False))
-        return np.asarray(rows[picked], dtype=np.float32)
-
     def _add_segment(self, m: Manifest, ids: np.ndarray, vectors: list[np.ndarray]) -> None:
         flat = StackedRows(vectors)  # kept in the caller's dtype (float16 from a sync), not joined
         doclens = np.array([len(v) for v in vectors], dtype=np.int32)
-        cname = self._codec_for(m, ids, doclens, flat)
+        cname = refit.codec_for(self.path, m, self._snap.segments, ids, doclens, flat,
+                                self._stage("codec"))
         codec = Codec.load(self.path / "codecs" / cname)
         # StackedRows reads like the [T, dim] array it stands for, block by block
         codes, residuals = codec.compress(cast(np.ndarray, flat), progress=self._stage("compress"))
@@ -505,25 +357,8 @@ class PlaidIndex(MultiVectorIndex):
 
     def _publish(self, m: Manifest) -> None:
         m.write(self.path, self.fault_hook)
-        self._snap = self._load(m, reuse=self._snap)
+        self._snap = load_snapshot(self.path, self.device, m, reuse=self._snap)
         collect_garbage(self.path, m)
-
-
-def token_hash(pids: np.ndarray, doclens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per token of passages ``pids`` (with ``doclens`` tokens each): a fixed pseudo-random
-    number in [0, 1) from its passage id and position (splitmix64), and an int64 sort key.
-
-    >>> h, key = token_hash(np.array([7, 3]), np.array([2, 1]))
-    >>> key.tolist(), bool(((h >= 0) & (h < 1)).all())
-    ([458752, 458753, 196608], True)
-    """
-    owner = np.repeat(pids.astype(np.int64), doclens)
-    pos = np.arange(len(owner), dtype=np.int64) - np.repeat(np.cumsum(doclens) - doclens, doclens)
-    x = owner.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + pos.astype(np.uint64)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53), owner * 65536 + pos
 
 
 @dataclass

@@ -106,20 +106,6 @@ def merge_guard(folder: Path, name: str) -> MergeGuard:
     return MergeGuard(folder, name)
 
 
-def _held(guard: Path) -> bool:
-    """Whether a live merge holds ``guard``."""
-    try:
-        with open(guard) as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(f, fcntl.LOCK_UN)
-            return False
-    except FileNotFoundError:
-        return False
-
-
 def collect_garbage(root: Path, manifest: Manifest) -> None:
     """Delete files and directories under ``root`` that ``manifest`` does not reference,
     except the segments and codecs that running merges are writing (``MergeGuard``).
@@ -131,7 +117,7 @@ def collect_garbage(root: Path, manifest: Manifest) -> None:
     for sub in ("codecs", "segments", "tombstones"):
         for p in (root / sub).iterdir():
             guard = p if p.name.endswith(GUARD) else p.with_name(p.name + GUARD)
-            if f"{sub}/{p.name}" in keep or (sub != "tombstones" and _held(guard)):
+            if f"{sub}/{p.name}" in keep or (sub != "tombstones" and durable.is_locked(guard)):
                 continue
             gone.append(p)
     durable.remove_all(gone)

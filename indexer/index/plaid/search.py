@@ -28,7 +28,7 @@ from indexer.index.plaid.segment import Segment
 
 
 @dataclass(frozen=True)
-class SearchParams:
+class PlaidSearchParams:
     """Per-request knobs; defaults measured on stdlib-codesearch (bench/RESULTS-plaid.md): on the
     full corpus at 384-d, 4:768:160 agrees with the exhaustive oracle on 0.9913 and 0.9902 of
     top-10 lists on two builds over 1,000 queries (MRR@10 within 0.7% of the oracle's) at p50
@@ -213,7 +213,7 @@ class SegmentGroup:
             codes.append(seg.codes[pos].int())
             owners.append(owner + a)
             if residuals:
-                assert seg.norms is not None  # PlaidIndex._load fills in a format-1 segment's
+                assert seg.norms is not None  # snapshot.load_snapshot fills in a format-1 segment's
                 packed.append(seg.residuals.index_select(0, pos))
                 norms.append(seg.norms[pos])
         cat = torch.cat
@@ -295,7 +295,7 @@ def probed_passages(t: QueryTables, group: SegmentGroup, allowed: torch.Tensor |
 
 
 def search_group(t: QueryTables, group: SegmentGroup, allowed: torch.Tensor | None, k: int,
-                 params: SearchParams) -> tuple[torch.Tensor, torch.Tensor]:
+                 params: PlaidSearchParams) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``k`` passages of a group of segments (one codec) for one query.
 
     Parameters

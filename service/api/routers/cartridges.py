@@ -100,7 +100,7 @@ def get_cartridge(cartridge_id: str, store: CartridgesDep, corpora: CorporaDep,
 
 @router.get("/v1/cartridges/{cartridge_id}/file", response_class=FileResponse)
 def download(cartridge_id: str, store: CartridgesDep) -> FileResponse:
-    """The cartridge as a safetensors file (cartridges/FORMAT.md); load it with cartridges.client."""
+    """The cartridge as a safetensors file (cartridges/FORMAT.md); load it with cartridges.inference."""
     path = store.file(cartridge_id)
     return FileResponse(path, media_type="application/octet-stream",
                         filename=f"{cartridge_id}.cartridge.safetensors")

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.retro import MAX_K
+from indexer.retro import MAX_NEIGHBORS_K
 from indexer.retro.sync import ChunkDBs
 from service.api.deps import CorporaDep, JobsDep
 from service.api.schemas import JobPublic
@@ -33,7 +33,7 @@ class NeighborsParams(BaseModel):
     # Upper bounds on what is tokenized; the real bound is chunks x k <= MAX_QUERY_ROWS.
     text: str | None = Field(default=None, max_length=200_000)
     token_ids: list[int] | None = Field(default=None, max_length=65_536)
-    k: int = Field(default=2, ge=1, le=MAX_K)
+    k: int = Field(default=2, ge=1, le=MAX_NEIGHBORS_K)
     chunk_tokens: int | None = Field(default=None, description="must equal the chunk DB's")
     continuation: bool = Field(default=True, description="append each neighbour's next chunk")
     exclude_document_ids: list[str] = Field(default_factory=list, max_length=10_000)

@@ -20,7 +20,7 @@ def readyz(request: Request) -> dict:
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
-    checks["encoder"] = "ok" if state.corpora._encoder is not None else "loading"
+    checks["encoder"] = "ok" if state.corpora.encoders.loaded else "loading"
     if state.settings.run_jobs:
         jobs = state.jobs.health()
         checks["jobs"] = "ok" if jobs["state"] in ("ok", "standby") else \

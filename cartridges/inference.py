@@ -3,7 +3,7 @@
 Only ``torch``, ``transformers`` and ``safetensors`` are needed at run time::
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from cartridges.client import load_cartridge
+    from cartridges.inference import load_cartridge
 
     model = AutoModelForCausalLM.from_pretrained(MODEL_DIR)
     tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)

@@ -1,0 +1,94 @@
+"""Search over corpora: dense (the index), lexical (BM25) or both fused, then hydrated to hits."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import select
+
+from indexer.bm25 import FUSION_DEPTH, fuse
+from indexer.corpus.records import SearchHit
+from indexer.database import Document, Passage, in_list
+from indexer.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from indexer.corpus.corpora import Corpora
+
+MAX_SEARCH_K = 1000  # the largest k a search may ask for (service/api/schemas mirrors it)
+SEARCH_MODES = ("colbert", "bm25", "hybrid")
+# Hybrid: z-score fusion with BM25 beat ColBERT alone on all 1,000 stdlib queries, untrained
+# (MRR@10 0.425 vs 0.419) and post-trained (0.473 vs 0.462); bench/RESULTS-retriever.md.
+DEFAULT_MODE = "hybrid"
+
+
+def search(corpora: Corpora, names: list[str], queries: list[str], k: int = 10,
+           path_glob: str | None = None, mode: str | None = None,
+           nprobe: int | None = None, candidates: int | None = None,
+           decompress: int | None = None) -> list[list[SearchHit]]:
+    """Top ``k`` passages per query over the union of ``names`` (``Corpora.search``)."""
+    mode = mode or DEFAULT_MODE
+    if mode not in SEARCH_MODES:
+        raise InvalidInput(f"mode must be one of {', '.join(SEARCH_MODES)}")
+    if not names:
+        raise InvalidInput("name at least one corpus")
+    if not 1 <= k <= MAX_SEARCH_K:
+        raise InvalidInput(f"k must be between 1 and {MAX_SEARCH_K}")
+    for q in queries:
+        if not q or not q.strip():
+            raise InvalidInput("queries must not be empty")
+    with corpora.sessions() as s:
+        rows = {n: corpora.row(s, n) for n in names}
+    knobs = {n: v for n, v in (("nprobe", nprobe), ("candidates", candidates),
+                               ("decompress", decompress)) if v}
+    encoded: dict[str, list[np.ndarray]] = {}  # query vectors per encoder fingerprint
+    merged: list[list[SearchHit]] = [[] for _ in queries]
+    depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
+    for name, row in rows.items():
+        allowed = allowed_ids(corpora, row.id, path_glob) if path_glob else None
+        if allowed is not None and len(allowed) == 0:
+            continue
+        found: list[list[tuple[int, float]]] = [[] for _ in queries]
+        if mode != "bm25":
+            if row.encoder_fingerprint not in encoded:
+                encoder = corpora.encoder_for(row.encoder, row.encoder_fingerprint)
+                encoded[row.encoder_fingerprint] = encoder.encode_queries(queries)
+            found = [[(p.passage_id, p.score) for p in r] for r in corpora.index(
+                name, row.index_dir).search(encoded[row.encoder_fingerprint], depth, allowed,
+                                            **knobs)]
+        if mode != "colbert":
+            lexical = corpora.bm25(name).search(queries, depth, allowed)
+            found = lexical if mode == "bm25" else [
+                fuse(dense, sparse, row.bm25_weight, k)
+                for dense, sparse in zip(found, lexical)]
+        hits = hydrate(corpora, name, {p for r in found for p, _ in r})
+        for qi, ranked in enumerate(found):
+            merged[qi] += [hits[p](score) for p, score in ranked[:k] if p in hits]
+    return [sorted(h, key=lambda x: -x.score)[:k] for h in merged]
+
+
+def allowed_ids(corpora: Corpora, corpus_id: int, glob: str) -> np.ndarray:
+    """Ids of the passages whose document's path (or id) matches ``glob``, sorted."""
+    with corpora.sessions() as s:
+        docs = s.execute(select(Document.id, Document.path, Document.doc_id)
+                         .where(Document.corpus_id == corpus_id)).all()
+        keep = [i for i, path, doc_id in docs if fnmatch.fnmatchcase(path or doc_id, glob)]
+        ids = [i for cond in in_list(s, Passage.document_id, keep)
+               for i in s.scalars(select(Passage.id).where(cond))]
+        return np.array(sorted(ids), dtype=np.int64)
+
+
+def hydrate(corpora: Corpora, name: str, ids: set[int]) -> dict[int, Callable[[float], SearchHit]]:
+    """Passage id -> a maker of its hit at a given score (rows read once per search)."""
+    with corpora.sessions() as s:
+        rows = [r for cond in in_list(s, Passage.id, ids)
+                for r in s.execute(select(Passage, Document.doc_id, Document.path)
+                                   .join(Document, Passage.document_id == Document.id)
+                                   .where(cond))]
+    return {
+        p.id: (lambda score, p=p, doc_id=doc_id, path=path: SearchHit(
+            name, p.id, doc_id, path, p.start_line, p.end_line, score, p.text))
+        for p, doc_id, path in rows
+    }
