@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from indexer.corpus import Corpora
+from indexer.corpus.search import hydrate
 from indexer.database import Corpus, Document, Passage, utcnow
 from tests.test_postgres import PG_URL, pg_url  # noqa: F401 - a fixture
 
@@ -49,7 +50,7 @@ def test_path_glob_and_hydration_bind_more_ids_than_a_statement_allows(big):
     with big.sessions() as s:
         ids = set(s.scalars(select(Passage.id)))
     assert len(ids) == N
-    hits = big._hydrate("big", ids)  # what queries x k hits read back
+    hits = hydrate(big, "big", ids)  # what queries x k hits read back
     assert len(hits) == N and hits[min(ids)](1.0).document_id == "f00000.txt"
     found = big.search(["big"], ["word123"], k=3, mode="bm25", path_glob="f*.txt")
     assert found[0][0].document_id == "f00123.txt"

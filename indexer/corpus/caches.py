@@ -44,9 +44,10 @@ class EncoderCache:
             encoder = self.default()
         else:
             with self._lock:
-                encoder = self._by_name.get(encoder_name)
-                if encoder is None or encoder.fingerprint != fingerprint:
-                    encoder = self._by_name[encoder_name] = ColBERTEncoder.load(encoder_name)
+                cached = self._by_name.get(encoder_name)
+                if cached is None or cached.fingerprint != fingerprint:
+                    cached = self._by_name[encoder_name] = ColBERTEncoder.load(encoder_name)
+                encoder = cached
         if encoder.fingerprint != fingerprint:
             raise Conflict(f"encoder {encoder_name!r} changed since the corpus was indexed "
                            f"(fingerprint {encoder.fingerprint} != {fingerprint}); re-index it")

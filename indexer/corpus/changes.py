@@ -53,7 +53,7 @@ def passage_text(doc: DocumentInput, text: str) -> str:
 
 
 def encode_passages(encoder: ColBERTEncoder, texts: list[str],
-                    progress: Progress | None) -> np.ndarray:
+                    progress: Progress | None) -> list[np.ndarray]:
     """Step 1's slow half: token vectors of the new passages (float16), reported as
     the ``encode`` stage."""
     total = len(texts)
@@ -82,6 +82,7 @@ class ChangePipeline:
             row = c.row(s, name)
             if row.kind != "directory":
                 raise InvalidInput(f"corpus {name!r} has no directory to sync")
+            assert row.root is not None  # a directory corpus always has one
             root = c.check_root(row.root)
             known = set(s.scalars(select(Document.doc_id).where(Document.corpus_id == row.id)))
         if progress:

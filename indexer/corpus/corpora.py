@@ -170,9 +170,6 @@ class Corpora:
         with self.sessions() as s:
             return list(s.scalars(select(Corpus.name).order_by(Corpus.name)))
 
-    def list(self) -> list[CorpusInfo]:
-        return [self.info(n) for n in self.names()]
-
     def delete(self, name: str) -> None:
         """Remove the corpus: its rows, then every file under its folder (index, chunk DB).
 
@@ -290,3 +287,7 @@ class Corpora:
         """
         return search_module.search(self, names, queries, k, path_glob, mode,
                                     nprobe, candidates, decompress)
+
+    # last in the class: below it, ``list`` in an annotation would name this method
+    def list(self) -> list[CorpusInfo]:
+        return [self.info(n) for n in self.names()]

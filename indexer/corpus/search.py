@@ -87,8 +87,9 @@ def hydrate(corpora: Corpora, name: str, ids: set[int]) -> dict[int, Callable[[f
                 for r in s.execute(select(Passage, Document.doc_id, Document.path)
                                    .join(Document, Passage.document_id == Document.id)
                                    .where(cond))]
-    return {
-        p.id: (lambda score, p=p, doc_id=doc_id, path=path: SearchHit(
-            name, p.id, doc_id, path, p.start_line, p.end_line, score, p.text))
-        for p, doc_id, path in rows
-    }
+
+    def maker(p: Passage, doc_id: str, path: str | None) -> Callable[[float], SearchHit]:
+        return lambda score: SearchHit(name, p.id, doc_id, path, p.start_line, p.end_line, score,
+                                       p.text)
+
+    return {p.id: maker(p, doc_id, path) for p, doc_id, path in rows}

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.progress import Progress
+
 
 @dataclass(frozen=True)
 class ScoredPassage:
@@ -31,6 +33,8 @@ class MultiVectorIndex(ABC):
     """
 
     dim: int
+    # Set by the corpus layer around a commit: the engine reports its slow stages through it.
+    progress: Progress | None = None
 
     @classmethod
     @abstractmethod
@@ -59,12 +63,12 @@ class MultiVectorIndex(ABC):
         """Whether ``merge()`` has work to do now."""
         return False
 
-    def merge(self, publish_lock: Callable[[], AbstractContextManager] | None = None) -> int:
+    def merge(self, publish_lock: Callable[[], AbstractContextManager[None]] | None = None) -> int:
         """Housekeeping after commits (merges); returns how many were published.
         ``publish_lock``: held only while the result is published (the corpus writer lock)."""
         return 0
 
-    def optimize(self, publish_lock: Callable[[], AbstractContextManager] | None = None) -> int:
+    def optimize(self, publish_lock: Callable[[], AbstractContextManager[None]] | None = None) -> int:
         """Rewrite the index in its most compact, fastest form (an operator's request)."""
         return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,8 @@ class ExactIndex(MultiVectorIndex):
             raise IndexCorrupt(f"index at {path} cannot be read: {exc}") from exc
         return cls(path, dim, int(manifest["generation"]), segments)
 
-    def commit(self, add_ids, add_vectors, delete_ids, merge: bool = True) -> None:
+    def commit(self, add_ids: np.ndarray, add_vectors: list[np.ndarray], delete_ids: np.ndarray,
+               merge: bool = True) -> None:
         add_ids = np.asarray(add_ids, dtype=np.int64)
         if len(add_ids) != len(add_vectors):
             raise InvalidInput("add_ids and add_vectors differ in length")
@@ -112,7 +114,7 @@ class ExactIndex(MultiVectorIndex):
         self.generation, self.segments = generation, segments
         self._remove_unreferenced(entries)
 
-    def _remove_unreferenced(self, entries: list[dict]) -> None:
+    def _remove_unreferenced(self, entries: list[dict[str, Any]]) -> None:
         """Delete files no manifest names; readers that mmap them keep their inode."""
         keep = {"manifest.json"}
         for e in entries:
@@ -122,7 +124,8 @@ class ExactIndex(MultiVectorIndex):
         durable.remove_all([f for f in self.path.iterdir()
                             if f.name not in keep and not f.name.endswith(".tmp")])
 
-    def search(self, queries, k, allowed_ids=None, **params) -> list[list[ScoredPassage]]:
+    def search(self, queries: list[np.ndarray], k: int, allowed_ids: np.ndarray | None = None,
+               **params: int) -> list[list[ScoredPassage]]:
         results: list[list[ScoredPassage]] = []
         for q in queries:
             q = np.asarray(q, dtype=np.float32)
@@ -180,7 +183,7 @@ def maxsim_segment(query: np.ndarray, vectors: np.ndarray, offsets: np.ndarray) 
         sims = query @ block.T  # (q, block_tokens)
         _segment_max(best, sims, owner[start : start + len(block)])
     best[:, lengths == 0] = 0.0
-    return best.sum(axis=0)
+    return np.asarray(best.sum(axis=0))
 
 
 def _segment_max(best: np.ndarray, sims: np.ndarray, owner: np.ndarray) -> None:

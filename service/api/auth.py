@@ -17,8 +17,11 @@ import ipaddress
 import json
 import math
 import time
+from collections.abc import Callable
+from typing import Any, cast
 
 import anyio
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api import errors
@@ -28,7 +31,7 @@ from service.api.ratelimit import RateLimiter
 
 PUBLIC = {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 READ_ACTIONS = {"search", "neighbors", "chat", "ask", "complete", "query"}
-ANY_KEY: list = []  # any valid key, no corpus right needed
+ANY_KEY: Need = []  # any valid key, no corpus right needed
 CACHE_SECONDS = 2.0  # a revoked key stops working within this time
 PRINCIPAL_KEY = "memex.principal"
 
@@ -48,7 +51,7 @@ def is_loopback(host: str) -> bool:
 
 
 def required_access(method: str, path: str, body: bytes = b"",
-                    job_corpus=None) -> Need | None:
+                    job_corpus: Callable[[str], str | None] | None = None) -> Need | None:
     """The rights a request needs; ``None`` for public paths.
 
     >>> required_access("POST", "/v1/corpora/docs/search")
@@ -101,7 +104,7 @@ def _token(scope: Scope) -> str | None:
     headers = dict(scope["headers"])
     auth = headers.get(b"authorization", b"").decode("latin-1")
     if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
+        return str(auth[7:].strip())
     key = headers.get(b"x-api-key")
     return key.decode("latin-1").strip() if key else None
 
@@ -125,12 +128,13 @@ class Authenticate:
         principal = ANONYMOUS
         if self.enforce_always or await self._any_keys(state):
             token = _token(scope)
-            principal = await self._verify(state, token) if token else None
-            if principal is None:
+            verified = await self._verify(state, token) if token else None
+            if verified is None:
                 response = errors.problem(401, "UNAUTHORIZED", "a valid API key is required "
                                           "(Authorization: Bearer <key> or X-API-Key)")
                 response.headers["WWW-Authenticate"] = 'Bearer realm="memex"'
                 return await response(scope, receive, send)
+            principal = verified
         client = principal.key_id or (scope.get("client") or ("?",))[0]
         wait = self.limiter.acquire(client)
         if wait > 0:
@@ -141,7 +145,7 @@ class Authenticate:
         scope[PRINCIPAL_KEY] = principal
         await self.app(scope, receive, send)
 
-    async def _any_keys(self, state) -> bool:
+    async def _any_keys(self, state: Any) -> bool:
         checked, exist = self._keys_exist
         if time.monotonic() - checked > CACHE_SECONDS:
             exist = await anyio.to_thread.run_sync(lambda: KeyStore(
@@ -149,7 +153,7 @@ class Authenticate:
             self._keys_exist = (time.monotonic(), exist)
         return exist
 
-    async def _verify(self, state, token: str) -> Principal | None:
+    async def _verify(self, state: Any, token: str) -> Principal | None:
         digest = token_digest(token)
         hit = self._verified.get(digest)
         if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
@@ -188,16 +192,16 @@ class Authorize:
         await self.app(scope, receive, send)
 
 
-def visible(request, names: list[str]) -> list[str]:
+def visible(request: Request, names: list[str]) -> list[str]:
     """The corpora among ``names`` the request's key may read (for listings)."""
     principal = request.scope.get(PRINCIPAL_KEY, ANONYMOUS)
     return [n for n in names if principal.allows(n, "read")]
 
 
-def _job_corpus(state, job_id: str) -> str | None:
+def _job_corpus(state: Any, job_id: str) -> str | None:
     from indexer.errors import NotFound
 
     try:
-        return state.jobs.get(job_id).corpus
+        return cast(str | None, state.jobs.get(job_id).corpus)
     except NotFound:
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
@@ -13,19 +13,19 @@ from service.settings import Settings
 
 
 def get_corpora(request: Request) -> Corpora:
-    return request.app.state.corpora
+    return cast(Corpora, request.app.state.corpora)
 
 
 def get_jobs(request: Request) -> JobRunner:
-    return request.app.state.jobs
+    return cast(JobRunner, request.app.state.jobs)
 
 
 def get_cartridges(request: Request) -> CartridgeStore:
-    return request.app.state.cartridges
+    return cast(CartridgeStore, request.app.state.cartridges)
 
 
 def get_app_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    return cast(Settings, request.app.state.settings)
 
 
 CorporaDep = Annotated[Corpora, Depends(get_corpora)]

@@ -35,11 +35,11 @@ def hostname(value: str) -> str | None:
 
 
 class HostGuard:
-    def __init__(self, app: ASGIApp, allowed_hosts: list[str] | tuple = ()) -> None:
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str] | tuple[str, ...] = ()) -> None:
         self.app = app
         self.allowed = LOCAL_NAMES | {h.strip().lower() for h in allowed_hosts if h.strip()}
 
-    def _refusal(self, headers: dict) -> str | None:
+    def _refusal(self, headers: dict[bytes, bytes]) -> str | None:
         host = headers.get(b"host")
         if host is not None and hostname(host.decode("latin-1")) not in self.allowed:
             return (f"Host {host.decode('latin-1')!r} is not a name of this loopback-only "

@@ -13,8 +13,10 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from indexer.database import ApiKey, utcnow
 from indexer.errors import InvalidInput, NotFound
@@ -48,7 +50,7 @@ def token_digest(token: str) -> str:
 
 
 class KeyStore:
-    def __init__(self, sessions) -> None:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
     def create(self, name: str, role: str, corpora: list[str]) -> tuple[ApiKey, str]:
@@ -78,7 +80,7 @@ class KeyStore:
             if row is None:
                 raise NotFound(f"no API key {key_id!r}")
             row.revoked_at = row.revoked_at or utcnow()
-            return row
+            return cast(ApiKey, row)
 
     def active_count(self) -> int:
         with self.sessions() as s:

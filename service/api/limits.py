@@ -9,6 +9,9 @@ replayed to the application.
 
 from __future__ import annotations
 
+from typing import Any
+
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import errors
@@ -21,7 +24,7 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _too_large(self):
+    def _too_large(self) -> JSONResponse:
         return errors.problem(413, "PAYLOAD_TOO_LARGE",
                               f"request bodies are limited to {self.max_bytes} bytes")
 
@@ -89,7 +92,7 @@ class ComputeGate:
         self.app = app
         self.limits = limits
         self.max_waiting = max_waiting
-        self._semaphores: dict = {}  # made lazily: they must belong to the server's event loop
+        self._semaphores: dict[str, Any] = {}  # made lazily: they must belong to the server's event loop
         self._waiting = dict.fromkeys(limits, 0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

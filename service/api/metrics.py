@@ -9,6 +9,8 @@ the request metrics of all workers are summed from that directory.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import (
@@ -45,10 +47,10 @@ def observe(method: str, route: str, status: int, seconds: float) -> None:
 class StateCollector:
     """Gauges computed from the data directory and SQL when scraped."""
 
-    def __init__(self, state) -> None:
+    def __init__(self, state: Any) -> None:
         self.state = state
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         corpora = self.state.corpora
         passages = GaugeMetricFamily("memex_corpus_passages", "passages per corpus", labels=["corpus"])
         documents = GaugeMetricFamily("memex_corpus_documents", "documents per corpus",
@@ -72,7 +74,7 @@ class StateCollector:
 def metrics(request: Request) -> Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         live = CollectorRegistry()
-        MultiProcessCollector(live)
+        MultiProcessCollector(live)  # type: ignore[no-untyped-call]
     else:
         live = REGISTRY
     state = CollectorRegistry()

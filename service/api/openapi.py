@@ -8,6 +8,8 @@ rewrites the schema so that clients and schemathesis see the truth: 422 and a
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
@@ -21,11 +23,11 @@ class Problem(BaseModel):
     status: int
     code: str
     detail: str
-    details: dict
+    details: dict[str, Any]
 
 
 def install(app: FastAPI) -> None:
-    def openapi() -> dict:
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description,
@@ -45,4 +47,4 @@ def install(app: FastAPI) -> None:
         app.openapi_schema = schema
         return schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,7 +18,7 @@ class DocumentIn(Strict):
     id: str = Field(min_length=1, max_length=1024)
     text: str = Field(min_length=1)
     path: str | None = Field(default=None, max_length=4096)
-    metadata: dict | None = None
+    metadata: dict[str, Any] | None = None
 
 
 class CorpusCreate(Strict):
@@ -69,7 +69,7 @@ class DocumentsPut(Strict):
 class DocumentPut(Strict):
     text: str = Field(min_length=1)
     path: str | None = Field(default=None, max_length=4096)
-    metadata: dict | None = None
+    metadata: dict[str, Any] | None = None
 
 
 class DocumentSummary(BaseModel):
@@ -77,7 +77,7 @@ class DocumentSummary(BaseModel):
     path: str | None
     content_hash: str
     chars: int
-    metadata: dict | None
+    metadata: dict[str, Any] | None
     updated_at: datetime
 
 
@@ -219,7 +219,7 @@ class JobPublic(BaseModel):
     stage: str
     done: int
     total: int
-    result: dict | None
+    result: dict[str, Any] | None
     error: str | None
     created_at: datetime
     updated_at: datetime

@@ -29,8 +29,8 @@ def trained(tmp_path_factory):
     first, second = [], []
     stop = {"now": False}
 
-    def progress_first(done, total, stage):
-        first.append((done, total, stage))
+    def progress_first(stage, done, total):
+        first.append((stage, done, total))
         stop["now"] = stage == "training" and done >= 1
 
     assert train_cartridge(TEXT, "faq", 3, TINY, work, progress_first, lambda: stop["now"]) is None

@@ -18,9 +18,9 @@ def test_training_lowers_heldout_loss(trained):
 
 def test_cancel_then_resume_continues(trained):
     _, first, second, mtimes, work = trained
-    assert ("training", 1) in [(s, d) for d, _, s in first]
+    assert ("training", 1) in [(s, d) for s, d, _ in first]
     # the rerun skips synthesis work and starts training at the saved step, not at 0
-    assert [d for d, _, s in second if s == "training"][0] == 1
+    assert [d for s, d, _ in second if s == "training"][0] == 1
     assert {p.name: p.stat().st_mtime_ns for p in (work / "synth").iterdir()} == mtimes
 
 
@@ -38,7 +38,7 @@ def test_more_steps_continue_a_finished_run(trained, tmp_path):
     events = []
     more = CartridgeConfig(**{**TINY.to_dict(), "steps": TINY.steps + 1})
     again = train_cartridge(TEXT, "faq", 3, more, copy, lambda *e: events.append(e))
-    assert [d for d, _, s in events if s == "training"][0] == TINY.steps  # from the end, not from 0
+    assert [d for s, d, _ in events if s == "training"][0] == TINY.steps  # from the end, not from 0
     header = read_cartridge(again).header["training"]
     assert header["steps"] == TINY.steps + 1
     assert header["loss_curve"][0] == read_cartridge(path).header["training"]["loss_curve"][0]

@@ -130,7 +130,7 @@ class Codec:
         per = 8 // self.nbits
         byte = np.arange(256)[:, None]
         shift = 8 - self.nbits * (np.arange(per)[None, :] + 1)
-        return self.weights[(byte >> shift) & (2**self.nbits - 1)].astype(np.float32)
+        return np.asarray(self.weights[(byte >> shift) & (2**self.nbits - 1)], dtype=np.float32)
 
     def save(self, path: Path) -> None:
         """Write a new codec folder, durable when this returns (a manifest names it after)."""

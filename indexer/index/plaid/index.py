@@ -72,7 +72,7 @@ class PlaidIndex(MultiVectorIndex):
 
     @classmethod
     def create(cls, path: Path, dim: int, nbits: int = 2, codec_from: Path | None = None,
-               keep_vectors: bool = True, **kwargs) -> PlaidIndex:
+               keep_vectors: bool = True, **kwargs: Any) -> PlaidIndex:
         """New empty index. ``codec_from``: reuse another index's current codec.
         ``keep_vectors``: store each segment's originals (float16, ``dim * 2`` bytes a token) so
         that a codec refit re-quantises them exactly; without, a refit's migration decodes."""
@@ -95,7 +95,7 @@ class PlaidIndex(MultiVectorIndex):
         return cls(path, **kwargs)
 
     @classmethod
-    def open(cls, path: Path, **kwargs) -> PlaidIndex:
+    def open(cls, path: Path, **kwargs: Any) -> PlaidIndex:
         return cls(Path(path), **kwargs)
 
     # ---- reading -------------------------------------------------------------------------
@@ -178,7 +178,7 @@ class PlaidIndex(MultiVectorIndex):
         """Whether the merge policy selects anything now."""
         return bool(self._select(self.merge_policy, self._snap))
 
-    def merge(self, publish_lock: Callable[[], AbstractContextManager] | None = None,
+    def merge(self, publish_lock: Callable[[], AbstractContextManager[None]] | None = None,
               policy: MergePolicy | None = None) -> int:
         """Merge what ``policy`` selects (default: this index's policy; ``MergeAll()`` is an
         optimize) until it selects nothing. Returns the number of merges published.
@@ -216,7 +216,7 @@ class PlaidIndex(MultiVectorIndex):
             return []
         return policy.select(m.segments, m.codecs[-1])
 
-    def optimize(self, publish_lock: Callable[[], AbstractContextManager] | None = None) -> int:
+    def optimize(self, publish_lock: Callable[[], AbstractContextManager[None]] | None = None) -> int:
         """Merge everything into one segment under one codec (``memex optimize``).
 
         When the current codec was trained on another corpus than today's and every segment

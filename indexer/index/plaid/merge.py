@@ -17,7 +17,7 @@ import math
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -115,7 +115,8 @@ def live_tokens(doclens: np.ndarray, dead: np.ndarray) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def merge_segments(out: Path, target: str, codec: Codec, parts: list[dict]) -> tuple[int, int]:
+def merge_segments(out: Path, target: str, codec: Codec,
+                   parts: list[dict[str, Any]]) -> tuple[int, int]:
     """Write the live passages of ``parts`` as one segment at ``out``, under codec ``target``.
 
     Each part is a dict of arrays ``pids, doclens, codes, residuals, norms``, ``dead``
@@ -168,7 +169,7 @@ def write_sorted(out: Path, codec: str, n_centroids: int, pids: np.ndarray, docl
 class TokenRows:
     """Rows ``tok`` of ``rows`` (anything sliceable or indexable by sorted arrays), read lazily."""
 
-    def __init__(self, rows, tok: np.ndarray) -> None:
+    def __init__(self, rows: Any, tok: np.ndarray) -> None:
         self.rows, self.tok = rows, tok
         self.shape = (len(tok), rows.shape[1])
         self.ndim = 2
@@ -190,7 +191,7 @@ class StackedRows:
     joining them: a first sync of the stdlib tree would copy 2.3 GB (~5 s) just to compress
     it block by block, draw the codec's sample and keep its originals."""
 
-    def __init__(self, parts: list) -> None:
+    def __init__(self, parts: list[Any]) -> None:
         self.parts = parts
         self.offsets = np.zeros(len(parts) + 1, dtype=np.int64)
         np.cumsum([len(p) for p in parts], out=self.offsets[1:])

@@ -19,7 +19,9 @@ with the query). Then per group of segments that share the codec (``SegmentGroup
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -67,7 +69,7 @@ def dot_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     with the same float32 result (bench/RESULTS-plaid.md). Elsewhere, the plain product.
     """
     if ONEDNN and a.device.type == "cpu" and a.dtype == b.dtype == torch.float32:
-        return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+        return cast(torch.Tensor, torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], ""))
     return a @ b.T
 
 
@@ -124,7 +126,7 @@ def probe_centroids(cscores_t: torch.Tensor, nprobe: int, block: int = 64) -> to
     nprobe = min(nprobe, n)
     n_blocks = n // block
     if n_blocks < 4 * nprobe or n * nq < 1 << 17:  # below, plain topk is as fast
-        return cscores_t.topk(nprobe, dim=0).indices.flatten().unique()
+        return cast(torch.Tensor, cscores_t.topk(nprobe, dim=0).indices.flatten().unique())
     best = cscores_t[: n_blocks * block].unflatten(0, (n_blocks, block))
     while best.shape[1] > 1:
         half = best.shape[1] // 2
@@ -134,7 +136,7 @@ def probe_centroids(cscores_t: torch.Tensor, nprobe: int, block: int = 64) -> to
     rows = (best_blocks[:, :, None] * block + torch.arange(block, device=cscores_t.device)).flatten(1)
     rows = torch.cat([rows, torch.arange(n_blocks * block, n, device=rows.device).expand(nq, -1)], 1)
     top = cscores_t[rows, cols].topk(nprobe, dim=1).indices  # [nq, nprobe] into ``rows``
-    return rows.gather(1, top).flatten().unique()
+    return cast(torch.Tensor, rows.gather(1, top).flatten().unique())
 
 
 def gather_ranges(starts: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,7 +168,7 @@ def distinct(items: torch.Tensor, bound: int) -> tuple[torch.Tensor, torch.Tenso
     running count replace the sort (the query path's passages per group).
     """
     if bound > 4 * len(items):
-        return torch.unique(items, return_inverse=True)
+        return cast(tuple[torch.Tensor, torch.Tensor], torch.unique(items, return_inverse=True))
     seen = torch.zeros(bound, dtype=torch.bool, device=items.device)
     seen[items] = True
     return seen.nonzero().squeeze(1), (torch.cumsum(seen, 0) - 1)[items]
@@ -198,7 +200,7 @@ class SegmentGroup:
         """Where each segment's passages start in sorted group ids ``passages``."""
         return torch.searchsorted(passages, self.bases).tolist()
 
-    def tokens(self, passages: torch.Tensor, residuals: bool) -> tuple:
+    def tokens(self, passages: torch.Tensor, residuals: bool) -> tuple[torch.Tensor, ...]:
         """The tokens of sorted group passages: codes [T], owner [T] (index into ``passages``),
         and with ``residuals`` their packed bytes [T, nbytes] and norms [T]."""
         codes, owners, packed, norms = [], [], [], []
@@ -222,7 +224,8 @@ class SegmentGroup:
         return cat(codes), cat(owners), cat(packed), cat(norms)
 
 
-def _in_order(passages: torch.Tensor, score_sorted) -> torch.Tensor:
+def _in_order(passages: torch.Tensor,
+              score_sorted: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Scores of ``passages`` in their own order, from ``score_sorted(sorted passages)``."""
     ordered, order = passages.sort()
     out = torch.empty(len(passages), device=passages.device)

@@ -11,6 +11,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ def build_ivf(codes: np.ndarray, doclens: np.ndarray, n_centroids: int) -> tuple
     return ivf.astype(np.uint16 if len(doclens) <= 65536 else np.int32), offsets
 
 
-def _write_rows(path: Path, rows) -> None:
+def _write_rows(path: Path, rows: Any) -> None:
     """Write ``rows`` ([T, dim], read block by block) as a float16 .npy file, fsynced."""
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=rows.shape)
     for s in range(0, len(rows), VECTOR_BLOCK):
@@ -51,7 +52,8 @@ def _write_rows(path: Path, rows) -> None:
 
 
 def write_segment(path: Path, codec: str, n_centroids: int, pids: np.ndarray, doclens: np.ndarray,
-                  codes: np.ndarray, residuals: np.ndarray, norms: np.ndarray, vectors=None) -> None:
+                  codes: np.ndarray, residuals: np.ndarray, norms: np.ndarray,
+                  vectors: Any = None) -> None:
     """Write a segment directory, durable (its files, itself and its entry in the parent)
     when this returns; the manifest that names it is written after. ``vectors``: the
     originals of the tokens ([T, dim], sliceable), kept in ``vectors.npy``; or None."""

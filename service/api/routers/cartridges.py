@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from cartridges.config import CartridgeConfig
 from cartridges.store import is_stale
+from indexer.corpus import Corpora
 from indexer.errors import NotFound
 from service.api.deps import CartridgesDep, CorporaDep, JobsDep
 from service.api.schemas import JobPublic
@@ -46,8 +49,8 @@ class CartridgePublic(BaseModel):
     model: str
     p: int
     bytes: int | None
-    config: dict
-    training: dict | None
+    config: dict[str, Any]
+    training: dict[str, Any] | None
     error: str | None
     created_at: str
 
@@ -62,7 +65,7 @@ class CartridgeCreated(BaseModel):
     job: JobPublic
 
 
-def public(info: dict, corpora) -> CartridgePublic:
+def public(info: dict[str, Any], corpora: Corpora) -> CartridgePublic:
     try:
         corpus = corpora.info(info["corpus_id"])
         stale = is_stale(info, corpus.version, corpus.created_at)

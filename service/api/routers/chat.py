@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,12 +43,13 @@ class ChatRequest(BaseModel):
                                            description="concatenated in this order before the chat")
 
 
-def _event(body: dict) -> str:
+def _event(body: dict[str, Any]) -> str:
     return f"data: {json.dumps(body)}\n\n"
 
 
-@router.post("/v1/chat/completions")
-def chat(body: ChatRequest, store: CartridgesDep, request: Request):
+@router.post("/v1/chat/completions", response_model=None)
+def chat(body: ChatRequest, store: CartridgesDep,
+         request: Request) -> dict[str, Any] | StreamingResponse:
     cap = request.app.state.settings.max_chat_tokens
     if body.max_tokens > cap:
         raise RequestValidationError([{"loc": ("body", "max_tokens"), "type": "less_than_equal",
@@ -69,9 +72,9 @@ def chat(body: ChatRequest, store: CartridgesDep, request: Request):
                 "usage": {"prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens,
                           "total_tokens": run.prompt_tokens + run.completion_tokens}}
 
-    def events():
+    def events() -> Iterator[str]:
         chunk = {**head, "object": "chat.completion.chunk"}
-        def choice(delta: dict, finish: str | None = None) -> dict:
+        def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
         yield _event(choice({"role": "assistant"}))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from fastapi import APIRouter, Query, status
 
 from indexer.corpus import DocumentInput
+from indexer.database import Document
 from service.api.deps import CorporaDep
 from service.api.schemas import (
     ChangeResult,
@@ -21,7 +23,7 @@ from service.api.schemas import (
 router = APIRouter(prefix="/v1/corpora/{name}/documents", tags=["documents"])
 
 
-def _summary(doc) -> dict:
+def _summary(doc: Document) -> dict[str, Any]:
     return dict(id=doc.doc_id, path=doc.path, content_hash=doc.content_hash, chars=doc.n_chars,
                 metadata=doc.metadata_, updated_at=doc.updated_at)
 

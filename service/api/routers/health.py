@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from sqlalchemy import text
 
@@ -11,7 +13,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz(corpora: CorporaDep) -> dict:
+def healthz(corpora: CorporaDep) -> dict[str, Any]:
     with corpora.engine.connect() as conn:
         conn.execute(text("SELECT 1"))
     return {"status": "ok"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,7 +21,7 @@ def get_chunkdbs(request: Request) -> ChunkDBs:
     state = request.app.state
     if getattr(state, "chunkdbs", None) is None:
         state.chunkdbs = ChunkDBs(state.corpora)
-    return state.chunkdbs
+    return cast(ChunkDBs, state.chunkdbs)
 
 
 ChunkDBsDep = Annotated[ChunkDBs, Depends(get_chunkdbs)]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from service.api import errors
@@ -10,8 +13,9 @@ from service.api import errors
 router = APIRouter(tags=["health"])
 
 
-@router.get("/readyz", responses={503: {"description": "not ready (problem+json)"}})
-def readyz(request: Request) -> dict:
+@router.get("/readyz", response_model=dict[str, Any],
+            responses={503: {"description": "not ready (problem+json)"}})
+def readyz(request: Request) -> dict[str, Any] | JSONResponse:
     state = request.app.state
     checks: dict[str, str] = {}
     try:

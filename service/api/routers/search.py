@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
+from indexer.corpus import Corpora
 from indexer.packing import encoder_tokens, pack
 from service.api.deps import CorporaDep
 from service.api.schemas import (
@@ -22,7 +23,7 @@ router = APIRouter(tags=["search"])
 Answer = SearchResponse | PackedSearchResponse
 
 
-def _search(corpora, names: list[str], params: SearchParams) -> Answer:
+def _search(corpora: Corpora, names: list[str], params: SearchParams) -> Answer:
     queries = params.all_queries()
     found = corpora.search(names, queries, params.k, params.path_glob, params.mode,
                            nprobe=params.nprobe, candidates=params.candidates,
