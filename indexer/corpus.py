@@ -29,6 +29,7 @@ from sqlalchemy import delete, func, select
 from indexer import durable
 from indexer.bm25 import FUSION_DEPTH, BM25Index, fuse
 from indexer.chunking import chunk_lines
+from indexer.distributed.sharded import commit_documents
 from indexer.durable import exclusive_lock
 from indexer.encoder import ColBERTEncoder
 from indexer.errors import Conflict, IndexCorrupt, InvalidInput, NotFound
@@ -110,9 +111,14 @@ class Corpora:
         index_engine: str = "plaid",
         index_nbits: int = 2,
         hidden_roots: bool = True,
+        index_shards: int = 1,
+        encode_pool=None,
     ) -> None:
         self.home = Path(home)
         self.index_engine, self.index_nbits = index_engine, index_nbits
+        self.index_shards = index_shards  # new corpora split by document (docs/scale-out.md)
+        # Encodes a sync's passages elsewhere: indexer/distributed/encode_pool.RayEncodePool.
+        self.encode_pool = encode_pool
         self.home.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(db_url or f"sqlite:///{self.home / 'memex.db'}")
         self.sessions = make_sessionmaker(self.engine)
@@ -200,7 +206,8 @@ class Corpora:
                 for old in self.corpus_dir(name).iterdir():
                     if old.name != ".lock":
                         durable.remove(old)
-            create_index(index_dir, self.encoder.dim, self.index_engine, self.index_nbits)
+            create_index(index_dir, self.encoder.dim, self.index_engine, self.index_nbits,
+                         self.index_shards)
             s.add(Corpus(name=name, kind="directory" if root else "documents", root=resolved,
                          encoder=self.encoder_name, encoder_fingerprint=self.encoder.fingerprint))
         return self.info(name)
@@ -405,14 +412,17 @@ class Corpora:
 
             if progress:
                 progress("encode", 0, total)
-            vectors = encoder.encode_documents(texts, progress=step, dtype=np.float16)
+            vectors = (self.encode_pool.encode_documents(encoder, row.encoder, texts, step, np.float16)
+                       if self.encode_pool else
+                       encoder.encode_documents(texts, progress=step, dtype=np.float16))
             if progress:
                 progress("commit", 0, 1)
             new_ids, old_ids = self._commit_rows(name, changed, chunks, report.deleted)
             index = self.index(name, index_dir)
             index.progress = progress  # a PLAID index reports its codec / compress stages
             try:
-                index.commit(np.array(new_ids, np.int64), vectors, np.array(old_ids, np.int64), merge=False)
+                commit_documents(index, np.array(new_ids, np.int64), vectors, np.array(old_ids, np.int64),
+                                 [d.doc_id for d, ps in zip(changed, chunks) for _ in ps], merge=False)
             finally:
                 index.progress = None
             with self.sessions.begin() as s:
@@ -516,8 +526,9 @@ class Corpora:
             DocumentInput(docs[passages[i].document_id].doc_id, "", docs[passages[i].document_id].path),
             passages[i].text) for i in add_ids]
         vectors = encoder.encode_documents(texts)
-        self.index(name, index_dir).commit(np.array(add_ids, np.int64), vectors,
-                                np.array(pending["delete"], np.int64))
+        commit_documents(self.index(name, index_dir), np.array(add_ids, np.int64), vectors,
+                         np.array(pending["delete"], np.int64),
+                         [docs[passages[i].document_id].doc_id for i in add_ids])
         with self.sessions.begin() as s:
             self._row(s, name).pending = None
 
