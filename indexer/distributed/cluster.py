@@ -49,3 +49,12 @@ def connect(address: str, settings: LibrarySettings) -> Any:
             raise InvalidInput(f"this process is connected to Ray at {_connected!r}, "
                                f"not {address!r}")
     return ray
+
+
+def disconnect() -> None:
+    """Leave the cluster (tests and benchmarks that start one of their own)."""
+    global _connected
+    with _lock:
+        if _connected is not None:
+            ray_module().shutdown()
+            _connected = None

@@ -84,6 +84,15 @@ class RayEncodePool:
         self._pools[fingerprint] = actors
         return actors
 
+    def close(self) -> None:
+        """End the actors (they hold their CPUs or GPUs until then)."""
+        if self._pools:
+            ray = connect(self.address, self.settings)
+            for actors in self._pools.values():
+                for actor in actors:
+                    ray.kill(actor)
+            self._pools.clear()
+
     def encode_documents(self, encoder: ColBERTEncoder, encoder_name: str, texts: list[str],
                          progress: Callable[[int], None] | None = None,
                          dtype: type = np.float32) -> list[np.ndarray]:

@@ -47,7 +47,7 @@ class ShardServer:
         return self._index
 
     def search(self, queries: list[np.ndarray], k: int, allowed_ids: np.ndarray | None,
-               params: dict[str, int]) -> list[list[ScoredPassage]]:
+               params: dict[str, Any]) -> list[list[ScoredPassage]]:
         index = self._current()
         if index is None:
             return [[] for _ in queries]

@@ -215,10 +215,11 @@ class ShardedIndex(MultiVectorIndex):
                **params: int) -> list[list[ScoredPassage]]:
         if k < 1:
             raise InvalidInput("k must be >= 1")
+        knobs: dict[str, Any] = dict(params)  # PLAID's nprobe, candidates, decompress
         if self.remote is not None:
-            per_shard = self.remote.search(queries, k, allowed_ids, params)
+            per_shard = self.remote.search(queries, k, allowed_ids, knobs)
         else:
-            per_shard = [ix.search(queries, k, allowed_ids, **params) for ix in self._open_shards()]
+            per_shard = [ix.search(queries, k, allowed_ids, **knobs) for ix in self._open_shards()]
         return merge_top_k(per_shard, k) if per_shard else [[] for _ in queries]
 
     def passage_ids(self) -> np.ndarray:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +12,10 @@ import pytest
 
 from indexer.corpus import Corpora, DocumentInput
 from indexer.distributed.sharded import ShardedIndex, shard_of
-from indexer.errors import InvalidInput
+from indexer.errors import InvalidInput, Unavailable
 from indexer.index import open_index
 from indexer.index.plaid import PlaidIndex
+from service.errors import status_of
 from tests.index.plaid_data import corpus, queries
 
 DIM = 64
@@ -89,3 +93,28 @@ def test_sharded_corpus_syncs_and_searches(tmp_path: Path, encoder) -> None:
     assert [(h.document_id, round(h.score, 4)) for h in results[0]] == \
         [(h.document_id, round(h.score, 4)) for h in results[1]]
     assert isinstance(corpora.index("c"), ShardedIndex)
+
+
+def test_a_plain_install_never_imports_ray(tmp_path: Path, sample_dir: Path) -> None:
+    """Without a Ray address, opening, indexing and searching (through the same wiring as
+    the CLI and the server) leave ``ray`` unimported."""
+    script = (
+        "import sys\n"
+        "from service.runtime import open_corpora\n"
+        "from service.settings import Settings\n"
+        f"c = open_corpora(Settings(home={str(tmp_path / 'home')!r}))\n"
+        f"c.create('t', {str(sample_dir)!r})\n"
+        "c.sync('t')\n"
+        "assert c.search(['t'], ['circle area'])[0]\n"
+        "print('ray' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMEX_RAY")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
+
+
+def test_unavailable_is_a_503() -> None:
+    assert status_of(Unavailable("shard 1 of 3 is restarting", shard=1)) == 503
