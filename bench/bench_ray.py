@@ -41,6 +41,9 @@ from tests.index.plaid_data import corpus, queries
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 MODEL_PASSAGES, MODEL_NODES, MODEL_CORES = 10_000_000, 8, 32
+# p50 grows as size ** 0.517 in PLAID's synthetic scaling (x100 passages -> x10.8 p50, 10k to
+# 1M passages, bench/RESULTS-plaid.md): posting lists grow as sqrt(n) with 2 sqrt(T) centroids.
+PLAID_P50_EXPONENT = 0.517
 
 
 def passages(n: int) -> list[str]:
@@ -175,7 +178,8 @@ def model(local: float, one: float, tokens: float, resident: float, on_disk: flo
     encode_h = MODEL_PASSAGES / (one * MODEL_CORES * MODEL_NODES) / 3600
     commit_h = MODEL_PASSAGES * tokens / commit_tokens_s / 3600
     slope = (big[0] - small[0]) / (big[1] - small[1])  # ms per passage of a shard (linear fit)
-    shard_ms = big[0] + slope * (per_node - big[1])
+    linear_ms = big[0] + slope * (per_node - big[1])
+    shard_ms = big[0] * (per_node / big[1]) ** PLAID_P50_EXPONENT
     fanout_ms = two_more_shards_ms / 2 * (MODEL_NODES - 1)
     print(f"\nmodel: {MODEL_PASSAGES:,} passages x {tokens:.0f} tokens on {MODEL_NODES} nodes "
           f"x {MODEL_CORES} cores, one shard per node")
@@ -184,10 +188,12 @@ def model(local: float, one: float, tokens: float, resident: float, on_disk: flo
           f"with the originals ({on_disk:.0f} B/token)")
     print(f"  index time: encode {encode_h:.1f} h ({one:.1f} passages/s per core-actor, "
           f"{MODEL_CORES * MODEL_NODES} actors) + commit {commit_h:.1f} h at the writer "
-          f"({commit_tokens_s:,.0f} tokens/s on one core, serial)")
+          f"({commit_tokens_s:,.0f} tokens/s on one core, serial; shard commits on their "
+          f"nodes in parallel, not built: {commit_h / MODEL_NODES:.1f} h)")
     print(f"  search p50: {shard_ms + fanout_ms:.0f} ms = a {per_node:,.0f}-passage shard "
-          f"{shard_ms:.0f} ms (linear in shard size from {small[1]} and {big[1]} passages: an "
-          f"upper bound, PLAID's probing is sublinear) + fan-out {fanout_ms:.1f} ms")
+          f"{shard_ms:.0f} ms (size ** {PLAID_P50_EXPONENT} from {big[1]} passages; linear "
+          f"from {small[1]} and {big[1]}, an upper bound: {linear_ms:.0f} ms) + fan-out "
+          f"{fanout_ms:.1f} ms")
     print(f"  (vs one machine: {MODEL_PASSAGES / local / 86400:.1f} days to encode in-process "
           f"on one core at {local:.1f} passages/s)")
 

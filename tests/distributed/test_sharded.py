@@ -15,6 +15,7 @@ from indexer.distributed.sharded import ShardedIndex, shard_of
 from indexer.errors import InvalidInput, Unavailable
 from indexer.index import open_index
 from indexer.index.plaid import PlaidIndex
+from indexer.index.plaid.codec import n_centroids_for
 from service.errors import status_of
 from tests.index.plaid_data import corpus, queries
 
@@ -33,14 +34,15 @@ def test_three_shards_answer_as_one_index(tmp_path: Path) -> None:
     """Shards share the unsharded index's codec, so a passage scores the same in both; each
     shard keeps its own ``candidates`` best, so with budgets that cover the corpus the
     answers are identical, and with the default ones the shards find a superset."""
-    bags = corpus(800, DIM, seed=3)
+    bags = corpus(450, DIM, seed=3)
     ids = np.arange(10, 10 + len(bags), dtype=np.int64)
     keys = [f"doc-{i // 3}" for i in range(len(bags))]  # three passages a document
     flat, sharded = build(tmp_path, bags, ids, keys)
     reopened = open_index(tmp_path / "three")
     assert isinstance(reopened, ShardedIndex) and reopened.shards == 3
-    qs = queries(bags, 100, seed=4)
-    full = {"nprobe": 1 << 12, "candidates": 1 << 16, "decompress": 1 << 16}
+    qs = queries(bags, 60, seed=4)
+    n_tokens = sum(len(b) for b in bags)
+    full = {"nprobe": n_centroids_for(n_tokens), "candidates": len(bags), "decompress": len(bags)}
     expected = flat.search(qs, 10, **full)
     for index in (sharded, reopened):
         got = index.search(qs, 10, **full)
@@ -63,7 +65,7 @@ def test_three_shards_answer_as_one_index(tmp_path: Path) -> None:
 
 
 def test_updates_and_deletes_reach_the_right_shard(tmp_path: Path) -> None:
-    bags = corpus(300, DIM, seed=5)
+    bags = corpus(200, DIM, seed=5)
     ids = np.arange(len(bags), dtype=np.int64)
     keys = [f"d{i}" for i in range(len(bags))]
     flat, sharded = build(tmp_path, bags, ids, keys)
