@@ -132,7 +132,7 @@ def test_a_killed_shard_actor_fails_the_query_then_recovers(sharded: Corpora, qu
 
     def long_search() -> None:  # thousands of queries: the shards work for seconds
         try:
-            outcome.append(index.search(vectors * 20, 10))
+            outcome.append(index.search(vectors * 10, 10))
         except Unavailable as exc:
             outcome.append(exc)
 
