@@ -120,3 +120,24 @@ def test_a_plain_install_never_imports_ray(tmp_path: Path, sample_dir: Path) -> 
 
 def test_unavailable_is_a_503() -> None:
     assert status_of(Unavailable("shard 1 of 3 is restarting", shard=1)) == 503
+
+
+def test_index_ray_option_wires_an_encode_pool(tmp_path: Path, monkeypatch) -> None:
+    """``memex index --ray ADDRESS`` gives the sync an encode pool for that cluster (connected
+    at the first encode, so nothing is imported or contacted before)."""
+    from indexer.distributed.encode_pool import RayEncodePool
+    from service.cli_common import local_corpora
+    from service.settings import get_settings
+
+    monkeypatch.setenv("MEMEX_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MEMEX_RAY_ADDRESS", raising=False)
+    get_settings.cache_clear()  # the CLI reads its settings once per process
+    try:
+        assert local_corpora().encode_pool is None
+        pool = local_corpora(ray_address="10.0.0.1:6379").encode_pool
+        assert isinstance(pool, RayEncodePool) and pool.address == "10.0.0.1:6379"
+        monkeypatch.setenv("MEMEX_RAY_ADDRESS", "10.0.0.2:6379")
+        get_settings.cache_clear()
+        assert local_corpora().encode_pool.address == "10.0.0.2:6379"
+    finally:
+        get_settings.cache_clear()
