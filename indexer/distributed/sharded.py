@@ -39,6 +39,7 @@ from indexer.index.base import MultiVectorIndex, ScoredPassage
 from indexer.index.plaid.codec import Codec, n_centroids_for
 from indexer.index.plaid.index import TRAIN_POINTS_PER_CENTROID, PlaidIndex, token_hash
 from indexer.index.plaid.manifest import Manifest
+from indexer.index.plaid.merge import StackedRows
 
 FORMAT = "sharded"
 SEED = "codec-seed"
@@ -70,8 +71,8 @@ def seed_codec(ids: np.ndarray, vectors: list[np.ndarray], nbits: int) -> Codec:
     n_centroids = n_centroids_for(total)
     h, key = token_hash(ids, doclens)
     picked = np.flatnonzero(h < TRAIN_POINTS_PER_CENTROID * n_centroids / total)
-    flat = np.concatenate(vectors)[picked].astype(np.float32)
-    return Codec.train(flat[np.argsort(key[picked], kind="stable")], nbits, n_centroids, seed=0)
+    sample = np.asarray(StackedRows(vectors)[picked], dtype=np.float32)  # never joins the commit
+    return Codec.train(sample[np.argsort(key[picked], kind="stable")], nbits, n_centroids, seed=0)
 
 
 class LocalShard:
