@@ -7,11 +7,12 @@ actor loads the encoder the driver would: they travel in the job's ``runtime_env
 
 from __future__ import annotations
 
+import socket
 import threading
 from typing import Any
 
 from indexer.config import LibrarySettings
-from indexer.errors import InvalidInput
+from indexer.errors import InvalidInput, Unavailable
 
 NAMESPACE = "memex"
 _lock = threading.Lock()
@@ -42,13 +43,28 @@ def connect(address: str, settings: LibrarySettings) -> Any:
     ray = ray_module()
     with _lock:
         if _connected is None or not ray.is_initialized():
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
-                     runtime_env={"env_vars": forwarded_env(settings)})
+            _probe(address)
+            try:
+                ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
+                         runtime_env={"env_vars": forwarded_env(settings)})
+            except (ConnectionError, RuntimeError, TimeoutError) as exc:
+                raise Unavailable(f"cannot reach the Ray cluster at {address!r}: {exc}",
+                                  retry_after_s=10) from None
             _connected = address
         elif _connected != address:
             raise InvalidInput(f"this process is connected to Ray at {_connected!r}, "
                                f"not {address!r}")
     return ray
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not minutes: ``ray.init`` retries an unreachable head for a long time."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise Unavailable(f"cannot reach the Ray cluster at {address!r}: {exc}",
+                          retry_after_s=10) from None
 
 
 def disconnect() -> None:

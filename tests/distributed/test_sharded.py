@@ -17,6 +17,7 @@ from indexer.index import open_index
 from indexer.index.plaid import PlaidIndex
 from indexer.index.plaid.codec import n_centroids_for
 from service.errors import status_of
+from tests.conftest import free_port
 from tests.index.plaid_data import corpus, queries
 
 DIM = 64
@@ -141,3 +142,12 @@ def test_index_ray_option_wires_an_encode_pool(tmp_path: Path, monkeypatch) -> N
         assert local_corpora().encode_pool.address == "10.0.0.2:6379"
     finally:
         get_settings.cache_clear()
+
+
+def test_an_unreachable_cluster_is_a_quick_503() -> None:
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'memex[ray]')")
+    from indexer.config import current
+    from indexer.distributed.cluster import connect
+
+    with pytest.raises(Unavailable, match="cannot reach the Ray cluster"):
+        connect(f"127.0.0.1:{free_port()}", current())
