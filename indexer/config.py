@@ -33,6 +33,15 @@ class LibrarySettings(BaseSettings):
     kernel_cache: Path | None = Field(default=None, description="the kernel probe's verdicts; "
                                                                "default <model cache>/kernels.json")
     force_kernel: str = Field(default="", description="name=choice,... skips the kernel probe")
+    # Scale-out (docs/scale-out.md); nothing imports Ray while ray_address is unset.
+    ray_address: str | None = Field(default=None, description="Ray cluster: syncs encode on it, "
+                                                              "sharded corpora search on it")
+    ray_encode_actors: int | None = Field(default=None, ge=1, description="encoder actors; default "
+                                          "one per GPU, else one per ray_actor_cpus of the cluster")
+    ray_actor_cpus: float = Field(default=1.0, gt=0, description="CPUs (threads) per encoder actor")
+    ray_shard_cpus: float = Field(default=1.0, ge=0, description="CPUs reserved per shard actor")
+    ray_timeout_s: float = Field(default=30.0, gt=0, description="a shard silent this long: 503")
+    index_shards: int = Field(default=1, ge=1, le=64, description="new corpora: shards by document")
 
     @property
     def db_url(self) -> str:

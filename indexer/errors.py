@@ -6,7 +6,8 @@
     ├── Conflict            (name taken, job already running)
     ├── Busy                (at capacity: too many queued jobs; retry later)
     ├── ModelError          (weights missing or unusable)
-    └── IndexCorrupt        (a file of an index fails its checks)
+    ├── IndexCorrupt        (a file of an index fails its checks)
+    └── Unavailable         (a shard of a sharded corpus is down or restarting; retry later)
 """
 
 from __future__ import annotations
@@ -45,3 +46,7 @@ class ModelError(MemexError):
 
 class IndexCorrupt(MemexError):
     code = "INDEX_CORRUPT"
+
+
+class Unavailable(MemexError):
+    code = "UNAVAILABLE"

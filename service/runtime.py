@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cartridges.store import CartridgeStore
 from indexer.corpus import Corpora
+from indexer.distributed.encode_pool import encode_pool
 from indexer.retro import sync as retro_sync
 from service.jobs.cartridge_handlers import register_cartridges
 from service.jobs.handlers import register_all
@@ -34,7 +35,8 @@ def open_corpora(settings: Settings, api: bool = False) -> Corpora:
         roots, hidden_ok = [Path.home()], False
     corpora = Corpora(settings.home, settings.db_url, settings.encoder, roots,
                       settings.max_file_bytes, index_engine=settings.index_engine,
-                      index_nbits=settings.index_nbits, hidden_roots=hidden_ok)
+                      index_nbits=settings.index_nbits, hidden_roots=hidden_ok,
+                      index_shards=settings.index_shards, encode_pool=encode_pool(settings))
     retro_sync.install(corpora)
     return corpora
 

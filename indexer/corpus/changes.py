@@ -22,8 +22,9 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from indexer import line_windows
-from indexer.corpus.records import ChangeReport, DocumentInput
+from indexer.corpus.records import ChangeReport, DocumentInput, EncodePool
 from indexer.database import Corpus, Document, Passage, in_list, utcnow
+from indexer.distributed.sharded import commit_documents
 from indexer.encoding.encoder import ColBERTEncoder
 from indexer.errors import InvalidInput, NotFound
 from indexer.progress import Progress
@@ -52,8 +53,8 @@ def passage_text(doc: DocumentInput, text: str) -> str:
     return f"{doc.path or doc.doc_id}\n{text}"
 
 
-def encode_passages(encoder: ColBERTEncoder, texts: list[str],
-                    progress: Progress | None) -> list[np.ndarray]:
+def encode_passages(encoder: ColBERTEncoder, encoder_name: str, texts: list[str],
+                    progress: Progress | None, pool: EncodePool | None = None) -> list[np.ndarray]:
     """Step 1's slow half: token vectors of the new passages (float16), reported as
     the ``encode`` stage."""
     total = len(texts)
@@ -66,6 +67,8 @@ def encode_passages(encoder: ColBERTEncoder, texts: list[str],
 
     if progress:
         progress("encode", 0, total)
+    if pool is not None:
+        return pool.encode_documents(encoder, encoder_name, texts, step, np.float16)
     return encoder.encode_documents(texts, progress=step, dtype=np.float16)
 
 
@@ -152,15 +155,16 @@ class ChangePipeline:
                 if progress and (len(chunks) % 64 == 0 or len(chunks) == len(changed)):
                     progress("chunk", len(chunks), len(changed))
             texts = [passage_text(d, p.text) for d, ps in zip(changed, chunks) for p in ps]
-            vectors = encode_passages(encoder, texts, progress)
+            vectors = encode_passages(encoder, row.encoder, texts, progress, c.encode_pool)
             if progress:
                 progress("commit", 0, 1)
             new_ids, old_ids = self.commit_rows(name, changed, chunks, report.deleted)
             index = c.index(name, index_dir)
             index.progress = progress  # a PLAID index reports its codec / compress stages
             try:
-                index.commit(np.array(new_ids, np.int64), vectors, np.array(old_ids, np.int64),
-                             merge=False)
+                commit_documents(index, np.array(new_ids, np.int64), vectors,
+                                 np.array(old_ids, np.int64),
+                                 [d.doc_id for d, ps in zip(changed, chunks) for _ in ps], merge=False)
             finally:
                 index.progress = None
             with c.sessions.begin() as s:
@@ -242,8 +246,9 @@ class ChangePipeline:
             DocumentInput(docs[passages[i].document_id].doc_id, "", docs[passages[i].document_id].path),
             passages[i].text) for i in add_ids]
         vectors = encoder.encode_documents(texts)
-        c.index(name, index_dir).commit(np.array(add_ids, np.int64), vectors,
-                                        np.array(pending["delete"], np.int64))
+        commit_documents(c.index(name, index_dir), np.array(add_ids, np.int64), vectors,
+                         np.array(pending["delete"], np.int64),
+                         [docs[passages[i].document_id].doc_id for i in add_ids])
         with c.sessions.begin() as s:
             c.row(s, name).pending = None
 

@@ -22,7 +22,7 @@ from indexer.bm25 import BM25Index
 from indexer.corpus import search as search_module
 from indexer.corpus.caches import BM25Cache, EncoderCache, IndexCache
 from indexer.corpus.changes import ChangePipeline, passage_text
-from indexer.corpus.records import ChangeReport, CorpusInfo, DocumentInput, SearchHit
+from indexer.corpus.records import ChangeReport, CorpusInfo, DocumentInput, EncodePool, SearchHit
 from indexer.database import Corpus, Document, Passage, make_engine, make_sessionmaker
 from indexer.durable import exclusive_lock
 from indexer.encoding.encoder import ColBERTEncoder
@@ -49,9 +49,14 @@ class Corpora:
         index_engine: str = "plaid",
         index_nbits: int = 2,
         hidden_roots: bool = True,
+        index_shards: int = 1,
+        encode_pool: EncodePool | None = None,
     ) -> None:
         self.home = Path(home)
         self.index_engine, self.index_nbits = index_engine, index_nbits
+        self.index_shards = index_shards  # new corpora split by document (docs/scale-out.md)
+        # Encodes a sync's passages elsewhere: indexer/distributed/encode_pool.RayEncodePool.
+        self.encode_pool = encode_pool
         self.home.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(db_url or f"sqlite:///{self.home / 'memex.db'}")
         self.sessions = make_sessionmaker(self.engine)
@@ -126,7 +131,8 @@ class Corpora:
                 for old in self.corpus_dir(name).iterdir():
                     if old.name != ".lock":
                         durable.remove(old)
-            create_index(index_dir, self.encoder.dim, self.index_engine, self.index_nbits)
+            create_index(index_dir, self.encoder.dim, self.index_engine, self.index_nbits,
+                         self.index_shards)
             s.add(Corpus(name=name, kind="directory" if root else "documents", root=resolved,
                          encoder=self.encoder_name, encoder_fingerprint=self.encoder.fingerprint))
         return self.info(name)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from indexer.encoding.encoder import ColBERTEncoder
 
 
 @dataclass(frozen=True)
@@ -53,3 +59,13 @@ class CorpusInfo:
     bm25_weight: float
     created_at: str
     updated_at: str
+
+
+class EncodePool(Protocol):
+    """Encodes a sync's passages somewhere else (a Ray actor pool,
+    ``indexer/distributed/encode_pool.RayEncodePool``): what ``encoder.encode_documents``
+    would return, in order."""
+
+    def encode_documents(self, encoder: ColBERTEncoder, encoder_name: str, texts: list[str],
+                         progress: Callable[[int], None] | None = None,
+                         dtype: type = np.float32) -> list[np.ndarray]: ...

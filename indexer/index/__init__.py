@@ -17,7 +17,15 @@ ENGINES = ("plaid", "exact")
 __all__ = ["ENGINES", "MultiVectorIndex", "ScoredPassage", "create_index", "open_index"]
 
 
-def create_index(path: Path, dim: int, engine: str = "plaid", nbits: int = 2) -> MultiVectorIndex:
+def create_index(path: Path, dim: int, engine: str = "plaid", nbits: int = 2,
+                 shards: int = 1) -> MultiVectorIndex:
+    """``shards`` > 1: PLAID indexes by document (``indexer/distributed/sharded.py``)."""
+    if shards > 1:
+        if engine != "plaid":
+            raise InvalidInput("only the plaid engine can be sharded")
+        from indexer.distributed.sharded import ShardedIndex
+
+        return ShardedIndex.create(path, dim, shards, nbits)
     if engine == "plaid":
         from indexer.index.plaid import PlaidIndex
 
@@ -38,6 +46,10 @@ def open_index(path: Path) -> MultiVectorIndex:
         from indexer.index.exact import ExactIndex
 
         return ExactIndex.open(path)
+    if kind == "sharded":
+        from indexer.distributed.sharded import ShardedIndex
+
+        return ShardedIndex.open(path)
     from indexer.index.plaid import PlaidIndex
 
     return PlaidIndex.open(path)

@@ -21,6 +21,7 @@ from indexer.errors import (
     MemexError,
     ModelError,
     NotFound,
+    Unavailable,
 )
 
 log = logging.getLogger("memex.errors")
@@ -32,6 +33,7 @@ STATUS = {
     Busy: 429,
     ModelError: 422,
     IndexCorrupt: 409,
+    Unavailable: 503,  # a shard restarting (docs/scale-out.md): retry, never a partial answer
 }
 
 

@@ -12,12 +12,16 @@ SERVER = typer.Option(None, "--server", envvar="MEMEX_SERVER",
                       help="use this memex server (key in MEMEX_API_KEY) instead of MEMEX_HOME")
 
 
-def local_corpora():
-    """The data directory's corpora, with chunk DBs following every change (as the server)."""
+def local_corpora(ray_address: str | None = None):
+    """The data directory's corpora, with chunk DBs following every change (as the server);
+    ``ray_address``: encode on that Ray cluster (``memex index --ray``)."""
     from service.runtime import open_corpora
     from service.settings import get_settings
 
-    return open_corpora(get_settings())
+    settings = get_settings()
+    if ray_address:
+        settings = settings.model_copy(update={"ray_address": ray_address})
+    return open_corpora(settings)
 
 
 def fail(message: str) -> None:

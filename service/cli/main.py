@@ -28,7 +28,9 @@ def index(directory: Path = typer.Argument(..., help="directory to index"),
           name: str | None = typer.Option(None, "--name", "-n", help="corpus name"),
           watch: bool = typer.Option(False, "--watch",
                                      help="then keep watching: re-sync after every change"),
-          server: str | None = SERVER) -> None:
+          server: str | None = SERVER,
+          ray: str | None = typer.Option(None, "--ray", help="encode on this Ray cluster "
+                                         "(host:port of its head; default MEMEX_RAY_ADDRESS)")) -> None:
     """Index DIRECTORY (again): only new, changed and deleted files are processed."""
     name = name or _default_name(directory)
     bar = StageBar()
@@ -41,7 +43,7 @@ def index(directory: Path = typer.Argument(..., help="directory to index"),
         return _index_here(corpora, directory, name, progress)
 
     try:
-        corpora = None if server else local_corpora()
+        corpora = None if server else local_corpora(ray_address=ray)
         report = run(bar)
     except MemexError as exc:
         bar.close()
