@@ -181,3 +181,17 @@ def init_from_prefix(model, ids: torch.Tensor, p: int, frozen: int = 1) -> Cartr
     keys = [layer.keys[0] for layer in cache.layers]
     values = [layer.values[0] for layer in cache.layers]
     return Cartridge(keys, values, frozen)
+
+
+def spread_tokens(ids: torch.Tensor, p: int, frozen: int = 1, spans: int = 8) -> torch.Tensor:
+    """``p`` corpus tokens drawn from across the corpus: the first ``frozen`` (the attention
+    sink), then ``spans`` equal runs starting at evenly spaced offsets (the paper's
+    alternative to the first ``p`` tokens, for corpora whose start is not representative)."""
+    n, rest = ids.numel(), p - frozen
+    spans = max(1, min(spans, rest))
+    sizes = [rest // spans + (i < rest % spans) for i in range(spans)]
+    parts = [ids[:frozen]]
+    for i, size in enumerate(sizes):
+        start = frozen + (n - frozen - size) * i // max(1, spans - 1) if spans > 1 else frozen
+        parts.append(ids[start:start + size])
+    return torch.cat(parts)
