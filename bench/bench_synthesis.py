@@ -66,17 +66,23 @@ def baseline_batch(model, tok, corpus: torch.Tensor, cfg: CartridgeConfig, index
     return samples
 
 
-def measure(name: str, make, batches: int, size: int) -> float:
-    make(10_000, 2)  # warm-up, not counted
-    t0, count, tokens = time.perf_counter(), 0, 0
+def measure(methods: dict, batches: int, size: int) -> dict[str, dict[str, float]]:
+    """Run the methods batch by batch in turn, so a shared machine's load drift hits all alike;
+    wall and CPU seconds (this process, all threads) per method."""
+    for make in methods.values():
+        make(10_000, 2)  # warm-up, not counted
+    totals = {name: {"wall": 0.0, "cpu": 0.0, "conversations": 0, "answer_tokens": 0} for name in methods}
     for b in range(batches):
-        out = make(b, size)
-        count += len(out)
-        tokens += sum(s.ids.numel() - s.answer_start for s in out)
-    secs = time.perf_counter() - t0
-    print(f"{name}: {count} conversations in {secs:.1f}s = {count / secs:.3f} conversations/s "
-          f"({secs / count:.2f} s each; {tokens / count:.0f} answer tokens each)", flush=True)
-    return count / secs
+        for name, make in methods.items():
+            w, c = time.perf_counter(), time.process_time()
+            out = make(b, size)
+            t = totals[name]
+            t["wall"] += time.perf_counter() - w
+            t["cpu"] += time.process_time() - c
+            t["conversations"] += len(out)
+            t["answer_tokens"] += sum(s.ids.numel() - s.answer_start for s in out)
+            print(f"  batch {b} {name}: {time.perf_counter() - w:.1f}s wall", flush=True)
+    return totals
 
 
 def main() -> None:
@@ -84,7 +90,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--conversations", type=int, default=8, help="per method, after the warm-up")
     ap.add_argument("--batch", type=int, default=8, help="conversations per generation batch")
-    ap.add_argument("--questions-per-chunk", type=int, nargs="+", default=[4, 8])
+    ap.add_argument("--questions-per-chunk", type=int, nargs="+", default=[4])
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -94,13 +100,21 @@ def main() -> None:
     batches = max(1, args.conversations // args.batch)
     print(f"{args.data.name}: chunks {cfg.chunk_tokens} tokens, questions <= {cfg.question_tokens}, "
           f"answers <= {cfg.answer_tokens}, top-k {cfg.top_k}, batch {args.batch}, {args.threads} thread(s)")
-    base = measure("baseline (chunk per conversation, generate)",
-                   lambda b, n: baseline_batch(model, tok, ids, cfg, b, n), batches, args.batch)
+    methods = {"baseline (chunk per conversation, generate)":
+               lambda b, n: baseline_batch(model, tok, ids, cfg, b, n)}
     for q in args.questions_per_chunk:
         c = CartridgeConfig(questions_per_chunk=q)
-        rate = measure(f"prefix-cached, {q} questions per chunk",
-                       lambda b, n, c=c: synthesize_batch(model, tok, ids, c, b, n), batches, args.batch)
-        print(f"  ratio to baseline: {rate / base:.2f}x", flush=True)
+        methods[f"prefix-cached, {q} questions per chunk"] = \
+            lambda b, n, c=c: synthesize_batch(model, tok, ids, c, b, n)
+    totals = measure(methods, batches, args.batch)
+    base = next(iter(totals.values()))
+    print("| method | conversations | answer tokens each | s/conversation (wall) | conversations/s (CPU) "
+          "| ratio to baseline (CPU) |")
+    print("|---|---|---|---|---|---|")
+    for name, t in totals.items():
+        n = t["conversations"]
+        print(f"| {name} | {n} | {t['answer_tokens'] / n:.0f} | {t['wall'] / n:.2f} | {n / t['cpu']:.3f} "
+              f"| {base['cpu'] / t['cpu']:.2f}x |")
 
 
 if __name__ == "__main__":

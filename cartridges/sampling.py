@@ -54,7 +54,8 @@ def prefill(model, prefixes: list[list[int]], pad: int) -> SharedPrefixes:
     ids = torch.tensor([[pad] * (width - len(r)) + r for r in prefixes], device=device)
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in prefixes], device=device)
     positions = (mask.cumsum(1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    # the decoder alone: a prefix needs its KV cache, not its logits (the LM head is ~1/5 of the model)
+    out = model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
     layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
     return SharedPrefixes(layers, [list(r) for r in prefixes], width)
 
@@ -97,7 +98,7 @@ def sample_rows(model, shared: SharedPrefixes, rows: list[tuple[int, list[int]]]
     done = torch.zeros(b, dtype=torch.bool, device=device)
     for _ in range(max_new):
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                       use_cache=True).logits[:, -1].float()
+                       use_cache=True, logits_to_keep=1).logits[:, -1].float()
         logprobs = torch.log_softmax(logits, -1)
         if temperature > 0:
             probs = torch.softmax(logits / temperature, -1)
