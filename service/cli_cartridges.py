@@ -149,9 +149,12 @@ def _print_cartridges(infos: list[dict], as_json: bool) -> None:
         typer.echo(json.dumps(infos, indent=2))
         return
     for i in infos:
-        loss = (i.get("training") or {}).get("heldout_loss_final")
+        t = i.get("training") or {}
+        gain = t.get("gain_over_init")
+        noise = " (noise)" if gain is not None and t.get("gain_within_noise") else ""
         typer.echo(f"{i['id']}  {i['status']:<9} {i['corpus_id']:<20} v{i['corpus_version']:<3} "
-                   f"p={i['p']:<5} {i['bytes'] or 0:>10} B  loss={loss}  {'STALE' if i['stale'] else ''}")
+                   f"p={i['p']:<5} {i['bytes'] or 0:>10} B  loss={t.get('heldout_loss_final')}  "
+                   f"gain={gain}{noise}  {'STALE' if i['stale'] else ''}")
 
 
 @app.command()
