@@ -3,11 +3,15 @@
 For every (question, answer) of ``qa.jsonl``: the mean per-token log-likelihood
 of the answer given the question as a chat turn, with (a) the corpus's raw
 tokens in context (as much as fits), (b) the trained cartridge, (b0) the
-untrained cartridge (first p corpus tokens), (c) nothing. Prints the share of
-the (a)-(c) gap recovered, bytes of the cartridge vs the corpus's KV cache,
+untrained cartridge (first p corpus tokens; also tokens spread over the corpus),
+(c) nothing. Prints the share of the (a)-(c) gap recovered and the trained
+cartridge's gain over its initialisation, each with a 90% bootstrap interval over
+questions; with ``--budget`` the run is planned by the budget and its wall time is
+compared with it; bytes of the cartridge vs the corpus's KV cache,
 training tokens/s, and decode tokens/s with cartridge vs corpus in context.
 
     python -m bench.bench_cartridges --data ../shared/data/faq-general
+    python -m bench.bench_cartridges --data ../shared/data/faq-general --budget 600
 """
 
 from __future__ import annotations
@@ -17,17 +21,18 @@ import json
 import random
 import resource
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from bench.data import CACHE
-from cartridges.config import CartridgeConfig
+from cartridges.config import INITS, CartridgeConfig
 from cartridges.fileformat import read_cartridge
 from cartridges.generate import decode
-from cartridges.kv import context_window, corpus_tokens, init_from_prefix, load_lm
+from cartridges.kv import context_window, corpus_tokens, load_lm
 from cartridges.synthesis import chat_ids
-from cartridges.train import cart_layers, train_cartridge
+from cartridges.train import cart_layers, init_cartridge, train_cartridge
 
 
 @torch.no_grad()
@@ -58,15 +63,20 @@ def peak_rss_mib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
-def bootstrap_share(scores: dict[str, list[float]], rounds: int = 2000) -> tuple[float, float]:
-    """5th and 95th percentile of the cartridge's share of the gap, resampling questions."""
+def bootstrap_share(scores: dict[str, list[float]], rounds: int = 2000, name: str = "cartridge",
+                    minus: str | None = None) -> tuple[float, float]:
+    """5th and 95th percentile of ``name``'s share of the gap (less ``minus``'s share, when
+    given: e.g. the gain of the trained cartridge over its initialisation), resampling questions."""
     rng = random.Random(0)
     n, shares = len(scores["nothing"]), []
     for _ in range(rounds):
         pick = [rng.randrange(n) for _ in range(n)]
-        m = {name: sum(scores[name][i] for i in pick) / n for name in ("corpus", "cartridge", "nothing")}
+        m = {k: sum(scores[k][i] for i in pick) / n for k in scores}
         if m["corpus"] != m["nothing"]:
-            shares.append((m["cartridge"] - m["nothing"]) / (m["corpus"] - m["nothing"]))
+            share = (m[name] - m["nothing"]) / (m["corpus"] - m["nothing"])
+            if minus:
+                share -= (m[minus] - m["nothing"]) / (m["corpus"] - m["nothing"])
+            shares.append(share)
     shares.sort()
     return shares[len(shares) // 20], shares[len(shares) * 19 // 20]
 
@@ -74,7 +84,7 @@ def bootstrap_share(scores: dict[str, list[float]], rounds: int = 2000) -> tuple
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--p", type=int, default=128)
+    ap.add_argument("--p", type=int, default=None, help="default 128; with --budget, the library's")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--batch", type=int, default=4)
@@ -82,6 +92,11 @@ def main() -> None:
     ap.add_argument("--answer-tokens", type=int, default=48)
     ap.add_argument("--qa", type=int, default=0, help="limit on QA pairs (0: all)")
     ap.add_argument("--decode-tokens", type=int, default=24)
+    ap.add_argument("--budget", type=float, default=0,
+                    help="seconds: CartridgeConfig's defaults (what `memex cartridge train --budget` "
+                         "uses) with conversations and steps planned by a probe; other knobs but --p ignored")
+    ap.add_argument("--init", choices=("first", "spread"), default="first")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", type=Path, default=None,
                     help="work dir for samples and checkpoints "
                          "(default bench/.cache/cartridges/<data name>); "
@@ -92,9 +107,14 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.manual_seed(0)
-    cfg = CartridgeConfig(p=args.p, num_samples=args.samples, holdout=max(2, args.samples // 8),
-                          chunk_tokens=args.chunk, question_tokens=32, answer_tokens=args.answer_tokens,
-                          steps=args.steps, batch_size=args.batch, checkpoint_every=4)
+    torch.set_num_threads(args.threads)
+    if args.budget:
+        cfg = CartridgeConfig(budget_seconds=args.budget, init=args.init,
+                              **({"p": args.p} if args.p else {}))
+    else:
+        cfg = CartridgeConfig(p=args.p or 128, num_samples=args.samples, holdout=max(2, args.samples // 8),
+                              chunk_tokens=args.chunk, question_tokens=32, answer_tokens=args.answer_tokens,
+                              steps=args.steps, batch_size=args.batch, checkpoint_every=4, init=args.init)
     text = (args.data / "corpus.md").read_text()
     qa = [json.loads(line) for line in (args.data / "qa.jsonl").read_text().splitlines() if line.strip()]
     qa = qa[: args.qa] if args.qa else qa
@@ -109,7 +129,10 @@ def main() -> None:
         stages.setdefault(stage, []).append((done, time.perf_counter()))
         print(f"  {stage} {done}/{total} {time.perf_counter() - t0:.0f}s", flush=True)
 
-    path = train_cartridge(text, args.data.name, 1, cfg, work, progress, should_stop=stop)
+    def planned(plan, config) -> None:
+        print(plan.describe(), flush=True)
+
+    path = train_cartridge(text, args.data.name, 1, cfg, work, progress, should_stop=stop, on_plan=planned)
     synth = stages.get("synthesis", [])
     if len(synth) > 1 and synth[-1][0] > synth[0][0]:
         n, secs = synth[-1][0] - synth[0][0], synth[-1][1] - synth[0][1]
@@ -122,6 +145,12 @@ def main() -> None:
     training = cart.header["training"]
     print(f"training: {training['steps']} steps, heldout loss {training['heldout_loss_init']:.4f} -> "
           f"{training['heldout_loss_final']:.4f}, {training['train_tokens_per_s']} tokens/s")
+    print(f"held-out verdict: gain_over_init {training.get('gain_over_init')} "
+          f"(interval {training.get('gain_interval')}, within noise {training.get('gain_within_noise')})")
+    if args.budget:
+        wall = training["wall_seconds"]
+        print(f"budget {args.budget:.0f} s, run took {wall:.0f} s in train_cartridge: "
+              f"{wall / args.budget:.2f}x the budget", flush=True)
 
     rss_before = peak_rss_mib()
     longest = max(len(tok(q["question"] + q["answer"]).input_ids) for q in qa) + 40
@@ -130,8 +159,9 @@ def main() -> None:
     corpus_layers = prefix_kv(model, ids[:fit])
     prefill_s = time.perf_counter() - t1
     rss_prefill = peak_rss_mib()
-    fresh = cart_layers(init_from_prefix(model, ids, cfg.p, cfg.frozen_tokens))
-    conditions = {"corpus": corpus_layers, "cartridge": cart.layers(), "untrained": fresh, "nothing": []}
+    inits = {name: cart_layers(init_cartridge(model, ids, replace(cfg, init=name))) for name in INITS}
+    conditions = {"corpus": corpus_layers, "cartridge": cart.layers(), "untrained": inits[cfg.init],
+                  **{f"untrained-{n}": v for n, v in inits.items() if n != cfg.init}, "nothing": []}
     scores = {name: [] for name in conditions}
     for item in qa:
         for name, layers in conditions.items():
@@ -147,12 +177,19 @@ def main() -> None:
     low, high = bootstrap_share(scores)
     print(f"share of gap recovered by the cartridge: {(mean['cartridge'] - mean['nothing']) / gap:.3f} "
           f"(90% bootstrap interval over questions {low:.3f} to {high:.3f})")
+    for name in conditions:
+        if name.startswith("untrained"):
+            lo, hi = bootstrap_share(scores, name=name)
+            glo, ghi = bootstrap_share(scores, minus=name)
+            gain = (mean["cartridge"] - mean[name]) / gap
+            print(f"{name}: share {(mean[name] - mean['nothing']) / gap:.3f} ({lo:.3f} to {hi:.3f}); "
+                  f"trained minus it {gain:+.3f} ({glo:+.3f} to {ghi:+.3f})")
     cb, fb = kv_bytes(cart.layers()), kv_bytes(corpus_layers)
     full = fb * ids.numel() // fit
     print(f"cartridge {cb} bytes vs corpus KV {full} bytes (in-context part {fb}): {full / cb:.1f}x smaller")
 
     prompt = chat_ids(tok, [{"role": "user", "content": qa[0]["question"]}])
-    for name in ("cartridge", "corpus"):
+    for name in ("cartridge", "corpus") if args.decode_tokens else ():
         t2 = time.perf_counter()
         out = decode(model, tok, conditions[name], prompt, args.decode_tokens, temperature=0.0)
         n = len(out)

@@ -13,16 +13,20 @@ from dataclasses import asdict, dataclass, fields
 from indexer.errors import InvalidInput
 from indexer.models import DEFAULT_LM
 
+INITS = ("first", "spread")
+
 
 @dataclass(frozen=True)
 class CartridgeConfig:
     model: str = DEFAULT_LM  # bundled alias or local Hugging Face directory
     p: int = 256  # cartridge length in tokens (per layer: [kv_heads, p, head_dim])
     frozen_tokens: int = 1  # leading tokens kept fixed: the attention sink
+    init: str = "first"  # initial KV: of the corpus's first p tokens, or "spread" over the corpus
     # self-study (synthesis)
     num_samples: int = 96  # synthesized conversations, held-out ones included
     holdout: int = 8  # conversations kept out of training to measure the loss
     chunk_tokens: int = 512  # corpus chunk the teacher sees
+    questions_per_chunk: int = 4  # conversations sharing one chunk (its KV cache is computed once)
     question_tokens: int = 48  # max new tokens for the generated question
     answer_tokens: int = 96  # max new tokens for the generated answer
     top_k: int = 20  # teacher log-probabilities kept per answer token
@@ -34,6 +38,9 @@ class CartridgeConfig:
     checkpoint_every: int = 10  # steps between resumable checkpoints
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA when present
+    # wall-clock budget of a whole run; when set, num_samples and steps are planned from a
+    # measured probe (cartridges/budget.py) and training stops in time
+    budget_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.p <= 0:
@@ -41,11 +48,15 @@ class CartridgeConfig:
         if not 0 <= self.frozen_tokens < self.p:
             raise InvalidInput(f"frozen_tokens must be in [0, p), got {self.frozen_tokens}")
         for name in ("num_samples", "chunk_tokens", "question_tokens", "answer_tokens",
-                     "top_k", "steps", "batch_size", "checkpoint_every"):
+                     "top_k", "steps", "batch_size", "checkpoint_every", "questions_per_chunk"):
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.holdout < self.num_samples:
             raise InvalidInput(f"holdout must be in [0, num_samples), got {self.holdout}")
+        if self.init not in INITS:
+            raise InvalidInput(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.budget_seconds is not None and self.budget_seconds <= 0:
+            raise InvalidInput(f"budget_seconds must be positive, got {self.budget_seconds}")
         if self.lr <= 0 or self.temperature < 0:
             raise InvalidInput("lr must be positive and temperature non-negative")
 

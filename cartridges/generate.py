@@ -40,8 +40,9 @@ def stream_tokens(model, tokenizer, layers, prompt: list[int], max_tokens: int, 
 def _tokens(model, tokenizer, layers, prompt, max_tokens, temperature, seed, p) -> Iterator[int]:
     device = next(model.parameters()).device
     gen = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
-    cache = prefix_cache([(k.to(device), v.to(device)) for k, v in layers], 1, model.config) if layers \
-        else DynamicCache(config=model.config)
+    dtype = next(model.parameters()).dtype
+    cache = (prefix_cache([(k.to(device, dtype), v.to(device, dtype)) for k, v in layers], 1, model.config)
+             if layers else DynamicCache(config=model.config))
     ids = torch.tensor([prompt], device=device)
     pos = p
     for _ in range(max_tokens):

@@ -21,9 +21,18 @@ from indexer.models import causal_lm_dir
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """The one place cartridges choose a device: CUDA when present unless told otherwise."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def lm_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 on a GPU that has it (half the memory, tensor cores), else float32.
+    Cartridge parameters and optimizer state stay float32 either way."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
 
 
 @functools.lru_cache(maxsize=2)
@@ -44,9 +53,10 @@ def load_lm(name: str, device: str = "auto"):
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or not causal_arch:
         kinds = ", ".join(archs) or "no architecture"
         raise ModelError(f"{name!r} is a {config.model_type!r} model ({kinds}), not a causal LM")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    where = pick_device(device)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=lm_dtype(where))
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model.to(pick_device(device)).eval().requires_grad_(False)
+    model.to(where).eval().requires_grad_(False)
     model.memex_name = name  # what cartridge files record as the model id
     return model, tokenizer
 
@@ -90,10 +100,13 @@ class Cartridge(nn.Module):
             raise InvalidInput(f"frozen tokens must be in [0, {p}), got {frozen}")
         self.frozen = frozen
         for i, (k, v) in enumerate(zip(keys, values)):
-            self.register_buffer(f"fk{i}", k[:, :frozen].detach().clone())
-            self.register_buffer(f"fv{i}", v[:, :frozen].detach().clone())
-        self.train_keys = nn.ParameterList([nn.Parameter(k[:, frozen:].detach().clone()) for k in keys])
-        self.train_values = nn.ParameterList([nn.Parameter(v[:, frozen:].detach().clone()) for v in values])
+            self.register_buffer(f"fk{i}", k[:, :frozen].detach().float().clone())
+            self.register_buffer(f"fv{i}", v[:, :frozen].detach().float().clone())
+        # float32 even under a bfloat16 model: Adam's small updates would vanish in bfloat16
+        self.train_keys = nn.ParameterList([nn.Parameter(k[:, frozen:].detach().float().clone())
+                                            for k in keys])
+        self.train_values = nn.ParameterList([nn.Parameter(v[:, frozen:].detach().float().clone())
+                                              for v in values])
 
     @property
     def num_layers(self) -> int:
@@ -152,7 +165,8 @@ def forward_with_prefix(model, layers, input_ids: torch.Tensor, attention_mask: 
     full_mask = torch.cat([torch.ones(b, p, dtype=attention_mask.dtype, device=input_ids.device),
                            attention_mask], dim=1)
     position_ids = torch.arange(p, p + t, device=input_ids.device).unsqueeze(0).expand(b, -1)
-    cache = prefix_cache(layers, b, model.config) if p else None
+    dtype = next(model.parameters()).dtype
+    cache = prefix_cache([(k.to(dtype), v.to(dtype)) for k, v in layers], b, model.config) if p else None
     net = model.get_decoder() if hidden else model
     out = net(input_ids=input_ids, attention_mask=full_mask, position_ids=position_ids,
               past_key_values=cache, use_cache=cache is not None)
@@ -181,3 +195,17 @@ def init_from_prefix(model, ids: torch.Tensor, p: int, frozen: int = 1) -> Cartr
     keys = [layer.keys[0] for layer in cache.layers]
     values = [layer.values[0] for layer in cache.layers]
     return Cartridge(keys, values, frozen)
+
+
+def spread_tokens(ids: torch.Tensor, p: int, frozen: int = 1, spans: int = 8) -> torch.Tensor:
+    """``p`` corpus tokens drawn from across the corpus: the first ``frozen`` (the attention
+    sink), then ``spans`` equal runs starting at evenly spaced offsets (the paper's
+    alternative to the first ``p`` tokens, for corpora whose start is not representative)."""
+    n, rest = ids.numel(), p - frozen
+    spans = max(1, min(spans, rest))
+    sizes = [rest // spans + (i < rest % spans) for i in range(spans)]
+    parts = [ids[:frozen]]
+    for i, size in enumerate(sizes):
+        start = frozen + (n - frozen - size) * i // max(1, spans - 1) if spans > 1 else frozen
+        parts.append(ids[start:start + size])
+    return torch.cat(parts)

@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 
 from cartridges.config import CartridgeConfig
+from cartridges.sampling import Generated, prefill, sample_rows
 from indexer import durable
 from indexer.progress import Progress
 
@@ -87,74 +88,74 @@ def chat_ids(tokenizer, messages: list[dict], generation_prompt: bool = True) ->
     return tokenizer(text, add_special_tokens=False).input_ids
 
 
-def _left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(map(len, rows))
-    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-    return ids, mask
+def _system(chunk: str) -> dict:
+    return {"role": "system", "content": "Here is an excerpt of a document.\n\n" + chunk}
 
 
-def _generate(model, tokenizer, prompts: list[list[int]], max_new: int, temperature: float):
-    """Batched sampling; returns new tokens ``[B, S]`` and raw logits ``[B, S, V]``."""
-    device = next(model.parameters()).device
-    ids, mask = _left_pad(prompts, tokenizer.pad_token_id)
-    out = model.generate(
-        input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new,
-        do_sample=temperature > 0, temperature=temperature or None, top_p=None, top_k=None,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        return_dict_in_generate=True, output_logits=True,
-    )
-    return out.sequences[:, ids.shape[1]:].cpu(), torch.stack(out.logits, dim=1).float().cpu()
-
-
-def _until_eos(tokens: list[int], eos: int) -> list[int]:
-    return tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
+def _draw(tokenizer, corpus: torch.Tensor, cfg: CartridgeConfig, rng: random.Random,
+          size: int) -> tuple[list[dict], list[int], list[str], list[str]]:
+    """Chunks (one per ``questions_per_chunk`` conversations), each row's chunk index and seed prompt."""
+    n = corpus.numel()
+    chunk_len = min(cfg.chunk_tokens, n)
+    systems, owner, kinds, seeds = [], [], [], []
+    for i in range(size):
+        if i % cfg.questions_per_chunk == 0:
+            start = rng.randrange(0, n - chunk_len + 1)
+            systems.append(_system(tokenizer.decode(corpus[start:start + chunk_len])))
+        owner.append(len(systems) - 1)
+        kinds.append(rng.choice(sorted(SEED_PROMPTS)))
+        seeds.append(rng.choice(SEED_PROMPTS[kinds[-1]]))
+    return systems, owner, kinds, seeds
 
 
 @torch.no_grad()
 def synthesize_batch(model, tokenizer, corpus: torch.Tensor, cfg: CartridgeConfig, batch_index: int,
                      size: int) -> list[Sample]:
-    """Generate ``size`` samples; the draw depends only on ``cfg.seed`` and ``batch_index``."""
-    rng = random.Random(cfg.seed * 1_000_003 + batch_index)
-    torch.manual_seed(cfg.seed * 1_000_003 + batch_index)
-    n = corpus.numel()
-    chunk_len = min(cfg.chunk_tokens, n)
-    systems, kinds, seeds = [], [], []
-    for _ in range(size):
-        start = rng.randrange(0, n - chunk_len + 1)
-        chunk = tokenizer.decode(corpus[start:start + chunk_len])
-        systems.append({"role": "system", "content": "Here is an excerpt of a document.\n\n" + chunk})
-        kinds.append(rng.choice(sorted(SEED_PROMPTS)))
-        seeds.append(rng.choice(SEED_PROMPTS[kinds[-1]]))
-    q_prompts = [chat_ids(tokenizer, [s, {"role": "user", "content": seed}])
-                 for s, seed in zip(systems, seeds)]
-    q_tokens, _ = _generate(model, tokenizer, q_prompts, cfg.question_tokens, cfg.temperature)
+    """Generate ``size`` samples; the draw depends only on ``cfg.seed`` and ``batch_index``.
+
+    Each chunk is prefilled once and its KV cache serves all its questions and answers.
+    """
+    seed = cfg.seed * 1_000_003 + batch_index
+    rng = random.Random(seed)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    systems, owner, kinds, seeds = _draw(tokenizer, corpus, cfg, rng, size)
     eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    shared = prefill(model, [chat_ids(tokenizer, [s], generation_prompt=False) for s in systems], pad)
+
+    def turn(contents: list[str], max_new: int) -> list[Generated]:
+        rows = [(u, chat_ids(tokenizer, [systems[u], {"role": "user", "content": c}]))
+                for u, c in zip(owner, contents)]
+        return sample_rows(model, shared, rows, max_new, cfg.temperature, eos, pad, cfg.top_k, generator)
+
     questions = []
-    for row, seed in zip(q_tokens.tolist(), seeds):
-        text = tokenizer.decode(_until_eos(row, eos), skip_special_tokens=True).strip()
-        questions.append(text or seed)
-    a_prompts = [chat_ids(tokenizer, [s, {"role": "user", "content": q}]) for s, q in zip(systems, questions)]
-    a_tokens, a_logits = _generate(model, tokenizer, a_prompts, cfg.answer_tokens, cfg.temperature)
+    for q, seed_prompt in zip(turn(seeds, cfg.question_tokens), seeds):
+        text = tokenizer.decode(q.tokens, skip_special_tokens=True).strip()
+        questions.append(text or seed_prompt)
     samples = []
-    for i, question in enumerate(questions):
-        answer = _until_eos(a_tokens[i].tolist(), eos)
-        logprobs = torch.log_softmax(a_logits[i, : len(answer)], dim=-1)
-        top = logprobs.topk(cfg.top_k, dim=-1)
+    for question, answer, kind in zip(questions, turn(questions, cfg.answer_tokens), kinds):
         student = chat_ids(tokenizer, [{"role": "user", "content": question}])
-        samples.append(Sample(torch.tensor(student + answer), len(student), top.indices,
-                              top.values.contiguous(), kinds[i]))
+        samples.append(Sample(torch.tensor(student + answer.tokens), len(student), answer.topk_ids,
+                              answer.topk_logprobs.contiguous(), kind))
     return samples
+
+
+def synth_batch_size(model) -> int:
+    """Conversations generated together: a CPU gains little past 8 rows (and pays for the
+    longest answer in the batch); a GPU is idle below 64."""
+    return 64 if next(model.parameters()).device.type == "cuda" else 8
 
 
 def synthesize(model, tokenizer, corpus: torch.Tensor, cfg: CartridgeConfig, out_dir: Path,
                progress: Progress = lambda *_: None,
-               should_stop: Callable[[], bool] = lambda: False, batch_size: int = 8) -> bool:
+               should_stop: Callable[[], bool] = lambda: False) -> bool:
     """Fill ``out_dir`` with ``cfg.num_samples`` sample files; resumes where files exist.
 
     Returns False when ``should_stop`` interrupted it (finished batches are kept).
     """
     durable.make_dirs(out_dir)
+    batch_size = synth_batch_size(model)
     total = cfg.num_samples
     batches = (total + batch_size - 1) // batch_size
     for b in range(batches):

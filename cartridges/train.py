@@ -27,8 +27,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as st_save
 
+from cartridges.budget import Plan, load_or_plan
 from cartridges.config import CartridgeConfig
 from cartridges.fileformat import model_header, save_cartridge
+from cartridges.gain import Losses, judge, per_conversation, teacher_losses
 from cartridges.kv import (
     Cartridge,
     context_window,
@@ -36,6 +38,7 @@ from cartridges.kv import (
     forward_with_prefix,
     init_from_prefix,
     load_lm,
+    spread_tokens,
 )
 from cartridges.synthesis import Sample, load_samples, synthesize
 from indexer import durable
@@ -53,12 +56,12 @@ def _batch(samples: list[Sample], pad: int, device) -> tuple[torch.Tensor, torch
     return ids.to(device), mask.to(device)
 
 
-def distill_loss(model, layers, samples: list[Sample], pad: int) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy against the teacher's top-k over all answer tokens, and their count.
+def token_losses(model, layers, samples: list[Sample], pad: int) -> torch.Tensor:
+    """Cross-entropy against the teacher's top-k per answer token ``[N]``, samples in order.
 
-    ``layers``: per layer ``(keys, values)``, each ``[kv_heads, p, head_dim]``.
+    ``layers``: per layer ``(keys, values)``, each ``[kv_heads, p, head_dim]`` (may be empty).
     """
-    device = layers[0][0].device
+    device = next(model.parameters()).device
     ids, mask = _batch(samples, pad, device)
     hidden = forward_with_prefix(model, layers, ids, mask, hidden=True)  # (B, T, d)
     # the logit at position t predicts token t+1: answer token j is predicted at answer_start + j - 1
@@ -68,18 +71,21 @@ def distill_loss(model, layers, samples: list[Sample], pad: int) -> tuple[torch.
     student = torch.log_softmax(logits.float(), dim=-1)
     top_ids = torch.cat([s.topk_ids for s in samples]).to(device)  # (N, k)
     teacher = torch.cat([s.topk_logprobs for s in samples]).to(device).exp()  # (N, k)
-    loss = -(teacher * student.gather(1, top_ids)).sum()
-    return loss, int(rows.numel())
+    return -(teacher * student.gather(1, top_ids)).sum(1)
+
+
+def distill_loss(model, layers, samples: list[Sample], pad: int) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy against the teacher's top-k over all answer tokens, and their count."""
+    losses = token_losses(model, layers, samples, pad)
+    return losses.sum(), int(losses.numel())
 
 
 @torch.no_grad()
-def evaluate(model, layers, samples: list[Sample], pad: int, batch_size: int = 4) -> float:
-    """Mean per-token distillation loss over ``samples``."""
-    total, count = 0.0, 0
-    for i in range(0, len(samples), batch_size):
-        loss, n = distill_loss(model, layers, samples[i:i + batch_size], pad)
-        total, count = total + loss.item(), count + n
-    return total / max(count, 1)
+def evaluate(model, layers, samples: list[Sample], pad: int, batch_size: int = 4) -> Losses:
+    """Per-conversation distillation losses over ``samples`` (``.mean()``: per token)."""
+    rows = [token_losses(model, layers, samples[i:i + batch_size], pad).float().cpu()
+            for i in range(0, len(samples), batch_size)]
+    return per_conversation(rows, samples)
 
 
 def _save_ckpt(path: Path, cart: Cartridge, opt: torch.optim.Adam, step: int, history: dict) -> None:
@@ -113,8 +119,8 @@ def _load_ckpt(path: Path, cart: Cartridge, opt: torch.optim.Adam) -> tuple[int,
 
 # settings that shape the synthesized data or the cartridge's geometry; the others
 # (steps, lr, batch size, checkpointing, device) may change between resumes
-RUN_FIELDS = ("model", "p", "frozen_tokens", "num_samples", "holdout", "chunk_tokens", "question_tokens",
-              "answer_tokens", "top_k", "temperature", "seed")
+RUN_FIELDS = ("model", "p", "frozen_tokens", "init", "num_samples", "holdout", "chunk_tokens",
+              "questions_per_chunk", "question_tokens", "answer_tokens", "top_k", "temperature", "seed")
 
 
 def _check_run(work_dir: Path, record: dict) -> None:
@@ -133,7 +139,8 @@ def _check_run(work_dir: Path, record: dict) -> None:
 
 def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, config: CartridgeConfig,
                     work_dir: Path, progress: Progress = lambda *_: None,
-                    should_stop: Callable[[], bool] = lambda: False) -> Path | None:
+                    should_stop: Callable[[], bool] = lambda: False,
+                    on_plan: Callable[[Plan, CartridgeConfig], None] = lambda *_: None) -> Path | None:
     """Synthesize, then train; returns the path of the finished cartridge file.
 
     Resumable: rerun with the same arguments and it continues from the samples
@@ -141,7 +148,11 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
     interrupted it (everything done so far is saved). A finished run asked for more
     ``steps`` continues from its final checkpoint. ``progress(stage, done,
     total)`` is called with stage ``"synthesis"`` then ``"training"``.
+    With ``config.budget_seconds``, a probe plans conversations and steps first
+    (``on_plan(plan, planned config)`` is told before the run starts) and training
+    stops in time for the budget; a resumed budgeted run follows its saved plan.
     """
+    started = time.monotonic()
     work_dir = Path(work_dir)
     model, tokenizer = load_lm(config.model, config.device)
     ids = corpus_tokens(tokenizer, corpus_text)
@@ -149,56 +160,88 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
         raise InvalidInput(f"p={config.p} does not fit the model's context window ({context_window(model)})")
     if ids.numel() < config.p:
         raise InvalidInput(f"the corpus has {ids.numel()} tokens, fewer than p={config.p}")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    deadline = None
+    if config.budget_seconds is not None:
+        plan, fresh = load_or_plan(model, tokenizer, ids, config, work_dir, pad, started)
+        config = plan.apply(config)
+        deadline = started + config.budget_seconds if fresh else None
+        on_plan(plan, config)
     _check_run(work_dir, {**{k: getattr(config, k) for k in RUN_FIELDS}, "corpus_id": corpus_id,
                           "corpus_version": corpus_version,
                           "corpus_sha256": hashlib.sha256(corpus_text.encode()).hexdigest()})
     out, ckpt = work_dir / "cartridge.safetensors", work_dir / "ckpt.safetensors"
     if out.exists() and (not ckpt.exists() or _ckpt_step(ckpt) >= config.steps):
         return out  # finished; asking for more steps than it had continues it instead
-    t0 = time.perf_counter()
     if not synthesize(model, tokenizer, ids, config, work_dir / "synth", progress, should_stop):
         return None
     samples = load_samples(work_dir / "synth", config.num_samples)
     train, held = samples[config.holdout:], samples[: config.holdout]
-    cart = init_from_prefix(model, ids, config.p, config.frozen_tokens)
+    cart = init_cartridge(model, ids, config)
     opt = torch.optim.Adam(cart.parameters(), lr=config.lr)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     step, history = 0, {"train_loss": [], "tokens": 0, "train_seconds": 0.0}
     if ckpt.exists():
         step, history = _load_ckpt(ckpt, cart, opt)
     elif held:
-        history["heldout_loss_init"] = evaluate(model, cart_layers(cart), held, pad)
+        init, nothing = evaluate(model, cart_layers(cart), held, pad), evaluate(model, [], held, pad)
+        history.update(heldout_loss_init=init.mean(), heldout_init=vars(init), heldout_nothing=vars(nothing))
+    # with a deadline, steps is the plan's estimate: training goes on (up to 3x) while time is left
+    limit = config.steps * 3 if deadline else config.steps
+    reserve = 0.0  # seconds the final evaluation and save will take, measured on the first one
     t_train = time.perf_counter()
-    while step < config.steps:
-        progress("training", step, config.steps)
+    while step < limit:
+        progress("training", step, max(config.steps, step))
         if should_stop():
             history["train_seconds"] += time.perf_counter() - t_train
             _save_ckpt(ckpt, cart, opt, step, history)
             return None
+        if deadline and step and time.monotonic() + _step_seconds(history, t_train, step) + reserve \
+                > deadline:
+            break  # the next step would not end in time
+        t_step = time.perf_counter()
         batch = random.Random(config.seed * 7919 + step).sample(train, min(config.batch_size, len(train)))
         loss, n = distill_loss(model, cart_layers(cart), batch, pad)
         opt.zero_grad()
         (loss / n).backward()
         opt.step()
         step += 1
+        reserve = reserve or (time.perf_counter() - t_step) * (2 * len(held) / config.batch_size + 1)
         history["train_loss"].append(round(loss.item() / n, 5))
         history["tokens"] += int(sum(s.ids.numel() for s in batch))
-        if step % config.checkpoint_every == 0 and step < config.steps:
+        if step % config.checkpoint_every == 0 and step < limit:
             history["train_seconds"] += time.perf_counter() - t_train
             t_train = time.perf_counter()
             _save_ckpt(ckpt, cart, opt, step, history)
     history["train_seconds"] += time.perf_counter() - t_train
     _save_ckpt(ckpt, cart, opt, step, history)  # a later run may ask for more steps
+    verdict = {}
     if held:
-        history["heldout_loss_final"] = evaluate(model, cart_layers(cart), held, pad)
-    progress("training", config.steps, config.steps)
+        final = evaluate(model, cart_layers(cart), held, pad)
+        history["heldout_loss_final"] = final.mean()
+        if "heldout_init" in history:  # absent in checkpoints of runs before it was recorded
+            verdict = judge(Losses(**history["heldout_nothing"]), Losses(**history["heldout_init"]), final,
+                            teacher_losses(held), config.seed)
+    progress("training", step, step)
     keys, values = cart.tensors()
     header = {**model_header(model, tokenizer), "frozen_tokens": config.frozen_tokens,
               "corpus_id": corpus_id, "corpus_version": corpus_version,
-              "training": {"config": config.to_dict(), **summarize(history),
-                           "wall_seconds": round(time.perf_counter() - t0, 1)}}
+              "training": {"config": config.to_dict(), **summarize(history), **verdict,
+                           "wall_seconds": round(time.monotonic() - started, 1)}}
     save_cartridge(out, keys, values, header)
     return out
+
+
+def _step_seconds(history: dict, t_train: float, step: int) -> float:
+    """Mean seconds per step of this run so far (time before ``t_train`` is in the history)."""
+    steps_timed = len(history["train_loss"]) or step
+    return (history["train_seconds"] + time.perf_counter() - t_train) / max(1, steps_timed)
+
+
+def init_cartridge(model, ids: torch.Tensor, config: CartridgeConfig) -> Cartridge:
+    """The untrained cartridge ``config.init`` asks for (``ids``: the corpus tokens)."""
+    if config.init == "spread":
+        ids = spread_tokens(ids, config.p, config.frozen_tokens)
+    return init_from_prefix(model, ids, config.p, config.frozen_tokens)
 
 
 def cart_layers(cart: Cartridge) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -24,17 +24,25 @@ def _store():
 
 @app.command()
 def train(corpus: str = typer.Argument(..., help="corpus name"),
+          budget: str | None = typer.Option(
+              None, "--budget", help="wall-clock budget, e.g. 20m, 90s, 1h: a measured probe plans "
+                                     "conversations and steps (the default without --steps/--samples)"),
           tokens: int | None = typer.Option(None, "--tokens", "-p", help="cartridge length p"),
-          steps: int | None = typer.Option(None, "--steps", help="training steps"),
-          samples: int | None = typer.Option(None, "--samples", help="self-study conversations"),
+          steps: int | None = typer.Option(None, "--steps", help="training steps (expert; no budget)"),
+          samples: int | None = typer.Option(None, "--samples",
+                                             help="self-study conversations (expert; no budget)"),
           resume: str | None = typer.Option(None, "--resume", help="continue this cartridge id"),
           server: str | None = SERVER) -> None:
     """Train in the foreground (Ctrl-C stops; --resume ID continues from the last checkpoint)."""
-    from cartridges.config import CartridgeConfig
+    from cartridges.budget import parse_duration
 
+    try:
+        seconds = parse_duration(budget) if budget is not None else None
+    except ValueError as exc:
+        return fail(str(exc))
+    given = {"p": tokens, "steps": steps, "num_samples": samples, "budget_seconds": seconds}
     if server:
-        return _train_remote(server, corpus, {"p": tokens, "steps": steps, "num_samples": samples},
-                             resume)
+        return _train_remote(server, corpus, given, resume)
     try:
         store, corpora = _store(), local_corpora()
         if resume:
@@ -43,45 +51,59 @@ def train(corpus: str = typer.Argument(..., help="corpus name"),
                 typer.echo(f"cartridge {resume} is already trained (ready); nothing to resume")
                 return
         else:
-            given = {"p": tokens, "steps": steps, "num_samples": samples}
-            config = CartridgeConfig(**{k: v for k, v in given.items() if v is not None})
+            config = _config(given)
             found = corpora.info(corpus)
             info = store.create(corpus, found.version, config, found.created_at)
             typer.echo(f"cartridge {info['id']}")
         done = _run(store, corpora, info)
-        t = done["training"]
-        typer.echo(f"ready: {done['bytes']} bytes, held-out loss {t['heldout_loss_init']} -> "
-                   f"{t['heldout_loss_final']}")
+        _report(done)
     except MemexError as exc:
         fail(exc.message)
 
 
-def _run(store, corpora, info: dict) -> dict:
-    """Train and publish ``info``'s cartridge; whatever stops it, its status says how."""
+def _config(given: dict):
+    """Explicit knobs as given; with neither a budget nor steps/samples, the default budget."""
+    from cartridges.budget import DEFAULT_BUDGET_S
     from cartridges.config import CartridgeConfig
-    from cartridges.train import train_cartridge
-    from service.jobs.cartridge_handlers import corpus_text
+
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if not {"budget_seconds", "steps", "num_samples"} & chosen.keys():
+        chosen["budget_seconds"] = DEFAULT_BUDGET_S
+    return CartridgeConfig(**chosen)
+
+
+def _report(info: dict) -> None:
+    from cartridges.gain import verdict
+
+    t = info["training"] or {}
+    typer.echo(f"ready: {info['id']}, {info['bytes']} bytes, {t.get('steps')} steps in "
+               f"{t.get('wall_seconds')} s, held-out loss {t.get('heldout_loss_init')} -> "
+               f"{t.get('heldout_loss_final')}")
+    line = verdict(t)
+    if line:
+        typer.echo(line, err="WARNING" in line)
+
+
+def _run(store, corpora, info: dict) -> dict:
+    """Train and publish ``info``'s cartridge in the foreground with progress bars."""
+    from service.jobs.cartridge_handlers import run_training
 
     cid = info["id"]
-    store.update(cid, status="training", error=None)
     bar = StageBar(unit="it")  # synthesis counts conversations, training steps
-    try:
-        path = train_cartridge(corpus_text(corpora, info["corpus_id"]), info["corpus_id"],
-                               info["corpus_version"], CartridgeConfig.from_dict(info["config"]),
-                               store.work_dir(cid),
-                               bar)
+
+    def planned(plan) -> None:
         bar.close()
-        return store.finish(cid, path)
+        typer.echo(plan.describe(), err=True)
+
+    try:
+        return run_training(store, corpora, cid, bar, on_plan=planned)
     except KeyboardInterrupt:
         bar.close()
-        store.update(cid, status="cancelled", error="interrupted")
         typer.echo(f"stopped; continue with: memex cartridge train {info['corpus_id']} --resume {cid}",
                    err=True)
         raise typer.Exit(130) from None
-    except BaseException as exc:
+    finally:
         bar.close()
-        store.update(cid, status="failed", error=str(getattr(exc, "message", exc)))
-        raise
 
 
 def _train_remote(server: str, corpus: str, given: dict, resume: str | None) -> None:
@@ -93,9 +115,7 @@ def _train_remote(server: str, corpus: str, given: dict, resume: str | None) -> 
         done = cartridge_train(server, corpus, {k: v for k, v in given.items() if v is not None})
     except MemexError as exc:
         fail(exc.message)
-    t = done["training"]
-    typer.echo(f"ready: {done['id']}, {done['bytes']} bytes, held-out loss "
-               f"{t['heldout_loss_init']} -> {t['heldout_loss_final']}")
+    _report(done)
 
 
 @app.command("ls")
@@ -128,9 +148,12 @@ def _print_cartridges(infos: list[dict], as_json: bool) -> None:
         typer.echo(json.dumps(infos, indent=2))
         return
     for i in infos:
-        loss = (i.get("training") or {}).get("heldout_loss_final")
+        t = i.get("training") or {}
+        gain = t.get("gain_over_init")
+        noise = " (noise)" if gain is not None and t.get("gain_within_noise") else ""
         typer.echo(f"{i['id']}  {i['status']:<9} {i['corpus_id']:<20} v{i['corpus_version']:<3} "
-                   f"p={i['p']:<5} {i['bytes'] or 0:>10} B  loss={loss}  {'STALE' if i['stale'] else ''}")
+                   f"p={i['p']:<5} {i['bytes'] or 0:>10} B  loss={t.get('heldout_loss_final')}  "
+                   f"gain={gain}{noise}  {'STALE' if i['stale'] else ''}")
 
 
 @app.command()
@@ -172,7 +195,7 @@ def chat(message: str | None = typer.Argument(None, help="one message; omit for 
     """Chat with the local LM, a cartridge's corpus as its context; replies stream."""
     try:
         if server:
-            from service.cli import remote as cli_remote
+            from service import cli_remote
 
             def reply_to(history: list[dict]):
                 return cli_remote.chat(server, history, cartridge or [], max_tokens, temperature)

@@ -1,4 +1,7 @@
-"""The ``cartridge_train`` job: read a corpus, synthesize, distill, publish to the store.
+"""Cartridge training as a job: read a corpus, synthesize, distill, publish to the store.
+
+``run_training`` is the one implementation; the server's ``cartridge_train`` job and
+the CLI's foreground ``memex cartridge train`` both call it.
 
 Resumable: its state lives in the store's work dir for the cartridge, so a job
 re-queued after a restart continues where it stopped.
@@ -6,11 +9,15 @@ re-queued after a restart continues where it stopped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from cartridges.budget import Plan
 from cartridges.config import CartridgeConfig
 from cartridges.store import CartridgeStore
 from cartridges.train import train_cartridge
 from indexer.corpus import Corpora
 from indexer.errors import InvalidInput, NotFound
+from indexer.progress import Progress
 from service.jobs.runner import JobCancelled, JobContext, JobRunner
 
 
@@ -38,28 +45,48 @@ def settle(store: CartridgeStore, runner: JobRunner, info: dict) -> dict:
     return info
 
 
+def run_training(store: CartridgeStore, corpora: Corpora, cartridge_id: str,
+                 progress: Progress = lambda *_: None,
+                 should_stop: Callable[[], bool] = lambda: False,
+                 on_plan: Callable[[Plan], None] = lambda _: None) -> dict:
+    """Train and publish one cartridge: the one implementation behind the server's job and
+    ``memex cartridge train``. Whatever ends it, its status says how: ``ready``;
+    ``cancelled`` when ``should_stop`` or a cancellation (``JobCancelled``, Ctrl-C) stopped
+    it (resumable); ``failed`` with the error otherwise. Returns the cartridge's info.
+    A budgeted run's plan is saved to the info (its config then holds the planned
+    conversations and steps) and passed to ``on_plan`` before synthesis goes on.
+    """
+    info = store.info(cartridge_id)
+    if info["status"] == "ready":  # e.g. a job re-queued after a restart that followed its finish
+        return info
+    store.update(cartridge_id, status="training", error=None)
+
+    def planned(plan: Plan, config: CartridgeConfig) -> None:
+        store.update(cartridge_id, plan=plan.to_dict(), config=config.to_dict())
+        on_plan(plan)
+
+    try:
+        path = train_cartridge(corpus_text(corpora, info["corpus_id"]), info["corpus_id"],
+                               info["corpus_version"], CartridgeConfig.from_dict(info["config"]),
+                               store.work_dir(cartridge_id), progress, should_stop, planned)
+        if path is None:
+            return store.update(cartridge_id, status="cancelled", error=None)
+        return store.finish(cartridge_id, path)
+    except (JobCancelled, KeyboardInterrupt):
+        store.update(cartridge_id, status="cancelled", error="interrupted")
+        raise
+    except BaseException as exc:
+        store.update(cartridge_id, status="failed", error=str(getattr(exc, "message", exc)))
+        raise
+
+
 def register_cartridges(runner: JobRunner, corpora: Corpora, store: CartridgeStore) -> None:
     def train(ctx: JobContext, params: dict) -> dict:
         cid = params["cartridge_id"]
-        info = store.info(cid)
-        if info["status"] == "ready":  # re-queued after a restart that followed its finish
-            return {"cartridge_id": cid, "bytes": info["bytes"], **(info["training"] or {})}
-        store.update(cid, status="training", error=None)
-        try:
-            path = train_cartridge(corpus_text(corpora, info["corpus_id"]), info["corpus_id"],
-                                   info["corpus_version"], CartridgeConfig.from_dict(info["config"]),
-                                   store.work_dir(cid), ctx.progress, ctx.should_stop)
-            if path is None:
-                store.update(cid, status="cancelled")
-                ctx.check_cancelled()
-                return {"cartridge_id": cid, "status": "cancelled"}
-            info = store.finish(cid, path)
-        except JobCancelled:  # raised by ctx.progress or check_cancelled
-            store.update(cid, status="cancelled")
-            raise
-        except BaseException as exc:
-            store.update(cid, status="failed", error=str(getattr(exc, "message", exc)))
-            raise
+        info = run_training(store, corpora, cid, ctx.progress, ctx.should_stop)
+        if info["status"] == "cancelled":
+            ctx.check_cancelled()
+            return {"cartridge_id": cid, "status": "cancelled"}
         return {"cartridge_id": cid, "bytes": info["bytes"], **(info["training"] or {})}
 
     runner.register("cartridge_train", train)

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from cartridges.generate import generate_chat, load_layers
 from indexer.errors import InvalidInput
@@ -42,3 +43,23 @@ def test_too_long_request_rejected(trained):
 def test_bad_messages_rejected():
     with pytest.raises(InvalidInput):
         generate_chat([{"content": "no role"}])
+
+
+def test_two_different_cartridges_compose(trained, lm, tmp_path):
+    """A second cartridge of another corpus: the composition is A's slots then B's, and chats."""
+    from cartridges.fileformat import model_header, read_cartridge, save_cartridge
+    from cartridges.kv import corpus_tokens, init_from_prefix
+
+    model, tok = lm
+    other = init_from_prefix(model, corpus_tokens(tok, "Zephyr nodes send heartbeats every 7 seconds."), 6)
+    keys, values = other.tensors()
+    b = tmp_path / "b.safetensors"
+    save_cartridge(b, keys, values, {**model_header(model, tok), "frozen_tokens": 1, "corpus_id": "zephyr",
+                                     "corpus_version": 1, "training": {}})
+    a = read_cartridge(trained[0]).layers()
+    layers = load_layers([trained[0], b])
+    assert layers[0][0].shape[1] == a[0][0].shape[1] + 6
+    for i, (k, v) in enumerate(layers):
+        assert torch.equal(k[:, :8], a[i][0]) and torch.equal(k[:, 8:], keys[i])
+        assert torch.equal(v[:, 8:], values[i])
+    assert isinstance(generate_chat(MSG, [trained[0], b], max_tokens=3), str)

@@ -52,3 +52,14 @@ def test_work_dir_refuses_other_settings(trained):
     with pytest.raises(Conflict, match="corpus_sha256"):
         train_cartridge(TEXT + " more", "faq", 3, TINY, work)
     assert json.loads((work / "run.json").read_text())["chunk_tokens"] == TINY.chunk_tokens
+
+
+def test_gain_over_init_is_recorded(trained):
+    t = read_cartridge(trained[0]).header["training"]
+    assert t["heldout_loss_nothing"] > t["heldout_loss_teacher"] >= 0
+    # the gain is the trained share minus the initialisation's share of the held-out gap
+    assert t["gain_over_init"] == pytest.approx(t["heldout_share_final"] - t["heldout_share_init"], abs=2e-4)
+    assert t["gain_over_init"] > 0  # the held-out loss fell (test above)
+    low, high = t["gain_interval"]
+    assert low <= t["gain_over_init"] <= high
+    assert t["gain_within_noise"] == (low <= 0)

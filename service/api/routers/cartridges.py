@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from cartridges.budget import DEFAULT_BUDGET_S
 from cartridges.config import CartridgeConfig
+from cartridges.gain import verdict
 from cartridges.store import is_stale
 from indexer.corpus import Corpora
 from indexer.errors import NotFound
@@ -25,7 +27,15 @@ class CartridgeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # Upper bounds keep one request's job to hours, not weeks, on a CPU (docs/api.md);
     # CartridgeConfig checks the lower ones.
+    budget_seconds: float | None = Field(
+        None, gt=0, le=7 * 86400,
+        description="wall-clock budget: a measured probe plans num_samples and steps (the default, "
+                    "with DEFAULT_BUDGET_S, when neither steps nor num_samples is given)")
     p: int | None = Field(None, le=4096, description="cartridge length in tokens")
+    init: Literal["first", "spread"] | None = Field(
+        None, description="initial KV: the corpus's first p tokens, or tokens spread over it")
+    questions_per_chunk: int | None = Field(None, le=256,
+                                            description="self-study conversations sharing one chunk")
     steps: int | None = Field(None, le=10_000)
     num_samples: int | None = Field(None, le=10_000,
                                     description="self-study conversations to synthesize")
@@ -51,6 +61,11 @@ class CartridgePublic(BaseModel):
     bytes: int | None
     config: dict[str, Any]
     training: dict[str, Any] | None
+    plan: dict[str, Any] | None = Field(None, description="a budgeted run's plan and the probe it came from")
+    gain_over_init: float | None = Field(
+        None, description="share of the held-out gap training closed beyond the untrained cartridge")
+    warnings: list[str] = Field(default_factory=list,
+                                description="e.g. a gain over the initialisation within noise")
     error: str | None
     created_at: str
 
@@ -71,8 +86,11 @@ def public(info: dict[str, Any], corpora: Corpora) -> CartridgePublic:
         stale = is_stale(info, corpus.version, corpus.created_at)
     except NotFound:
         stale = True
+    training = info.get("training") or {}
+    line = verdict(training)
     return CartridgePublic(**{k: v for k, v in info.items() if k in CartridgePublic.model_fields},
-                           stale=stale)
+                           stale=stale, gain_over_init=training.get("gain_over_init"),
+                           warnings=[line] if line and training.get("gain_within_noise") else [])
 
 
 @router.post("/v1/corpora/{name}/cartridges", response_model=CartridgeCreated,
@@ -81,7 +99,10 @@ def train(name: str, body: CartridgeCreate, store: CartridgesDep, corpora: Corpo
           jobs: JobsDep) -> CartridgeCreated:
     """Start training a cartridge on the corpus as it is now; poll the job or the cartridge."""
     corpus = corpora.info(name)
-    config = CartridgeConfig(**body.model_dump(exclude_none=True))
+    given = body.model_dump(exclude_none=True)
+    if not {"budget_seconds", "steps", "num_samples"} & given.keys():
+        given["budget_seconds"] = DEFAULT_BUDGET_S
+    config = CartridgeConfig(**given)
     info = store.create(name, corpus.version, config, corpus.created_at)
     job = jobs.submit("cartridge_train", {"cartridge_id": info["id"]}, corpus=name)
     info = store.update(info["id"], job_id=job.id)

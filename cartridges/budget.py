@@ -1,0 +1,138 @@
+"""Size a cartridge run to a wall-clock budget from a throughput probe on this machine.
+
+A user knows how long they can wait, not how many conversations or steps that buys
+on their hardware. The probe runs the first real synthesis batch (its samples are kept:
+the run would have made exactly these) and a few training steps on them, then splits
+what is left of the budget between more synthesis and training so that every training
+conversation is seen ``EPOCHS`` times. Measured here (bench/RESULTS-cartridges.md),
+fresh conversations are worth more than more passes over old ones, hence few epochs.
+Training itself then runs until the deadline (the step count is an estimate), so a
+machine busier or idler than during the probe shifts steps, not the end time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from cartridges.config import CartridgeConfig
+from cartridges.kv import init_from_prefix
+from cartridges.synthesis import Sample, synth_batch_size, synthesize_batch
+from indexer import durable
+
+DEFAULT_BUDGET_S = 600.0  # the default run: see bench/RESULTS-cartridges.md ("default budget")
+EPOCHS = 2  # passes over the training conversations the plan aims at
+PROBE_STEPS = 3  # training steps timed by the probe (the first one is a warm-up)
+EVAL_PASSES = 3  # held-out forward passes a run makes: no prefix, initialisation, trained
+MIN_HOLDOUT, MAX_HOLDOUT = 2, 32
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a budget buys here, and the measurements it came from (seconds)."""
+
+    budget_s: float
+    num_samples: int
+    holdout: int
+    steps: int
+    synth_s_per_conversation: float
+    step_s: float
+    probe_s: float
+    estimate_s: float
+
+    def apply(self, config: CartridgeConfig) -> CartridgeConfig:
+        return replace(config, num_samples=self.num_samples, holdout=self.holdout, steps=self.steps)
+
+    def describe(self) -> str:
+        return (f"plan for a {self.budget_s:.0f} s budget: {self.num_samples} conversations "
+                f"({self.holdout} held out), ~{self.steps} steps; measured "
+                f"{self.synth_s_per_conversation:.2f} s/conversation, {self.step_s:.2f} s/step; "
+                f"estimate {self.estimate_s:.0f} s")
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def _probe(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig, synth_dir: Path,
+           pad: int) -> tuple[float, float]:
+    """Seconds per conversation and per training step, measured on the real run's first batch."""
+    from cartridges.train import distill_loss
+
+    size = synth_batch_size(model)
+    t0 = time.perf_counter()
+    samples = synthesize_batch(model, tokenizer, ids, config, 0, size)
+    per_conversation = (time.perf_counter() - t0) / size
+    durable.make_dirs(synth_dir)
+    for j, sample in enumerate(samples):
+        path = synth_dir / f"{j:05d}.safetensors"
+        if not path.exists():
+            sample.save(path)
+    cart = init_from_prefix(model, ids, config.p, config.frozen_tokens)
+    opt = torch.optim.Adam(cart.parameters(), lr=config.lr)
+    rng = random.Random(config.seed)
+    times = []
+    for _ in range(PROBE_STEPS):
+        batch: list[Sample] = [rng.choice(samples) for _ in range(config.batch_size)]
+        t1 = time.perf_counter()
+        loss, n = distill_loss(model, [cart.layer(i) for i in range(cart.num_layers)], batch, pad)
+        opt.zero_grad()
+        (loss / n).backward()
+        opt.step()
+        times.append(time.perf_counter() - t1)
+    return per_conversation, sum(times[1:]) / max(1, len(times) - 1)
+
+
+def plan_for(budget_s: float, spent_s: float, per_conversation: float, step_s: float,
+             config: CartridgeConfig, probed: int) -> Plan:
+    """Conversations and steps filling ``budget_s`` of which ``spent_s`` is gone (pure arithmetic)."""
+    per_train_conversation = EPOCHS * step_s / config.batch_size  # training time one conversation costs
+    eval_per_conversation = EVAL_PASSES * step_s / config.batch_size / 3  # forward only: ~1/3 of a step
+    left = max(0.0, budget_s - spent_s)
+    # left = n * per_conversation + (n - holdout) * per_train + holdout * eval, holdout ~ n / 8
+    n = left / (per_conversation + per_train_conversation * 7 / 8 + eval_per_conversation / 8)
+    n = max(int(n), probed, config.batch_size + MIN_HOLDOUT)
+    holdout = min(MAX_HOLDOUT, max(MIN_HOLDOUT, n // 8))
+    synth_left = max(0, n - probed) * per_conversation
+    train_left = left - synth_left - holdout * eval_per_conversation
+    steps = max(1, math.floor(train_left / step_s)) if step_s > 0 else 1
+    estimate = spent_s + synth_left + holdout * eval_per_conversation + steps * step_s
+    return Plan(budget_s, n, holdout, steps, per_conversation, step_s, spent_s, estimate)
+
+
+def load_or_plan(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig, work_dir: Path, pad: int,
+                 started: float) -> tuple[Plan, bool]:
+    """The run's plan: the one saved in ``work_dir`` (a resumed run), else a fresh probe's.
+
+    Returns the plan and whether it was made now (only then does the deadline apply).
+    """
+    path = work_dir / "plan.json"
+    if path.exists():
+        return Plan(**json.loads(path.read_text())), False
+    assert config.budget_seconds is not None
+    per_conversation, step_s = _probe(model, tokenizer, ids, config, work_dir / "synth", pad)
+    plan = plan_for(config.budget_seconds, time.monotonic() - started, per_conversation, step_s, config,
+                    synth_batch_size(model))
+    durable.make_dirs(work_dir)
+    durable.write_json(path, plan.to_dict(), indent=2, sort_keys=True)
+    return plan, True
+
+
+def parse_duration(text: str) -> float:
+    """``"20m"``, ``"90s"``, ``"1.5h"`` or plain seconds -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = text.strip().lower()
+    scale = units.get(text[-1:], None)
+    number = text[:-1] if scale else text
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 20m, 1.5h)") from None
+    if value <= 0:
+        raise ValueError(f"a budget must be positive, got {text!r}")
+    return value

@@ -1,0 +1,51 @@
+"""A time budget becomes conversations and steps that fit it; a tiny real run stays within it."""
+
+import pytest
+
+from cartridges.budget import EPOCHS, parse_duration, plan_for
+from cartridges.config import CartridgeConfig
+from tests.helpers.api import wait_for_job
+
+DOC = ("The Zephyr protocol sends heartbeats every 7 seconds. Nodes that miss three heartbeats are "
+       "marked dead and their shards move to the two nearest replicas. ") * 3
+
+
+def test_plan_fills_the_budget_and_keeps_the_epoch_ratio():
+    cfg = CartridgeConfig(batch_size=4)
+    plan = plan_for(600, 30, per_conversation=2.0, step_s=4.0, config=cfg, probed=8)
+    assert plan.estimate_s == pytest.approx(600, rel=0.05)
+    assert plan.steps * cfg.batch_size == pytest.approx(EPOCHS * (plan.num_samples - plan.holdout), rel=0.1)
+    assert 2 <= plan.holdout < plan.num_samples
+    slower = plan_for(600, 30, per_conversation=4.0, step_s=4.0, config=cfg, probed=8)
+    assert slower.num_samples < plan.num_samples  # a slower machine buys fewer conversations
+    # a budget smaller than the probe still yields a runnable plan (and says it overruns)
+    tiny = plan_for(5, 30, per_conversation=2.0, step_s=4.0, config=cfg, probed=8)
+    assert tiny.num_samples >= 8 and tiny.steps >= 1 and tiny.estimate_s > 5
+
+
+def test_durations_parse():
+    assert [parse_duration(x) for x in ("20m", "90s", "1.5h", "45")] == [1200, 90, 5400, 45]
+    for bad in ("soon", "-5m", "0"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_budgeted_training_over_rest_honours_the_budget_and_serves_the_gain(live_server):
+    c = live_server
+    r = c.post("/v1/corpora", json={"name": "zb", "documents": [{"id": "z", "text": DOC}]})
+    assert r.status_code == 201
+    body = {"budget_seconds": 120, "p": 4, "chunk_tokens": 24, "question_tokens": 6, "answer_tokens": 6,
+            "batch_size": 2}
+    r = c.post("/v1/corpora/zb/cartridges", json=body)
+    assert r.status_code == 202, r.text
+    cid = r.json()["cartridge"]["id"]
+    assert wait_for_job(c, r.json()["job"]["id"])["status"] == "succeeded"
+    info = c.get(f"/v1/cartridges/{cid}").json()
+    plan, t = info["plan"], info["training"]
+    assert plan["budget_s"] == 120 and info["config"]["num_samples"] == plan["num_samples"]
+    assert plan["estimate_s"] <= 120 * 1.2
+    assert t["wall_seconds"] <= 120 * 1.2  # the run ends within the budget's +20%
+    assert info["gain_over_init"] == t["gain_over_init"] is not None
+    assert isinstance(info["warnings"], list) and (bool(info["warnings"]) == t["gain_within_noise"])
+    r = c.post("/v1/corpora/zb/cartridges", json={"budget_seconds": -1})
+    assert r.status_code in (400, 422)
