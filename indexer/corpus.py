@@ -34,6 +34,7 @@ from indexer.encoder import ColBERTEncoder
 from indexer.errors import Conflict, IndexCorrupt, InvalidInput, NotFound
 from indexer.index import create_index, open_index
 from indexer.index.base import MultiVectorIndex
+from indexer.models import DEFAULT_ENCODER
 from indexer.sources import content_hash, walk_directory
 from indexer.store import Corpus, Document, Passage, in_list, make_engine, make_sessionmaker, utcnow
 
@@ -103,7 +104,7 @@ class Corpora:
         self,
         home: Path,
         db_url: str | None = None,
-        encoder_name: str = "bundled:minilm",
+        encoder_name: str = DEFAULT_ENCODER,
         allowed_roots: list[Path] | None = None,
         max_file_bytes: int = 2_000_000,
         encoder: ColBERTEncoder | None = None,
