@@ -1,6 +1,6 @@
 """MiniLM's outputs for a benchmark set, encoded once and cached in ``bench/.cache/``.
 
-    python -m bench.backbone_cache code|faq|stdlib [--subset N]
+    python -m bench.backbone_cache code|faq|stdlib [--subset N [--dense]]
 
 Encoding is the expensive part of every retrieval benchmark on this CPU, and a
 head-only trained encoder shares the untrained backbone: its vectors are
@@ -15,7 +15,8 @@ and query:
   256 tokens at most, normalised): the single-vector baseline.
 
 Passages are ``bench.bench_bm25.passages`` (as ``memex index`` cuts them, path line
-first); ``--subset N`` takes ``bench_bm25.subset``'s whole files (seed 0).
+first); ``--subset N`` takes ``bench_bm25.subset``'s whole files (seed 0), ``--dense``
+``dense_subset``'s.
 """
 
 from __future__ import annotations
@@ -108,11 +109,42 @@ def load(name: str, texts: list[str], queries: list[str]) -> Vectors:
                    _split(z["query"], z["query_len"]), z["query_mean"])
 
 
-def load_set(name: str, subset: int | None = None) -> tuple[list[dict[str, Any]], list[Query], str]:
-    """Passages and queries of a set (optionally ``bench_bm25.subset``), and its cache key."""
+def dense_subset(ps: list[dict[str, Any]], queries: list[Query], n: int,
+                 seed: int = 0) -> tuple[list[int], list[Query]]:
+    """Like ``bench_bm25.subset`` (whole files, ~75% of ``n`` from target files), but the
+    target files with the most queries per passage first: about 3x the queries per passage
+    encoded, for a CPU that cannot encode the whole set."""
+    import random
+
+    by_file: dict[str, list[int]] = {}
+    for i, p in enumerate(ps):
+        by_file.setdefault(p["path"], []).append(i)
+    per_file: dict[str, int] = {}
+    for q in queries:
+        per_file[q["path"]] = per_file.get(q["path"], 0) + 1
+    targets = sorted(per_file.keys() & by_file.keys(),
+                     key=lambda f: (-per_file[f] / len(by_file[f]), f))
+    others = sorted(by_file.keys() - per_file.keys())
+    random.Random(seed).shuffle(others)
+    rows: list[int] = []
+    for pool, budget in ((targets, int(n * 0.75)), (others, n)):
+        for path in pool:
+            if len(rows) + len(by_file[path]) <= budget:
+                rows += by_file[path]
+    chosen = {ps[i]["path"] for i in rows}
+    return sorted(rows), [q for q in queries if q["path"] in chosen]
+
+
+def load_set(name: str, subset: int | None = None,
+             dense: bool = False) -> tuple[list[dict[str, Any]], list[Query], str]:
+    """Passages and queries of a set (optionally a subset: ``bench_bm25.subset`` or
+    ``dense_subset``), and its cache key."""
     from bench import bench_bm25
 
     ps, queries = bench_bm25.load_set(name)
+    if subset and dense:
+        rows, queries = dense_subset(ps, queries, subset)
+        return [ps[i] for i in rows], queries, f"{name}-dense-{subset}"
     if subset:
         rows, queries = bench_bm25.subset(ps, queries, subset)
         ps = [ps[i] for i in rows]
@@ -124,9 +156,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("set", choices=["stdlib", "code", "faq"])
     ap.add_argument("--subset", type=int, help="about N passages of whole files (seed 0)")
+    ap.add_argument("--dense", action="store_true", help="the subset: query-dense files first")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    ps, queries, key = load_set(args.set, args.subset)
+    ps, queries, key = load_set(args.set, args.subset, args.dense)
     v = load(key, [p["text"] for p in ps], [q["text"] for q in queries])
     print(f"{key}: {len(v.docs)} passages, {sum(len(d) for d in v.docs)} tokens, "
           f"{len(v.queries)} queries")

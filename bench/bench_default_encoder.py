@@ -1,8 +1,11 @@
 """The default encoder (``bundled:memex-colbert``) against its references, on one set.
 
-    python -m bench.bench_default_encoder --set code --subset 5000   # validation, once
-    python -m bench.bench_default_encoder --set stdlib --subset 2000 --weights 0.2 0.3 0.4 0.5
-    python -m bench.bench_default_encoder --explore                   # recipes (training side)
+    python -m bench.backbone_cache code --subset 1200 --dense        # encode once (cached)
+    python -m bench.bench_default_encoder --set code --subset 1200 --dense   # validation, once
+    python -m bench.bench_default_encoder --set stdlib --subset 1200 --weights 0.2 0.3 0.4 0.5
+    python -m bench.bench_default_encoder --shard 0/3   # (1/3, 2/3, pca: one process each)
+    python -m bench.bench_default_encoder --explore --variants '[{}, {"head_lr": 3e-3}]'
+    python -m bench.bench_default_encoder --install 3   # build the default from the shards
 
 Rows (MRR@10, Recall@10, and the ratio to each target's reference):
 
@@ -81,10 +84,11 @@ def head_weight(encoder: str) -> np.ndarray | None:
     return None if enc.projection is None else enc.projection.weight.detach().numpy()
 
 
-def evaluate(name: str, subset: int | None, encoder: str, weights: list[float]) -> None:
+def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
+             weights: list[float]) -> None:
     from indexer.bm25 import DEFAULT_BM25_WEIGHT, FUSION_DEPTH, BM25Index, fuse
 
-    ps, queries, key = backbone_cache.load_set(name, subset)
+    ps, queries, key = backbone_cache.load_set(name, subset, dense)
     texts, qtexts = [p["text"] for p in ps], [q["text"] for q in queries]
     spans = [(p["path"], p["start"], p["end"]) for p in ps]
     v = backbone_cache.load(key, texts, qtexts)
@@ -124,28 +128,17 @@ def show(rows: dict[str, list[list[int]]], spans: list, queries: list[Query]) ->
         print(f"{label:40s} {x['R@10']:6.3f} {x['MRR@10']:7.4f}  {ratios}")
 
 
-def explore(variants: list[dict[str, Any]], per_package: int) -> None:
+def explore(variants: list[dict[str, Any]], per_package: int, shards: int) -> None:
     """Train each variant on the non-held-out pairs; MRR@10 of held-out pairs (and stdlib)."""
-    from indexer.training.default_encoder import RECIPE, examples
+    from indexer.training.default_encoder import RECIPE
     from indexer.training.model import maxsim
-    from indexer.training.train import fit, warm_cache
+    from indexer.training.train import fit
 
-    torch.set_num_threads(1)
-    pairs_file = CACHE / f"default-pairs-{per_package}.json"
-    if not pairs_file.exists():
-        t = time.perf_counter()
-        ex, data = examples(per_package=per_package)
-        print(f"mined {len(ex)} pairs in {time.perf_counter() - t:.0f} s")
-        pairs_file.write_text(json.dumps({"data": data, "pairs": [[e.query, e.positive] for e in ex]}))
-    from indexer.training.data import Example
-
-    saved = json.loads(pairs_file.read_text())
-    every = [Example(query=q, positive=p) for q, p in saved["pairs"]]
+    every, _ = saved_pairs(per_package)
     held = [e for e in every if e.positive.split("/", 1)[0] in HOLDOUT]
     train_ex = [e for e in every if e.positive.split("/", 1)[0] not in HOLDOUT]
     print(f"{len(train_ex)} training pairs, {len(held)} held out ({', '.join(HOLDOUT)})")
-    cache_file = CACHE / f"default-frozen-{per_package}.pt"
-    cache: dict = torch.load(cache_file) if cache_file.exists() else {}
+    cache = load_shards(per_package, shards)
     reuse_pca_heads()
     stdlib = stdlib_vectors()
     for overrides in variants:
@@ -153,46 +146,99 @@ def explore(variants: list[dict[str, Any]], per_package: int) -> None:
         t = time.perf_counter()
         model, stats = fit(cfg, train_ex, frozen_cache=cache)
         model.cache = cache  # fit lets go of it; the held-out pairs read it too
-        if not cache_file.exists():
-            warm_cache(model, held)
-            torch.save(cache, cache_file)
         with torch.no_grad():
             q, qm = model.encode_queries([e.query for e in held])
             d, dm = model.encode_documents([e.positive for e in held])
             scores = maxsim(q, qm, d, dm).numpy()
         ranks = (scores > np.diag(scores)[:, None]).sum(1)
         mrr = float(np.mean(np.where(ranks < 10, 1 / (ranks + 1), 0)))
-        line = f"{json.dumps(overrides):60s} held-out MRR@10 {mrr:.4f}"
+        line = f"{json.dumps(overrides):50s} held-out MRR@10 {mrr:.4f}"
         if stdlib:
             line += f"  stdlib {stdlib_mrr(stdlib, model.head.weight.detach().numpy()):.4f}"
         print(f"{line}  loss {stats['first_loss']:.3f}->{stats['last_loss']:.3f} "
               f"({time.perf_counter() - t:.0f} s)", flush=True)
 
 
-def install(per_package: int) -> None:
+def load_shards(per_package: int, shards: int) -> dict:
+    cache: dict = {}
+    for i in range(shards):
+        cache.update(torch.load(CACHE / f"default-frozen-{per_package}.{i}of{shards}.pt"))
+    return cache
+
+
+def saved_pairs(per_package: int) -> tuple[list, dict]:
+    """``default_encoder.examples(per_package)``, mined once into ``bench/.cache``."""
+    from indexer.training.data import Example
+    from indexer.training.default_encoder import examples
+
+    path = CACHE / f"default-pairs-{per_package}.json"
+    if not path.exists():
+        ex, data = examples(per_package=per_package)
+        path.write_text(json.dumps({"data": data, "pairs": [[e.query, e.positive] for e in ex]}))
+    saved = json.loads(path.read_text())
+    return [Example(query=q, positive=p) for q, p in saved["pairs"]], saved["data"]
+
+
+def shard(part: str, per_package: int) -> None:
+    """Backbone outputs of every ``n``-th of ``train.warm_cache``'s batches (``part`` =
+    ``i/n``), or with ``part`` = ``pca`` the recipe's PCA head: the build's encoding
+    spread over processes, each batch as the build itself forms it."""
+    from indexer.encoder import ColBERTEncoder
+    from indexer.training.default_encoder import RECIPE
+    from indexer.training.model import TrainableColBERT, pca_head
+
+    ex, _ = saved_pairs(per_package)
+    enc = ColBERTEncoder.load(RECIPE.base, runtime="torch", precision="fp32")
+    if part == "pca":
+        head = pca_head(enc, [e.positive for e in ex][:RECIPE.pca_passages], RECIPE.dim)
+        n = min(len(ex), RECIPE.pca_passages)
+        torch.save(head.weight.detach(), CACHE / f"default-pca-{RECIPE.dim}-{n}.pt")
+        return
+    i, n = map(int, part.split("/"))
+    enc.projection = torch.nn.Linear(enc.model.config.hidden_size, RECIPE.dim, bias=False)
+    model = TrainableColBERT(enc)
+    model.cache_frozen_layers(0)
+    queries = sorted({e.query for e in ex}, key=len)
+    passages = sorted({e.positive for e in ex}, key=len)
+    batches = [(model.encode_queries, queries[j:j + 32]) for j in range(0, len(queries), 32)]
+    batches += [(model.encode_documents, passages[j:j + 32]) for j in range(0, len(passages), 32)]
+    t = time.perf_counter()
+    with torch.no_grad():
+        for k, (encode, texts) in enumerate(batches[i::n]):
+            encode(texts)
+            if k % 10 == 0:
+                print(f"  shard {part}: {k}/{len(batches[i::n])} ({time.perf_counter() - t:.0f} s)",
+                      flush=True)
+    torch.save(model.cache, CACHE / f"default-frozen-{per_package}.{i}of{n}.pt")
+
+
+def install(per_package: int, shards: int) -> None:
     from indexer import durable
     from indexer.models import default_cache_dir
     from indexer.training.default_encoder import DIRECTORY, build
 
-    cache: dict = torch.load(CACHE / f"default-frozen-{per_package}.pt")
-    saved = json.loads((CACHE / f"default-pairs-{per_package}.json").read_text())["data"]
+    cache = load_shards(per_package, shards)
+    reuse_pca_heads()  # `--shard pca` computed it from the same passages
     target = default_cache_dir() / DIRECTORY
     with durable.exclusive_lock(default_cache_dir() / ".memex-colbert-build"):
         t = time.perf_counter()
-        info = build(target, per_package=per_package, frozen_cache=cache)
-    assert info["data"]["digest"] == saved["digest"], "the mined pairs changed"
+        info = build(target, per_package=per_package, frozen_cache=cache,
+                     mined=saved_pairs(per_package))
     print(f"built {target} in {time.perf_counter() - t:.0f} s: {info['stats']}")
 
 
 def reuse_pca_heads() -> None:
-    """Variants of one dim share their PCA start: compute it once per process (it costs
-    a full forward pass of ``pca_passages`` passages)."""
+    """Variants of one dim share their PCA start: ``--shard pca``'s for the recipe's, else
+    computed once per process (it costs a full forward pass of ``pca_passages`` passages)."""
     from indexer.training import train as train_module
 
     compute, memo = train_module.pca_head, {}
 
     def pca_head(encoder, passages: list[str], dim: int) -> torch.nn.Linear:
         key = (dim, tuple(passages))
+        saved = CACHE / f"default-pca-{dim}-{len(passages)}.pt"
+        if key not in memo and saved.exists():
+            memo[key] = torch.load(saved)
         if key not in memo:
             memo[key] = compute(encoder, passages, dim).weight.detach().clone()
         head = torch.nn.Linear(memo[key].shape[1], dim, bias=False)
@@ -220,22 +266,26 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--set", default="code", choices=["stdlib", "code", "faq"])
     ap.add_argument("--subset", type=int, help="about N passages of whole files (seed 0)")
+    ap.add_argument("--dense", action="store_true", help="backbone_cache.dense_subset")
     ap.add_argument("--encoder", default="bundled:memex-colbert")
     ap.add_argument("--weights", type=float, nargs="*", default=[], help="more BM25 weights")
     ap.add_argument("--explore", action="store_true", help="train recipe variants instead")
     ap.add_argument("--per-package", type=int, default=100)
+    ap.add_argument("--shards", type=int, default=3, help="--shard parts --explore reads")
     ap.add_argument("--variants", default='[{}]', help="JSON list of TrainConfig overrides")
-    ap.add_argument("--install", action="store_true",
-                    help="build bundled:memex-colbert into the model cache from --explore's "
-                         "cached backbone outputs (what `memex models` does, minus the encoding)")
+    ap.add_argument("--shard", metavar="I/N|pca", help="encode one part of the build's texts")
+    ap.add_argument("--install", type=int, metavar="N", help="build bundled:memex-colbert into "
+                    "the model cache from N --shard parts (`memex models`, encoding spread out)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    if args.install:
-        install(args.per_package)
+    if args.shard:
+        shard(args.shard, args.per_package)
+    elif args.install:
+        install(args.per_package, args.install)
     elif args.explore:
-        explore(json.loads(args.variants), args.per_package)
+        explore(json.loads(args.variants), args.per_package, args.shards)
     else:
-        evaluate(args.set, args.subset, args.encoder, args.weights)
+        evaluate(args.set, args.subset, args.dense, args.encoder, args.weights)
 
 
 if __name__ == "__main__":

@@ -48,13 +48,15 @@ def examples(per_package: int = PER_PACKAGE, per_file: int = PER_FILE, seed: int
 
 
 def build(out_dir: Path, cfg: TrainConfig = RECIPE, per_package: int = PER_PACKAGE,
-          packages: tuple[str, ...] | None = None, frozen_cache: dict | None = None) -> dict:
+          packages: tuple[str, ...] | None = None, frozen_cache: dict | None = None,
+          mined: tuple[list[Example], dict] | None = None) -> dict:
     """Mine the pairs, train the head, write a memex checkpoint to ``out_dir``.
     The defaults are the shipped recipe; tests build small ones. ``frozen_cache``:
-    backbone outputs already computed for these texts (``train.fit``)."""
+    backbone outputs already computed for these texts (``train.fit``); ``mined``:
+    what ``examples`` returned for these settings."""
     from indexer.training.train import train
 
-    train_examples, data = examples(per_package, seed=cfg.seed, packages=packages)
+    train_examples, data = mined or examples(per_package, seed=cfg.seed, packages=packages)
     stats = train(cfg, train_examples, out_dir, extra={"data": data, "recipe": NAME},
                   frozen_cache=frozen_cache)
     return {"config": asdict(cfg), "stats": stats, "data": data}
