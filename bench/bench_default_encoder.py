@@ -230,8 +230,9 @@ def install(per_package: int, shards: int) -> None:
 def reuse_pca_heads() -> None:
     """Variants of one dim share their PCA start: ``--shard pca``'s for the recipe's, else
     computed once per process (it costs a full forward pass of ``pca_passages`` passages)."""
-    from indexer.training import train as train_module
+    import importlib
 
+    train_module = importlib.import_module("indexer.training.train")  # not the function
     compute, memo = train_module.pca_head, {}
 
     def pca_head(encoder, passages: list[str], dim: int) -> torch.nn.Linear:

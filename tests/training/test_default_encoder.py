@@ -77,4 +77,4 @@ def test_default_encoder_loads_by_name_and_serves_an_index(tmp_path: Path) -> No
     assert corpora.info("c").encoder == DEFAULT_ENCODER
     for mode in ("colbert", "hybrid"):
         hits = corpora.search(["c"], ["download the page at a web address"], k=3, mode=mode)[0]
-        assert hits[0].doc_id == "net.py", mode
+        assert hits[0].document_id == "net.py", mode
