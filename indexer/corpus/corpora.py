@@ -29,6 +29,7 @@ from indexer.encoding.encoder import ColBERTEncoder
 from indexer.errors import Conflict, InvalidInput, NotFound
 from indexer.index import create_index
 from indexer.index.base import MultiVectorIndex
+from indexer.models import DEFAULT_ENCODER
 from indexer.progress import Progress
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -42,7 +43,7 @@ class Corpora:
         self,
         home: Path,
         db_url: str | None = None,
-        encoder_name: str = "bundled:minilm",
+        encoder_name: str = DEFAULT_ENCODER,
         allowed_roots: list[Path] | None = None,
         max_file_bytes: int = 2_000_000,
         encoder: ColBERTEncoder | None = None,

@@ -99,16 +99,34 @@ def batch_loss(model: TrainableColBERT, batch: list[Example], cfg: TrainConfig) 
 
 def train(cfg: TrainConfig, examples: list[Example], out_dir: Path,
           pca_passages: list[str] | None = None,
-          on_step: StepCallback | None = None) -> dict:
-    """Train on ``examples`` and write a checkpoint to ``out_dir``; returns the stats."""
-    model, stats = fit(cfg, examples, pca_passages, on_step)
-    save_checkpoint(model.encoder, Path(out_dir), {"config": asdict(cfg), "stats": stats})
+          on_step: StepCallback | None = None, extra: dict | None = None,
+          frozen_cache: dict | None = None) -> dict:
+    """Train on ``examples`` and write a checkpoint to ``out_dir``; returns the stats.
+    ``extra`` is recorded in ``training_config.json`` beside the config and stats."""
+    model, stats = fit(cfg, examples, pca_passages, on_step, frozen_cache)
+    save_checkpoint(model.encoder, Path(out_dir),
+                    {"config": asdict(cfg), "stats": stats, **(extra or {})})
     return stats
 
 
+def warm_cache(model: TrainableColBERT, examples: list[Example], batch_size: int = 32) -> None:
+    """Fill the frozen-layer cache with every text of ``examples`` in length-sorted batches
+    (random batches pad every text to the longest one of its batch)."""
+    queries = sorted({e.query for e in examples}, key=len)
+    passages = sorted({p for e in examples for p in (e.positive, *e.negatives)}, key=len)
+    with torch.no_grad():
+        for texts, encode in ((queries, model.encode_queries), (passages, model.encode_documents)):
+            for i in range(0, len(texts), batch_size):
+                encode(texts[i:i + batch_size])
+
+
 def fit(cfg: TrainConfig, examples: list[Example], pca_passages: list[str] | None = None,
-        on_step: StepCallback | None = None) -> tuple[TrainableColBERT, dict]:
-    """The training loop; returns the trained model (eval mode) and its stats."""
+        on_step: StepCallback | None = None,
+        frozen_cache: dict | None = None) -> tuple[TrainableColBERT, dict]:
+    """The training loop; returns the trained model (eval mode) and its stats.
+
+    ``frozen_cache``: a dict to keep the frozen layers' outputs in (filled in place), so
+    runs over the same texts and ``train_layers`` encode them once."""
     if len(examples) < 2:
         raise InvalidInput("training needs at least 2 examples")
     random.seed(cfg.seed)
@@ -118,6 +136,9 @@ def fit(cfg: TrainConfig, examples: list[Example], pca_passages: list[str] | Non
     opt = torch.optim.AdamW(_trainable_params(model, cfg))
     if 0 <= cfg.train_layers < len(model.backbone.encoder.layer):
         model.cache_frozen_layers(cfg.train_layers)
+        if frozen_cache is not None:
+            model.cache = frozen_cache
+        warm_cache(model, examples)
     base_lrs = [g["lr"] for g in opt.param_groups]
     order: list[int] = []
     losses: list[float] = []

@@ -85,7 +85,9 @@ def test_post_train_mines_trains_and_switches(tmp_path: Path, encoder: ColBERTEn
     assert done["training"]["steps"] == 4
     info = corpora.info("lib")
     assert info.encoder == done["encoder"] != "bundled:minilm"
-    assert corpora.index("lib").dim == 32
+    # post-training starts from the corpus's encoder: the default's 128-d head carries over
+    # (cfg.train.dim sizes a head only for a base that has none)
+    assert corpora.index("lib").dim == encoder.dim == 128
     hits = corpora.search(["lib"], ["split a string using shell-like syntax"], 5,
                           mode="colbert")[0]
     assert hits and hits[0].path in {"shlex.py", "textwrap.py"}

@@ -23,7 +23,7 @@ QUERIES = ["area of a circle", "send an HTTP request over a socket", "bake bread
 
 def _new_version(encoder: ColBERTEncoder, out: Path) -> str:
     """A second encoder version: the backbone with a 64-d PCA head."""
-    version = ColBERTEncoder.load(runtime="torch")
+    version = ColBERTEncoder.load("bundled:minilm", runtime="torch")  # the raw backbone
     version.projection = pca_head(version, list(SAMPLE_FILES.values()) * 4, 64)
     version.dim = 64
     return str(save_checkpoint(version, out))

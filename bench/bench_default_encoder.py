@@ -1,0 +1,293 @@
+"""The default encoder (``bundled:memex-colbert``) against its references, on one set.
+
+    python -m bench.backbone_cache code --subset 1200 --dense        # encode once (cached)
+    python -m bench.bench_default_encoder --set code --subset 1200 --dense   # validation, once
+    python -m bench.bench_default_encoder --set stdlib --subset 1200 --weights 0.2 0.3 0.4 0.5
+    python -m bench.bench_default_encoder --shard 0/3   # (1/3, 2/3, pca: one process each)
+    python -m bench.bench_default_encoder --explore --variants '[{}, {"head_lr": 3e-3}]'
+    python -m bench.bench_default_encoder --install 3   # build the default from the shards
+
+Rows (MRR@10, Recall@10, and the ratio to each target's reference):
+
+- ``bm25s stem``: bm25s with its Snowball stemmer on the same passages;
+- ``single-vector MiniLM``: all-MiniLM-L6-v2 sentence embeddings, exhaustive cosine;
+- ``raw MaxSim untrained``: exhaustive fp32 MaxSim over MiniLM's raw 384-d token
+  vectors (the encoder memex shipped before);
+- ``trained, exhaustive fp32``: the same over the trained head's vectors;
+- ``trained, PLAID``: the default engine (2 bits) over the trained vectors;
+- ``hybrid``: PLAID + memex BM25 fused as ``mode=hybrid`` (top ``FUSION_DEPTH`` each).
+
+Every neural row comes from one cached pass of the backbone (``bench/backbone_cache.py``):
+the head is frozen-backbone, so its vectors are a projection of the cached ones. The
+encoder runs in fp32 here; the int8 ONNX encoder's own loss is measured elsewhere
+(issue 17 item 3). ``--explore`` trains recipe variants on the training packages minus
+``HOLDOUT`` and ranks each held-out query's positive among all held-out positives, and,
+where its backbone cache exists, on the stdlib subset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench import backbone_cache, bench_bm25
+from bench.data import CACHE
+from bench.metrics import Query, metrics
+from bench.oracle import maxsim_scores
+
+HOLDOUT = ("alembic", "networkx", "onnx")  # packages left out of --explore's training
+
+
+def project(bags: list[np.ndarray], weight: np.ndarray | None) -> list[np.ndarray]:
+    """A head's vectors from the cached unit backbone vectors (normalise(W v))."""
+    if weight is None:
+        return bags
+    out = []
+    for b in bags:
+        p = b @ weight.T
+        out.append((p / np.linalg.norm(p, axis=1, keepdims=True)).astype(np.float32))
+    return out
+
+
+def top(scores: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    return [[(int(i), float(row[i])) for i in np.argsort(-row, kind="stable")[:k]]
+            for row in scores]
+
+
+def plaid_top(docs: list[np.ndarray], queries: list[np.ndarray], k: int,
+              nbits: int = 2) -> tuple[list[list[tuple[int, float]]], int]:
+    """The default engine's top ``k`` and its bytes on disk."""
+    from indexer.index import create_index
+
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        index = create_index(Path(tmp) / "index", docs[0].shape[1], "plaid", nbits)
+        index.commit(np.arange(len(docs), dtype=np.int64), docs, np.array([], np.int64))
+        hits = index.search(queries, k)
+        size = index.nbytes()
+    return [[(h.passage_id, h.score) for h in row] for row in hits], size
+
+
+def head_weight(encoder: str) -> np.ndarray | None:
+    from indexer.encoding.encoder import ColBERTEncoder
+
+    enc = ColBERTEncoder.load(encoder, runtime="torch", precision="fp32")
+    if enc.config.markers or enc.config.query_augmentation:
+        raise SystemExit("the cached backbone pass holds no markers: cannot project this encoder")
+    return None if enc.projection is None else enc.projection.weight.detach().numpy()
+
+
+def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
+             weights: list[float]) -> None:
+    from indexer.bm25 import DEFAULT_BM25_WEIGHT, FUSION_DEPTH, BM25Index, fuse
+
+    ps, queries, key = backbone_cache.load_set(name, subset, dense)
+    texts, qtexts = [p["text"] for p in ps], [q["text"] for q in queries]
+    spans = [(p["path"], p["start"], p["end"]) for p in ps]
+    v = backbone_cache.load(key, texts, qtexts)
+    print(f"{key}: {len(ps)} passages, {len(queries)} queries; encoder {encoder}")
+    rows: dict[str, list[list[int]]] = {}
+    rows["bm25s stem"] = bench_bm25.rank_with(bench_bm25.bm25s_terms(None), texts, qtexts)
+    sparse = BM25Index.build(list(range(len(texts))), texts).search(qtexts, FUSION_DEPTH)
+    rows["memex BM25"] = [[i for i, _ in h[:10]] for h in sparse]
+    rows["single-vector MiniLM"] = [[i for i, _ in r] for r in top(v.query_mean @ v.doc_mean.T, 10)]
+    t = time.perf_counter()
+    rows["raw MaxSim untrained (384-d fp32)"] = [
+        [i for i, _ in r] for r in top(maxsim_scores(v.queries, v.docs), 10)]
+    w = head_weight(encoder)
+    docs, qs = project(v.docs, w), project(v.queries, w)
+    dense = top(maxsim_scores(qs, docs), FUSION_DEPTH)
+    rows[f"trained, exhaustive fp32 ({docs[0].shape[1]}-d)"] = [[i for i, _ in r[:10]] for r in dense]
+    plaid, nbytes = plaid_top(docs, qs, FUSION_DEPTH)
+    rows["trained, PLAID 2-bit"] = [[i for i, _ in r[:10]] for r in plaid]
+    for wt in sorted({DEFAULT_BM25_WEIGHT, *weights}):
+        tag = " (default)" if wt == DEFAULT_BM25_WEIGHT else ""
+        rows[f"hybrid PLAID w={wt:g}{tag}"] = [[i for i, _ in fuse(d, s, wt, 10)]
+                                              for d, s in zip(plaid, sparse)]
+        rows[f"hybrid exhaustive w={wt:g}"] = [[i for i, _ in fuse(d, s, wt, 10)]
+                                               for d, s in zip(dense, sparse)]
+    print(f"(neural rows {time.perf_counter() - t:.0f} s; PLAID index {nbytes / len(ps):.0f} B/passage)")
+    show(rows, spans, queries)
+
+
+def show(rows: dict[str, list[list[int]]], spans: list, queries: list[Query]) -> None:
+    m = {label: metrics([[spans[i] for i in r] for r in ranked], queries)
+         for label, ranked in rows.items()}
+    refs = {"bm25s": m["bm25s stem"]["MRR@10"], "1-vec": m["single-vector MiniLM"]["MRR@10"],
+            "raw": m["raw MaxSim untrained (384-d fp32)"]["MRR@10"]}
+    print(f"{'ranking':40s} {'R@10':>6s} {'MRR@10':>7s}  " + "  ".join(f"{k:>6s}" for k in refs))
+    for label, x in m.items():
+        ratios = "  ".join(f"{x['MRR@10'] / r:5.2f}x" for r in refs.values())
+        print(f"{label:40s} {x['R@10']:6.3f} {x['MRR@10']:7.4f}  {ratios}")
+
+
+def explore(variants: list[dict[str, Any]], per_package: int, shards: int) -> None:
+    """Train each variant on the non-held-out pairs; MRR@10 of held-out pairs (and stdlib)."""
+    from indexer.training.default_encoder import RECIPE
+    from indexer.training.loop import fit
+    from indexer.training.model import maxsim
+
+    every, _ = saved_pairs(per_package)
+    held = [e for e in every if e.positive.split("/", 1)[0] in HOLDOUT]
+    train_ex = [e for e in every if e.positive.split("/", 1)[0] not in HOLDOUT]
+    print(f"{len(train_ex)} training pairs, {len(held)} held out ({', '.join(HOLDOUT)})")
+    cache = load_shards(per_package, shards)
+    reuse_pca_heads()
+    stdlib = stdlib_vectors()
+    for overrides in variants:
+        cfg = replace(RECIPE, **overrides)
+        t = time.perf_counter()
+        model, stats = fit(cfg, train_ex, frozen_cache=cache)
+        model.cache = cache  # fit lets go of it; the held-out pairs read it too
+        with torch.no_grad():
+            q, qm = model.encode_queries([e.query for e in held])
+            d, dm = model.encode_documents([e.positive for e in held])
+            scores = maxsim(q, qm, d, dm).numpy()
+        ranks = (scores > np.diag(scores)[:, None]).sum(1)
+        mrr = float(np.mean(np.where(ranks < 10, 1 / (ranks + 1), 0)))
+        line = f"{json.dumps(overrides):50s} held-out MRR@10 {mrr:.4f}"
+        if stdlib:
+            line += f"  stdlib {stdlib_mrr(stdlib, model.head.weight.detach().numpy()):.4f}"
+        print(f"{line}  loss {stats['first_loss']:.3f}->{stats['last_loss']:.3f} "
+              f"({time.perf_counter() - t:.0f} s)", flush=True)
+
+
+def load_shards(per_package: int, shards: int) -> dict:
+    cache: dict = {}
+    for i in range(shards):
+        cache.update(torch.load(CACHE / f"default-frozen-{per_package}.{i}of{shards}.pt"))
+    return cache
+
+
+def saved_pairs(per_package: int) -> tuple[list, dict]:
+    """``default_encoder.examples(per_package)``, mined once into ``bench/.cache``."""
+    from indexer.training.data import Example
+    from indexer.training.default_encoder import examples
+
+    path = CACHE / f"default-pairs-{per_package}.json"
+    if not path.exists():
+        ex, data = examples(per_package=per_package)
+        path.write_text(json.dumps({"data": data, "pairs": [[e.query, e.positive] for e in ex]}))
+    saved = json.loads(path.read_text())
+    return [Example(query=q, positive=p) for q, p in saved["pairs"]], saved["data"]
+
+
+def shard(part: str, per_package: int) -> None:
+    """Backbone outputs of every ``n``-th of ``train.warm_cache``'s batches (``part`` =
+    ``i/n``), or with ``part`` = ``pca`` the recipe's PCA head: the build's encoding
+    spread over processes, each batch as the build itself forms it."""
+    from indexer.encoding.encoder import ColBERTEncoder
+    from indexer.training.default_encoder import RECIPE
+    from indexer.training.model import TrainableColBERT, pca_head
+
+    ex, _ = saved_pairs(per_package)
+    enc = ColBERTEncoder.load(RECIPE.base, runtime="torch", precision="fp32")
+    if part == "pca":
+        head = pca_head(enc, [e.positive for e in ex][:RECIPE.pca_passages], RECIPE.dim)
+        n = min(len(ex), RECIPE.pca_passages)
+        torch.save(head.weight.detach(), CACHE / f"default-pca-{RECIPE.dim}-{n}.pt")
+        return
+    i, n = map(int, part.split("/"))
+    enc.projection = torch.nn.Linear(enc.model.config.hidden_size, RECIPE.dim, bias=False)
+    model = TrainableColBERT(enc)
+    model.cache_frozen_layers(0)
+    queries = sorted({e.query for e in ex}, key=len)
+    passages = sorted({e.positive for e in ex}, key=len)
+    batches = [(model.encode_queries, queries[j:j + 32]) for j in range(0, len(queries), 32)]
+    batches += [(model.encode_documents, passages[j:j + 32]) for j in range(0, len(passages), 32)]
+    t = time.perf_counter()
+    with torch.no_grad():
+        for k, (encode, texts) in enumerate(batches[i::n]):
+            encode(texts)
+            if k % 10 == 0:
+                print(f"  shard {part}: {k}/{len(batches[i::n])} ({time.perf_counter() - t:.0f} s)",
+                      flush=True)
+    torch.save(model.cache, CACHE / f"default-frozen-{per_package}.{i}of{n}.pt")
+
+
+def install(per_package: int, shards: int) -> None:
+    from indexer import durable
+    from indexer.models import default_cache_dir
+    from indexer.training.default_encoder import DIRECTORY, build
+
+    cache = load_shards(per_package, shards)
+    reuse_pca_heads()  # `--shard pca` computed it from the same passages
+    target = default_cache_dir() / DIRECTORY
+    with durable.exclusive_lock(default_cache_dir() / ".memex-colbert-build"):
+        t = time.perf_counter()
+        info = build(target, per_package=per_package, frozen_cache=cache,
+                     mined=saved_pairs(per_package))
+    print(f"built {target} in {time.perf_counter() - t:.0f} s: {info['stats']}")
+
+
+def reuse_pca_heads() -> None:
+    """Variants of one dim share their PCA start: ``--shard pca``'s for the recipe's, else
+    computed once per process (it costs a full forward pass of ``pca_passages`` passages)."""
+    import importlib
+
+    train_module = importlib.import_module("indexer.training.loop")  # not the function
+    compute, memo = train_module.pca_head, {}
+
+    def pca_head(encoder, passages: list[str], dim: int) -> torch.nn.Linear:
+        key = (dim, tuple(passages))
+        saved = CACHE / f"default-pca-{dim}-{len(passages)}.pt"
+        if key not in memo and saved.exists():
+            memo[key] = torch.load(saved)
+        if key not in memo:
+            memo[key] = compute(encoder, passages, dim).weight.detach().clone()
+        head = torch.nn.Linear(memo[key].shape[1], dim, bias=False)
+        head.weight.data = memo[key].clone()
+        return head
+
+    train_module.pca_head = pca_head
+
+
+def stdlib_vectors(subset: int = 1200) -> tuple | None:
+    if not (CACHE / f"backbone-stdlib-{subset}.npz").exists():
+        return None
+    ps, queries, key = backbone_cache.load_set("stdlib", subset)
+    v = backbone_cache.load(key, [p["text"] for p in ps], [q["text"] for q in queries])
+    return [(p["path"], p["start"], p["end"]) for p in ps], queries, v
+
+
+def stdlib_mrr(stdlib: tuple, weight: np.ndarray | None) -> float:
+    spans, queries, v = stdlib
+    ranked = top(maxsim_scores(project(v.queries, weight), project(v.docs, weight)), 10)
+    return metrics([[spans[i] for i, _ in r] for r in ranked], queries)["MRR@10"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--set", default="code", choices=["stdlib", "code", "faq"])
+    ap.add_argument("--subset", type=int, help="about N passages of whole files (seed 0)")
+    ap.add_argument("--dense", action="store_true", help="backbone_cache.dense_subset")
+    ap.add_argument("--encoder", default="bundled:memex-colbert")
+    ap.add_argument("--weights", type=float, nargs="*", default=[], help="more BM25 weights")
+    ap.add_argument("--explore", action="store_true", help="train recipe variants instead")
+    ap.add_argument("--per-package", type=int, default=100)
+    ap.add_argument("--shards", type=int, default=3, help="--shard parts --explore reads")
+    ap.add_argument("--variants", default='[{}]', help="JSON list of TrainConfig overrides")
+    ap.add_argument("--shard", metavar="I/N|pca", help="encode one part of the build's texts")
+    ap.add_argument("--install", type=int, metavar="N", help="build bundled:memex-colbert into "
+                    "the model cache from N --shard parts (`memex models`, encoding spread out)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.shard:
+        shard(args.shard, args.per_package)
+    elif args.install:
+        install(args.per_package, args.install)
+    elif args.explore:
+        explore(json.loads(args.variants), args.per_package, args.shards)
+    else:
+        evaluate(args.set, args.subset, args.dense, args.encoder, args.weights)
+
+
+if __name__ == "__main__":
+    main()
