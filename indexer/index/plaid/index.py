@@ -42,6 +42,7 @@ from indexer.index.plaid.merge import (
     merge_segments,
     write_sorted,
 )
+from indexer.index.plaid.originals import Int8Rows, Rounded, form_of
 from indexer.index.plaid.search import (
     CodecTensors,
     SearchParams,
@@ -95,15 +96,20 @@ class PlaidIndex(MultiVectorIndex):
 
     @classmethod
     def create(cls, path: Path, dim: int, nbits: int = 2, codec_from: Path | None = None,
-               keep_vectors: bool = True, **kwargs) -> PlaidIndex:
+               keep_vectors: bool | str = True, **kwargs) -> PlaidIndex:
         """New empty index. ``codec_from``: reuse another index's current codec.
-        ``keep_vectors``: store each segment's originals (float16, ``dim * 2`` bytes a token) so
-        that a codec refit re-quantises them exactly; without, a refit's migration decodes."""
+        ``keep_vectors``: store each segment's originals (``True``: float16, ``dim * 2`` bytes
+        a token; ``"int8"``: ``dim + 2``, see ``originals.py``) so that a codec refit
+        re-quantises them; without (``False``), a refit's migration decodes."""
         path = Path(path)
         if (path / "manifest.json").exists():
             raise Conflict(f"an index already exists at {path}")
         if nbits not in (1, 2, 4) or dim * nbits % 8:
             raise InvalidInput(f"unsupported dim/nbits {dim}/{nbits}")
+        try:
+            form_of(keep_vectors)
+        except ValueError as e:
+            raise InvalidInput(str(e)) from e
         for sub in ("codecs", "segments", "tombstones"):
             durable.make_dirs(path / sub)
         manifest = Manifest(dim=dim, nbits=nbits, keep_vectors=keep_vectors)
@@ -321,7 +327,8 @@ class PlaidIndex(MultiVectorIndex):
             parts.append(part)
             sources[e.name] = mask
         try:
-            n, t = merge_segments(self.path / "segments" / name, target, codec, parts)
+            n, t = merge_segments(self.path / "segments" / name, target, codec, parts,
+                                  form_of(m.keep_vectors) or "float16")
             if self.fault_hook:
                 self.fault_hook("merged_segment_written")
         except BaseException:
@@ -389,7 +396,8 @@ class PlaidIndex(MultiVectorIndex):
         if self.fault_hook:
             self.fault_hook("tombstones_written")
 
-    def _codec_for(self, m: Manifest, ids: np.ndarray, doclens: np.ndarray, flat: StackedRows) -> str:
+    def _codec_for(self, m: Manifest, ids: np.ndarray, doclens: np.ndarray,
+                   flat: StackedRows | Rounded) -> str:
         """The current codec while it fits the corpus; else a new one trained on the corpus
         as it will be after this commit (``_corpus_sample``).
 
@@ -472,7 +480,7 @@ class PlaidIndex(MultiVectorIndex):
         order = np.argsort(pid, kind="stable")
         return hashlib.sha256(pid[order].tobytes() + length[order].tobytes()).hexdigest()
 
-    def _originals(self, e: SegmentEntry, seg: Segment) -> np.ndarray | DecodedRows:
+    def _originals(self, e: SegmentEntry, seg: Segment) -> np.ndarray | Int8Rows | DecodedRows:
         """A segment's token vectors as committed; decoded from its codes when it kept none."""
         if seg.vectors is not None:
             return seg.vectors
@@ -480,13 +488,17 @@ class PlaidIndex(MultiVectorIndex):
                            Codec.load(self.path / "codecs" / e.codec))
 
     @staticmethod
-    def _sample(rows: StackedRows, n: int) -> np.ndarray:
+    def _sample(rows: StackedRows | Rounded, n: int) -> np.ndarray:
         rng = np.random.default_rng(0)
         picked = np.sort(rng.choice(len(rows), min(n, len(rows)), replace=False))
         return np.asarray(rows[picked], dtype=np.float32)
 
     def _add_segment(self, m: Manifest, ids: np.ndarray, vectors: list[np.ndarray]) -> None:
-        flat = StackedRows(vectors)  # kept in the caller's dtype (float16 from a sync), not joined
+        form = form_of(m.keep_vectors)
+        # kept in the caller's dtype (float16 from a sync), not joined; as int8 stores them if so
+        flat: StackedRows | Rounded = StackedRows(vectors)
+        if form == "int8":
+            flat = Rounded(flat)
         doclens = np.array([len(v) for v in vectors], dtype=np.int32)
         cname = self._codec_for(m, ids, doclens, flat)
         codec = Codec.load(self.path / "codecs" / cname)
@@ -498,7 +510,7 @@ class PlaidIndex(MultiVectorIndex):
                             torch.from_numpy(codec.centroids), torch.from_numpy(codec.decode_table()))
         name = f"s{m.generation:06d}"
         write_sorted(self.path / "segments" / name, cname, len(codec.centroids), ids, doclens,
-                     codes, residuals, norms, flat if m.keep_vectors else None)
+                     codes, residuals, norms, flat if form else None, form or "float16")
         m.segments.append(SegmentEntry(name, cname, len(ids), len(codes)))
         if self.fault_hook:
             self.fault_hook("segment_written")
