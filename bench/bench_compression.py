@@ -15,9 +15,10 @@ index). Rows: MRR@10 and R@10 on the set's targets, top-10 agreement with the tr
 passage ids, and the MRR change against the row's reference.
 
 Chunking cannot be compared by agreement (other passages), so its table gives MRR@10 and
-R@10 per cut (``win30`` today, ``win60``, ``ast``: ``indexer.chunking.chunk_python``) under
-the fp32 truth and under today's default pipeline for ``colbert``, ``bm25`` and ``hybrid``
-(``indexer.bm25.fuse`` at the default weight, as ``Corpora.search``).
+R@10 per cut (``win30`` today, ``ast``: ``indexer.chunking.chunk_python``) under today's
+default pipeline for ``colbert``, ``bm25`` and ``hybrid`` (``indexer.bm25.fuse`` at the
+default weight, as ``Corpora.search``), and under the fp32 truth where the cut was encoded
+in fp32.
 Then index bytes per passage of the default (2-bit) index with and without the float16
 originals (``Manifest.keep_vectors``).
 """
@@ -143,26 +144,24 @@ def score(data: dict, ranked: Ranking) -> str:
 
 def chunking(name: str, work: Path) -> None:
     """MRR@10 / R@10 per cut: fp32 truth, and the default's colbert, bm25 and hybrid."""
-    print("\n| cut | passages | tokens/passage | fp32 exhaustive MRR@10 (R@10) | default colbert "
+    print("\n| cut | passages | tokens indexed | fp32 exhaustive MRR@10 (R@10) | default colbert "
           "| bm25 | hybrid |")
     print("|---|---|---|---|---|---|---|")
     for how in compression_data.CUTS:
         data = compression_data.load(name, how)
         passages, queries = data["passages"], data["queries"]
-        cells = [score(data, exhaustive(data["query"]["fp32"], data["doc"]["fp32"]))]
-        if "int8" in data["doc"]:
-            skip8 = kept(data["doc"]["int8"], data["punct"])
-            index = build(work / how, skip8, 2)
-            dense = searched(index, data["query"]["int8"], FUSION_DEPTH)
-            shutil.rmtree(work / how)
-            bm25 = BM25Index.build(list(range(len(passages))), [p["text"] for p in passages])
-            sparse = bm25.search([q["text"] for q in queries], FUSION_DEPTH)
-            hybrid = [fuse(d, s, DEFAULT_BM25_WEIGHT, 10) for d, s in zip(dense, sparse)]
-            cells += [score(data, [[p for p, _ in r] for r in runs]) for runs in (dense, sparse, hybrid)]
-        else:
-            cells += ["–"] * 3
-        tokens = sum(len(b) for b in data["doc"]["fp32"]) / len(passages)
-        print(f"| {how} | {len(passages)} | {tokens:.0f} | " + " | ".join(cells) + " |", flush=True)
+        cells = [score(data, exhaustive(data["query"]["fp32"], data["doc"]["fp32"]))
+                 if "fp32" in data["doc"] else "–"]
+        skip8 = kept(data["doc"]["int8"], data["punct"])
+        index = build(work / how, skip8, 2)
+        dense = searched(index, data["query"]["int8"], FUSION_DEPTH)
+        shutil.rmtree(work / how)
+        bm25 = BM25Index.build(list(range(len(passages))), [p["text"] for p in passages])
+        sparse = bm25.search([q["text"] for q in queries], FUSION_DEPTH)
+        hybrid = [fuse(d, s, DEFAULT_BM25_WEIGHT, 10) for d, s in zip(dense, sparse)]
+        cells += [score(data, [[p for p, _ in r] for r in runs]) for runs in (dense, sparse, hybrid)]
+        tokens = sum(len(b) for b in skip8)
+        print(f"| {how} | {len(passages)} | {tokens:,} | " + " | ".join(cells) + " |", flush=True)
 
 
 def main() -> None:

@@ -6,11 +6,12 @@ A set (``stdlib``, the tune side, or ``code``, the validation set of
 ``bench/validation_sets.py``) is reduced to a seeded subset of files: the target files of
 shuffled queries up to 85% of the budget (counted in 30-line windows), then other files.
 Every file is cut as ``memex index`` cuts it (path line prepended, the encoder's token
-budget after it) three ways: ``win30`` (``chunk_lines``, today's default), ``win60``
-(60-line windows, stride 30) and ``ast`` (``chunk_python``). Each cut is encoded by the
-default encoder in ``fp32`` (PyTorch, the truth) and ``int8`` (ONNX, what ``auto`` picks on
-this CPU), both with the skiplist off; each token's punctuation flag is stored so the
-skiplist is applied afterwards. Layout under ``bench/.cache/compression/<set>/``:
+budget after it) two ways: ``win30`` (``chunk_lines``, today's default) and ``ast``
+(``chunk_python``; other files as windows). The windows are encoded by the default encoder
+in ``fp32`` (PyTorch, the truth) and ``int8`` (ONNX, what ``auto`` picks on this CPU), the
+AST passages in ``int8`` only (CPU time is scarce), all with the skiplist off; each token's
+punctuation flag is stored so the skiplist is applied afterwards.
+Layout under ``bench/.cache/compression/<set>/``:
 ``queries.jsonl``, ``q_<enc>.npy`` + ``q_offsets.npy``; per cut ``<cut>/passages.jsonl``
 (id, path, start, end, text), ``punct.npy`` bool [T], ``<enc>.npy`` [T, dim] (float32 for
 fp32, float16 for int8, as a sync commits), ``offsets.npy`` [n + 1].
@@ -34,9 +35,9 @@ from indexer.chunking import chunk_lines, chunk_python
 from indexer.encoder import PUNCTUATION
 
 OUT = CACHE / "compression"
-CUTS = ("win30", "win60", "ast")
+CUTS = ("win30", "ast")
 ENCODINGS = {"fp32": ("torch", "fp32", np.float32), "int8": ("onnx", "int8", np.float16)}
-WANTED = {"win30": ("fp32", "int8"), "win60": ("fp32",), "ast": ("fp32", "int8")}
+WANTED = {"win30": ("fp32", "int8"), "ast": ("int8",)}
 
 
 def load_set(name: str) -> tuple[Path, list[dict[str, Any]]]:
@@ -75,12 +76,10 @@ def cut(tree: Path, files: list[str], how: str, encoder) -> list[dict]:
         budget = max(16, encoder.config.doc_max_tokens - header - 3)
         kw = {"max_tokens": budget, "count_tokens": encoder.count_tokens,
               "additive": encoder.lines_add_up(text)}
-        if how == "win30":
-            ps = chunk_lines(text, **kw)
-        elif how == "win60":
-            ps = chunk_lines(text, 60, 30, **kw)
+        if how == "ast" and path.endswith(".py"):
+            ps = chunk_python(text, **kw)
         else:
-            ps = chunk_python(text, **kw) if path.endswith(".py") else chunk_lines(text, **kw)
+            ps = chunk_lines(text, **kw)
         out += [{"id": len(out) + i, "path": path, "start": p.start_line, "end": p.end_line,
                  "text": f"{path}\n{p.text}"} for i, p in enumerate(ps)]
     return out

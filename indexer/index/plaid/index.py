@@ -96,11 +96,13 @@ class PlaidIndex(MultiVectorIndex):
 
     @classmethod
     def create(cls, path: Path, dim: int, nbits: int = 2, codec_from: Path | None = None,
-               keep_vectors: bool | str = True, **kwargs) -> PlaidIndex:
+               keep_vectors: bool | str = "int8", **kwargs) -> PlaidIndex:
         """New empty index. ``codec_from``: reuse another index's current codec.
-        ``keep_vectors``: store each segment's originals (``True``: float16, ``dim * 2`` bytes
-        a token; ``"int8"``: ``dim + 2``, see ``originals.py``) so that a codec refit
-        re-quantises them; without (``False``), a refit's migration decodes."""
+        ``keep_vectors``: store each segment's originals (``"int8"``: ``dim + 2`` bytes a
+        token, see ``originals.py``; ``True``: float16, ``dim * 2``) so that a codec refit
+        re-quantises them; without (``False``), a refit's migration decodes and loses ~7%
+        MRR@10 (``bench/RESULTS.md``, "Compression vs the fp32 truth"). Int8 kept the
+        float16 form's quality there at 56% of the index's bytes."""
         path = Path(path)
         if (path / "manifest.json").exists():
             raise Conflict(f"an index already exists at {path}")

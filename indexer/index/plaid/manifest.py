@@ -49,8 +49,9 @@ class Manifest:
     codecs: list[str] = field(default_factory=list)  # oldest first; the last is current
     segments: list[SegmentEntry] = field(default_factory=list)
     format: int = FORMAT
-    keep_vectors: bool | str = True  # new segments store their originals (vectors.npy) for later
-    # refits: true float16, "int8" (indexer/index/plaid/originals.py), false none
+    # New segments store their originals (vectors.npy) for later refits: true float16, "int8"
+    # (indexer/index/plaid/originals.py; new indexes), false none. Absent (older manifests): true.
+    keep_vectors: bool | str = True
     codec_tokens: int = 0  # live tokens of the corpus the current codec was trained on (0: unknown)
     codec_corpus: str = ""  # digest of the live passages it was trained on ("": unknown)
 
