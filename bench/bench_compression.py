@@ -19,8 +19,9 @@ R@10 per cut (``win30`` today, ``ast``: ``indexer.chunking.chunk_python``) under
 default pipeline for ``colbert``, ``bm25`` and ``hybrid`` (``indexer.bm25.fuse`` at the
 default weight, as ``Corpora.search``), and under the fp32 truth where the cut was encoded
 in fp32.
-Then index bytes per passage of the default (2-bit) index with and without the float16
-originals (``Manifest.keep_vectors``).
+Then index bytes per passage of the default (2-bit) index by the form of its originals
+(``Manifest.keep_vectors``: float16, int8, none), and the default's quality when built
+with int8 originals (``indexer/index/plaid/originals.py``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def exhaustive(queries: list[np.ndarray], bags: list[np.ndarray], k: int = 10) -
     return [[h.passage_id for h in hits] for hits in top_k(queries, bags, k)]
 
 
-def build(root: Path, bags: list[np.ndarray], nbits: int, keep_vectors: bool = True) -> PlaidIndex:
+def build(root: Path, bags: list[np.ndarray], nbits: int, keep_vectors: bool | str = True) -> PlaidIndex:
     """A one-segment index of ``bags`` committed as float16, as a sync commits them."""
     index = PlaidIndex.create(root, bags[0].shape[1], nbits=nbits, keep_vectors=keep_vectors)
     index.commit(np.arange(len(bags), dtype=np.int64), [b.astype(np.float16) for b in bags], NONE)
@@ -110,29 +111,35 @@ def losses(data: dict, work: Path) -> None:
     t.row("c-skip", "+ skiplist", "fp32, punctuation dropped", exhaustive(q32, skip32), "truth")
     skip8 = kept(d8, punct)
     t.row("c-int8", "+ int8 encoder", "int8 ONNX, punctuation dropped", exhaustive(q8, skip8), "c-skip")
-    index = build(work / "default", skip8, 2)
+    index = build(work / "float16", skip8, 2, keep_vectors=True)
     t.row("c-nb2", "+ 2-bit codec", "exhaustive over decompressed", exhaustive(q8, decompressed_bags(index)),
           "c-int8")
     t.row("c-prune", "+ pruning = the default", "default search", [[p for p, _ in r] for r in
                                                                       searched(index, q8)], "c-nb2")
+    int8 = build(work / "int8", skip8, 2, keep_vectors="int8")
+    t.row("c-int8-orig", "the default, int8 originals", "built from the int8 read-back",
+          [[p for p, _ in r] for r in searched(int8, q8)], "c-prune")
     print(f"\ndefault end to end: MRR@10 {(t.mrr['c-prune'] / t.mrr['truth'] - 1) * 100:+.1f}% "
           "vs the fp32 truth")
-    sizes(index, work / "default", len(skip8), sum(len(b) for b in skip8))
-    shutil.rmtree(work / "default")
+    sizes(work, len(skip8), sum(len(b) for b in skip8))
+    shutil.rmtree(work / "float16")
+    shutil.rmtree(work / "int8")
 
 
-def sizes(index: PlaidIndex, root: Path, n_passages: int, n_tokens: int) -> None:
-    """Bytes on disk per passage and per token of an index, with and without its originals."""
-    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-    originals = sum(p.stat().st_size for p in root.rglob("vectors.npy"))
+def sizes(work: Path, n_passages: int, n_tokens: int) -> None:
+    """Bytes on disk per passage and per token of the 2-bit index by form of its originals."""
+    def disk(root: Path, pattern: str = "*") -> int:
+        return sum(p.stat().st_size for p in root.rglob(pattern) if p.is_file())
+
+    today = disk(work / "float16")
+    originals = disk(work / "float16", "vectors.npy")
     print(f"\nindex bytes (2-bit, {n_passages} passages, {n_tokens} tokens, "
           f"{n_tokens / n_passages:.0f} tokens/passage):")
     print("| index | bytes/passage | bytes/token | share of today's |")
     print("|---|---|---|---|")
-    for name, size in (("today (float16 originals kept)", total),
-                       ("without originals", total - originals),
-                       ("of which originals", originals)):
-        print(f"| {name} | {size / n_passages:,.0f} | {size / n_tokens:.1f} | {size / total:.3f} |")
+    for name, size in (("float16 originals (today)", today), ("int8 originals", disk(work / "int8")),
+                       ("no originals", today - originals)):
+        print(f"| {name} | {size / n_passages:,.0f} | {size / n_tokens:.1f} | {size / today:.3f} |")
 
 
 def score(data: dict, ranked: Ranking) -> str:
@@ -147,7 +154,7 @@ def chunking(name: str, work: Path) -> None:
     print("\n| cut | passages | tokens indexed | fp32 exhaustive MRR@10 (R@10) | default colbert "
           "| bm25 | hybrid |")
     print("|---|---|---|---|---|---|---|")
-    for how in compression_data.CUTS:
+    for how in (c for c in compression_data.CUTS if (compression_data.OUT / name / c / "int8.npy").exists()):
         data = compression_data.load(name, how)
         passages, queries = data["passages"], data["queries"]
         cells = [score(data, exhaustive(data["query"]["fp32"], data["doc"]["fp32"]))

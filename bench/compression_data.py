@@ -6,8 +6,9 @@ A set (``stdlib``, the tune side, or ``code``, the validation set of
 ``bench/validation_sets.py``) is reduced to a seeded subset of files: the target files of
 shuffled queries up to 85% of the budget (counted in 30-line windows), then other files.
 Every file is cut as ``memex index`` cuts it (path line prepended, the encoder's token
-budget after it) two ways: ``win30`` (``chunk_lines``, today's default) and ``ast``
-(``chunk_python``; other files as windows). The windows are encoded by the default encoder
+budget after it) three ways: ``win30`` (``chunk_lines``, today's default), ``ast``
+(``chunk_python``; other files as windows) and ``ast60`` (the same, definitions packed
+into passages of up to 60 lines instead of 30). The windows are encoded by the default encoder
 in ``fp32`` (PyTorch, the truth) and ``int8`` (ONNX, what ``auto`` picks on this CPU), the
 AST passages in ``int8`` only (CPU time is scarce), all with the skiplist off; each token's
 punctuation flag is stored so the skiplist is applied afterwards.
@@ -35,9 +36,9 @@ from indexer.chunking import chunk_lines, chunk_python
 from indexer.encoder import PUNCTUATION
 
 OUT = CACHE / "compression"
-CUTS = ("win30", "ast")
+CUTS = ("win30", "ast", "ast60")
 ENCODINGS = {"fp32": ("torch", "fp32", np.float32), "int8": ("onnx", "int8", np.float16)}
-WANTED = {"win30": ("fp32", "int8"), "ast": ("int8",)}
+WANTED = {"win30": ("fp32", "int8"), "ast": ("int8",), "ast60": ("int8",)}
 
 
 def load_set(name: str) -> tuple[Path, list[dict[str, Any]]]:
@@ -78,6 +79,8 @@ def cut(tree: Path, files: list[str], how: str, encoder) -> list[dict]:
               "additive": encoder.lines_add_up(text)}
         if how == "ast" and path.endswith(".py"):
             ps = chunk_python(text, **kw)
+        elif how == "ast60" and path.endswith(".py"):  # definitions packed up to 60 lines
+            ps = chunk_python(text, 60, 30, **kw)
         else:
             ps = chunk_lines(text, **kw)
         out += [{"id": len(out) + i, "path": path, "start": p.start_line, "end": p.end_line,
