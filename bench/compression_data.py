@@ -70,7 +70,7 @@ def choose_files(tree: Path, queries: list[dict], budget: int, seed: int = 0) ->
 
 def cut(tree: Path, files: list[str], how: str, encoder) -> list[dict]:
     """Passages of ``files`` as the engine cuts them: path line first, token budget after it."""
-    out = []
+    out: list[dict[str, Any]] = []
     headers = encoder.count_tokens(files)
     for path, header in zip(files, headers):
         text = (tree / path).read_text(errors="replace")

@@ -8,6 +8,10 @@ by line, so nothing the encoder sees is silently truncated. With ``additive``
 whitespace pre-tokenizer when lines end in ``\n``/``\r``) every line is counted
 once in one batched call; otherwise the windows of the unshortened layout are
 counted in one call and a shortened window's counts are asked one by one.
+
+``chunk_python`` cuts Python at definition boundaries instead; it lost to the windows on
+stdlib and on the validation set (``bench/RESULTS.md``, "Code-aware passages"), so
+``memex index`` cuts every file into windows and it serves the benchmark.
 """
 
 from __future__ import annotations
@@ -150,20 +154,19 @@ def chunk_python(
         last = (py_starts[py_line] if py_line < len(py_starts) else len(text)) - 1
         return bisect.bisect_right(offsets, max(last, 0))
 
-    count = None
+    count: Callable[[int, int], int] | None = None
     if max_tokens is not None and count_tokens is not None:
-        if additive:
-            count = _line_sums(lines, window_lines, stride_lines, count_tokens)
-        else:
-            def count(a: int, b: int) -> int:
-                return count_tokens(["".join(lines[a:b])])[0]
+        counter = count_tokens
+        count = _line_sums(lines, window_lines, stride_lines, counter) if additive else (
+            lambda a, b: counter(["".join(lines[a:b])])[0])
 
     def fits(a: int, b: int, limit: int) -> bool:
-        return b - a <= limit and (count is None or count(a, b) <= max_tokens)
+        return b - a <= limit and (count is None or max_tokens is None or count(a, b) <= max_tokens)
 
     def units(nodes: list[ast.stmt], start: int, end: int) -> list[tuple[int, int]]:
         """Partition lines [start, end) into definitions and the gaps between them."""
-        out, cur = [], start
+        out: list[tuple[int, int]] = []
+        cur = start
         for node in nodes:
             if not isinstance(node, _DEFS):
                 continue

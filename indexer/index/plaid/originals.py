@@ -9,10 +9,10 @@ merge or ``optimize`` re-quantises exactly what a fresh build of those originals
 the error of int8 (cosine > 0.9999 to the committed vector) is far below the 2-bit codec's.
 
 >>> q, s = quantize(np.array([[0.5, -0.25, 0.0]], np.float32))
->>> q.tolist(), float(s[0]) * 127
+>>> q.tolist(), round(float(s[0]) * 127, 3)
 ([[127, -64, 0]], 0.5)
->>> Int8Rows(q, s)[0:1].round(3).tolist()
-[[0.5, -0.252, 0.0]]
+>>> [round(float(x), 3) for x in Int8Rows(q, s)[0:1][0]]
+[0.5, -0.252, 0.0]
 """
 
 from __future__ import annotations
