@@ -3,6 +3,7 @@
     python -m bench.bench_growth [--per-commit 6] [--syncs 200] [--queries 331]
     python -m bench.bench_growth --overhead 1,4,16,37   # search cost per segment, one codec
     python -m bench.bench_growth --refit-growth 4       # another refit rule
+    python -m bench.bench_growth --data stdlib --builds adds adds-int8 adds-none --per-commit 3
 
 The cached stdlib subset (``bench.stdlib_vectors``: real MiniLM token vectors of
 6,000 30-line windows) is fed to ``PlaidIndex`` three ways, with the same
@@ -14,7 +15,11 @@ queries for each:
 - ``200 syncs``: the same files over ``--syncs`` commits of a few files each, then
   ``--syncs`` more commits that each re-send 3 changed files (replacements);
 - the adds run again without kept originals (``keep_vectors=False``), whose
-  refits re-quantise decoded vectors: what keeping them buys.
+  refits re-quantise decoded vectors: what keeping them buys; and (``adds-int8``) with
+  the originals kept in int8 (``keep_vectors="int8"``), half their bytes.
+
+``--data stdlib`` / ``code`` take the fp32 vectors of ``bench.compression_data``'s windows
+instead (the tune side, or the validation set), every token kept as the truth is.
 
 ``--overhead``: the same passages and codec split into S segments (``NoMerge``), p50 of
 one query per call against S = 1, interleaved: what a segment costs the batched search.
@@ -42,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench import stdlib_vectors
+from bench import compression_data, stdlib_vectors
 from bench.metrics import metrics, overlap
 from bench.oracle import top_k
 from indexer.index.plaid import NoMerge, PlaidIndex
@@ -128,7 +133,7 @@ def timed(index: PlaidIndex, queries: list[np.ndarray]) -> tuple[list, list[floa
     return hits, times
 
 
-def grow(name: str, batches: list[np.ndarray], bags, queries, keep_vectors: bool = True) -> dict:
+def grow(name: str, batches: list[np.ndarray], bags, queries, keep_vectors: bool | str = True) -> dict:
     path = WORK / name
     shutil.rmtree(path, ignore_errors=True)
     index = PlaidIndex.create(path, bags[0].shape[1], keep_vectors=keep_vectors)
@@ -188,11 +193,18 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=331)
     ap.add_argument("--overhead", help="comma-separated segment counts: measure only the per-segment cost")
     ap.add_argument("--refit-growth", type=float, help="override plaid.index.REFIT_GROWTH for this run")
+    ap.add_argument("--data", default="stdlib-vectors", choices=["stdlib-vectors", "stdlib", "code"])
+    ap.add_argument("--builds", nargs="+", default=["adds", "syncs", "adds-none"],
+                    choices=["adds", "syncs", "adds-int8", "adds-none"])
     args = ap.parse_args()
     if args.refit_growth:
         plaid_refit.REFIT_GROWTH = args.refit_growth
     torch.set_num_threads(1)
-    data = stdlib_vectors.load()
+    if args.data == "stdlib-vectors":
+        data = stdlib_vectors.load()
+    else:
+        cut = compression_data.load(args.data, "win30")
+        data = {**cut, "doc": cut["doc"]["fp32"], "query": cut["query"]["fp32"]}
     if args.overhead:
         overhead([int(x) for x in args.overhead.split(",")], data["doc"], data["query"][: args.queries])
         return
@@ -251,9 +263,11 @@ def main() -> None:
     rng = np.random.default_rng(1)
     edits = [np.concatenate([files[j] for j in rng.choice(len(files), 3, replace=False)])
              for _ in range(args.syncs)]
-    for name, batches, keep in ((f"{per} files per add", adds, True),
-                                (f"{args.syncs} syncs + {args.syncs} edits", few + edits, True),
-                                (f"{per} files per add, no originals", adds, False)):
+    builds = {"adds": (f"{per} files per add", adds, True),
+              "syncs": (f"{args.syncs} syncs + {args.syncs} edits", few + edits, True),
+              "adds-int8": (f"{per} files per add, int8 originals", adds, "int8"),
+              "adds-none": (f"{per} files per add, no originals", adds, False)}
+    for name, batches, keep in (builds[b] for b in args.builds):
         r = grow(name.replace(" ", "-").replace(",", ""), batches, bags, queries, keep_vectors=keep)
         report(name, r)
         report(f"{name}, optimized", optimized(r))

@@ -111,8 +111,8 @@ def test_bytes_per_vector_at_2_bits_128_dims_beats_colbert(tmp_path, data128):
     assert per_token / n_tok <= 36.1  # 2-byte code + 32 bytes of residual + 2-byte norm (+ npy headers)
     assert np.load(seg / "ivf.npy").dtype == np.uint16  # 1,500 passages: 2-byte list entries
     assert idx.nbytes() / n_tok < 48  # everything: ivf, lengths, ids, codec
-    kept = build(tmp_path / "k", ids, bags)  # with the originals for refits: 2 bytes a dimension more
-    assert abs(kept.nbytes() - idx.nbytes() - 2 * 128 * n_tok) < 1024
+    kept = build(tmp_path / "k", ids, bags)  # with int8 originals for refits (the default)
+    assert abs(kept.nbytes() - idx.nbytes() - (128 + 2) * n_tok) < 1024
 
 
 @pytest.mark.parametrize("dim", [128, 384])
@@ -167,7 +167,7 @@ def test_format_1_segments_open_and_merge(tmp_path, data128):
     old.optimize()  # rewrites the format-1 segment with its computed norms
     assert len(old._snap.segments) == 1 and all((s / "norms.npy").exists()
                                                 for s in (tmp_path / "i" / "segments").iterdir())
-    fresh = build(tmp_path / "fresh", ids[:1100], bags[:1100], codec_from=tmp_path / "i")
+    fresh = build(tmp_path / "fresh", ids[:1100], bags[:1100], codec_from=tmp_path / "i", keep_vectors=False)
     assert [ids_of(h) for h in old.search(qs, 10, exhaustive=True)] == \
         [ids_of(h) for h in fresh.search(qs, 10, exhaustive=True)]
 
@@ -286,14 +286,16 @@ def test_tiered_merge_policy_tiers_across_codecs_and_migrates_old_ones():
     assert floor.select([seg("a", tok=10), seg("b", tok=900), seg("c", tok=9000)], C0) == [["a", "b", "c"]]
 
 
-def test_grown_index_matches_a_fresh_build_and_optimizes_into_it(tmp_path):
+@pytest.mark.parametrize("keep", [True, "int8"])
+def test_grown_index_matches_a_fresh_build_and_optimizes_into_it(tmp_path, keep):
     """Growth by small adds: refits happen, older segments move to the new codec from their
-    originals, the index stays a few segments of one codec and about as good as a fresh
-    build; ``optimize`` then retrains on today's corpus and writes the fresh build's bytes."""
+    originals (float16, or int8: a fresh build reads them as stored too), the index stays a
+    few segments of one codec and about as good as a fresh build; ``optimize`` then retrains
+    on today's corpus and writes the fresh build's bytes."""
     bags = [b.astype(np.float16) for b in corpus(1600, 128, seed=3, topics=128, spread=0.12)]
     ids = np.arange(len(bags), dtype=np.int64)
-    fresh = build(tmp_path / "fresh", ids, bags)
-    idx = PlaidIndex.create(tmp_path / "i", 128)
+    fresh = build(tmp_path / "fresh", ids, bags, keep_vectors=keep)
+    idx = PlaidIndex.create(tmp_path / "i", 128, keep_vectors=keep)
     counts = []
     for n, chunk in enumerate(np.array_split(ids, 32)):
         idx.commit(ids[chunk], [bags[i] for i in chunk], NONE)
@@ -314,7 +316,8 @@ def test_grown_index_matches_a_fresh_build_and_optimizes_into_it(tmp_path):
     assert idx.search(qs, 10) == fresh.search(qs, 10)
     seg_f = next((tmp_path / "fresh" / "segments").iterdir())
     seg_i = tmp_path / "i" / "segments" / idx._snap.manifest.segments[0].name
-    for f in ("codes.npy", "residuals.npy", "pids.npy", "ivf.npy", "vectors.npy"):
+    stored = ("vectors.npy", "vector_scales.npy") if keep == "int8" else ("vectors.npy",)
+    for f in ("codes.npy", "residuals.npy", "pids.npy", "ivf.npy", *stored):
         assert (seg_f / f).read_bytes() == (seg_i / f).read_bytes(), f
     assert idx.optimize() == 0  # trained on today's corpus already: nothing to do
     assert fresh.optimize() == 0  # likewise a fresh build

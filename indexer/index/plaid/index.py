@@ -41,6 +41,7 @@ from indexer.index.plaid.merge import (
     merge_segments,
     write_sorted,
 )
+from indexer.index.plaid.originals import Rounded, form_of
 from indexer.index.plaid.search import (
     PlaidSearchParams,
     exhaustive_group,
@@ -72,15 +73,22 @@ class PlaidIndex(MultiVectorIndex):
 
     @classmethod
     def create(cls, path: Path, dim: int, nbits: int = 2, codec_from: Path | None = None,
-               keep_vectors: bool = True, **kwargs: Any) -> PlaidIndex:
+               keep_vectors: bool | str = "int8", **kwargs: Any) -> PlaidIndex:
         """New empty index. ``codec_from``: reuse another index's current codec.
-        ``keep_vectors``: store each segment's originals (float16, ``dim * 2`` bytes a token) so
-        that a codec refit re-quantises them exactly; without, a refit's migration decodes."""
+        ``keep_vectors``: store each segment's originals (``"int8"``: ``dim + 2`` bytes a
+        token, see ``originals.py``; ``True``: float16, ``dim * 2``) so that a codec refit
+        re-quantises them; without (``False``), a refit's migration decodes and loses ~7%
+        MRR@10 (``bench/RESULTS.md``, "Compression vs the fp32 truth"). Int8 kept the
+        float16 form's quality there at 56% of the index's bytes."""
         path = Path(path)
         if (path / "manifest.json").exists():
             raise Conflict(f"an index already exists at {path}")
         if nbits not in (1, 2, 4) or dim * nbits % 8:
             raise InvalidInput(f"unsupported dim/nbits {dim}/{nbits}")
+        try:
+            form_of(keep_vectors)
+        except ValueError as e:
+            raise InvalidInput(str(e)) from e
         for sub in ("codecs", "segments", "tombstones"):
             durable.make_dirs(path / sub)
         manifest = Manifest(dim=dim, nbits=nbits, keep_vectors=keep_vectors)
@@ -268,7 +276,8 @@ class PlaidIndex(MultiVectorIndex):
             parts.append(part)
             sources[e.name] = mask
         try:
-            n, t = merge_segments(self.path / "segments" / name, target, codec, parts)
+            n, t = merge_segments(self.path / "segments" / name, target, codec, parts,
+                                  form_of(m.keep_vectors) or "float16")
             if self.fault_hook:
                 self.fault_hook("merged_segment_written")
         except BaseException:
@@ -337,7 +346,11 @@ class PlaidIndex(MultiVectorIndex):
             self.fault_hook("tombstones_written")
 
     def _add_segment(self, m: Manifest, ids: np.ndarray, vectors: list[np.ndarray]) -> None:
-        flat = StackedRows(vectors)  # kept in the caller's dtype (float16 from a sync), not joined
+        form = form_of(m.keep_vectors)
+        # kept in the caller's dtype (float16 from a sync), not joined; as int8 stores them if so
+        flat: StackedRows | Rounded = StackedRows(vectors)
+        if form == "int8":
+            flat = Rounded(flat)
         doclens = np.array([len(v) for v in vectors], dtype=np.int32)
         cname = refit.codec_for(self.path, m, self._snap.segments, ids, doclens, flat,
                                 self._stage("codec"))
@@ -350,7 +363,7 @@ class PlaidIndex(MultiVectorIndex):
                             torch.from_numpy(codec.centroids), torch.from_numpy(codec.decode_table()))
         name = f"s{m.generation:06d}"
         write_sorted(self.path / "segments" / name, cname, len(codec.centroids), ids, doclens,
-                     codes, residuals, norms, flat if m.keep_vectors else None)
+                     codes, residuals, norms, flat if form else None, form or "float16")
         m.segments.append(SegmentEntry(name, cname, len(ids), len(codes)))
         if self.fault_hook:
             self.fault_hook("segment_written")

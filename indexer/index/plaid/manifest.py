@@ -17,6 +17,7 @@ from pathlib import Path
 
 from indexer import durable
 from indexer.errors import IndexCorrupt
+from indexer.index.plaid.originals import form_of
 
 FORMAT = 1
 NAME = "manifest.json"
@@ -48,7 +49,9 @@ class Manifest:
     codecs: list[str] = field(default_factory=list)  # oldest first; the last is current
     segments: list[SegmentEntry] = field(default_factory=list)
     format: int = FORMAT
-    keep_vectors: bool = True  # new segments store their originals (vectors.npy) for later refits
+    # New segments store their originals (vectors.npy) for later refits: true float16, "int8"
+    # (indexer/index/plaid/originals.py; new indexes), false none. Absent (older manifests): true.
+    keep_vectors: bool | str = True
     codec_tokens: int = 0  # live tokens of the corpus the current codec was trained on (0: unknown)
     codec_corpus: str = ""  # digest of the live passages it was trained on ("": unknown)
 
@@ -68,6 +71,7 @@ class Manifest:
             if raw.get("format") != FORMAT:
                 raise IndexCorrupt(f"unknown manifest format {raw.get('format')!r} at {root}")
             raw["segments"] = [SegmentEntry(**s) for s in raw["segments"]]
+            form_of(raw.get("keep_vectors", True))
             return cls(**raw)
         except (OSError, ValueError, TypeError, KeyError) as e:
             raise IndexCorrupt(f"unreadable manifest at {root}: {e}") from e

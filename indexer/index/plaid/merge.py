@@ -115,14 +115,14 @@ def live_tokens(doclens: np.ndarray, dead: np.ndarray) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def merge_segments(out: Path, target: str, codec: Codec,
-                   parts: list[dict[str, Any]]) -> tuple[int, int]:
+def merge_segments(out: Path, target: str, codec: Codec, parts: list[dict[str, Any]],
+                   form: str = "float16") -> tuple[int, int]:
     """Write the live passages of ``parts`` as one segment at ``out``, under codec ``target``.
 
     Each part is a dict of arrays ``pids, doclens, codes, residuals, norms``, ``dead``
     (bool [n_passages]) and ``vectors`` (its originals [T, dim], or None), plus
     ``source`` (its ``Codec``) when that is not ``target``. The result keeps originals
-    only if every part had them. Passages are sorted by id, so merging segments of one
+    only if every part had them, stored in ``form``. Passages are sorted by id, so merging segments of one
     codec gives the same bytes as a fresh build of the same passages with that codec.
     Returns (n_passages, n_tokens).
     """
@@ -148,22 +148,23 @@ def merge_segments(out: Path, target: str, codec: Codec,
     pid, dl = np.concatenate(pids), np.concatenate(doclens)
     cd, rs = np.concatenate(codes), np.concatenate(residuals)
     kept = StackedRows(originals) if all(o is not None for o in originals) and len(cd) else None
-    write_sorted(out, target, len(codec.centroids), pid, dl, cd, rs, np.concatenate(norms), kept)
+    write_sorted(out, target, len(codec.centroids), pid, dl, cd, rs, np.concatenate(norms), kept, form)
     return len(pid), len(cd)
 
 
 def write_sorted(out: Path, codec: str, n_centroids: int, pids: np.ndarray, doclens: np.ndarray,
                  codes: np.ndarray, residuals: np.ndarray, norms: np.ndarray,
-                 vectors: StackedRows | None = None) -> None:
+                 vectors: Any = None, form: str = "float16") -> None:
     """Write a segment with its passages reordered by external id (``vectors``: the
-    originals of the tokens in the given order, read block by block, or None)."""
+    originals of the tokens in the given order, read block by block, or None; kept in
+    ``form``)."""
     order = np.argsort(pids, kind="stable")
     offsets = np.zeros(len(doclens) + 1, dtype=np.int64)
     np.cumsum(doclens, out=offsets[1:])
     lens = doclens[order].astype(np.int64)
     tok = np.repeat(offsets[:-1][order] - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
     write_segment(out, codec, n_centroids, pids[order], doclens[order], codes[tok], residuals[tok],
-                  norms[tok], None if vectors is None else TokenRows(vectors, tok))
+                  norms[tok], None if vectors is None else TokenRows(vectors, tok), form)
 
 
 class TokenRows:

@@ -19,6 +19,7 @@ import numpy as np
 from indexer.index.plaid.codec import Codec, n_centroids_for
 from indexer.index.plaid.manifest import Manifest, SegmentEntry
 from indexer.index.plaid.merge import DecodedRows, StackedRows
+from indexer.index.plaid.originals import Int8Rows, Rounded
 from indexer.index.plaid.segment import Segment
 
 REFIT_RATIO = 1.5  # retrain when new vectors' residual MSE exceeds the codec's training MSE by this
@@ -30,12 +31,12 @@ REFIT_MIN_SHARE = 0.25  # ...and at least this share of the corpus (else later g
 REFIT_GROWTH = 2
 TRAIN_POINTS_PER_CENTROID = 64  # k-means sample size; 32 raised held-out residual MSE by 13% on stdlib
 
-NewRows = tuple[np.ndarray, np.ndarray, StackedRows]  # ids, doclens, token rows of a commit
+NewRows = tuple[np.ndarray, np.ndarray, StackedRows | Rounded]  # ids, doclens, token rows of a commit
 StageProgress = Callable[[int, int], None]
 
 
 def codec_for(path: Path, m: Manifest, segments: Sequence[Segment], ids: np.ndarray,
-              doclens: np.ndarray, flat: StackedRows, progress: StageProgress | None) -> str:
+              doclens: np.ndarray, flat: StackedRows | Rounded, progress: StageProgress | None) -> str:
     """The current codec while it fits the corpus; else a new one (saved, appended to ``m``)
     trained on the corpus as it will be after this commit (``corpus_sample``).
 
@@ -125,7 +126,7 @@ def corpus_key(path: Path, m: Manifest, segments: Sequence[Segment],
     return hashlib.sha256(pid[order].tobytes() + length[order].tobytes()).hexdigest()
 
 
-def originals(path: Path, e: SegmentEntry, seg: Segment) -> np.ndarray | DecodedRows:
+def originals(path: Path, e: SegmentEntry, seg: Segment) -> np.ndarray | Int8Rows | DecodedRows:
     """A segment's token vectors as committed; decoded from its codes when it kept none."""
     if seg.vectors is not None:
         return seg.vectors
@@ -133,7 +134,7 @@ def originals(path: Path, e: SegmentEntry, seg: Segment) -> np.ndarray | Decoded
                        Codec.load(path / "codecs" / e.codec))
 
 
-def sample_rows(rows: StackedRows, n: int) -> np.ndarray:
+def sample_rows(rows: StackedRows | Rounded, n: int) -> np.ndarray:
     """``n`` rows picked at random (seed 0), in order."""
     rng = np.random.default_rng(0)
     picked = np.sort(rng.choice(len(rows), min(n, len(rows)), replace=False))

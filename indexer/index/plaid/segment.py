@@ -18,11 +18,12 @@ import torch
 
 from indexer import durable
 from indexer.errors import IndexCorrupt
+from indexer.index.plaid.originals import SCALES, Int8Rows, quantize
 
 SEGMENT_FORMAT = 2  # 2 added norms.npy; format-1 segments still open (their norms are computed)
 FILES = ("codes.npy", "residuals.npy", "doclens.npy", "pids.npy", "ivf.npy", "ivf_offsets.npy")
 NORMS = "norms.npy"
-VECTORS = "vectors.npy"  # optional: the token vectors as committed (float16), for re-quantising
+VECTORS = "vectors.npy"  # optional: the token vectors as committed (float16 or int8), for re-quantising
 VECTOR_BLOCK = 1 << 16  # rows of originals copied at a time
 
 
@@ -41,22 +42,31 @@ def build_ivf(codes: np.ndarray, doclens: np.ndarray, n_centroids: int) -> tuple
     return ivf.astype(np.uint16 if len(doclens) <= 65536 else np.int32), offsets
 
 
-def _write_rows(path: Path, rows: Any) -> None:
-    """Write ``rows`` ([T, dim], read block by block) as a float16 .npy file, fsynced."""
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=rows.shape)
+def _write_rows(path: Path, rows: Any, form: str = "float16") -> None:
+    """Write ``rows`` ([T, dim], read block by block) as a float16 .npy file, fsynced; or
+    (``form="int8"``) as int8 with a float16 scale per row in ``vector_scales.npy``."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.int8 if form == "int8" else np.float16,
+                                    shape=rows.shape)
+    scales = np.empty(len(rows), np.float16)
     for s in range(0, len(rows), VECTOR_BLOCK):
-        out[s : s + VECTOR_BLOCK] = rows[s : s + VECTOR_BLOCK]
+        if form == "int8":
+            out[s : s + VECTOR_BLOCK], scales[s : s + VECTOR_BLOCK] = quantize(rows[s : s + VECTOR_BLOCK])
+        else:
+            out[s : s + VECTOR_BLOCK] = rows[s : s + VECTOR_BLOCK]
     out.flush()
     del out
     durable.fsync_file(path)  # a new file in a new folder: durable.write_npy's fresh=True, by blocks
+    if form == "int8":
+        durable.write_npy(path.parent / SCALES, scales, fresh=True)
 
 
 def write_segment(path: Path, codec: str, n_centroids: int, pids: np.ndarray, doclens: np.ndarray,
-                  codes: np.ndarray, residuals: np.ndarray, norms: np.ndarray,
-                  vectors: Any = None) -> None:
+                  codes: np.ndarray, residuals: np.ndarray, norms: np.ndarray, vectors: Any = None,
+                  form: str = "float16") -> None:
     """Write a segment directory, durable (its files, itself and its entry in the parent)
     when this returns; the manifest that names it is written after. ``vectors``: the
-    originals of the tokens ([T, dim], sliceable), kept in ``vectors.npy``; or None."""
+    originals of the tokens ([T, dim], sliceable), kept in ``vectors.npy`` in ``form``
+    (``originals.FORMS``); or None."""
     durable.make_dirs(path)
     ivf, ivf_offsets = build_ivf(codes, doclens, n_centroids)
     arrays = {"codes.npy": codes, "residuals.npy": residuals, "doclens.npy": doclens.astype(np.int32),
@@ -65,7 +75,7 @@ def write_segment(path: Path, codec: str, n_centroids: int, pids: np.ndarray, do
     for name, arr in arrays.items():
         durable.write_npy(path / name, np.ascontiguousarray(arr), fresh=True)
     if vectors is not None:
-        _write_rows(path / VECTORS, vectors)
+        _write_rows(path / VECTORS, vectors, form)
     meta = {"format": SEGMENT_FORMAT, "codec": codec, "n_passages": len(pids), "n_tokens": int(len(codes))}
     durable.write_json(path / "segment.json", meta, fresh=True)
     durable.fsync_dir(path)
@@ -95,7 +105,7 @@ class Segment:
     ivf_offsets: torch.Tensor  # [C + 1] int64
     norms: torch.Tensor | None  # [n_tokens] float16 |c + r|; None for a format-1 segment until computed
     nbytes: int  # what search reads (originals excluded)
-    vectors: np.ndarray | None = None  # [n_tokens, dim] float16 originals (mmap, never read by search)
+    vectors: np.ndarray | Int8Rows | None = None  # [n_tokens, dim] originals (mmap, never read by search)
 
     @classmethod
     def open(cls, path: Path, device: torch.device) -> Segment:
@@ -118,6 +128,11 @@ class Segment:
         if (path / VECTORS).exists():
             try:
                 vectors = np.load(path / VECTORS, mmap_mode="r")
+                if vectors.dtype == np.int8:
+                    scales = np.load(path / SCALES, mmap_mode="r")
+                    if scales.shape != (t,):
+                        raise ValueError(f"{scales.shape[0]} scales for {t} rows")
+                    vectors = Int8Rows(vectors, scales)
             except (OSError, ValueError) as e:
                 raise IndexCorrupt(f"unreadable originals in segment {path.name}: {e}") from e
             if vectors.shape[0] != t:
