@@ -195,7 +195,7 @@ def chat(message: str | None = typer.Argument(None, help="one message; omit for 
     """Chat with the local LM, a cartridge's corpus as its context; replies stream."""
     try:
         if server:
-            from service import cli_remote
+            from service.cli import remote as cli_remote
 
             def reply_to(history: list[dict]):
                 return cli_remote.chat(server, history, cartridge or [], max_tokens, temperature)
