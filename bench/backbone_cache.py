@@ -116,9 +116,9 @@ def dense_subset(ps: list[dict[str, Any]], queries: list[Query], n: int,
     encoded, for a CPU that cannot encode the whole set."""
     import random
 
-    by_file: dict[str, list[int]] = {}
-    for i, p in enumerate(ps):
-        by_file.setdefault(p["path"], []).append(i)
+    from bench.bench_bm25 import files_of, pack_files
+
+    by_file = files_of(ps)
     per_file: dict[str, int] = {}
     for q in queries:
         per_file[q["path"]] = per_file.get(q["path"], 0) + 1
@@ -126,13 +126,7 @@ def dense_subset(ps: list[dict[str, Any]], queries: list[Query], n: int,
                      key=lambda f: (-per_file[f] / len(by_file[f]), f))
     others = sorted(by_file.keys() - per_file.keys())
     random.Random(seed).shuffle(others)
-    rows: list[int] = []
-    for pool, budget in ((targets, int(n * 0.75)), (others, n)):
-        for path in pool:
-            if len(rows) + len(by_file[path]) <= budget:
-                rows += by_file[path]
-    chosen = {ps[i]["path"] for i in rows}
-    return sorted(rows), [q for q in queries if q["path"] in chosen]
+    return pack_files(ps, queries, by_file, targets, others, n)
 
 
 def load_set(name: str, subset: int | None = None,

@@ -115,13 +115,26 @@ def subset(ps: list[dict[str, Any]], queries: list[Query], n: int,
            seed: int = 0) -> tuple[list[int], list[Query]]:
     """Rows of whole files, about ``n`` passages, and the queries whose target they hold."""
     rng = random.Random(seed)
-    by_file: dict[str, list[int]] = {}
-    for i, p in enumerate(ps):
-        by_file.setdefault(p["path"], []).append(i)
+    by_file = files_of(ps)
     targets = sorted({q["path"] for q in queries} & by_file.keys())
     others = sorted(by_file.keys() - set(targets))
     rng.shuffle(targets)
     rng.shuffle(others)
+    return pack_files(ps, queries, by_file, targets, others, n)
+
+
+def files_of(ps: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Passage rows by file path."""
+    by_file: dict[str, list[int]] = {}
+    for i, p in enumerate(ps):
+        by_file.setdefault(p["path"], []).append(i)
+    return by_file
+
+
+def pack_files(ps: list[dict[str, Any]], queries: list[Query], by_file: dict[str, list[int]],
+               targets: list[str], others: list[str], n: int) -> tuple[list[int], list[Query]]:
+    """Whole files in the given order: target files up to 75% of ``n`` passages, then other
+    files up to ``n``; the rows and the queries whose target they hold."""
     rows: list[int] = []
     for pool, budget in ((targets, int(n * 0.75)), (others, n)):
         for path in pool:

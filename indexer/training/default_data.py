@@ -32,6 +32,7 @@ from pathlib import Path
 
 from indexer.line_windows import chunk_lines
 from indexer.mined_queries import PassageSpan, docstring_queries
+from indexer.models import installed_package_dir
 
 # Import names, all in memex's own dependency closure (pyproject.toml), so installed
 # wherever memex is. Sorted; a missing one is skipped and recorded.
@@ -50,13 +51,6 @@ class Pair:
     query: str
     positive: str  # the passage as the encoder sees it: path line, then the code
     package: str
-
-
-def package_dir(module: str) -> Path | None:
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def version(module: str) -> str:
@@ -110,7 +104,7 @@ def mine(per_package: int, per_file: int, seed: int,
     pairs: list[Pair] = []
     versions = {}
     for module in packages:
-        root = package_dir(module)
+        root = installed_package_dir(module)
         if root is None:
             versions[module] = "missing"
             continue
