@@ -25,8 +25,9 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from cartridges.config import CartridgeConfig
-from cartridges.kv import lm_dtype, pick_device
+from cartridges.kv import lm_dtype
 from cartridges.train import train_cartridge
+from indexer.device import pick_device
 
 ROOT = Path(__file__).resolve().parents[1]
 # geometry of public Llama-3.2 / 3.1 configs (vocabulary replaced by the tokenizer's)
@@ -49,7 +50,7 @@ def random_model_dir(size: str, tokenizer_dir: Path, out: Path) -> Path:
                       architectures=["LlamaForCausalLM"], **SIZES[size])
     torch.manual_seed(0)
     with torch.device(pick_device("auto")):
-        model = LlamaForCausalLM(cfg).to(lm_dtype(pick_device("auto")))
+        model = LlamaForCausalLM(cfg).to(lm_dtype(torch.device(pick_device("auto"))))
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
@@ -66,7 +67,7 @@ def main() -> None:
     ap.add_argument("--tokenizer", type=Path, default=None, help="default: the bundled SmolLM2's")
     ap.add_argument("--out", type=Path, default=None, help="also write the record here (JSON)")
     args = ap.parse_args()
-    device = pick_device("auto")
+    device = torch.device(pick_device("auto"))
     if device.type != "cuda":
         raise SystemExit("no CUDA device: this benchmark is for a GPU host (CPU figures: bench_cartridges)")
     if args.tokenizer is None:

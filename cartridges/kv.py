@@ -16,15 +16,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+from indexer.device import pick_device
 from indexer.errors import InvalidInput, ModelError
 from indexer.models import causal_lm_dir
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """The one place cartridges choose a device: CUDA when present unless told otherwise."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def lm_dtype(device: torch.device) -> torch.dtype:
@@ -53,7 +47,7 @@ def load_lm(name: str, device: str = "auto"):
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or not causal_arch:
         kinds = ", ".join(archs) or "no architecture"
         raise ModelError(f"{name!r} is a {config.model_type!r} model ({kinds}), not a causal LM")
-    where = pick_device(device)
+    where = torch.device(pick_device(device))
     model = AutoModelForCausalLM.from_pretrained(path, dtype=lm_dtype(where))
     tokenizer = AutoTokenizer.from_pretrained(path)
     model.to(where).eval().requires_grad_(False)

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from indexer import durable
+from indexer.device import pick_device
 from indexer.errors import IndexCorrupt, InvalidInput, NotFound
 from indexer.retro import keyindex, versioned_dir
-from indexer.retro.embed import pick_device
 from indexer.retro.records import (
     MAX_NEIGHBORS_K,
     ChunkDBConfig,

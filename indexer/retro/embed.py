@@ -9,18 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from indexer.device import pick_device
 from indexer.errors import ModelError
 
 DEFAULT_ENCODER = "bundled:minilm"
-
-
-def pick_device(device: str | None = None) -> str:
-    """``device`` as given, else CUDA when torch sees one, else CPU."""
-    if device:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class ChunkEncoder:
