@@ -37,9 +37,10 @@ from indexer.config import current
 from indexer.errors import IndexCorrupt, InvalidInput
 from indexer.index.base import MultiVectorIndex, ScoredPassage
 from indexer.index.plaid.codec import Codec, n_centroids_for
-from indexer.index.plaid.index import PlaidIndex
+from indexer.index.plaid.index import DEFAULT_KEEP_VECTORS, PlaidIndex
 from indexer.index.plaid.manifest import Manifest
 from indexer.index.plaid.merge import StackedRows
+from indexer.index.plaid.originals import Rounded, form_of
 from indexer.index.plaid.refit import TRAIN_POINTS_PER_CENTROID, token_hash
 
 FORMAT = "sharded"
@@ -72,7 +73,10 @@ def seed_codec(ids: np.ndarray, vectors: list[np.ndarray], nbits: int) -> Codec:
     n_centroids = n_centroids_for(total)
     h, key = token_hash(ids, doclens)
     picked = np.flatnonzero(h < TRAIN_POINTS_PER_CENTROID * n_centroids / total)
-    sample = np.asarray(StackedRows(vectors)[picked], dtype=np.float32)  # never joins the commit
+    rows: StackedRows | Rounded = StackedRows(vectors)  # never joins the commit
+    if form_of(DEFAULT_KEEP_VECTORS) == "int8":  # what a shard stores, compresses and trains on
+        rows = Rounded(rows)
+    sample = np.asarray(rows[picked], dtype=np.float32)
     return Codec.train(sample[np.argsort(key[picked], kind="stable")], nbits, n_centroids, seed=0)
 
 

@@ -50,6 +50,7 @@ from indexer.index.plaid.search import (
 )
 from indexer.index.plaid.snapshot import Snapshot, load_snapshot
 
+DEFAULT_KEEP_VECTORS = "int8"  # the form new indexes keep their originals in (originals.py)
 
 class PlaidIndex(MultiVectorIndex):
     """PLAID-style engine. Not safe for concurrent writers; any number of readers."""
@@ -73,7 +74,7 @@ class PlaidIndex(MultiVectorIndex):
 
     @classmethod
     def create(cls, path: Path, dim: int, nbits: int = 2, codec_from: Path | None = None,
-               keep_vectors: bool | str = "int8", **kwargs: Any) -> PlaidIndex:
+               keep_vectors: bool | str = DEFAULT_KEEP_VECTORS, **kwargs: Any) -> PlaidIndex:
         """New empty index. ``codec_from``: reuse another index's current codec.
         ``keep_vectors``: store each segment's originals (``"int8"``: ``dim + 2`` bytes a
         token, see ``originals.py``; ``True``: float16, ``dim * 2``) so that a codec refit
