@@ -12,7 +12,7 @@ import numpy as np
 from indexer.device import pick_device
 from indexer.errors import ModelError
 
-DEFAULT_ENCODER = "bundled:minilm"
+DEFAULT_KEY_ENCODER = "bundled:minilm"  # RETRO keys: mean-pooled sentence vectors, not the ColBERT default
 
 
 class ChunkEncoder:
@@ -28,7 +28,7 @@ class ChunkEncoder:
 
     def __init__(
         self,
-        name: str = DEFAULT_ENCODER,
+        name: str = DEFAULT_KEY_ENCODER,
         batch_size: int = 64,
         max_length: int = 256,
         device: str | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from indexer.retro.embed import DEFAULT_ENCODER, ChunkEncoder
+from indexer.retro.embed import DEFAULT_KEY_ENCODER, ChunkEncoder
 from indexer.retro.token_chunks import DEFAULT_TOKENIZER, load_tokenizer
 
 MAX_NEIGHBORS_K = 64  # neighbours per input chunk a request may ask for
@@ -16,7 +16,7 @@ class ChunkDBConfig:
     """Fixed when a chunk DB is created (changing any of them means a new DB)."""
 
     tokenizer: str = DEFAULT_TOKENIZER  # "bundled:smollm2" or a local HF tokenizer dir
-    encoder: str = DEFAULT_ENCODER  # frozen BERT-like encoder for the keys
+    encoder: str = DEFAULT_KEY_ENCODER  # frozen BERT-like encoder for the keys
     chunk_tokens: int = 64
     factory: str | None = None  # faiss factory string; None: "Flat" up to 100k chunks, else IVF-PQ
     nprobe: int = 8  # IVF lists visited per query (HNSW: efSearch = rerank)
