@@ -161,6 +161,19 @@ def publish_dir(tmp: Path, final: Path) -> None:
     replace(tmp, final)
 
 
+def tree_bytes(path: Path) -> int:
+    """Bytes of the files under ``path``; a file another process removes meanwhile
+    (a merge, a compaction) counts 0 rather than failing the caller."""
+    total = 0
+    for folder, _, files in os.walk(path):  # os.walk skips a folder that vanished
+        for name in files:
+            try:
+                total += os.stat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
 def remove(path: Path) -> None:
     """Delete a file or a folder tree, durably; nothing to do if it is gone."""
     remove_all([path])

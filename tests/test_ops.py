@@ -160,7 +160,7 @@ def test_without_keys_serve_binds_loopback_only(tmp_path):
 def _wait_ready(url, proc, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        assert proc.poll() is None, proc.stderr.read()
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "server exited"
         try:
             if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
                 return
@@ -176,10 +176,15 @@ def test_two_workers_on_one_data_dir(tmp_path, encoder):
     from indexer.database import Passage
 
     home, port = tmp_path / "home", free_port()
+    log = (tmp_path / "server.log").open("w+")  # a file, not a pipe: a full pipe blocks workers
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),
                                "--workers", "2"], env={**os.environ, "MEMEX_HOME": str(home)},
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=log, text=True)
     url = f"http://127.0.0.1:{port}"
+
+    def log_tail():
+        return (tmp_path / "server.log").read_text()[-6000:]
+
     try:
         _wait_ready(url, server)
         with mc.Client(url) as c:
@@ -194,8 +199,11 @@ def test_two_workers_on_one_data_dir(tmp_path, encoder):
 
             with ThreadPoolExecutor(6) as pool:
                 codes = list(pool.map(put, range(18)))
-            assert all(c == (200, 200) for c in codes), codes
-            info = c.get_corpus("w")
+            assert all(c == (200, 200) for c in codes), (codes, log_tail())
+            try:
+                info = c.get_corpus("w")
+            except mc.ServerError:
+                raise AssertionError(log_tail()) from None
             assert info["documents"] == 7
             metrics = httpx.get(f"{url}/metrics").text  # summed over both workers
             assert _metric(metrics, "memex_http_requests_total", method="PUT",

@@ -74,7 +74,7 @@ class IndexCache:
             cached = self._open.get(manifest.parent)
             if cached and cached[0] == key:
                 return cached[1]
-            for _ in range(3):
+            for _ in range(10):  # a busy writer may commit several times while we open
                 try:
                     index = open_index(manifest.parent)
                     break

@@ -151,8 +151,7 @@ class Corpora:
             docs = s.scalar(select(func.count()).where(Document.corpus_id == row.id))
             passages = s.scalar(select(func.count()).where(Passage.corpus_id == row.id))
         index_dir = self.corpus_dir(name) / row.index_dir
-        size = sum(f.stat().st_size for f in index_dir.rglob("*") if f.is_file()) \
-            if index_dir.exists() else 0
+        size = durable.tree_bytes(index_dir)
         return CorpusInfo(row.name, row.kind, row.root, row.version, row.encoder,
                           row.encoder_fingerprint, docs or 0, passages or 0, size,
                           row.bm25_weight, row.created_at.isoformat(),

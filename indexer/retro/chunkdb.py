@@ -360,7 +360,7 @@ class ChunkDB:
     def nbytes(self) -> int:
         """Bytes on disk of the committed version."""
         vdir = versioned_dir.current_version(self.root)
-        return sum(f.stat().st_size for f in vdir.iterdir())
+        return durable.tree_bytes(vdir)
 
 
 def _write(vdir: Path, meta: dict, docs: list[dict], arrays: dict, index) -> None:

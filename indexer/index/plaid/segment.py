@@ -113,6 +113,7 @@ class Segment:
             meta = json.loads((path / "segment.json").read_text())
             files = (*FILES, NORMS) if meta.get("format") == SEGMENT_FORMAT else FILES
             arr = {f[:-4]: np.load(path / f, mmap_mode="r") for f in files}
+            size = sum((path / f).stat().st_size for f in (*files, "segment.json"))
         except (OSError, ValueError) as e:
             raise IndexCorrupt(f"unreadable segment {path.name}: {e}") from e
         n, t = meta["n_passages"], meta["n_tokens"]
@@ -122,7 +123,6 @@ class Segment:
             raise IndexCorrupt(f"segment {path.name} fails its shape checks")
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(arr["doclens"], out=offsets[1:])
-        size = sum((path / f).stat().st_size for f in (*files, "segment.json"))
         norms = _tensor(arr["norms"], device) if "norms" in arr else None
         vectors = None
         if (path / VECTORS).exists():
