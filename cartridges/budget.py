@@ -1,8 +1,9 @@
 """Size a cartridge run to a wall-clock budget from a throughput probe on this machine.
 
 A user knows how long they can wait, not how many conversations or steps that buys
-on their hardware. The probe runs the first real synthesis batch (its samples are kept:
-the run would have made exactly these) and a few training steps on them, then splits
+on their hardware. The probe runs a small first synthesis batch (``PROBE_CONVERSATIONS`` on
+a CPU, where a full batch of 8 could alone outlast a small budget on a slow or busy machine;
+its samples are kept as the run's batch 0) and a few training steps on them, then splits
 what is left of the budget between more synthesis and training so that every training
 conversation is seen ``EPOCHS`` times. Measured here (bench/RESULTS-cartridges.md),
 fresh conversations are worth more than more passes over old ones, hence few epochs.
@@ -29,6 +30,7 @@ from indexer import durable
 DEFAULT_BUDGET_S = 600.0  # the default run: see bench/RESULTS-cartridges.md ("default budget")
 EPOCHS = 2  # passes over the training conversations the plan aims at
 PROBE_STEPS = 3  # training steps timed by the probe (the first one is a warm-up)
+PROBE_CONVERSATIONS = 2  # the probe's synthesis batch on a CPU (a GPU's full batch is cheap)
 EVAL_PASSES = 3  # held-out forward passes a run makes: no prefix, initialisation, trained
 MIN_HOLDOUT, MAX_HOLDOUT = 2, 32
 
@@ -45,6 +47,7 @@ class Plan:
     step_s: float
     probe_s: float
     estimate_s: float
+    first_batch: int = 0  # conversations in the probe's batch 0 (0: a full batch, plans before it)
 
     def apply(self, config: CartridgeConfig) -> CartridgeConfig:
         return replace(config, num_samples=self.num_samples, holdout=self.holdout, steps=self.steps)
@@ -59,12 +62,21 @@ class Plan:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
+def probe_size(model) -> int:
+    """Conversations in the probe's batch: small on a CPU, the usual batch on a GPU."""
+    size = synth_batch_size(model)
+    return size if next(model.parameters()).device.type == "cuda" else min(size, PROBE_CONVERSATIONS)
+
+
 def _probe(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig, synth_dir: Path,
            pad: int) -> tuple[float, float]:
-    """Seconds per conversation and per training step, measured on the real run's first batch."""
+    """Seconds per conversation and per training step, measured on the real run's first batch.
+
+    A batch smaller than the usual one costs more per conversation, so the plan errs
+    towards fewer conversations; training is deadline-driven and uses the time left."""
     from cartridges.train import distill_loss
 
-    size = synth_batch_size(model)
+    size = probe_size(model)
     t0 = time.perf_counter()
     samples = synthesize_batch(model, tokenizer, ids, config, 0, size)
     per_conversation = (time.perf_counter() - t0) / size
@@ -102,7 +114,7 @@ def plan_for(budget_s: float, spent_s: float, per_conversation: float, step_s: f
     train_left = left - synth_left - holdout * eval_per_conversation
     steps = max(1, math.floor(train_left / step_s)) if step_s > 0 else 1
     estimate = spent_s + synth_left + holdout * eval_per_conversation + steps * step_s
-    return Plan(budget_s, n, holdout, steps, per_conversation, step_s, spent_s, estimate)
+    return Plan(budget_s, n, holdout, steps, per_conversation, step_s, spent_s, estimate, probed)
 
 
 def load_or_plan(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig, work_dir: Path, pad: int,
@@ -117,7 +129,7 @@ def load_or_plan(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig, w
     assert config.budget_seconds is not None
     per_conversation, step_s = _probe(model, tokenizer, ids, config, work_dir / "synth", pad)
     plan = plan_for(config.budget_seconds, time.monotonic() - started, per_conversation, step_s, config,
-                    synth_batch_size(model))
+                    probe_size(model))
     durable.make_dirs(work_dir)
     durable.write_json(path, plan.to_dict(), indent=2, sort_keys=True)
     return plan, True

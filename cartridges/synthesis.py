@@ -147,23 +147,32 @@ def synth_batch_size(model) -> int:
     return 64 if next(model.parameters()).device.type == "cuda" else 8
 
 
+def batch_bounds(total: int, batch_size: int, first_batch: int = 0) -> list[tuple[int, int]]:
+    """Sample index ranges of the synthesis batches: the first holds ``first_batch``
+    conversations (a budget's probe, ``cartridges/budget.py``; 0: a full batch), the rest
+    ``batch_size`` each. Batch ``b`` of a layout always draws the same samples."""
+    bounds, start = [], 0
+    while start < total:
+        end = min(total, start + (first_batch if not bounds and first_batch else batch_size))
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
 def synthesize(model, tokenizer, corpus: torch.Tensor, cfg: CartridgeConfig, out_dir: Path,
                progress: Progress = lambda *_: None,
-               should_stop: Callable[[], bool] = lambda: False) -> bool:
+               should_stop: Callable[[], bool] = lambda: False, first_batch: int = 0) -> bool:
     """Fill ``out_dir`` with ``cfg.num_samples`` sample files; resumes where files exist.
 
     Returns False when ``should_stop`` interrupted it (finished batches are kept).
     """
     durable.make_dirs(out_dir)
-    batch_size = synth_batch_size(model)
     total = cfg.num_samples
-    batches = (total + batch_size - 1) // batch_size
-    for b in range(batches):
-        names = [out_dir / f"{j:05d}.safetensors"
-                 for j in range(b * batch_size, min(total, (b + 1) * batch_size))]
+    for b, (start, end) in enumerate(batch_bounds(total, synth_batch_size(model), first_batch)):
+        names = [out_dir / f"{j:05d}.safetensors" for j in range(start, end)]
         if all(p.exists() for p in names):
             continue
-        progress("synthesis", b * batch_size, total)
+        progress("synthesis", start, total)
         if should_stop():
             return False
         for path, sample in zip(names, synthesize_batch(model, tokenizer, corpus, cfg, b, len(names))):

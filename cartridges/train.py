@@ -161,19 +161,20 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
     if ids.numel() < config.p:
         raise InvalidInput(f"the corpus has {ids.numel()} tokens, fewer than p={config.p}")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    deadline = None
+    deadline, first_batch = None, 0
     if config.budget_seconds is not None:
         plan, fresh = load_or_plan(model, tokenizer, ids, config, work_dir, pad, started)
         config = plan.apply(config)
         deadline = started + config.budget_seconds if fresh else None
         on_plan(plan, config)
+        first_batch = plan.first_batch
     _check_run(work_dir, {**{k: getattr(config, k) for k in RUN_FIELDS}, "corpus_id": corpus_id,
                           "corpus_version": corpus_version,
                           "corpus_sha256": hashlib.sha256(corpus_text.encode()).hexdigest()})
     out, ckpt = work_dir / "cartridge.safetensors", work_dir / "ckpt.safetensors"
     if out.exists() and (not ckpt.exists() or _ckpt_step(ckpt) >= config.steps):
         return out  # finished; asking for more steps than it had continues it instead
-    if not synthesize(model, tokenizer, ids, config, work_dir / "synth", progress, should_stop):
+    if not synthesize(model, tokenizer, ids, config, work_dir / "synth", progress, should_stop, first_batch):
         return None
     samples = load_samples(work_dir / "synth", config.num_samples)
     train, held = samples[config.holdout:], samples[: config.holdout]

@@ -4,6 +4,7 @@ import pytest
 
 from cartridges.budget import EPOCHS, parse_duration, plan_for
 from cartridges.config import CartridgeConfig
+from cartridges.synthesis import batch_bounds
 from tests.helpers.api import wait_for_job
 
 DOC = ("The Zephyr protocol sends heartbeats every 7 seconds. Nodes that miss three heartbeats are "
@@ -21,6 +22,12 @@ def test_plan_fills_the_budget_and_keeps_the_epoch_ratio():
     # a budget smaller than the probe still yields a runnable plan (and says it overruns)
     tiny = plan_for(5, 30, per_conversation=2.0, step_s=4.0, config=cfg, probed=8)
     assert tiny.num_samples >= 8 and tiny.steps >= 1 and tiny.estimate_s > 5
+
+
+def test_synthesis_batches_start_with_the_probe():
+    assert batch_bounds(20, 8, first_batch=2) == [(0, 2), (2, 10), (10, 18), (18, 20)]
+    assert batch_bounds(20, 8) == [(0, 8), (8, 16), (16, 20)]  # no probe: full batches
+    assert batch_bounds(1, 8, first_batch=2) == [(0, 1)]
 
 
 def test_durations_parse():
@@ -43,6 +50,7 @@ def test_budgeted_training_over_rest_honours_the_budget_and_serves_the_gain(live
     info = c.get(f"/v1/cartridges/{cid}").json()
     plan, t = info["plan"], info["training"]
     assert plan["budget_s"] == 120 and info["config"]["num_samples"] == plan["num_samples"]
+    assert plan["first_batch"] == 2  # a CPU probes with a small batch, kept as the run's first
     assert plan["estimate_s"] <= 120 * 1.2
     assert t["wall_seconds"] <= 120 * 1.2  # the run ends within the budget's +20%
     assert info["gain_over_init"] == t["gain_over_init"] is not None
