@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=0,
                     help="seconds: CartridgeConfig's defaults (what `memex cartridge train --budget` "
                          "uses) with conversations and steps planned by a probe; other knobs but --p ignored")
-    ap.add_argument("--init", choices=("first", "spread"), default="first")
+    ap.add_argument("--init", choices=INITS, default="first")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", type=Path, default=None,
                     help="work dir for samples and checkpoints "
@@ -159,7 +159,8 @@ def main() -> None:
     corpus_layers = prefix_kv(model, ids[:fit])
     prefill_s = time.perf_counter() - t1
     rss_prefill = peak_rss_mib()
-    inits = {name: cart_layers(init_cartridge(model, ids, replace(cfg, init=name))) for name in INITS}
+    inits = {name: cart_layers(init_cartridge(model, tok, ids, replace(cfg, init=name), work))
+             for name in INITS}
     conditions = {"corpus": corpus_layers, "cartridge": cart.layers(), "untrained": inits[cfg.init],
                   **{f"untrained-{n}": v for n, v in inits.items() if n != cfg.init}, "nothing": []}
     scores = {name: [] for name in conditions}

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from indexer.errors import InvalidInput
 from indexer.models import DEFAULT_LM
 
-INITS = ("first", "spread")
+INITS = ("first", "spread", "summary")
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class CartridgeConfig:
     model: str = DEFAULT_LM  # bundled alias or local Hugging Face directory
     p: int = 256  # cartridge length in tokens (per layer: [kv_heads, p, head_dim])
     frozen_tokens: int = 1  # leading tokens kept fixed: the attention sink
-    init: str = "first"  # initial KV: of the corpus's first p tokens, or "spread" over the corpus
+    init: str = "first"  # initial KV: the corpus's first p tokens, p "spread" over it, or an LM "summary"
     # self-study (synthesis)
     num_samples: int = 96  # synthesized conversations, held-out ones included
     holdout: int = 8  # conversations kept out of training to measure the loss

@@ -40,6 +40,7 @@ from cartridges.kv import (
     load_lm,
     spread_tokens,
 )
+from cartridges.summary import summary_ids
 from cartridges.synthesis import Sample, load_samples, synthesize
 from indexer import durable
 from indexer.errors import Conflict, InvalidInput
@@ -161,6 +162,8 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
     if ids.numel() < config.p:
         raise InvalidInput(f"the corpus has {ids.numel()} tokens, fewer than p={config.p}")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if config.init == "summary":  # generated before the probe: the plan counts its time
+        initial_ids(model, tokenizer, ids, config, work_dir)
     deadline, first_batch = None, 0
     if config.budget_seconds is not None:
         plan, fresh = load_or_plan(model, tokenizer, ids, config, work_dir, pad, started)
@@ -178,7 +181,7 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
         return None
     samples = load_samples(work_dir / "synth", config.num_samples)
     train, held = samples[config.holdout:], samples[: config.holdout]
-    cart = init_cartridge(model, ids, config)
+    cart = init_cartridge(model, tokenizer, ids, config, work_dir)
     opt = torch.optim.Adam(cart.parameters(), lr=config.lr)
     step, history = 0, {"train_loss": [], "tokens": 0, "train_seconds": 0.0}
     if ckpt.exists():
@@ -238,11 +241,34 @@ def _step_seconds(history: dict, t_train: float, step: int) -> float:
     return (history["train_seconds"] + time.perf_counter() - t_train) / max(1, steps_timed)
 
 
-def init_cartridge(model, ids: torch.Tensor, config: CartridgeConfig) -> Cartridge:
-    """The untrained cartridge ``config.init`` asks for (``ids``: the corpus tokens)."""
+def initial_ids(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig,
+                work_dir: Path | None = None) -> torch.Tensor:
+    """The ids whose KV cache ``config.init`` starts from (``ids``: the corpus tokens). A
+    summary is generated once per ``work_dir`` (``init_ids.json``, keyed by what it was
+    made from), so a resumed run starts from the same cache."""
     if config.init == "spread":
-        ids = spread_tokens(ids, config.p, config.frozen_tokens)
-    return init_from_prefix(model, ids, config.p, config.frozen_tokens)
+        return spread_tokens(ids, config.p, config.frozen_tokens)
+    if config.init != "summary":
+        return ids[: config.p]
+    key = {"model": config.model, "p": config.p, "frozen": config.frozen_tokens,
+           "corpus_sha256": hashlib.sha256(ids.numpy().tobytes()).hexdigest()}
+    saved = work_dir / "init_ids.json" if work_dir else None
+    if saved and saved.exists():
+        cached = json.loads(saved.read_text())
+        if cached["key"] == key:
+            return torch.tensor(cached["ids"], dtype=torch.long)
+    out = summary_ids(model, tokenizer, ids, config.p, config.frozen_tokens)
+    if saved:
+        durable.make_dirs(saved.parent)
+        durable.write_json(saved, {"key": key, "ids": out.tolist()})
+    return out
+
+
+def init_cartridge(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig,
+                   work_dir: Path | None = None) -> Cartridge:
+    """The untrained cartridge ``config.init`` asks for (``ids``: the corpus tokens)."""
+    return init_from_prefix(model, initial_ids(model, tokenizer, ids, config, work_dir), config.p,
+                            config.frozen_tokens)
 
 
 def cart_layers(cart: Cartridge) -> list[tuple[torch.Tensor, torch.Tensor]]:

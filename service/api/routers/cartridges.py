@@ -32,8 +32,9 @@ class CartridgeCreate(BaseModel):
         description="wall-clock budget: a measured probe plans num_samples and steps (the default, "
                     "with DEFAULT_BUDGET_S, when neither steps nor num_samples is given)")
     p: int | None = Field(None, le=4096, description="cartridge length in tokens")
-    init: Literal["first", "spread"] | None = Field(
-        None, description="initial KV: the corpus's first p tokens, or tokens spread over it")
+    init: Literal["first", "spread", "summary"] | None = Field(
+        None, description="initial KV: the corpus's first p tokens, tokens spread over it, "
+                          "or an LM-written summary of it")
     questions_per_chunk: int | None = Field(None, le=256,
                                             description="self-study conversations sharing one chunk")
     steps: int | None = Field(None, le=10_000)
