@@ -48,9 +48,17 @@ class Plan:
     probe_s: float
     estimate_s: float
     first_batch: int = 0  # conversations in the probe's batch 0 (0: a full batch, plans before it)
+    synth_cut: int = 0  # conversations made when synthesis ran past its share (0: not cut)
 
     def apply(self, config: CartridgeConfig) -> CartridgeConfig:
-        return replace(config, num_samples=self.num_samples, holdout=self.holdout, steps=self.steps)
+        """``config`` with the planned (or, after a cut, the synthesized) conversations and steps."""
+        n = self.synth_cut or self.num_samples
+        holdout = min(self.holdout, max(MIN_HOLDOUT, n // 8)) if self.synth_cut else self.holdout
+        return replace(config, num_samples=n, holdout=holdout, steps=self.steps)
+
+    def synthesis_end_s(self) -> float:
+        """Seconds after the run's start by which the planned synthesis should be done."""
+        return self.probe_s + max(0, self.num_samples - self.first_batch) * self.synth_s_per_conversation
 
     def describe(self) -> str:
         return (f"plan for a {self.budget_s:.0f} s budget: {self.num_samples} conversations "
@@ -108,7 +116,7 @@ def plan_for(budget_s: float, spent_s: float, per_conversation: float, step_s: f
     left = max(0.0, budget_s - spent_s)
     # left = n * per_conversation + (n - holdout) * per_train + holdout * eval, holdout ~ n / 8
     n = left / (per_conversation + per_train_conversation * 7 / 8 + eval_per_conversation / 8)
-    n = max(int(n), probed, config.batch_size + MIN_HOLDOUT)
+    n = max(int(n), probed, min_conversations(config))
     holdout = min(MAX_HOLDOUT, max(MIN_HOLDOUT, n // 8))
     synth_left = max(0, n - probed) * per_conversation
     train_left = left - synth_left - holdout * eval_per_conversation
@@ -130,9 +138,18 @@ def load_or_plan(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig, w
     per_conversation, step_s = _probe(model, tokenizer, ids, config, work_dir / "synth", pad)
     plan = plan_for(config.budget_seconds, time.monotonic() - started, per_conversation, step_s, config,
                     probe_size(model))
-    durable.make_dirs(work_dir)
-    durable.write_json(path, plan.to_dict(), indent=2, sort_keys=True)
+    save_plan(work_dir, plan)
     return plan, True
+
+
+def save_plan(work_dir: Path, plan: Plan) -> None:
+    durable.make_dirs(work_dir)
+    durable.write_json(work_dir / "plan.json", plan.to_dict(), indent=2, sort_keys=True)
+
+
+def min_conversations(config: CartridgeConfig) -> int:
+    """The fewest conversations a run trains with: one batch plus the held-out minimum."""
+    return config.batch_size + MIN_HOLDOUT
 
 
 def parse_duration(text: str) -> float:

@@ -38,8 +38,8 @@ def summary_ids(model, tokenizer, ids: torch.Tensor, p: int, frozen: int = 1,
         text = tokenizer.decode(body[c * chunk_tokens:(c + 1) * chunk_tokens])
         prompt = chat_ids(tokenizer, [{"role": "system", "content": "Here is an excerpt of a document.\n\n"
                                        + text}, {"role": "user", "content": PROMPT}])
-        out = model.generate(torch.tensor([prompt], device=device), max_new_tokens=share, do_sample=False, no_repeat_ngram_size=4,
-                             pad_token_id=pad,
+        out = model.generate(torch.tensor([prompt], device=device), max_new_tokens=share, do_sample=False,
+                             no_repeat_ngram_size=4, pad_token_id=pad,  # a 135M model loops without it
                              attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device=device))
         new = out[0, len(prompt):].cpu()
         pieces.append(new[new != eos])

@@ -11,6 +11,7 @@ token. Samples are generated in batches and written one file per sample under
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,24 +162,31 @@ def batch_bounds(total: int, batch_size: int, first_batch: int = 0) -> list[tupl
 
 def synthesize(model, tokenizer, corpus: torch.Tensor, cfg: CartridgeConfig, out_dir: Path,
                progress: Progress = lambda *_: None,
-               should_stop: Callable[[], bool] = lambda: False, first_batch: int = 0) -> bool:
+               should_stop: Callable[[], bool] = lambda: False, first_batch: int = 0,
+               stop_at: float | None = None, at_least: int = 0) -> int | None:
     """Fill ``out_dir`` with ``cfg.num_samples`` sample files; resumes where files exist.
 
-    Returns False when ``should_stop`` interrupted it (finished batches are kept).
+    Returns how many samples exist: all of them, or fewer when the next batch would end
+    after ``stop_at`` (``time.monotonic()``; never below ``at_least``). None when
+    ``should_stop`` interrupted it (finished batches are kept).
     """
     durable.make_dirs(out_dir)
-    total = cfg.num_samples
+    total, batch_s = cfg.num_samples, 0.0
     for b, (start, end) in enumerate(batch_bounds(total, synth_batch_size(model), first_batch)):
         names = [out_dir / f"{j:05d}.safetensors" for j in range(start, end)]
         if all(p.exists() for p in names):
             continue
+        if stop_at is not None and start >= at_least and time.monotonic() + batch_s > stop_at:
+            return start
         progress("synthesis", start, total)
         if should_stop():
-            return False
+            return None
+        t0 = time.monotonic()
         for path, sample in zip(names, synthesize_batch(model, tokenizer, corpus, cfg, b, len(names))):
             sample.save(path)
+        batch_s = time.monotonic() - t0
     progress("synthesis", total, total)
-    return True
+    return total
 
 
 def load_samples(out_dir: Path, count: int) -> list[Sample]:

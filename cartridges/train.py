@@ -21,13 +21,14 @@ import math
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save as st_save
 
-from cartridges.budget import Plan, load_or_plan
+from cartridges.budget import Plan, load_or_plan, min_conversations, save_plan
 from cartridges.config import CartridgeConfig
 from cartridges.fileformat import model_header, save_cartridge
 from cartridges.gain import Losses, judge, per_conversation, teacher_losses
@@ -164,21 +165,29 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if config.init == "summary":  # generated before the probe: the plan counts its time
         initial_ids(model, tokenizer, ids, config, work_dir)
-    deadline, first_batch = None, 0
+    plan, deadline, synth_stop, planned = None, None, None, config
     if config.budget_seconds is not None:
         plan, fresh = load_or_plan(model, tokenizer, ids, config, work_dir, pad, started)
         config = plan.apply(config)
-        deadline = started + config.budget_seconds if fresh else None
+        planned = replace(config, num_samples=plan.num_samples, holdout=plan.holdout)  # before any cut
+        if fresh:
+            deadline, synth_stop = started + config.budget_seconds, started + plan.synthesis_end_s()
         on_plan(plan, config)
-        first_batch = plan.first_batch
-    _check_run(work_dir, {**{k: getattr(config, k) for k in RUN_FIELDS}, "corpus_id": corpus_id,
+    _check_run(work_dir, {**{k: getattr(planned, k) for k in RUN_FIELDS}, "corpus_id": corpus_id,
                           "corpus_version": corpus_version,
                           "corpus_sha256": hashlib.sha256(corpus_text.encode()).hexdigest()})
     out, ckpt = work_dir / "cartridge.safetensors", work_dir / "ckpt.safetensors"
     if out.exists() and (not ckpt.exists() or _ckpt_step(ckpt) >= config.steps):
         return out  # finished; asking for more steps than it had continues it instead
-    if not synthesize(model, tokenizer, ids, config, work_dir / "synth", progress, should_stop, first_batch):
+    made = synthesize(model, tokenizer, ids, config, work_dir / "synth", progress, should_stop,
+                      plan.first_batch if plan else 0, synth_stop, min_conversations(config))
+    if made is None:
         return None
+    if plan and made < config.num_samples:  # synthesis outran its share of the budget: train on what exists
+        plan = replace(plan, synth_cut=made)
+        save_plan(work_dir, plan)
+        config = plan.apply(config)
+        on_plan(plan, config)
     samples = load_samples(work_dir / "synth", config.num_samples)
     train, held = samples[config.holdout:], samples[: config.holdout]
     cart = init_cartridge(model, tokenizer, ids, config, work_dir)

@@ -1,10 +1,15 @@
 """A time budget becomes conversations and steps that fit it; a tiny real run stays within it."""
 
+import time
+from dataclasses import replace
+
 import pytest
 
 from cartridges.budget import EPOCHS, parse_duration, plan_for
 from cartridges.config import CartridgeConfig
-from cartridges.synthesis import batch_bounds
+from cartridges.kv import corpus_tokens
+from cartridges.synthesis import batch_bounds, synthesize
+from tests.cartridges.cart_setup import TEXT, TINY
 from tests.helpers.api import wait_for_job
 
 DOC = ("The Zephyr protocol sends heartbeats every 7 seconds. Nodes that miss three heartbeats are "
@@ -28,6 +33,29 @@ def test_synthesis_batches_start_with_the_probe():
     assert batch_bounds(20, 8, first_batch=2) == [(0, 2), (2, 10), (10, 18), (18, 20)]
     assert batch_bounds(20, 8) == [(0, 8), (8, 16), (16, 20)]  # no probe: full batches
     assert batch_bounds(1, 8, first_batch=2) == [(0, 1)]
+
+
+def test_a_cut_plan_trains_on_what_was_synthesized():
+    cfg = CartridgeConfig(batch_size=4)
+    plan = plan_for(600, 30, per_conversation=2.0, step_s=4.0, config=cfg, probed=2)
+    assert plan.synthesis_end_s() == pytest.approx(30 + (plan.num_samples - 2) * 2.0)
+    cut = replace(plan, synth_cut=10).apply(cfg)
+    assert (cut.num_samples, cut.holdout, cut.steps) == (10, 2, plan.steps)
+    assert plan.apply(cfg).num_samples == plan.num_samples
+
+
+def test_synthesis_stops_at_its_deadline_but_not_below_the_minimum_and_resumes(lm, tmp_path):
+    model, tok = lm
+    ids = corpus_tokens(tok, TEXT)
+    out, cfg = tmp_path / "synth", replace(TINY, num_samples=3, holdout=1, chunk_tokens=24,
+                                           question_tokens=4, answer_tokens=4)
+    late = time.monotonic()  # already past: only the batches below at_least run
+    assert synthesize(model, tok, ids, cfg, out, first_batch=1, stop_at=late, at_least=1) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["00000.safetensors"]
+    kept = (out / "00000.safetensors").stat().st_mtime_ns
+    assert synthesize(model, tok, ids, cfg, out, first_batch=1) == 3
+    assert len(list(out.iterdir())) == 3
+    assert (out / "00000.safetensors").stat().st_mtime_ns == kept  # the first batch was not redone
 
 
 def test_durations_parse():
