@@ -1,0 +1,267 @@
+"""Training jobs as Ray tasks on a real local cluster (a head and a worker, separate processes).
+
+A tiny cartridge trained by a ``cartridge_train`` job whose body runs as a Ray task equals
+the same training run here; its progress reaches the job row; a cancel ends the job
+``cancelled`` with its checkpoint kept, and a re-run resumes from it; a task whose worker
+is killed is re-run by Ray from the checkpoint. Without an address, nothing imports Ray.
+
+Every process trains with one thread: on one thread a CPU run is deterministic, so the
+cartridges are compared tensor for tensor.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from cartridges.fileformat import read_cartridge
+from cartridges.store import CartridgeStore
+from indexer.corpus import Corpora, DocumentInput
+from indexer.database import Job
+from indexer.distributed.cluster import disconnect
+from service.jobs.cartridge_handlers import register_cartridges, run_training
+from service.jobs.handlers import register_all
+from service.jobs.remote import RemoteTraining
+from service.jobs.runner import JobRunner
+from service.settings import Settings
+from tests.cartridges.cart_setup import TEXT, TINY
+
+pytest.importorskip("ray", reason="Ray is not installed (pip install 'memex[ray]')")
+
+from tests.helpers.ray_cluster import LocalRayCluster
+
+# TINY with enough steps that a cancel sent after the first one lands before the last
+CONFIG = replace(TINY, steps=8)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the Ray task (OMP_NUM_THREADS=1): bit-identical results
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalRayCluster]:
+    with LocalRayCluster(workers=1, cpus_per_node=1) as c:
+        try:
+            yield c
+        finally:
+            disconnect()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, encoder) -> Path:
+    """A data directory with the corpus ``faq`` (the shared filesystem of the test)."""
+    home = tmp_path_factory.mktemp("home")
+    corpora = Corpora(home, encoder=encoder)
+    corpora.create("faq")
+    corpora.upsert_documents("faq", [DocumentInput("faq", TEXT)])
+    return home
+
+
+@pytest.fixture(scope="module")
+def local_cartridge(home: Path, encoder) -> Path:
+    """The reference: the same cartridge trained in this process."""
+    corpora = Corpora(home, encoder=encoder)
+    store = CartridgeStore(home / "local-cartridges")
+    info = store.create("faq", corpora.info("faq").version, CONFIG)
+    assert run_training(store, corpora, info["id"])["status"] == "ready"
+    return store.file(info["id"])
+
+
+class Setup:
+    """A job runner whose training jobs run on the cluster, its worker thread started."""
+
+    def __init__(self, home: Path, encoder, address: str, cancel_grace_s: float = 30.0) -> None:
+        settings = Settings(home=home, ray_address=address)
+        self.corpora = Corpora(home, encoder=encoder)
+        self.store = CartridgeStore(home / "cartridges")
+        self.runner = JobRunner(self.corpora.sessions, home)
+        remote = RemoteTraining(settings, cancel_grace_s=cancel_grace_s)
+        register_all(self.runner, self.corpora, remote)
+        register_cartridges(self.runner, self.corpora, self.store, remote)
+        self.runner.start()
+
+    def new_cartridge(self) -> str:
+        return self.store.create("faq", self.corpora.info("faq").version, CONFIG)["id"]
+
+    def submit(self, cid: str) -> str:
+        return self.runner.submit("cartridge_train", {"cartridge_id": cid}, corpus="faq").id
+
+    def watch(self, job_id: str, until=lambda job, seen: job.status not in ("queued", "running"),
+              timeout: float = 300) -> tuple[Job, list[tuple[str, int, int]]]:
+        """Poll the job row until ``until``; returns it and the progress it showed."""
+        seen: list[tuple[str, int, int]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.runner.get(job_id)
+            if job.stage and (not seen or seen[-1] != (job.stage, job.done, job.total)):
+                seen.append((job.stage, job.done, job.total))
+            if until(job, seen):
+                return job, seen
+            assert time.monotonic() < deadline, f"job stuck at {job.status} {seen[-3:]}"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.runner.stop(timeout=60)
+
+
+@pytest.fixture
+def setup(home: Path, encoder, cluster: LocalRayCluster) -> Iterator[Setup]:
+    s = Setup(home, encoder, cluster.address)
+    yield s
+    s.stop()
+
+
+def same_cartridge(a: Path, b: Path) -> None:
+    fa, fb = read_cartridge(a), read_cartridge(b)
+    assert len(fa.keys) == len(fb.keys) > 0
+    for x, y in zip(fa.keys + fa.values, fb.keys + fb.values):
+        assert torch.equal(x, y)
+    ta, tb = fa.header["training"], fb.header["training"]
+    assert ta["heldout_loss_final"] == tb["heldout_loss_final"]
+    assert ta["loss_curve"] == tb["loss_curve"]
+
+
+def checkpoint_step(work: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(work / "ckpt.safetensors"), "pt") as f:
+        return int(f.metadata()["step"])
+
+
+def test_a_cartridge_job_on_ray_trains_what_a_local_run_trains(setup: Setup,
+                                                                local_cartridge: Path) -> None:
+    cid = setup.new_cartridge()
+    job, seen = setup.watch(setup.submit(cid))
+    assert job.status == "succeeded", job.error
+    assert job.result["cartridge_id"] == cid and job.result["steps"] == CONFIG.steps
+    stages = [s for s, _, _ in seen]
+    assert "synthesis" in stages and "training" in stages, seen  # the row followed the task
+    assert stages.index("synthesis") < stages.index("training")
+    assert [d for s, d, _ in seen if s == "training"] == \
+        sorted(d for s, d, _ in seen if s == "training")
+    assert setup.store.info(cid)["status"] == "ready"
+    same_cartridge(setup.store.file(cid), local_cartridge)
+
+
+def running_task_pids(cluster: LocalRayCluster) -> list[int]:
+    """Processes of the cluster whose title says they run the training task."""
+    groups = {n.pid for n in cluster.nodes}
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes().split(b"\0")[0]
+            if title.startswith(b"ray::run_body") and os.getpgid(int(proc.name)) in groups:
+                pids.append(int(proc.name))
+        except (OSError, ProcessLookupError):
+            continue
+    return pids
+
+
+def test_cancel_keeps_the_checkpoint_and_a_rerun_resumes(setup: Setup, local_cartridge: Path,
+                                                         cluster: LocalRayCluster) -> None:
+    cid = setup.new_cartridge()
+    job_id = setup.submit(cid)
+    setup.watch(job_id, lambda job, _: job.stage == "training" and job.done >= 1)
+    setup.runner.cancel(job_id)
+    job, _ = setup.watch(job_id)
+    assert job.status == "cancelled"
+    assert setup.store.info(cid)["status"] == "cancelled"
+    work = setup.store.work_dir(cid)
+    stopped_at = checkpoint_step(work)
+    assert 1 <= stopped_at < CONFIG.steps  # stopped mid-training, its steps kept
+    assert not (work / "cartridge.safetensors").exists()
+    samples = {p.name: p.stat().st_mtime_ns for p in (work / "synth").iterdir()}
+    assert not running_task_pids(cluster)  # the task ended with its job
+
+    rerun, seen = setup.watch(setup.submit(cid))
+    assert rerun.status == "succeeded", rerun.error
+    assert "synthesis" not in [s for s, _, _ in seen]  # the samples were kept, not remade
+    assert {p.name: p.stat().st_mtime_ns for p in (work / "synth").iterdir()} == samples
+    same_cartridge(setup.store.file(cid), local_cartridge)
+
+
+def test_a_killed_task_is_rerun_from_its_checkpoint(setup: Setup, local_cartridge: Path,
+                                                    cluster: LocalRayCluster) -> None:
+    cid = setup.new_cartridge()
+    job_id = setup.submit(cid)
+    setup.watch(job_id, lambda job, _: job.stage == "training" and job.done >= 2)
+    pids = running_task_pids(cluster)
+    assert len(pids) == 1 and pids[0] != os.getpid()
+    os.kill(pids[0], signal.SIGKILL)  # the worker dies mid-training
+    job, seen = setup.watch(job_id)
+    assert job.status == "succeeded", job.error  # Ray ran the task again, from the checkpoint
+    assert running_task_pids(cluster) == []
+    same_cartridge(setup.store.file(cid), local_cartridge)
+
+
+def test_a_stuck_task_is_killed_on_cancel(home: Path, encoder, cluster: LocalRayCluster) -> None:
+    """No grace: the cancel kills the task's worker (``ray.cancel(force=True)``); the job and
+    the cartridge end ``cancelled`` and what was written stays for a re-run."""
+    s = Setup(home, encoder, cluster.address, cancel_grace_s=0.0)
+    try:
+        cid = s.new_cartridge()
+        job_id = s.submit(cid)
+        s.watch(job_id, lambda job, _: job.stage == "training" and job.done >= 1)
+        s.runner.cancel(job_id)
+        job, _ = s.watch(job_id)
+        assert job.status == "cancelled"
+        assert s.store.info(cid)["status"] == "cancelled"
+        assert checkpoint_step(s.store.work_dir(cid)) >= 1
+    finally:
+        s.stop()
+
+
+def test_an_error_in_the_task_fails_the_job_with_its_code(setup: Setup) -> None:
+    job_id = setup.runner.submit("retriever", {"corpus": "absent"}, corpus="absent").id
+    job, _ = setup.watch(job_id)
+    assert job.status == "failed"
+    assert job.error.startswith("NOT_FOUND:") and "absent" in job.error
+
+
+def test_without_an_address_nothing_imports_ray(tmp_path: Path) -> None:
+    """The wiring of the server and the worker registers local training jobs."""
+    script = (
+        "import sys\n"
+        "from service.jobs.cartridge_handlers import register_cartridges\n"
+        "from service.jobs.handlers import register_all\n"
+        "from service.jobs.runner import JobRunner\n"
+        "from service.jobs.remote import remote_training\n"
+        "from service.runtime import cartridge_store, open_corpora\n"
+        "from service.settings import Settings\n"
+        f"s = Settings(home={str(tmp_path / 'home')!r})\n"
+        "c = open_corpora(s, api=True)\n"
+        "assert remote_training(s) is None\n"
+        "r = JobRunner(c.sessions, s.home)\n"
+        "register_all(r, c, remote_training(s))\n"
+        "register_cartridges(r, c, cartridge_store(s), remote_training(s))\n"
+        "print('ray' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMEX_RAY")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_task_asks_for_the_configured_gpus(cluster: LocalRayCluster) -> None:
+    from indexer.distributed.cluster import connect
+
+    ray = connect(cluster.address, Settings())
+    assert RemoteTraining(Settings(ray_address=cluster.address)).gpus(ray) == 0  # none here
+    assert RemoteTraining(Settings(ray_address=cluster.address, ray_train_gpus=2)).gpus(ray) == 2
