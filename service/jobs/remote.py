@@ -20,7 +20,7 @@ import os
 import time
 from typing import Any
 
-from indexer.distributed.cluster import connect
+from indexer.distributed.cluster import NAMESPACE, connect
 from indexer.errors import Unavailable
 from indexer.progress import Cancelled
 from service.jobs.runner import JobCancelled, JobContext
@@ -31,6 +31,11 @@ POLL_S = 1.0  # how often the job copies the task's progress into its row
 CANCEL_GRACE_S = 30.0  # a cancelled task that has not stopped by then is killed
 TASK_RETRIES = 2  # re-runs of a task whose worker or node died; each resumes from its checkpoint
 RETRY_AFTER_S = 10
+
+
+def channel_name(job_id: str) -> str:
+    """The channel actor's name in the ``memex`` namespace, while its job runs."""
+    return f"job-{job_id}"
 
 
 class ProgressChannel:
@@ -108,7 +113,8 @@ class RemoteTraining:
             raise ValueError(f"job kind {kind!r} does not run on Ray")
         ray = connect(self.address, self.settings)
         cpus = self.settings.ray_actor_cpus
-        channel = ray.remote(ProgressChannel).options(num_cpus=0).remote()
+        channel = ray.remote(ProgressChannel).options(num_cpus=0, name=channel_name(ctx.job_id),
+                                                       namespace=NAMESPACE).remote()
         threads = str(max(1, int(cpus)))
         task = ray.remote(run_body).options(
             num_cpus=cpus, num_gpus=self.gpus(ray), max_retries=TASK_RETRIES,
