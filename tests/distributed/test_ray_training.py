@@ -3,7 +3,7 @@
 A tiny cartridge trained by a ``cartridge_train`` job whose body runs as a Ray task equals
 the same training run here; its progress reaches the job row; a cancel ends the job
 ``cancelled`` with its checkpoint kept, and a re-run resumes from it; a task whose worker
-is killed is re-run by Ray from the checkpoint. Without an address, nothing imports Ray.
+is killed is re-run by Ray and ends with the same cartridge. Without an address, nothing imports Ray.
 
 Every process trains with one thread: on one thread a CPU run is deterministic, so the
 cartridges are compared tensor for tensor.
@@ -222,7 +222,7 @@ def test_a_killed_task_is_rerun_and_finishes(setup: Setup, local_cartridge: Path
     assert running_training(pid)
     os.kill(pid, signal.SIGKILL)  # the worker dies mid-training
     job, _ = setup.watch(job_id)
-    assert job.status == "succeeded", job.error  # Ray ran the task again, from the checkpoint
+    assert job.status == "succeeded", job.error  # Ray ran the task again
     same_cartridge(setup.store.file(cid), local_cartridge)
 
 
