@@ -114,7 +114,10 @@ def register_cartridges(runner: JobRunner, corpora: Corpora, store: CartridgeSto
 def _settle_killed(store: CartridgeStore, cartridge_id: str, exc: BaseException) -> None:
     """A task killed mid-training (force-cancelled, its node lost) left its cartridge
     ``training``: it takes the job's outcome; the work dir stays for a resumed run."""
-    if store.info(cartridge_id)["status"] != "training":
+    try:
+        if store.info(cartridge_id)["status"] != "training":
+            return
+    except NotFound:  # deleted meanwhile: nothing to settle
         return
     if isinstance(exc, JobCancelled):
         store.update(cartridge_id, status="cancelled", error="interrupted")
