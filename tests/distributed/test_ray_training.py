@@ -3,7 +3,8 @@
 A tiny cartridge trained by a ``cartridge_train`` job whose body runs as a Ray task equals
 the same training run here; its progress reaches the job row; a cancel ends the job
 ``cancelled`` with its checkpoint kept, and a re-run resumes from it; a task whose worker
-is killed is re-run by Ray and ends with the same cartridge. Without an address, nothing imports Ray.
+is killed is re-run by Ray and ends with the same cartridge. A retriever job post-trains in
+a task and switches the corpus. Without an address, nothing imports Ray.
 
 Every process trains with one thread: on one thread a CPU run is deterministic, so the
 cartridges are compared tensor for tensor.
@@ -11,11 +12,15 @@ cartridges are compared tensor for tensor.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -86,8 +91,9 @@ def local_cartridge(home: Path, encoder) -> Path:
 class Setup:
     """A job runner whose training jobs run on the cluster, its worker thread started."""
 
-    def __init__(self, home: Path, encoder, address: str, cancel_grace_s: float = 30.0) -> None:
-        settings = Settings(home=home, ray_address=address)
+    def __init__(self, home: Path, encoder, address: str, cancel_grace_s: float = 30.0,
+                 **settings_given) -> None:
+        settings = Settings(home=home, ray_address=address, **settings_given)
         self.corpora = Corpora(home, encoder=encoder)
         self.store = CartridgeStore(home / "cartridges")
         self.runner = JobRunner(self.corpora.sessions, home)
@@ -250,6 +256,31 @@ def test_an_error_in_the_task_fails_the_job_with_its_code(setup: Setup) -> None:
     job, _ = setup.watch(job_id)
     assert job.status == "failed"
     assert job.error.startswith("NOT_FOUND:") and "absent" in job.error
+
+
+def test_a_retriever_job_on_ray_post_trains_and_switches(home: Path, encoder, tmp_path: Path,
+                                                         cluster: LocalRayCluster) -> None:
+    """The smallest post-training a job can ask for (mined queries, no LM, no teacher, 2
+    steps) runs in the task, which re-indexes the corpus; this process then sees the switch."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for module in (textwrap, shlex):
+        shutil.copy(inspect.getsourcefile(module), tree / Path(module.__file__).name)
+    s = Setup(home, encoder, cluster.address, encoder_runtime="torch")  # no ONNX export
+    try:
+        s.corpora.create("lib", str(tree))
+        s.corpora.sync("lib")
+        before = s.corpora.info("lib").encoder
+        job_id = s.runner.submit("retriever", {"corpus": "lib", "passages": 0, "mined": 24,
+                                               "teacher": False, "steps": 2}, corpus="lib").id
+        job, seen = s.watch(job_id, timeout=600)
+        assert job.status == "succeeded", job.error
+        assert job.result["training"]["steps"] == 2
+        assert "re-encode" in [stage for stage, _, _ in seen]  # the row followed the task
+        after = Corpora(home, encoder=encoder).info("lib")
+        assert after.encoder == job.result["encoder"] != before
+    finally:
+        s.stop()
 
 
 def test_without_an_address_nothing_imports_ray(tmp_path: Path) -> None:
