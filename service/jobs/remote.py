@@ -94,11 +94,12 @@ def run_body(kind: str, params: dict, settings: Settings, channel: Any) -> dict:
 class RemoteTraining:
     """Runs a training job's body on the cluster at ``settings.ray_address``."""
 
-    def __init__(self, settings: Settings, cancel_grace_s: float = CANCEL_GRACE_S) -> None:
+    def __init__(self, settings: Settings, cancel_grace_s: float = CANCEL_GRACE_S,
+                 task_retries: int = TASK_RETRIES) -> None:
         if not settings.ray_address:
             raise ValueError("RemoteTraining needs a Ray address")
         self.settings, self.address = settings, settings.ray_address
-        self.cancel_grace_s = cancel_grace_s
+        self.cancel_grace_s, self.task_retries = cancel_grace_s, task_retries
 
     def gpus(self, ray: Any) -> float:
         """``MEMEX_RAY_TRAIN_GPUS``, else one when the cluster has any GPU, else none."""
@@ -117,7 +118,7 @@ class RemoteTraining:
                                                        namespace=NAMESPACE).remote()
         threads = str(max(1, int(cpus)))
         task = ray.remote(run_body).options(
-            num_cpus=cpus, num_gpus=self.gpus(ray), max_retries=TASK_RETRIES,
+            num_cpus=cpus, num_gpus=self.gpus(ray), max_retries=self.task_retries,
             retry_exceptions=False,
             runtime_env={"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                                       "MEMEX_ENCODER_THREADS": threads}})

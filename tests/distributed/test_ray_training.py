@@ -92,12 +92,12 @@ class Setup:
     """A job runner whose training jobs run on the cluster, its worker thread started."""
 
     def __init__(self, home: Path, encoder, address: str, cancel_grace_s: float = 30.0,
-                 **settings_given) -> None:
+                 task_retries: int = 2, **settings_given) -> None:
         settings = Settings(home=home, ray_address=address, **settings_given)
         self.corpora = Corpora(home, encoder=encoder)
         self.store = CartridgeStore(home / "cartridges")
         self.runner = JobRunner(self.corpora.sessions, home)
-        remote = RemoteTraining(settings, cancel_grace_s=cancel_grace_s)
+        remote = RemoteTraining(settings, cancel_grace_s, task_retries)
         register_all(self.runner, self.corpora, remote)
         register_cartridges(self.runner, self.corpora, self.store, remote)
         self.runner.start()
@@ -230,6 +230,25 @@ def test_a_killed_task_is_rerun_and_finishes(setup: Setup, local_cartridge: Path
     job, _ = setup.watch(job_id)
     assert job.status == "succeeded", job.error  # Ray ran the task again
     same_cartridge(setup.store.file(cid), local_cartridge)
+
+
+def test_a_task_that_dies_past_its_retries_fails_the_job(home: Path, encoder,
+                                                        cluster: LocalRayCluster) -> None:
+    """No re-runs left: the job fails ``UNAVAILABLE``, the cartridge ``failed``, and its
+    checkpoint stays for a new job."""
+    s = Setup(home, encoder, cluster.address, task_retries=0)
+    try:
+        cid = s.new_cartridge()
+        job_id = s.submit(cid)
+        s.watch(job_id, lambda job, _: job.stage == "training" and job.done >= 1)
+        os.kill(task_pid(job_id), signal.SIGKILL)
+        job, _ = s.watch(job_id)
+        assert job.status == "failed" and job.error.startswith("UNAVAILABLE:"), job.error
+        info = s.store.info(cid)
+        assert info["status"] == "failed" and "died" in info["error"]
+        assert checkpoint_step(s.store.work_dir(cid)) >= 1
+    finally:
+        s.stop()
 
 
 def test_a_stuck_task_is_killed_on_cancel(home: Path, encoder, cluster: LocalRayCluster) -> None:
