@@ -18,6 +18,7 @@ from indexer.distributed.encode_pool import encode_pool
 from indexer.retro import sync as retro_sync
 from service.jobs.cartridge_handlers import register_cartridges
 from service.jobs.handlers import register_all
+from service.jobs.remote import remote_training
 from service.jobs.runner import JobRunner
 from service.settings import Settings
 
@@ -68,8 +69,9 @@ def start(settings: Settings, run_jobs: bool) -> Runtime:
     jobs = JobRunner(corpora.sessions, settings.home, settings.max_active_jobs_per_corpus,
                      settings.job_max_failures)
     cartridges = cartridge_store(settings)
-    register_all(jobs, corpora)
-    register_cartridges(jobs, corpora, cartridges)
+    remote = remote_training(settings)  # training jobs run as Ray tasks when an address is set
+    register_all(jobs, corpora, remote)
+    register_cartridges(jobs, corpora, cartridges, remote)
     if run_jobs:
         jobs.start()
     return Runtime(settings, corpora, cartridges, jobs)

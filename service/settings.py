@@ -51,6 +51,9 @@ class Settings(LibrarySettings):
     log_level: str = "INFO"
     workers: int = Field(default=1, ge=1, le=64)
     api_key: str | None = Field(default=None, description="the CLI's key for --server")
+    ray_train_gpus: float | None = Field(default=None, ge=0, description="GPUs a training job's "
+                                         "Ray task requests; default 1 when the cluster has GPUs, "
+                                         "else 0 (docs/scale-out.md)")
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

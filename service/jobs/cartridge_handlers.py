@@ -10,6 +10,7 @@ re-queued after a restart continues where it stopped.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cartridges.budget import Plan
 from cartridges.config import CartridgeConfig
@@ -19,6 +20,9 @@ from indexer.corpus import Corpora
 from indexer.errors import InvalidInput, NotFound
 from indexer.progress import Progress
 from service.jobs.runner import JobCancelled, JobContext, JobRunner
+
+if TYPE_CHECKING:
+    from service.jobs.remote import RemoteTraining
 
 
 def corpus_text(corpora: Corpora, name: str) -> str:
@@ -80,13 +84,42 @@ def run_training(store: CartridgeStore, corpora: Corpora, cartridge_id: str,
         raise
 
 
-def register_cartridges(runner: JobRunner, corpora: Corpora, store: CartridgeStore) -> None:
+def train_cartridge_job(store: CartridgeStore, corpora: Corpora, params: dict,
+                        progress: Progress, should_stop: Callable[[], bool]) -> dict:
+    """The ``cartridge_train`` job's body, here or in a Ray task (``service/jobs/remote.py``):
+    the job's result, or ``JobCancelled`` when it was stopped (its checkpoint kept)."""
+    cid = params["cartridge_id"]
+    info = run_training(store, corpora, cid, progress, should_stop)
+    if info["status"] == "cancelled":
+        raise JobCancelled()
+    return {"cartridge_id": cid, "bytes": info["bytes"], **(info["training"] or {})}
+
+
+def register_cartridges(runner: JobRunner, corpora: Corpora, store: CartridgeStore,
+                        remote: RemoteTraining | None = None) -> None:
+    """Register ``cartridge_train``; with ``remote``, its body runs as a Ray task."""
+
     def train(ctx: JobContext, params: dict) -> dict:
-        cid = params["cartridge_id"]
-        info = run_training(store, corpora, cid, ctx.progress, ctx.should_stop)
-        if info["status"] == "cancelled":
-            ctx.check_cancelled()
-            return {"cartridge_id": cid, "status": "cancelled"}
-        return {"cartridge_id": cid, "bytes": info["bytes"], **(info["training"] or {})}
+        if remote is None:
+            return train_cartridge_job(store, corpora, params, ctx.progress, ctx.should_stop)
+        try:
+            return remote.run(ctx, "cartridge_train", params)
+        except BaseException as exc:
+            _settle_killed(store, params["cartridge_id"], exc)
+            raise
 
     runner.register("cartridge_train", train)
+
+
+def _settle_killed(store: CartridgeStore, cartridge_id: str, exc: BaseException) -> None:
+    """A task killed mid-training (force-cancelled, its node lost) left its cartridge
+    ``training``: it takes the job's outcome; the work dir stays for a resumed run."""
+    try:
+        if store.info(cartridge_id)["status"] != "training":
+            return
+    except NotFound:  # deleted meanwhile: nothing to settle
+        return
+    if isinstance(exc, JobCancelled):
+        store.update(cartridge_id, status="cancelled", error="interrupted")
+    else:
+        store.update(cartridge_id, status="failed", error=str(getattr(exc, "message", exc)))

@@ -6,14 +6,21 @@ once a cancel was asked for: that is how a cancel stops every kind of job.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from indexer.corpus import Corpora
 from indexer.errors import Busy
+from indexer.progress import Progress
 from service.jobs.runner import JobContext, JobRunner
 
+if TYPE_CHECKING:
+    from service.jobs.remote import RemoteTraining
 
-def register_all(runner: JobRunner, corpora: Corpora) -> None:
+
+def register_all(runner: JobRunner, corpora: Corpora, remote: RemoteTraining | None = None) -> None:
+    """Register every corpus job kind; with ``remote``, post-training runs as a Ray task."""
     def sync(ctx: JobContext, params: dict) -> dict:
         # A sync is idempotent: after a restart it re-walks and re-encodes what is still stale.
         report = corpora.sync(params["corpus"],
@@ -60,14 +67,21 @@ def register_all(runner: JobRunner, corpora: Corpora) -> None:
     runner.register("retro_build", retro_build)
 
     def retriever(ctx: JobContext, params: dict) -> dict:
-        # Not resumable mid-way: a restart begins again; the switch happens only at the end.
-        from indexer.posttrain import PostTrainConfig, post_train
-
-        cfg = PostTrainConfig(passages=params.get("passages", 64),
-                              mined=params.get("mined", 2000),
-                              teacher=params.get("teacher", True))
-        cfg.train.steps = params.get("steps", cfg.train.steps)
-        return post_train(corpora, params["corpus"], cfg, progress=ctx.progress,
-                          should_stop=ctx.should_stop)
+        if remote is not None:
+            return remote.run(ctx, "retriever", params)
+        return post_train_retriever(corpora, params, ctx.progress, ctx.should_stop)
 
     runner.register("retriever", retriever)
+
+
+def post_train_retriever(corpora: Corpora, params: dict, progress: Progress,
+                         should_stop: Callable[[], bool]) -> dict:
+    """The ``retriever`` job's body, here or in a Ray task (``service/jobs/remote.py``).
+    Not resumable mid-way: a restart begins again; the switch happens only at the end."""
+    from indexer.posttrain import PostTrainConfig, post_train
+
+    cfg = PostTrainConfig(passages=params.get("passages", 64),
+                          mined=params.get("mined", 2000),
+                          teacher=params.get("teacher", True))
+    cfg.train.steps = params.get("steps", cfg.train.steps)
+    return post_train(corpora, params["corpus"], cfg, progress=progress, should_stop=should_stop)
