@@ -38,7 +38,8 @@ class LibrarySettings(BaseSettings):
                                                               "sharded corpora search on it")
     ray_encode_actors: int | None = Field(default=None, ge=1, description="encoder actors; default "
                                           "one per GPU, else one per ray_actor_cpus of the cluster")
-    ray_actor_cpus: float = Field(default=1.0, gt=0, description="CPUs (threads) per encoder actor and per Ray training task")
+    ray_actor_cpus: float = Field(default=1.0, gt=0,
+                                  description="CPUs (threads) per encoder actor and per Ray training task")
     ray_shard_cpus: float = Field(default=1.0, ge=0, description="CPUs reserved per shard actor")
     ray_timeout_s: float = Field(default=30.0, gt=0, description="a shard silent this long: 503")
     index_shards: int = Field(default=1, ge=1, le=64, description="new corpora: shards by document")
