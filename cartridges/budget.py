@@ -7,8 +7,11 @@ its samples are kept as the run's batch 0) and a few training steps on them, the
 what is left of the budget between more synthesis and training so that every training
 conversation is seen ``EPOCHS`` times. Measured here (bench/RESULTS-cartridges.md),
 fresh conversations are worth more than more passes over old ones, hence few epochs.
-Training itself then runs until the deadline (the step count is an estimate), so a
-machine busier or idler than during the probe shifts steps, not the end time.
+The plan is a split of time, not of counts: synthesis runs until its share is spent (more
+conversations than planned when the small probe batch overestimated their cost, fewer on
+a machine that got busier), and training runs until the deadline but at most 2x
+``EPOCHS`` passes (many passes over a few conversations lowered the QA share measured on
+msgpack). So an error in the probe shifts counts, not the end time.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -28,7 +31,8 @@ from cartridges.synthesis import Sample, synth_batch_size, synthesize_batch
 from indexer import durable
 
 DEFAULT_BUDGET_S = 600.0  # the default run: see bench/RESULTS-cartridges.md ("default budget")
-EPOCHS = 2  # passes over the training conversations the plan aims at
+EPOCHS = 2  # passes over the training conversations the plan aims at (training may run to 2x)
+GROWTH = 4  # synthesis may make up to this many times the planned conversations in its time
 PROBE_STEPS = 3  # training steps timed by the probe (the first one is a warm-up)
 PROBE_CONVERSATIONS = 2  # the probe's synthesis batch on a CPU (a GPU's full batch is cheap)
 EVAL_PASSES = 3  # held-out forward passes a run makes: no prefix, initialisation, trained
@@ -48,13 +52,17 @@ class Plan:
     probe_s: float
     estimate_s: float
     first_batch: int = 0  # conversations in the probe's batch 0 (0: a full batch, plans before it)
-    synth_cut: int = 0  # conversations made when synthesis ran past its share (0: not cut)
+    synthesized: int = 0  # conversations synthesis made in its share of the budget (0: not yet)
 
     def apply(self, config: CartridgeConfig) -> CartridgeConfig:
-        """``config`` with the planned (or, after a cut, the synthesized) conversations and steps."""
-        n = self.synth_cut or self.num_samples
-        holdout = min(self.holdout, max(MIN_HOLDOUT, n // 8)) if self.synth_cut else self.holdout
-        return replace(config, num_samples=n, holdout=holdout, steps=self.steps)
+        """``config`` with the planned conversations and steps, or, once synthesis has run,
+        with the conversations it made and the steps that pass over them ``EPOCHS`` times."""
+        if not self.synthesized:
+            return replace(config, num_samples=self.num_samples, holdout=self.holdout, steps=self.steps)
+        n = self.synthesized
+        holdout = holdout_for(n)
+        steps = max(1, round(EPOCHS * (n - holdout) / config.batch_size))
+        return replace(config, num_samples=n, holdout=holdout, steps=steps)
 
     def synthesis_end_s(self) -> float:
         """Seconds after the run's start by which the planned synthesis should be done."""
@@ -117,7 +125,7 @@ def plan_for(budget_s: float, spent_s: float, per_conversation: float, step_s: f
     # left = n * per_conversation + (n - holdout) * per_train + holdout * eval, holdout ~ n / 8
     n = left / (per_conversation + per_train_conversation * 7 / 8 + eval_per_conversation / 8)
     n = max(int(n), probed, min_conversations(config))
-    holdout = min(MAX_HOLDOUT, max(MIN_HOLDOUT, n // 8))
+    holdout = holdout_for(n)
     synth_left = max(0, n - probed) * per_conversation
     train_left = left - synth_left - holdout * eval_per_conversation
     steps = max(1, math.floor(train_left / step_s)) if step_s > 0 else 1
@@ -133,7 +141,8 @@ def load_or_plan(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig, w
     """
     path = work_dir / "plan.json"
     if path.exists():
-        return Plan(**json.loads(path.read_text())), False
+        known = {f.name for f in fields(Plan)}  # a plan saved by another version
+        return Plan(**{k: v for k, v in json.loads(path.read_text()).items() if k in known}), False
     assert config.budget_seconds is not None
     per_conversation, step_s = _probe(model, tokenizer, ids, config, work_dir / "synth", pad)
     plan = plan_for(config.budget_seconds, time.monotonic() - started, per_conversation, step_s, config,
@@ -145,6 +154,10 @@ def load_or_plan(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig, w
 def save_plan(work_dir: Path, plan: Plan) -> None:
     durable.make_dirs(work_dir)
     durable.write_json(work_dir / "plan.json", plan.to_dict(), indent=2, sort_keys=True)
+
+
+def holdout_for(conversations: int) -> int:
+    return min(MAX_HOLDOUT, max(MIN_HOLDOUT, conversations // 8))
 
 
 def min_conversations(config: CartridgeConfig) -> int:

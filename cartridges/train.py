@@ -28,7 +28,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as st_save
 
-from cartridges.budget import Plan, load_or_plan, min_conversations, save_plan
+from cartridges.budget import GROWTH, Plan, load_or_plan, min_conversations, save_plan
 from cartridges.config import CartridgeConfig
 from cartridges.fileformat import model_header, save_cartridge
 from cartridges.gain import Losses, judge, per_conversation, teacher_losses
@@ -179,12 +179,14 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
     out, ckpt = work_dir / "cartridge.safetensors", work_dir / "ckpt.safetensors"
     if out.exists() and (not ckpt.exists() or _ckpt_step(ckpt) >= config.steps):
         return out  # finished; asking for more steps than it had continues it instead
-    made = synthesize(model, tokenizer, ids, config, work_dir / "synth", progress, should_stop,
+    # a fresh budgeted run synthesizes for its share of the budget, up to GROWTH x the plan
+    upto = replace(config, num_samples=config.num_samples * GROWTH) if synth_stop else config
+    made = synthesize(model, tokenizer, ids, upto, work_dir / "synth", progress, should_stop,
                       plan.first_batch if plan else 0, synth_stop, min_conversations(config))
     if made is None:
         return None
-    if plan and made < config.num_samples:  # synthesis outran its share of the budget: train on what exists
-        plan = replace(plan, synth_cut=made)
+    if plan and not plan.synthesized:
+        plan = replace(plan, synthesized=made)
         save_plan(work_dir, plan)
         config = plan.apply(config)
         on_plan(plan, config)
@@ -198,8 +200,8 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
     elif held:
         init, nothing = evaluate(model, cart_layers(cart), held, pad), evaluate(model, [], held, pad)
         history.update(heldout_loss_init=init.mean(), heldout_init=vars(init), heldout_nothing=vars(nothing))
-    # with a deadline, steps is the plan's estimate: training goes on (up to 3x) while time is left
-    limit = config.steps * 3 if deadline else config.steps
+    # with a deadline, steps is the plan's estimate: training goes on (up to 2x) while time is left
+    limit = config.steps * 2 if deadline else config.steps
     reserve = 0.0  # seconds the final evaluation and save will take, measured on the first one
     t_train = time.perf_counter()
     while step < limit:

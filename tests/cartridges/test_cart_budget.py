@@ -35,13 +35,16 @@ def test_synthesis_batches_start_with_the_probe():
     assert batch_bounds(1, 8, first_batch=2) == [(0, 1)]
 
 
-def test_a_cut_plan_trains_on_what_was_synthesized():
+def test_a_plan_trains_on_what_synthesis_made_in_its_time():
     cfg = CartridgeConfig(batch_size=4)
     plan = plan_for(600, 30, per_conversation=2.0, step_s=4.0, config=cfg, probed=2)
     assert plan.synthesis_end_s() == pytest.approx(30 + (plan.num_samples - 2) * 2.0)
-    cut = replace(plan, synth_cut=10).apply(cfg)
-    assert (cut.num_samples, cut.holdout, cut.steps) == (10, 2, plan.steps)
     assert plan.apply(cfg).num_samples == plan.num_samples
+    fewer = replace(plan, synthesized=10).apply(cfg)  # a busier machine: fewer conversations
+    assert (fewer.num_samples, fewer.holdout, fewer.steps) == (10, 2, EPOCHS * 8 // 4)
+    more = replace(plan, synthesized=201).apply(cfg)  # the probe overestimated: more, same epochs
+    assert (more.num_samples, more.holdout) == (201, 25)
+    assert more.steps * cfg.batch_size == EPOCHS * (201 - 25)
 
 
 def test_synthesis_stops_at_its_deadline_but_not_below_the_minimum_and_resumes(lm, tmp_path):
@@ -77,7 +80,7 @@ def test_budgeted_training_over_rest_honours_the_budget_and_serves_the_gain(live
     assert wait_for_job(c, r.json()["job"]["id"])["status"] == "succeeded"
     info = c.get(f"/v1/cartridges/{cid}").json()
     plan, t = info["plan"], info["training"]
-    assert plan["budget_s"] == 120 and info["config"]["num_samples"] == plan["num_samples"]
+    assert plan["budget_s"] == 120 and info["config"]["num_samples"] == plan["synthesized"] > 0
     assert plan["first_batch"] == 2  # a CPU probes with a small batch, kept as the run's first
     assert plan["estimate_s"] <= 120 * 1.2
     assert t["wall_seconds"] <= 120 * 1.2  # the run ends within the budget's +20%
