@@ -249,13 +249,13 @@ def test_codec_refit(fitted, tmp_path):
         idx = PlaidIndex.open(work, merge_policy=NoMerge())
         ids = idx.passage_ids()
         if np.array_equal(ids, after_ids):
-            assert len(idx._snap.manifest.codecs) == 2  # the shifted data got its own codec
+            assert len(idx.snapshot.manifest.codecs) == 2  # the shifted data got its own codec
             top = [r[0].passage_id for r in idx.search(qs, 1)]
             assert results.setdefault("after", top) == top
             assert set(top) <= set(new_ids.tolist())
         else:
             assert np.array_equal(ids, before_ids)
-            assert len(idx._snap.manifest.codecs) == 1
+            assert len(idx.snapshot.manifest.codecs) == 1
             idx.commit(new_ids, shifted, NONE)  # the write, again, succeeds
 
     every_power_cut(path, run, check, tmp_path, first_and_last_file)

@@ -137,7 +137,7 @@ def test_table_scores_equal_maxsim_over_decompressed_vectors(tmp_path, data128):
 
     ids, bags = data128
     idx = build(tmp_path / "i", ids, bags)
-    seg, codec = idx._snap.segments[0], idx._snap.codecs[idx._snap.segments[0].codec]
+    seg, codec = idx.snapshot.segments[0], idx.snapshot.codecs[idx.snapshot.segments[0].codec]
     vectors = decompress(seg.codes, seg.residuals, codec.centroids, codec.table, seg.norms).numpy()
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=2e-3)  # float16 norms: unit within 1e-3
     offsets = seg.offsets.numpy()
@@ -165,7 +165,7 @@ def test_format_1_segments_open_and_merge(tmp_path, data128):
     assert np.allclose([h.score for r in after for h in r], [h.score for r in before for h in r], atol=1e-6)
     old.commit(ids[1000:1100], bags[1000:1100], NONE)  # no refit: codes are copied
     old.optimize()  # rewrites the format-1 segment with its computed norms
-    assert len(old._snap.segments) == 1 and all((s / "norms.npy").exists()
+    assert len(old.snapshot.segments) == 1 and all((s / "norms.npy").exists()
                                                 for s in (tmp_path / "i" / "segments").iterdir())
     fresh = build(tmp_path / "fresh", ids[:1100], bags[:1100], codec_from=tmp_path / "i", keep_vectors=False)
     assert [ids_of(h) for h in old.search(qs, 10, exhaustive=True)] == \
@@ -262,10 +262,10 @@ def test_codec_reused_while_it_fits_and_retrained_when_not(tmp_path):
     idx = build(tmp_path / "i", np.arange(600), a[:600], merge_policy=NoMerge())
     same = a[600:]  # new passages from the same clusters: reuse
     idx.commit(np.arange(1000, 1300), same, NONE)
-    assert len(idx._snap.manifest.codecs) == 1
+    assert len(idx.snapshot.manifest.codecs) == 1
     shifted = corpus(600, 128, seed=77, spread=0.12)  # new topics: the codec no longer fits
     idx.commit(np.arange(2000, 2600), shifted, NONE)
-    assert len(idx._snap.manifest.codecs) == 2
+    assert len(idx.snapshot.manifest.codecs) == 2
     q = queries(shifted, 5, seed=8)
     oracle = [exact_topk(x, np.arange(2000, 2600), shifted, 1)[0] for x in q]
     assert [h[0].passage_id for h in idx.search(q, 1)] == oracle
@@ -302,9 +302,9 @@ def test_grown_index_matches_a_fresh_build_and_optimizes_into_it(tmp_path, keep)
         if n % 4 == 3:  # an edit re-sends a few passages: replaced, tombstoned where they were
             again = chunk[:7]
             idx.commit(ids[again], [bags[i] for i in again], NONE)
-        counts.append((len(idx._snap.manifest.segments), len(idx._snap.manifest.codecs)))
+        counts.append((len(idx.snapshot.manifest.segments), len(idx.snapshot.manifest.codecs)))
     assert {c for _, c in counts} == {1}  # a refit's old segments move at once
-    assert int(idx._snap.manifest.codecs[-1][1:]) > 1  # ...and refits did happen
+    assert int(idx.snapshot.manifest.codecs[-1][1:]) > 1  # ...and refits did happen
     assert max(s for s, _ in counts) <= 3 * 3  # (factor - 1) per tier, three tiers at most here
     assert np.array_equal(idx.passage_ids(), ids)
     qs = queries([b.astype(np.float32) for b in bags], 40, seed=6)
@@ -315,7 +315,7 @@ def test_grown_index_matches_a_fresh_build_and_optimizes_into_it(tmp_path, keep)
     assert idx.optimize() == 1
     assert idx.search(qs, 10) == fresh.search(qs, 10)
     seg_f = next((tmp_path / "fresh" / "segments").iterdir())
-    seg_i = tmp_path / "i" / "segments" / idx._snap.manifest.segments[0].name
+    seg_i = tmp_path / "i" / "segments" / idx.snapshot.manifest.segments[0].name
     stored = ("vectors.npy", "vector_scales.npy") if keep == "int8" else ("vectors.npy",)
     for f in ("codes.npy", "residuals.npy", "pids.npy", "ivf.npy", *stored):
         assert (seg_f / f).read_bytes() == (seg_i / f).read_bytes(), f
@@ -343,7 +343,7 @@ def test_merge_keeps_deletes_that_land_while_it_runs(tmp_path, data128):
     idx.fault_hook = None
     expected = np.setdiff1d(ids[:1000], np.concatenate([ids[:50], ids[700:720]]))
     assert np.array_equal(idx.passage_ids(), expected)
-    segs = idx._snap.manifest.segments
+    segs = idx.snapshot.manifest.segments
     merged = [s for s in segs if "m" in s.name]
     assert len(segs) == 2 and merged[0].n_deleted == 70  # the merged one carries the late deletes
     hits = idx.search(queries(bags[:50], 20, seed=3), 10)
@@ -367,7 +367,7 @@ def test_garbage_collection_spares_a_merge_in_progress(tmp_path, data128):
     assert not {"s999999mdead", "s999999mdead.building"} & names
     guard.release()
     collect_garbage(tmp_path / "i", Manifest.read(tmp_path / "i"))
-    assert {p.name for p in segments.iterdir()} == {s.name for s in idx._snap.manifest.segments}
+    assert {p.name for p in segments.iterdir()} == {s.name for s in idx.snapshot.manifest.segments}
 
 
 def test_tiered_default_bounds_segment_count(tmp_path, data128):
@@ -376,7 +376,7 @@ def test_tiered_default_bounds_segment_count(tmp_path, data128):
     idx.commit(ids[:500], bags[:500], NONE)
     for chunk in np.array_split(np.arange(500, 1500), 40):
         idx.commit(ids[chunk], [bags[i] for i in chunk], NONE)
-    assert len(idx._snap.manifest.segments) <= 8
+    assert len(idx.snapshot.manifest.segments) <= 8
     assert np.array_equal(idx.passage_ids(), ids)
 
 

@@ -72,6 +72,11 @@ class PlaidIndex(MultiVectorIndex):
     def dim(self) -> int:  # type: ignore[override]
         return self._snap.manifest.dim
 
+    @property
+    def snapshot(self) -> Snapshot:
+        """What a search started now reads: the committed manifest, codecs and segments."""
+        return self._snap
+
     @classmethod
     def create(cls, path: Path, dim: int, nbits: int = 2, codec_from: Path | None = None,
                keep_vectors: bool | str = DEFAULT_KEEP_VECTORS, **kwargs: Any) -> PlaidIndex:
