@@ -82,9 +82,10 @@ def test_mining_skips_tests_and_blank_docstrings(tmp_path: Path) -> None:
 def test_default_encoder_loads_by_name_and_serves_an_index(tmp_path: Path) -> None:
     assert DEFAULT_ENCODER == "bundled:memex-colbert"
     enc = ColBERTEncoder.load(DEFAULT_ENCODER, runtime="torch")
-    assert enc.dim == 128 and enc.projection is not None
+    assert enc.dim == RECIPE.dim and enc.projection is not None
+    assert enc.config.skip_punctuation == _skips(RECIPE)
     (q,) = enc.encode_queries(["open a file"])
-    assert q.shape[1] == 128 and np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
+    assert q.shape[1] == RECIPE.dim and np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
     corpora = Corpora(tmp_path / "home")  # the default encoder, as `memex index` uses it
     corpora.create("c")
     corpora.upsert_documents("c", [
