@@ -46,7 +46,7 @@ class Vectors:
     query_mean: np.ndarray
 
 
-def _split(a: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+def split_bags(a: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     return np.split(a.astype(np.float32), np.cumsum(lengths)[:-1])
 
 
@@ -115,11 +115,11 @@ def load(name: str, texts: list[str], queries: list[str],
         raise SystemExit(f"{cache} holds another set: delete it")
     if "doc_punct" not in z:
         raise SystemExit(f"{cache} predates the punctuation mask: delete it")
-    docs = _split(z["doc"], z["doc_len"])
+    docs = split_bags(z["doc"], z["doc_len"])
     if skip_punctuation:
         punct = np.split(z["doc_punct"], np.cumsum(z["doc_len"])[:-1])
         docs = [d[~p] for d, p in zip(docs, punct)]
-    return Vectors(docs, z["doc_mean"], _split(z["query"], z["query_len"]), z["query_mean"])
+    return Vectors(docs, z["doc_mean"], split_bags(z["query"], z["query_len"]), z["query_mean"])
 
 
 def dense_subset(ps: list[dict[str, Any]], queries: list[Query], n: int,

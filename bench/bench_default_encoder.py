@@ -3,6 +3,7 @@
     python -m bench.backbone_cache code --subset 1200 --dense        # encode once (cached)
     python -m bench.bench_default_encoder --set code --subset 1200 --dense   # validation, once
     python -m bench.bench_default_encoder --set stdlib --subset 1200 --weights 0.2 0.3 0.4 0.5
+    python -m bench.bench_default_encoder --set stdlib --subset 1200 --int8   # + the encoder as run
     python -m bench.bench_default_encoder --shard 0/3   # (1/3, 2/3, pca: one process each)
     python -m bench.bench_default_encoder --explore --variants '[{}, {"head_lr": 3e-3}]'
     python -m bench.bench_default_encoder --install 3   # build the default from the shards
@@ -17,16 +18,17 @@ Rows (MRR@10, Recall@10, and the ratio to each target's reference):
 - ``trained, exhaustive fp32``: the same over the trained head's vectors (with the
   encoder's own skiplist setting, as every trained row);
 - ``trained, PLAID``: the default engine (2 bits) over the trained vectors;
-- ``hybrid``: PLAID + memex BM25 fused as ``mode=hybrid`` (top ``FUSION_DEPTH`` each).
+- ``hybrid``: PLAID + memex BM25 fused as ``mode=hybrid`` (top ``FUSION_DEPTH`` each);
+- with ``--int8``: the same through the encoder as ``memex`` runs it (int8 ONNX on a CPU),
+  the last of them the default end to end.
 
-Every neural row comes from one cached pass of the backbone (``bench/backbone_cache.py``):
-the head is frozen-backbone, so its vectors are a projection of the cached ones. The
-encoder runs in fp32 here; the int8 ONNX encoder's own loss is measured elsewhere
-(issue 17 item 3). ``--explore`` trains recipe variants on the training packages minus
-``HOLDOUT`` and ranks each held-out query's positive among all held-out positives, and,
-where its backbone cache exists, on the stdlib subset (passages with the variant's
-skiplist setting, then with the other one: a head applied to documents it was not
-trained on).
+Every other neural row comes from one cached pass of the backbone
+(``bench/backbone_cache.py``): the head is frozen-backbone, so its vectors are a
+projection of the cached ones (an fp32 encoder). ``--explore`` trains recipe variants on
+the training packages minus ``HOLDOUT`` and ranks each held-out query's positive among all
+held-out positives, and, where its backbone cache exists, on the stdlib subset (passages
+with the variant's skiplist setting, then with the other one: a head applied to documents
+it was not trained on).
 """
 
 from __future__ import annotations
@@ -90,8 +92,31 @@ def head_weight(encoder: str) -> tuple[np.ndarray | None, bool]:
     return weight, enc.config.skip_punctuation
 
 
+def encoded(key: str, encoder: str, texts: list[str],
+            qtexts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Passages and queries through ``encoder`` as ``memex`` loads it (int8 ONNX on a CPU),
+    cached per set and encoder fingerprint."""
+    from indexer.encoding.encoder import ColBERTEncoder
+
+    enc = ColBERTEncoder.load(encoder)
+    cache = CACHE / f"encoded-{key}-{enc.runtime}-{enc.precision}-{enc.fingerprint}.npz"
+    if not cache.exists():
+        t = time.perf_counter()
+        docs = enc.encode_documents(texts, dtype=np.float16)
+        qs = enc.encode_queries(qtexts)
+        print(f"encoded {len(texts)} passages ({enc.runtime} {enc.precision}) in "
+              f"{time.perf_counter() - t:.0f} s", flush=True)
+        np.savez(cache.with_suffix(".tmp.npz"), doc=np.concatenate(docs),
+                 doc_len=[len(d) for d in docs], query=np.concatenate(qs),
+                 query_len=[len(q) for q in qs])
+        cache.with_suffix(".tmp.npz").rename(cache)
+    z = np.load(cache)
+    split = backbone_cache.split_bags
+    return split(z["doc"], z["doc_len"]), split(z["query"], z["query_len"])
+
+
 def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
-             weights: list[float]) -> None:
+             weights: list[float], int8: bool = False) -> None:
     from indexer.bm25 import DEFAULT_BM25_WEIGHT, FUSION_DEPTH, BM25Index, fuse
 
     ps, queries, key = backbone_cache.load_set(name, subset, dense)
@@ -123,6 +148,13 @@ def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
                                               for d, s in zip(plaid, sparse)]
         rows[f"hybrid exhaustive w={wt:g}"] = [[i for i, _ in fuse(d, s, wt, 10)]
                                                for d, s in zip(dense, sparse)]
+    if int8:  # the default end to end: the encoder as memex runs it, then PLAID and BM25
+        docs8, qs8 = encoded(key, encoder, texts, qtexts)
+        rows["int8 encoder, exhaustive"] = [[i for i, _ in r] for r in top(maxsim_scores(qs8, docs8), 10)]
+        plaid8, _ = plaid_top(docs8, qs8, FUSION_DEPTH)
+        rows["int8 encoder, PLAID 2-bit"] = [[i for i, _ in r[:10]] for r in plaid8]
+        rows["int8 hybrid PLAID (the default)"] = [
+            [i for i, _ in fuse(d, s, DEFAULT_BM25_WEIGHT, 10)] for d, s in zip(plaid8, sparse)]
     print(f"(neural rows {time.perf_counter() - t:.0f} s; PLAID index {nbytes / len(ps):.0f} B/passage)")
     show(rows, spans, queries)
 
@@ -293,6 +325,8 @@ def main() -> None:
     ap.add_argument("--dense", action="store_true", help="backbone_cache.dense_subset")
     ap.add_argument("--encoder", default="bundled:memex-colbert")
     ap.add_argument("--weights", type=float, nargs="*", default=[], help="more BM25 weights")
+    ap.add_argument("--int8", action="store_true", help="also through the encoder as memex "
+                    "runs it (int8 ONNX; encodes the set once, cached)")
     ap.add_argument("--explore", action="store_true", help="train recipe variants instead")
     ap.add_argument("--per-package", type=int, default=100)
     ap.add_argument("--shards", type=int, default=3, help="--shard parts --explore reads")
@@ -309,7 +343,7 @@ def main() -> None:
     elif args.explore:
         explore(json.loads(args.variants), args.per_package, args.shards)
     else:
-        evaluate(args.set, args.subset, args.dense, args.encoder, args.weights)
+        evaluate(args.set, args.subset, args.dense, args.encoder, args.weights, args.int8)
 
 
 if __name__ == "__main__":
