@@ -9,8 +9,9 @@ nothing, since ``W`` is linear). So one pass of the bare backbone gives, per pas
 and query:
 
 - the ColBERT tokens ``memex index`` keeps (untrained default, no markers: all of a
-  query's tokens; a passage's minus punctuation and special tokens but [CLS]),
-  L2-normalised, float16: raw MaxSim of the untrained MiniLM, and any head's;
+  query's tokens; a passage's minus special tokens but [CLS]), L2-normalised, float16,
+  with a mask of the punctuation tokens the skiplist drops (``load(skip_punctuation=)``
+  applies it or not): raw MaxSim of the untrained MiniLM, and any head's;
 - the sentence-transformers embedding of all-MiniLM-L6-v2 (mean over all tokens,
   256 tokens at most, normalised): the single-vector baseline.
 
@@ -45,14 +46,15 @@ class Vectors:
     query_mean: np.ndarray
 
 
-def _split(a: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+def split_bags(a: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     return np.split(a.astype(np.float32), np.cumsum(lengths)[:-1])
 
 
 @torch.inference_mode()
 def encode(texts: list[str], max_tokens: int, query: bool,
-           batch_size: int = 32) -> tuple[list[np.ndarray], np.ndarray]:
-    """(kept token vectors per text, mean-pooled vector per text) with the bundled MiniLM."""
+           batch_size: int = 32) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+    """(kept token vectors per text, mean-pooled vector per text, per text the mask of its
+    kept tokens that are punctuation) with the bundled MiniLM."""
     from indexer.encoding.encoder import PUNCTUATION, ColBERTEncoder
 
     enc = ColBERTEncoder.load("bundled:minilm", runtime="torch", precision="fp32")
@@ -62,6 +64,7 @@ def encode(texts: list[str], max_tokens: int, query: bool,
     special = torch.tensor([i for i in tok.all_special_ids if i != tok.cls_token_id])
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     tokens: list[np.ndarray | None] = [None] * len(texts)
+    puncts: list[np.ndarray | None] = [None] * len(texts)
     means = np.zeros((len(texts), model.config.hidden_size), np.float32)
     t0 = time.perf_counter()
     for b in range(0, len(order), batch_size):
@@ -78,35 +81,45 @@ def encode(texts: list[str], max_tokens: int, query: bool,
             hidden = model(**batch).last_hidden_state
         keep = batch["attention_mask"].bool()
         if not query:
-            keep &= ~torch.isin(batch["input_ids"], punct) & ~torch.isin(batch["input_ids"], special)
+            keep &= ~torch.isin(batch["input_ids"], special)
+        is_punct = torch.isin(batch["input_ids"], punct)
         unit = torch.nn.functional.normalize(hidden, dim=-1)
         for row, i in enumerate(idx):
             tokens[i] = unit[row][keep[row]].numpy().astype(np.float16)
+            puncts[i] = is_punct[row][keep[row]].numpy()
         if (b // batch_size) % 20 == 0:
             print(f"  {b + len(idx)}/{len(texts)} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    return tokens, means  # type: ignore[return-value]
+    return tokens, means, puncts  # type: ignore[return-value]
 
 
-def load(name: str, texts: list[str], queries: list[str]) -> Vectors:
-    """The set's cached vectors, encoded on first use (``name`` keys the cache file)."""
+def load(name: str, texts: list[str], queries: list[str],
+         skip_punctuation: bool = True) -> Vectors:
+    """The set's cached vectors, encoded on first use (``name`` keys the cache file);
+    passages without their punctuation tokens unless ``skip_punctuation`` is False."""
     from indexer.encoding.encoder import EncoderConfig
 
     cache = CACHE / f"backbone-{name}.npz"
     if not cache.exists():
         cfg = EncoderConfig()
         t = time.perf_counter()
-        docs, doc_mean = encode(texts, cfg.doc_max_tokens, query=False)
+        docs, doc_mean, punct = encode(texts, cfg.doc_max_tokens, query=False)
         print(f"encoded {len(texts)} passages in {time.perf_counter() - t:.0f} s", flush=True)
-        qs, q_mean = encode(queries, cfg.query_max_tokens, query=True)
+        qs, q_mean, _ = encode(queries, cfg.query_max_tokens, query=True)
         tmp = cache.with_suffix(".tmp.npz")
         np.savez(tmp, doc=np.concatenate(docs), doc_len=[len(d) for d in docs], doc_mean=doc_mean,
-                 query=np.concatenate(qs), query_len=[len(q) for q in qs], query_mean=q_mean)
+                 doc_punct=np.concatenate(punct), query=np.concatenate(qs),
+                 query_len=[len(q) for q in qs], query_mean=q_mean)
         tmp.rename(cache)
     z = np.load(cache)
     if len(z["doc_len"]) != len(texts) or len(z["query_len"]) != len(queries):
         raise SystemExit(f"{cache} holds another set: delete it")
-    return Vectors(_split(z["doc"], z["doc_len"]), z["doc_mean"],
-                   _split(z["query"], z["query_len"]), z["query_mean"])
+    if "doc_punct" not in z:
+        raise SystemExit(f"{cache} predates the punctuation mask: delete it")
+    docs = split_bags(z["doc"], z["doc_len"])
+    if skip_punctuation:
+        punct = np.split(z["doc_punct"], np.cumsum(z["doc_len"])[:-1])
+        docs = [d[~p] for d, p in zip(docs, punct)]
+    return Vectors(docs, z["doc_mean"], split_bags(z["query"], z["query_len"]), z["query_mean"])
 
 
 def dense_subset(ps: list[dict[str, Any]], queries: list[Query], n: int,

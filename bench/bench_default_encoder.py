@@ -3,6 +3,7 @@
     python -m bench.backbone_cache code --subset 1200 --dense        # encode once (cached)
     python -m bench.bench_default_encoder --set code --subset 1200 --dense   # validation, once
     python -m bench.bench_default_encoder --set stdlib --subset 1200 --weights 0.2 0.3 0.4 0.5
+    python -m bench.bench_default_encoder --set stdlib --subset 1200 --int8   # + the encoder as run
     python -m bench.bench_default_encoder --shard 0/3   # (1/3, 2/3, pca: one process each)
     python -m bench.bench_default_encoder --explore --variants '[{}, {"head_lr": 3e-3}]'
     python -m bench.bench_default_encoder --install 3   # build the default from the shards
@@ -12,17 +13,22 @@ Rows (MRR@10, Recall@10, and the ratio to each target's reference):
 - ``bm25s stem``: bm25s with its Snowball stemmer on the same passages;
 - ``single-vector MiniLM``: all-MiniLM-L6-v2 sentence embeddings, exhaustive cosine;
 - ``raw MaxSim untrained``: exhaustive fp32 MaxSim over MiniLM's raw 384-d token
-  vectors (the encoder memex shipped before);
-- ``trained, exhaustive fp32``: the same over the trained head's vectors;
+  vectors, with the skiplist (the encoder memex shipped before) and with every token
+  (the fp32 truth of ``bench_compression``);
+- ``trained, exhaustive fp32``: the same over the trained head's vectors (with the
+  encoder's own skiplist setting, as every trained row);
 - ``trained, PLAID``: the default engine (2 bits) over the trained vectors;
-- ``hybrid``: PLAID + memex BM25 fused as ``mode=hybrid`` (top ``FUSION_DEPTH`` each).
+- ``hybrid``: PLAID + memex BM25 fused as ``mode=hybrid`` (top ``FUSION_DEPTH`` each);
+- with ``--int8``: the same through the encoder as ``memex`` runs it (int8 ONNX on a CPU),
+  the last of them the default end to end.
 
-Every neural row comes from one cached pass of the backbone (``bench/backbone_cache.py``):
-the head is frozen-backbone, so its vectors are a projection of the cached ones. The
-encoder runs in fp32 here; the int8 ONNX encoder's own loss is measured elsewhere
-(issue 17 item 3). ``--explore`` trains recipe variants on the training packages minus
-``HOLDOUT`` and ranks each held-out query's positive among all held-out positives, and,
-where its backbone cache exists, on the stdlib subset.
+Every other neural row comes from one cached pass of the backbone
+(``bench/backbone_cache.py``): the head is frozen-backbone, so its vectors are a
+projection of the cached ones (an fp32 encoder). ``--explore`` trains recipe variants on
+the training packages minus ``HOLDOUT`` and ranks each held-out query's positive among all
+held-out positives, and, where its backbone cache exists, on the stdlib subset (passages
+with the variant's skiplist setting, then with the other one: a head applied to documents
+it was not trained on).
 """
 
 from __future__ import annotations
@@ -75,24 +81,52 @@ def plaid_top(docs: list[np.ndarray], queries: list[np.ndarray], k: int,
     return [[(h.passage_id, h.score) for h in row] for row in hits], size
 
 
-def head_weight(encoder: str) -> np.ndarray | None:
+def head_weight(encoder: str) -> tuple[np.ndarray | None, bool]:
+    """The encoder's head (None: raw vectors) and its skiplist setting."""
     from indexer.encoding.encoder import ColBERTEncoder
 
     enc = ColBERTEncoder.load(encoder, runtime="torch", precision="fp32")
     if enc.config.markers or enc.config.query_augmentation:
         raise SystemExit("the cached backbone pass holds no markers: cannot project this encoder")
-    return None if enc.projection is None else enc.projection.weight.detach().numpy()
+    weight = None if enc.projection is None else enc.projection.weight.detach().numpy()
+    return weight, enc.config.skip_punctuation
+
+
+def encoded(key: str, encoder: str, texts: list[str],
+            qtexts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Passages and queries through ``encoder`` as ``memex`` loads it (int8 ONNX on a CPU),
+    cached per set and encoder fingerprint."""
+    from indexer.encoding.encoder import ColBERTEncoder
+
+    enc = ColBERTEncoder.load(encoder)
+    cache = CACHE / f"encoded-{key}-{enc.runtime}-{enc.precision}-{enc.fingerprint}.npz"
+    if not cache.exists():
+        t = time.perf_counter()
+        docs = enc.encode_documents(texts, dtype=np.float16)
+        qs = enc.encode_queries(qtexts)
+        print(f"encoded {len(texts)} passages ({enc.runtime} {enc.precision}) in "
+              f"{time.perf_counter() - t:.0f} s", flush=True)
+        np.savez(cache.with_suffix(".tmp.npz"), doc=np.concatenate(docs),
+                 doc_len=[len(d) for d in docs], query=np.concatenate(qs),
+                 query_len=[len(q) for q in qs])
+        cache.with_suffix(".tmp.npz").rename(cache)
+    z = np.load(cache)
+    split = backbone_cache.split_bags
+    return split(z["doc"], z["doc_len"]), split(z["query"], z["query_len"])
 
 
 def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
-             weights: list[float]) -> None:
+             weights: list[float], int8: bool = False) -> None:
     from indexer.bm25 import DEFAULT_BM25_WEIGHT, FUSION_DEPTH, BM25Index, fuse
 
     ps, queries, key = backbone_cache.load_set(name, subset, dense)
     texts, qtexts = [p["text"] for p in ps], [q["text"] for q in queries]
     spans = [(p["path"], p["start"], p["end"]) for p in ps]
-    v = backbone_cache.load(key, texts, qtexts)
-    print(f"{key}: {len(ps)} passages, {len(queries)} queries; encoder {encoder}")
+    w, skip = head_weight(encoder)
+    v = backbone_cache.load(key, texts, qtexts, skip_punctuation=True)
+    every = backbone_cache.load(key, texts, qtexts, skip_punctuation=False).docs
+    print(f"{key}: {len(ps)} passages, {len(queries)} queries; encoder {encoder} "
+          f"(skip_punctuation {skip})")
     rows: dict[str, list[list[int]]] = {}
     rows["bm25s stem"] = bench_bm25.rank_with(bench_bm25.bm25s_terms(None), texts, qtexts)
     sparse = BM25Index.build(list(range(len(texts))), texts).search(qtexts, FUSION_DEPTH)
@@ -101,8 +135,9 @@ def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
     t = time.perf_counter()
     rows["raw MaxSim untrained (384-d fp32)"] = [
         [i for i, _ in r] for r in top(maxsim_scores(v.queries, v.docs), 10)]
-    w = head_weight(encoder)
-    docs, qs = project(v.docs, w), project(v.queries, w)
+    rows["raw MaxSim untrained, every token"] = [
+        [i for i, _ in r] for r in top(maxsim_scores(v.queries, every), 10)]
+    docs, qs = project(v.docs if skip else every, w), project(v.queries, w)
     dense = top(maxsim_scores(qs, docs), FUSION_DEPTH)
     rows[f"trained, exhaustive fp32 ({docs[0].shape[1]}-d)"] = [[i for i, _ in r[:10]] for r in dense]
     plaid, nbytes = plaid_top(docs, qs, FUSION_DEPTH)
@@ -113,6 +148,13 @@ def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
                                               for d, s in zip(plaid, sparse)]
         rows[f"hybrid exhaustive w={wt:g}"] = [[i for i, _ in fuse(d, s, wt, 10)]
                                                for d, s in zip(dense, sparse)]
+    if int8:  # the default end to end: the encoder as memex runs it, then PLAID and BM25
+        docs8, qs8 = encoded(key, encoder, texts, qtexts)
+        rows["int8 encoder, exhaustive"] = [[i for i, _ in r] for r in top(maxsim_scores(qs8, docs8), 10)]
+        plaid8, _ = plaid_top(docs8, qs8, FUSION_DEPTH)
+        rows["int8 encoder, PLAID 2-bit"] = [[i for i, _ in r[:10]] for r in plaid8]
+        rows["int8 hybrid PLAID (the default)"] = [
+            [i for i, _ in fuse(d, s, DEFAULT_BM25_WEIGHT, 10)] for d, s in zip(plaid8, sparse)]
     print(f"(neural rows {time.perf_counter() - t:.0f} s; PLAID index {nbytes / len(ps):.0f} B/passage)")
     show(rows, spans, queries)
 
@@ -121,7 +163,8 @@ def show(rows: dict[str, list[list[int]]], spans: list, queries: list[Query]) ->
     m = {label: metrics([[spans[i] for i in r] for r in ranked], queries)
          for label, ranked in rows.items()}
     refs = {"bm25s": m["bm25s stem"]["MRR@10"], "1-vec": m["single-vector MiniLM"]["MRR@10"],
-            "raw": m["raw MaxSim untrained (384-d fp32)"]["MRR@10"]}
+            "raw": m["raw MaxSim untrained (384-d fp32)"]["MRR@10"],
+            "raw-all": m["raw MaxSim untrained, every token"]["MRR@10"]}
     print(f"{'ranking':40s} {'R@10':>6s} {'MRR@10':>7s}  " + "  ".join(f"{k:>6s}" for k in refs))
     for label, x in m.items():
         ratios = "  ".join(f"{x['MRR@10'] / r:5.2f}x" for r in refs.values())
@@ -154,7 +197,9 @@ def explore(variants: list[dict[str, Any]], per_package: int, shards: int) -> No
         mrr = float(np.mean(np.where(ranks < 10, 1 / (ranks + 1), 0)))
         line = f"{json.dumps(overrides):50s} held-out MRR@10 {mrr:.4f}"
         if stdlib:
-            line += f"  stdlib {stdlib_mrr(stdlib, model.head.weight.detach().numpy()):.4f}"
+            skip, weight = model.encoder.config.skip_punctuation, model.head.weight.detach().numpy()
+            line += (f"  stdlib {stdlib_mrr(stdlib, weight, skip):.4f} "
+                     f"(other skiplist {stdlib_mrr(stdlib, weight, not skip):.4f})")
         print(f"{line}  loss {stats['first_loss']:.3f}->{stats['last_loss']:.3f} "
               f"({time.perf_counter() - t:.0f} s)", flush=True)
 
@@ -190,9 +235,11 @@ def shard(part: str, per_package: int) -> None:
     ex, _ = saved_pairs(per_package)
     enc = ColBERTEncoder.load(RECIPE.base, runtime="torch", precision="fp32")
     if part == "pca":
+        if RECIPE.skip_punctuation is not None:
+            enc.config = replace(enc.config, skip_punctuation=RECIPE.skip_punctuation)
         head = pca_head(enc, [e.positive for e in ex][:RECIPE.pca_passages], RECIPE.dim)
         n = min(len(ex), RECIPE.pca_passages)
-        torch.save(head.weight.detach(), CACHE / f"default-pca-{RECIPE.dim}-{n}.pt")
+        torch.save(head.weight.detach(), pca_file(RECIPE.dim, n, enc.config.skip_punctuation))
         return
     i, n = map(int, part.split("/"))
     enc.projection = torch.nn.Linear(enc.model.config.hidden_size, RECIPE.dim, bias=False)
@@ -236,8 +283,9 @@ def reuse_pca_heads() -> None:
     compute, memo = train_module.pca_head, {}
 
     def pca_head(encoder, passages: list[str], dim: int) -> torch.nn.Linear:
-        key = (dim, tuple(passages))
-        saved = CACHE / f"default-pca-{dim}-{len(passages)}.pt"
+        skip = encoder.config.skip_punctuation
+        key = (dim, skip, tuple(passages))
+        saved = pca_file(dim, len(passages), skip)
         if key not in memo and saved.exists():
             memo[key] = torch.load(saved)
         if key not in memo:
@@ -249,16 +297,23 @@ def reuse_pca_heads() -> None:
     train_module.pca_head = pca_head
 
 
+def pca_file(dim: int, passages: int, skip_punctuation: bool) -> Path:
+    return CACHE / f"default-pca-{dim}-{passages}{'' if skip_punctuation else '-every'}.pt"
+
+
 def stdlib_vectors(subset: int = 1200) -> tuple | None:
+    """Spans, queries, and the cached vectors with and without the skiplist."""
     if not (CACHE / f"backbone-stdlib-{subset}.npz").exists():
         return None
     ps, queries, key = backbone_cache.load_set("stdlib", subset)
-    v = backbone_cache.load(key, [p["text"] for p in ps], [q["text"] for q in queries])
+    texts, qtexts = [p["text"] for p in ps], [q["text"] for q in queries]
+    v = {skip: backbone_cache.load(key, texts, qtexts, skip) for skip in (True, False)}
     return [(p["path"], p["start"], p["end"]) for p in ps], queries, v
 
 
-def stdlib_mrr(stdlib: tuple, weight: np.ndarray | None) -> float:
-    spans, queries, v = stdlib
+def stdlib_mrr(stdlib: tuple, weight: np.ndarray | None, skip_punctuation: bool) -> float:
+    spans, queries, vs = stdlib
+    v = vs[skip_punctuation]
     ranked = top(maxsim_scores(project(v.queries, weight), project(v.docs, weight)), 10)
     return metrics([[spans[i] for i, _ in r] for r in ranked], queries)["MRR@10"]
 
@@ -270,6 +325,8 @@ def main() -> None:
     ap.add_argument("--dense", action="store_true", help="backbone_cache.dense_subset")
     ap.add_argument("--encoder", default="bundled:memex-colbert")
     ap.add_argument("--weights", type=float, nargs="*", default=[], help="more BM25 weights")
+    ap.add_argument("--int8", action="store_true", help="also through the encoder as memex "
+                    "runs it (int8 ONNX; encodes the set once, cached)")
     ap.add_argument("--explore", action="store_true", help="train recipe variants instead")
     ap.add_argument("--per-package", type=int, default=100)
     ap.add_argument("--shards", type=int, default=3, help="--shard parts --explore reads")
@@ -286,7 +343,7 @@ def main() -> None:
     elif args.explore:
         explore(json.loads(args.variants), args.per_package, args.shards)
     else:
-        evaluate(args.set, args.subset, args.dense, args.encoder, args.weights)
+        evaluate(args.set, args.subset, args.dense, args.encoder, args.weights, args.int8)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ class TrainConfig:
     doc_max_tokens: int = 256
     markers: bool = False  # ColBERT's [Q]/[D] markers; off keeps step 0 equal to the base
     query_augmentation: bool = False  # [MASK] padding of queries
+    skip_punctuation: bool | None = None  # drop punctuation document tokens; None: as the base
     # -- optimisation -----------------------------------------------------
     steps: int = 200
     batch_size: int = 8  # queries per step; each brings 1 positive + n_negatives passages

@@ -13,7 +13,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -32,11 +32,13 @@ StepCallback = Callable[[int, int, float], bool | None]
 def build_model(cfg: TrainConfig, pca_passages: list[str]) -> TrainableColBERT:
     """The encoder to train: ``cfg.base`` with ``cfg``'s settings and a (PCA) head."""
     encoder = ColBERTEncoder.load(cfg.base, device=cfg.device, runtime="torch")
+    skip = encoder.config.skip_punctuation if cfg.skip_punctuation is None else cfg.skip_punctuation
+    encoder.config = replace(encoder.config, skip_punctuation=skip)
     if encoder.projection is None:
         encoder.config = EncoderConfig(
             query_max_tokens=cfg.query_max_tokens, doc_max_tokens=cfg.doc_max_tokens,
             markers=cfg.markers, query_augmentation=cfg.query_augmentation,
-            skip_punctuation=encoder.config.skip_punctuation)
+            skip_punctuation=skip)
         if cfg.dim and cfg.pca_init:
             encoder.projection = pca_head(encoder, pca_passages[: cfg.pca_passages], cfg.dim)
         elif cfg.dim:

@@ -49,6 +49,25 @@ def test_built_head_moved_from_its_start(small_build) -> None:
     assert info["stats"]["last_loss"] < info["stats"]["first_loss"]
 
 
+def test_recipe_skiplist_setting_is_what_the_built_encoder_serves(small_build, tmp_path: Path) -> None:
+    """The recipe's ``skip_punctuation`` is saved with the head, so an index built with the
+    encoder keeps the punctuation tokens it was trained with (or drops them)."""
+    path, _ = small_build
+    other = tmp_path / "other"
+    build(other, replace(CFG, skip_punctuation=not _skips(RECIPE)), **SMALL)
+    built, flipped = (ColBERTEncoder.load(str(p), runtime="torch") for p in (path, other))
+    assert built.config.skip_punctuation == _skips(RECIPE)
+    assert flipped.config.skip_punctuation == (not _skips(RECIPE))
+    code = "def f(a, b):\n    return a.b(c)[0]\n"
+    kept = {enc.config.skip_punctuation: len(enc.encode_documents([code])[0])
+            for enc in (built, flipped)}
+    assert kept[False] > kept[True] + 5  # ( , ) : . ( ) [ ] are tokens of their own
+
+
+def _skips(cfg) -> bool:
+    return True if cfg.skip_punctuation is None else cfg.skip_punctuation
+
+
 def test_mining_skips_tests_and_blank_docstrings(tmp_path: Path) -> None:
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "x.py").write_text("")
@@ -63,9 +82,10 @@ def test_mining_skips_tests_and_blank_docstrings(tmp_path: Path) -> None:
 def test_default_encoder_loads_by_name_and_serves_an_index(tmp_path: Path) -> None:
     assert DEFAULT_ENCODER == "bundled:memex-colbert"
     enc = ColBERTEncoder.load(DEFAULT_ENCODER, runtime="torch")
-    assert enc.dim == 128 and enc.projection is not None
+    assert enc.dim == RECIPE.dim and enc.projection is not None
+    assert enc.config.skip_punctuation == _skips(RECIPE)
     (q,) = enc.encode_queries(["open a file"])
-    assert q.shape[1] == 128 and np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
+    assert q.shape[1] == RECIPE.dim and np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
     corpora = Corpora(tmp_path / "home")  # the default encoder, as `memex index` uses it
     corpora.create("c")
     corpora.upsert_documents("c", [

@@ -14,6 +14,7 @@ from indexer.corpus import Corpora
 from indexer.encoding.encoder import ColBERTEncoder
 from indexer.mined_queries import PassageSpan, docstring_queries
 from indexer.posttrain import PostTrainConfig, mined_queries, post_train
+from indexer.training.default_encoder import RECIPE
 from indexer.training.model import TrainableColBERT
 
 SOURCE = '''class Stack:
@@ -81,13 +82,15 @@ def test_post_train_mines_trains_and_switches(tmp_path: Path, encoder: ColBERTEn
         "docstring queries", "write queries", "mine and score", "train", "re-encode", "codec",
         "compress", "commit", "calibrate fusion"]
     assert seen[-1] == ("calibrate fusion", 1, 1)
-    assert done["queries"]["docstrings"]["count"] >= 10
+    # a docstring query whose top hits all lie in its own file has no negative and is left
+    # out, so how many of the 24 stay depends on the encoder (9 with the 64-d default)
+    assert done["queries"]["docstrings"]["count"] >= 5
     assert done["training"]["steps"] == 4
     info = corpora.info("lib")
     assert info.encoder == done["encoder"] != "bundled:minilm"
-    # post-training starts from the corpus's encoder: the default's 128-d head carries over
+    # post-training starts from the corpus's encoder: the default's head carries over
     # (cfg.train.dim sizes a head only for a base that has none)
-    assert corpora.index("lib").dim == encoder.dim == 128
+    assert corpora.index("lib").dim == encoder.dim == RECIPE.dim != cfg.train.dim
     hits = corpora.search(["lib"], ["split a string using shell-like syntax"], 5,
                           mode="colbert")[0]
     assert hits and hits[0].path in {"shlex.py", "textwrap.py"}

@@ -309,7 +309,13 @@ def search_group(t: QueryTables, group: SegmentGroup, allowed: torch.Tensor | No
     Returns
     -------
     scores [m] float32 and group passage indexes [m] int64, best first, m <= k.
+    When no more passages are allowed (live, and passing a filter) than the search would
+    decompress anyway, all are scored exactly: probing could miss a passage none of whose
+    tokens sit in a probed list, and a filtered search should not come back empty while
+    passages pass the filter.
     """
+    if allowed is not None and int(allowed.sum()) <= params.n_decompress(k):
+        return exhaustive_group(t, group, allowed, k)
     uniq, approx = probed_passages(t, group, allowed, params.nprobe)
     if len(uniq) == 0:
         return approx, uniq
