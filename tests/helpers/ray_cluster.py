@@ -91,3 +91,14 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except ProcessLookupError:
         pass
+
+
+def imports_ray(script: str) -> bool:
+    """Run ``script`` in a fresh interpreter with no ``MEMEX_RAY_*`` setting; whether it
+    ended with ``ray`` imported (the check that a plain install never pays for Ray)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMEX_RAY")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-c", script + "\nprint('ray' in sys.modules)\n"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()[-1] == "True"
