@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from cartridges.synthesis import chat_ids
+from cartridges.synthesis import chat_ids, excerpt_message
 
 CHUNK_TOKENS = 1536  # corpus tokens summarised at once: fits the bundled LM's window with room
 PROMPT = ("Summarize the excerpt above in a few dense sentences. Keep names, numbers, commands "
@@ -36,8 +36,7 @@ def summary_ids(model, tokenizer, ids: torch.Tensor, p: int, frozen: int = 1,
     pieces = [ids[:frozen]]
     for c in range(chunks):
         text = tokenizer.decode(body[c * chunk_tokens:(c + 1) * chunk_tokens])
-        prompt = chat_ids(tokenizer, [{"role": "system", "content": "Here is an excerpt of a document.\n\n"
-                                       + text}, {"role": "user", "content": PROMPT}])
+        prompt = chat_ids(tokenizer, [excerpt_message(text), {"role": "user", "content": PROMPT}])
         out = model.generate(torch.tensor([prompt], device=device), max_new_tokens=share, do_sample=False,
                              no_repeat_ngram_size=4, pad_token_id=pad,  # a 135M model loops without it
                              attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device=device))

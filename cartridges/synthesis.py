@@ -89,7 +89,8 @@ def chat_ids(tokenizer, messages: list[dict], generation_prompt: bool = True) ->
     return tokenizer(text, add_special_tokens=False).input_ids
 
 
-def _system(chunk: str) -> dict:
+def excerpt_message(chunk: str) -> dict:
+    """The system message that shows the model a corpus excerpt (synthesis and summaries)."""
     return {"role": "system", "content": "Here is an excerpt of a document.\n\n" + chunk}
 
 
@@ -102,7 +103,7 @@ def _draw(tokenizer, corpus: torch.Tensor, cfg: CartridgeConfig, rng: random.Ran
     for i in range(size):
         if i % cfg.questions_per_chunk == 0:
             start = rng.randrange(0, n - chunk_len + 1)
-            systems.append(_system(tokenizer.decode(corpus[start:start + chunk_len])))
+            systems.append(excerpt_message(tokenizer.decode(corpus[start:start + chunk_len])))
         owner.append(len(systems) - 1)
         kinds.append(rng.choice(sorted(SEED_PROMPTS)))
         seeds.append(rng.choice(SEED_PROMPTS[kinds[-1]]))
