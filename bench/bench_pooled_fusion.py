@@ -1,0 +1,137 @@
+"""A pooled single-vector score as a third term of ``mode=hybrid``'s fusion (issue 17).
+
+    python -m bench.bench_pooled_fusion --set stdlib --subset 1200          # tune (w_pool, w_bm25)
+    python -m bench.bench_pooled_fusion --set code --subset 1200 --dense --only 0.1:0.3:a  # once
+
+The default's candidates (PLAID's and BM25's top ``FUSION_DEPTH``) re-ranked by z-score
+fusion of PLAID MaxSim, BM25 and a pooled cosine scored on every candidate:
+
+- ``a``: the backbone's mean-pooled last hidden state (all-MiniLM-L6-v2's sentence
+  embedding; passages over ``doc_max_tokens`` like the cached single-vector baseline,
+  queries over ``query_max_tokens`` as the encoder would see them), stored int8;
+- ``b``: the mean of a passage's (query's) head vectors, normalised: no new storage.
+
+Rows come in two forms, like ``bench_default_encoder``: the fp32 encoder (cached backbone
+through the head) and, with ``--int8``, the encoder as memex runs it (int8 ONNX) end to end;
+the int8 rows' pooled ``a`` is the fp32 backbone's, rounded to int8 per vector.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from bench import backbone_cache, bench_bm25
+from bench.bench_default_encoder import encoded, head_weight, plaid_top, project, show, top
+from bench.oracle import maxsim_scores
+
+WEIGHTS_POOL = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+WEIGHTS_BM25 = (0.1, 0.2)
+
+
+def zscores(scores: np.ndarray) -> np.ndarray:
+    return (scores - scores.mean()) / (scores.std() or 1.0)
+
+
+def fuse3(dense: list[tuple[int, float]], sparse: list[tuple[int, float]], qvec: np.ndarray,
+          dvecs: np.ndarray, w_bm25: float, w_pool: float, k: int = 10) -> list[int]:
+    """(1 - w_bm25 - w_pool) z(MaxSim) + w_bm25 z(BM25) + w_pool z(cosine) over the union;
+    a candidate missing from one ranking gets that ranking's min z - 1 (as ``bm25.fuse``)."""
+    cands = sorted({p for p, _ in dense} | {p for p, _ in sparse})
+
+    def side(ranking: list[tuple[int, float]]) -> np.ndarray:
+        if not ranking:
+            return np.zeros(len(cands))
+        z = zscores(np.array([s for _, s in ranking], np.float64))
+        got = dict(zip((p for p, _ in ranking), z))
+        return np.array([got.get(p, z.min() - 1.0) for p in cands])
+
+    pooled = zscores(dvecs[cands].astype(np.float64) @ qvec.astype(np.float64))
+    fused = (1 - w_bm25 - w_pool) * side(dense) + w_bm25 * side(sparse) + w_pool * pooled
+    order = sorted(range(len(cands)), key=lambda i: (-fused[i], cands[i]))
+    return [cands[i] for i in order[:k]]
+
+
+def int8_rows(x: np.ndarray) -> np.ndarray:
+    """Symmetric per-row int8 rounding, dequantised (what a stored int8 vector scores as)."""
+    scale = np.abs(x).max(1, keepdims=True) / 127.0
+    return (np.round(x / scale).clip(-127, 127) * scale).astype(np.float32)
+
+
+def mean_unit(bags: list[np.ndarray]) -> np.ndarray:
+    m = np.stack([b.mean(0) for b in bags])
+    return (m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float32)
+
+
+@torch.inference_mode()
+def pooled_queries(encoder: str, qtexts: list[str]) -> np.ndarray:
+    """Mean-pooled, normalised backbone output of each query at ``query_max_tokens``."""
+    from indexer.encoding.encoder import ColBERTEncoder
+
+    enc = ColBERTEncoder.load(encoder, runtime="torch", precision="fp32")
+    out = []
+    for i in range(0, len(qtexts), 32):
+        batch = enc.tokenize_batch(qtexts[i:i + 32], enc.config.query_max_tokens, enc.config.query_marker)
+        hidden = enc.model(**batch).last_hidden_state
+        mask = batch["attention_mask"][..., None]
+        out.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy())
+    return np.concatenate(out)
+
+
+def evaluate(name: str, subset: int | None, dense: bool, encoder: str, int8: bool,
+             only: list[tuple[float, float, str]] | None) -> None:
+    from indexer.bm25 import DEFAULT_BM25_WEIGHT, FUSION_DEPTH, BM25Index, fuse
+
+    ps, queries, key = backbone_cache.load_set(name, subset, dense)
+    texts, qtexts = [p["text"] for p in ps], [q["text"] for q in queries]
+    spans = [(p["path"], p["start"], p["end"]) for p in ps]
+    w, skip = head_weight(encoder)
+    v = backbone_cache.load(key, texts, qtexts, skip_punctuation=True)
+    every = backbone_cache.load(key, texts, qtexts, skip_punctuation=False).docs
+    print(f"{key}: {len(ps)} passages, {len(queries)} queries; encoder {encoder}")
+    rows: dict[str, list[list[int]]] = {}
+    rows["bm25s stem"] = bench_bm25.rank_with(bench_bm25.bm25s_terms(None), texts, qtexts)
+    sparse = BM25Index.build(list(range(len(texts))), texts).search(qtexts, FUSION_DEPTH)
+    rows["single-vector MiniLM"] = [[i for i, _ in r] for r in top(v.query_mean @ v.doc_mean.T, 10)]
+    rows["raw MaxSim untrained (384-d fp32)"] = [
+        [i for i, _ in r] for r in top(maxsim_scores(v.queries, v.docs), 10)]
+    rows["raw MaxSim untrained, every token"] = [
+        [i for i, _ in r] for r in top(maxsim_scores(v.queries, every), 10)]
+    qa = pooled_queries(encoder, qtexts)
+    da = int8_rows(v.doc_mean)
+    rows["pooled a alone (q at 32 tokens, int8)"] = [[i for i, _ in r] for r in top(qa @ da.T, 10)]
+    forms = [("fp32", project(v.docs if skip else every, w), project(v.queries, w))]
+    if int8:
+        forms.append(("int8", *encoded(key, encoder, texts, qtexts)))
+    grid = only or [(wb, wp, s) for wb in WEIGHTS_BM25 for wp in WEIGHTS_POOL for s in "ab"
+                    if wp or s == "a"]
+    for form, docs, qs in forms:
+        plaid, _ = plaid_top(docs, qs, FUSION_DEPTH)
+        rows[f"{form} default hybrid w={DEFAULT_BM25_WEIGHT:g}"] = [
+            [i for i, _ in fuse(d, s, DEFAULT_BM25_WEIGHT, 10)] for d, s in zip(plaid, sparse)]
+        pooled = {"a": (qa, da), "b": (mean_unit(qs), mean_unit(docs))}
+        for wb, wp, sig in grid:
+            q, d = pooled[sig]
+            rows[f"{form} bm25 {wb:g} pool-{sig} {wp:g}"] = [
+                fuse3(dr, sr, q[j], d, wb, wp) for j, (dr, sr) in enumerate(zip(plaid, sparse))]
+    show(rows, spans, queries)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--set", default="stdlib", choices=["stdlib", "code", "faq"])
+    ap.add_argument("--subset", type=int)
+    ap.add_argument("--dense", action="store_true")
+    ap.add_argument("--encoder", default="bundled:memex-colbert")
+    ap.add_argument("--int8", action="store_true", help="also the int8 ONNX encoder end to end")
+    ap.add_argument("--only", nargs="*", help="W_BM25:W_POOL:a|b combinations instead of the grid")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    only = [(float(a), float(b), c) for a, b, c in (x.split(":") for x in args.only)] if args.only else None
+    evaluate(args.set, args.subset, args.dense, args.encoder, args.int8, only)
+
+
+if __name__ == "__main__":
+    main()
