@@ -97,6 +97,8 @@ def main() -> None:
                          "uses) with conversations and steps planned by a probe; other knobs but --p ignored")
     ap.add_argument("--init", choices=INITS, default="first")
     ap.add_argument("--lr", type=float, default=None, help="default: the library's (also with --budget)")
+    ap.add_argument("--recall-share", type=float, default=None,
+                    help="share of recall conversations; default: the library's (also with --budget)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", type=Path, default=None,
                     help="work dir for samples and checkpoints "
@@ -109,14 +111,16 @@ def main() -> None:
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
+    expert = {**({"lr": args.lr} if args.lr else {}),
+              **({"recall_share": args.recall_share} if args.recall_share is not None else {})}
     if args.budget:
         cfg = CartridgeConfig(budget_seconds=args.budget, init=args.init,
-                              **({"p": args.p} if args.p else {}), **({"lr": args.lr} if args.lr else {}))
+                              **({"p": args.p} if args.p else {}), **expert)
     else:
         cfg = CartridgeConfig(p=args.p or 128, num_samples=args.samples, holdout=max(2, args.samples // 8),
                               chunk_tokens=args.chunk, question_tokens=32, answer_tokens=args.answer_tokens,
                               steps=args.steps, batch_size=args.batch, checkpoint_every=4, init=args.init,
-                              **({"lr": args.lr} if args.lr else {}))
+                              **expert)
     text = (args.data / "corpus.md").read_text()
     qa = [json.loads(line) for line in (args.data / "qa.jsonl").read_text().splitlines() if line.strip()]
     qa = qa[: args.qa] if args.qa else qa

@@ -101,7 +101,7 @@ def _probe(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig, synth_d
         path = synth_dir / f"{j:05d}.safetensors"
         if not path.exists():
             sample.save(path)
-    cart = init_from_prefix(model, ids, config.p, config.frozen_tokens)
+    cart = init_from_prefix(model, ids, config.length, config.frozen_tokens)
     opt = torch.optim.Adam(cart.parameters(), lr=config.lr)
     rng = random.Random(config.seed)
     times = []

@@ -69,15 +69,23 @@ def _common(a: list[int], b: list[int]) -> int:
     return n
 
 
-@torch.no_grad()
-def sample_rows(model, shared: SharedPrefixes, rows: list[tuple[int, list[int]]], max_new: int,
-                temperature: float, eos: int, pad: int, top_k: int,
-                generator: torch.Generator | None = None) -> list[Generated]:
-    """Continue each row ``(prefix index, full prompt ids)``; the prompt should start with
-    that prefix's ids (any shared leading part is reused, the rest is encoded here)."""
+@dataclass
+class _Layout:
+    """One forward's inputs for rows continuing shared prefixes (see the module docstring)."""
+
+    ids: torch.Tensor  # [B, S] each row's suffix, left-padded
+    mask: torch.Tensor  # [B, P + S]
+    positions: torch.Tensor  # [B, S]
+    cache: DynamicCache
+
+
+def _layout(model, shared: SharedPrefixes, rows: list[tuple[int, list[int]]], pad: int,
+            own: list[int]) -> _Layout:
+    """``own[r]``: the last tokens of row ``r`` that go in its suffix even when its prefix
+    holds them (the forward must see them to give their logits)."""
     device = next(model.parameters()).device
     b, width = len(rows), shared.width
-    used = [min(_common(shared.ids[u], prompt), len(prompt) - 1) for u, prompt in rows]
+    used = [min(_common(shared.ids[u], prompt), len(prompt) - n) for (u, prompt), n in zip(rows, own)]
     suffixes = [prompt[n:] for (_, prompt), n in zip(rows, used)]
     s = max(map(len, suffixes))
     prefix_mask = torch.zeros(b, width, dtype=torch.long)
@@ -90,8 +98,37 @@ def sample_rows(model, shared: SharedPrefixes, rows: list[tuple[int, list[int]]]
     index = torch.tensor([u for u, _ in rows], device=device)
     cache = DynamicCache(ddp_cache_data=[(k.index_select(0, index), v.index_select(0, index))
                                          for k, v in shared.layers], config=model.config)
-    next_pos = positions[:, -1].to(device) + 1
-    positions = positions.to(device)
+    return _Layout(ids, mask, positions.to(device), cache)
+
+
+@torch.no_grad()
+def score_rows(model, shared: SharedPrefixes, rows: list[tuple[int, list[int]]], targets: list[int],
+               pad: int, top_k: int) -> list[Generated]:
+    """Teacher-forced: the top-k log-probabilities of each row's last ``targets[r]`` tokens
+    (given everything before them), in one forward instead of a token-by-token loop."""
+    at = _layout(model, shared, rows, pad, [n + 1 for n in targets])
+    hidden = model.get_decoder()(input_ids=at.ids, attention_mask=at.mask, position_ids=at.positions,
+                                 past_key_values=at.cache, use_cache=True).last_hidden_state
+    width = at.ids.shape[1]  # rows are left-padded: every row ends at the last column
+    out = []
+    for r, ((_, prompt), n) in enumerate(zip(rows, targets)):
+        logits = model.get_output_embeddings()(hidden[r, width - n - 1: width - 1]).float()
+        top = torch.log_softmax(logits, -1).topk(top_k, -1)
+        out.append(Generated(prompt[len(prompt) - n:], top.indices.cpu(), top.values.cpu()))
+    return out
+
+
+@torch.no_grad()
+def sample_rows(model, shared: SharedPrefixes, rows: list[tuple[int, list[int]]], max_new: int,
+                temperature: float, eos: int, pad: int, top_k: int,
+                generator: torch.Generator | None = None) -> list[Generated]:
+    """Continue each row ``(prefix index, full prompt ids)``; the prompt should start with
+    that prefix's ids (any shared leading part is reused, the rest is encoded here)."""
+    device = next(model.parameters()).device
+    b = len(rows)
+    at = _layout(model, shared, rows, pad, [1] * b)
+    ids, mask, positions, cache = at.ids, at.mask, at.positions, at.cache
+    next_pos = positions[:, -1] + 1
     tokens: list[list[int]] = [[] for _ in range(b)]
     top_ids: list[list[torch.Tensor]] = [[] for _ in range(b)]
     top_lp: list[list[torch.Tensor]] = [[] for _ in range(b)]

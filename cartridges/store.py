@@ -131,7 +131,7 @@ class CartridgeStore:
         target = self._dir(cartridge_id) / "cartridge.safetensors"
         header = read_cartridge(trained).header  # verify before publishing
         durable.replace(trained, target)
-        info = self.update(cartridge_id, status="ready", bytes=target.stat().st_size,
+        info = self.update(cartridge_id, status="ready", bytes=target.stat().st_size, p=header["p"],
                            training={k: v for k, v in header["training"].items() if k != "config"})
         durable.remove(self.work_dir(cartridge_id))
         return info

@@ -2,15 +2,21 @@
 
 For each sample: draw a chunk of the corpus, draw a seed prompt of one of five
 kinds, let the model (chunk in context) write a question, then answer it (chunk
-in context). What is kept is the *student's* view (the question and answer
-without the chunk) plus the teacher's top-k log-probabilities for every answer
-token. Samples are generated in batches and written one file per sample under
-``<work_dir>/synth/``, so a rerun resumes at the first incomplete batch.
+in context). A share of the samples (``recall_share``) are *recall* conversations
+instead: a line or sentence of the chunk is the request and the chunk's own next
+words are the answer, scored by the teacher in one forward pass (no generation, so
+about a tenth of the cost); they teach the cartridge what the corpus says in its
+own words, which generated answers of a small model often do not. What is kept
+is the *student's* view (the question and answer without the chunk) plus the
+teacher's top-k log-probabilities for every answer token. Samples are generated
+in batches and written one file per sample under ``<work_dir>/synth/``, so a
+rerun resumes at the first incomplete batch.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +27,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 
 from cartridges.config import CartridgeConfig
-from cartridges.sampling import Generated, prefill, sample_rows
+from cartridges.sampling import Generated, prefill, sample_rows, score_rows
 from indexer import durable
 from indexer.progress import Progress
 
@@ -50,6 +56,57 @@ SEED_PROMPTS = {
         "Write only the request.",
     ],
 }
+
+RECALL_PROMPTS = ("{cue}", 'What does the document say after "{cue}"?',
+                  'Continue the document from "{cue}".')
+MAX_CUE_CHARS = 200  # a longer line is cut into sentences, each a possible cue
+SENTENCE = re.compile(r"[^.!?]+[.!?]+(?=\s|$)|[^.!?]+$")
+
+
+def recall_cues(chunk: str) -> list[tuple[str, int]]:
+    """Candidate cues of a chunk: (cue text without markup, offset where its answer starts).
+
+    A cue is a line (a heading, a list item, a short paragraph) or one sentence of a long
+    line; its answer is what follows it. The first line is skipped: a chunk cut from the
+    middle of the corpus starts with a fragment.
+
+    >>> recall_cues("ragment\\n## Install\\nRun pip install msgpack.\\n")
+    [('Install', 18), ('Run pip install msgpack.', 43)]
+    """
+    cues, offset = [], 0
+    for i, line in enumerate(chunk.split("\n")):
+        start, offset = offset, offset + len(line) + 1
+        if i == 0:
+            continue
+        spans = [(start, start + len(line))] if len(line) <= MAX_CUE_CHARS else \
+            [(start + m.start(), start + m.end()) for m in SENTENCE.finditer(line)]
+        for a, b in spans:
+            cue = chunk[a:b].strip().lstrip("#>*-+ ").strip()
+            if 4 <= len(cue) <= MAX_CUE_CHARS and any(c.isalpha() for c in cue):
+                cues.append((cue, b))
+    return cues
+
+
+def recall_pair(chunk: str, rng: random.Random, tokenizer,
+                answer_tokens: int) -> tuple[str, list[int]] | None:
+    """A request naming a cue of ``chunk`` and the tokens of the text that follows it (None:
+    no cue with at least a few words after it)."""
+    choices = []
+    for cue, end in recall_cues(chunk):
+        rest = chunk[end:].strip()
+        if len(rest) >= 20:
+            choices.append((cue, rest))
+    if not choices:
+        return None
+    cue, rest = rng.choice(choices)
+    answer = tokenizer(rest, add_special_tokens=False).input_ids[:answer_tokens]
+    return rng.choice(RECALL_PROMPTS).format(cue=cue), answer
+
+
+def is_recall_row(i: int, share: float) -> bool:
+    """Row ``i`` of every batch is a recall row when the running count of ``share`` steps up
+    there, so each batch (the budget's probe of 2 as well) holds the same mix."""
+    return int((i + 1) * share) > int(i * share)
 
 
 @dataclass
@@ -95,19 +152,21 @@ def excerpt_message(chunk: str) -> dict:
 
 
 def _draw(tokenizer, corpus: torch.Tensor, cfg: CartridgeConfig, rng: random.Random,
-          size: int) -> tuple[list[dict], list[int], list[str], list[str]]:
-    """Chunks (one per ``questions_per_chunk`` conversations), each row's chunk index and seed prompt."""
+          size: int) -> tuple[list[str], list[int], list[str], list[str]]:
+    """Chunks (one per ``questions_per_chunk`` conversations), each row's chunk index, kind
+    and seed prompt (a recall row's seed is the chunk's cue request, or a question seed
+    when the chunk has no cue)."""
     n = corpus.numel()
     chunk_len = min(cfg.chunk_tokens, n)
-    systems, owner, kinds, seeds = [], [], [], []
+    chunks, owner, kinds, seeds = [], [], [], []
     for i in range(size):
         if i % cfg.questions_per_chunk == 0:
             start = rng.randrange(0, n - chunk_len + 1)
-            systems.append(excerpt_message(tokenizer.decode(corpus[start:start + chunk_len])))
-        owner.append(len(systems) - 1)
-        kinds.append(rng.choice(sorted(SEED_PROMPTS)))
-        seeds.append(rng.choice(SEED_PROMPTS[kinds[-1]]))
-    return systems, owner, kinds, seeds
+            chunks.append(tokenizer.decode(corpus[start:start + chunk_len]))
+        owner.append(len(chunks) - 1)
+        kinds.append("recall" if is_recall_row(i, cfg.recall_share) else rng.choice(sorted(SEED_PROMPTS)))
+        seeds.append("" if kinds[-1] == "recall" else rng.choice(SEED_PROMPTS[kinds[-1]]))
+    return chunks, owner, kinds, seeds
 
 
 @torch.no_grad()
@@ -121,25 +180,46 @@ def synthesize_batch(model, tokenizer, corpus: torch.Tensor, cfg: CartridgeConfi
     rng = random.Random(seed)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    systems, owner, kinds, seeds = _draw(tokenizer, corpus, cfg, rng, size)
+    chunks, owner, kinds, seeds = _draw(tokenizer, corpus, cfg, rng, size)
+    systems = [excerpt_message(c) for c in chunks]
+    recall: dict[int, tuple[str, list[int]]] = {}
+    for r, kind in enumerate(kinds):
+        pair = recall_pair(chunks[owner[r]], rng, tokenizer, cfg.answer_tokens) if kind == "recall" else None
+        if pair:
+            recall[r] = pair
+        elif kind == "recall":  # no cue in this chunk: an ordinary question instead
+            kinds[r], seeds[r] = "question", rng.choice(SEED_PROMPTS["question"])
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     shared = prefill(model, [chat_ids(tokenizer, [s], generation_prompt=False) for s in systems], pad)
 
-    def turn(contents: list[str], max_new: int) -> list[Generated]:
-        rows = [(u, chat_ids(tokenizer, [systems[u], {"role": "user", "content": c}]))
-                for u, c in zip(owner, contents)]
-        return sample_rows(model, shared, rows, max_new, cfg.temperature, eos, pad, cfg.top_k, generator)
+    def prompt(r: int, content: str) -> list[int]:
+        return chat_ids(tokenizer, [systems[owner[r]], {"role": "user", "content": content}])
 
+    def turn(rows: list[int], contents: list[str], max_new: int) -> list[Generated]:
+        if not rows:
+            return []
+        return sample_rows(model, shared, [(owner[r], prompt(r, c)) for r, c in zip(rows, contents)],
+                           max_new, cfg.temperature, eos, pad, cfg.top_k, generator)
+
+    made: dict[int, tuple[str, Generated]] = {}
+    if recall:
+        rows = sorted(recall)
+        scored = score_rows(model, shared, [(owner[r], prompt(r, recall[r][0]) + recall[r][1]) for r in rows],
+                            [len(recall[r][1]) for r in rows], pad, cfg.top_k)
+        made.update({r: (recall[r][0], g) for r, g in zip(rows, scored)})
+    asked = [r for r in range(size) if r not in recall]
     questions = []
-    for q, seed_prompt in zip(turn(seeds, cfg.question_tokens), seeds):
+    for q, r in zip(turn(asked, [seeds[r] for r in asked], cfg.question_tokens), asked):
         text = tokenizer.decode(q.tokens, skip_special_tokens=True).strip()
-        questions.append(text or seed_prompt)
+        questions.append(text or seeds[r])
+    made.update({r: (q, g) for r, q, g in zip(asked, questions, turn(asked, questions, cfg.answer_tokens))})
     samples = []
-    for question, answer, kind in zip(questions, turn(questions, cfg.answer_tokens), kinds):
+    for r in range(size):
+        question, answer = made[r]
         student = chat_ids(tokenizer, [{"role": "user", "content": question}])
         samples.append(Sample(torch.tensor(student + answer.tokens), len(student), answer.topk_ids,
-                              answer.topk_logprobs.contiguous(), kind))
+                              answer.topk_logprobs.contiguous(), kinds[r]))
     return samples
 
 

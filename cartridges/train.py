@@ -122,7 +122,8 @@ def _load_ckpt(path: Path, cart: Cartridge, opt: torch.optim.Adam) -> tuple[int,
 # settings that shape the synthesized data or the cartridge's geometry; the others
 # (steps, lr, batch size, checkpointing, device) may change between resumes
 RUN_FIELDS = ("model", "p", "frozen_tokens", "init", "num_samples", "holdout", "chunk_tokens",
-              "questions_per_chunk", "question_tokens", "answer_tokens", "top_k", "temperature", "seed")
+              "questions_per_chunk", "recall_share", "question_tokens", "answer_tokens", "top_k",
+              "temperature", "seed")
 
 
 def _check_run(work_dir: Path, record: dict) -> None:
@@ -158,9 +159,10 @@ def train_cartridge(corpus_text: str, corpus_id: str, corpus_version: int, confi
     work_dir = Path(work_dir)
     model, tokenizer = load_lm(config.model, config.device)
     ids = corpus_tokens(tokenizer, corpus_text)
-    if config.p >= context_window(model):
+    config = config.sized(ids.numel())
+    if config.length >= context_window(model):
         raise InvalidInput(f"p={config.p} does not fit the model's context window ({context_window(model)})")
-    if ids.numel() < config.p:
+    if ids.numel() < config.length:
         raise InvalidInput(f"the corpus has {ids.numel()} tokens, fewer than p={config.p}")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if config.init == "summary":  # generated before the probe: the plan counts its time
@@ -257,10 +259,11 @@ def initial_ids(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig,
     """The ids whose KV cache ``config.init`` starts from (``ids``: the corpus tokens). A
     summary is generated once per ``work_dir`` (``init_ids.json``, keyed by what it was
     made from), so a resumed run starts from the same cache."""
+    config = config.sized(ids.numel())
     if config.init == "spread":
-        return spread_tokens(ids, config.p, config.frozen_tokens)
+        return spread_tokens(ids, config.length, config.frozen_tokens)
     if config.init != "summary":
-        return ids[: config.p]
+        return ids[: config.length]
     key = {"model": config.model, "p": config.p, "frozen": config.frozen_tokens,
            "corpus_sha256": hashlib.sha256(ids.numpy().tobytes()).hexdigest()}
     saved = work_dir / "init_ids.json" if work_dir else None
@@ -268,7 +271,7 @@ def initial_ids(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig,
         cached = json.loads(saved.read_text())
         if cached["key"] == key:
             return torch.tensor(cached["ids"], dtype=torch.long)
-    out = summary_ids(model, tokenizer, ids, config.p, config.frozen_tokens)
+    out = summary_ids(model, tokenizer, ids, config.length, config.frozen_tokens)
     if saved:
         durable.make_dirs(saved.parent)
         durable.write_json(saved, {"key": key, "ids": out.tolist()})
@@ -278,7 +281,8 @@ def initial_ids(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig,
 def init_cartridge(model, tokenizer, ids: torch.Tensor, config: CartridgeConfig,
                    work_dir: Path | None = None) -> Cartridge:
     """The untrained cartridge ``config.init`` asks for (``ids``: the corpus tokens)."""
-    return init_from_prefix(model, initial_ids(model, tokenizer, ids, config, work_dir), config.p,
+    config = config.sized(ids.numel())
+    return init_from_prefix(model, initial_ids(model, tokenizer, ids, config, work_dir), config.length,
                             config.frozen_tokens)
 
 

@@ -27,7 +27,8 @@ def train(corpus: str = typer.Argument(..., help="corpus name"),
           budget: str | None = typer.Option(
               None, "--budget", help="wall-clock budget, e.g. 20m, 90s, 1h: a measured probe plans "
                                      "conversations and steps (the default without --steps/--samples)"),
-          tokens: int | None = typer.Option(None, "--tokens", "-p", help="cartridge length p"),
+          tokens: int | None = typer.Option(None, "--tokens", "-p",
+                                            help="cartridge length p (default 256, less for a short corpus)"),
           steps: int | None = typer.Option(None, "--steps", help="training steps (expert; no budget)"),
           samples: int | None = typer.Option(None, "--samples",
                                              help="self-study conversations (expert; no budget)"),
@@ -152,7 +153,7 @@ def _print_cartridges(infos: list[dict], as_json: bool) -> None:
         gain = t.get("gain_over_init")
         noise = " (noise)" if gain is not None and t.get("gain_within_noise") else ""
         typer.echo(f"{i['id']}  {i['status']:<9} {i['corpus_id']:<20} v{i['corpus_version']:<3} "
-                   f"p={i['p']:<5} {i['bytes'] or 0:>10} B  loss={t.get('heldout_loss_final')}  "
+                   f"p={i['p'] or '?':<5} {i['bytes'] or 0:>10} B  loss={t.get('heldout_loss_final')}  "
                    f"gain={gain}{noise}  {'STALE' if i['stale'] else ''}")
 
 

@@ -66,7 +66,7 @@ def run_training(store: CartridgeStore, corpora: Corpora, cartridge_id: str,
     store.update(cartridge_id, status="training", error=None)
 
     def planned(plan: Plan, config: CartridgeConfig) -> None:
-        store.update(cartridge_id, plan=plan.to_dict(), config=config.to_dict())
+        store.update(cartridge_id, plan=plan.to_dict(), config=config.to_dict(), p=config.p)
         on_plan(plan)
 
     try:

@@ -31,7 +31,9 @@ class CartridgeCreate(BaseModel):
         None, gt=0, le=7 * 86400,
         description="wall-clock budget: a measured probe plans num_samples and steps (the default, "
                     "with DEFAULT_BUDGET_S, when neither steps nor num_samples is given)")
-    p: int | None = Field(None, le=4096, description="cartridge length in tokens")
+    p: int | None = Field(None, le=4096,
+                          description="cartridge length in tokens (default: 256, less for a corpus "
+                                      "under ~3k tokens; docs/cartridges.md)")
     init: Literal["first", "spread", "summary"] | None = Field(
         None, description="initial KV: the corpus's first p tokens, tokens spread over it, "
                           "or an LM-written summary of it")
@@ -58,7 +60,8 @@ class CartridgePublic(BaseModel):
     corpus_created_at: str | None = Field(None, description="creation time of the corpus trained on")
     stale: bool = Field(description="the corpus changed (or is gone) since this was trained")
     model: str
-    p: int
+    p: int | None = Field(description="cartridge length; null until training sizes it from the corpus "
+                                      "(when the request left p out)")
     bytes: int | None
     config: dict[str, Any]
     training: dict[str, Any] | None
