@@ -60,3 +60,21 @@ def test_bad_cartridge_requests(live_server):
     assert r.status_code == 400 and "p must be positive" in r.json()["detail"]
     assert c.get("/v1/cartridges/" + "0" * 32).status_code == 404
     assert c.get("/v1/cartridges/" + "0" * 32 + "/file").status_code == 404
+
+
+
+def test_cartridge_without_p_is_sized_from_its_corpus(live_server, tmp_path, lm):
+    c = live_server
+    docs = [{"id": "z", "text": DOC}]
+    assert c.post("/v1/corpora", json={"name": "short", "documents": docs}).status_code == 201
+    r = c.post("/v1/corpora/short/cartridges", json={k: v for k, v in TINY_BODY.items() if k != "p"})
+    assert r.status_code == 202 and r.json()["cartridge"]["p"] is None  # decided by training
+    cid = r.json()["cartridge"]["id"]
+    assert _wait(c, r.json()["job"]["id"])["status"] == "succeeded"
+    # ~100 corpus tokens: a tenth of that rounds to the 16-token floor, not the 256 default
+    info = c.get(f"/v1/cartridges/{cid}").json()
+    assert info["p"] == 16
+    f = tmp_path / "short.safetensors"
+    f.write_bytes(c.get(f"/v1/cartridges/{cid}/file").content)
+    model, tok = lm
+    assert load_cartridge(f, model, tok).p == 16

@@ -37,3 +37,11 @@ def test_not_a_causal_lm():
 def test_missing_model_path(tmp_path):
     with pytest.raises(ModelError):
         load_lm(str(tmp_path / "nope"))
+
+
+def test_an_open_p_is_decided_only_by_the_corpus():
+    assert CartridgeConfig().sized(12_000).p == 256
+    assert CartridgeConfig().sized(2_224).p == 176  # msgpack's README: 12.6x smaller, not 8.7x
+    assert CartridgeConfig(p=64).sized(100_000).p == 64  # a given p is kept
+    with pytest.raises(ValueError, match="sized"):
+        CartridgeConfig().length  # noqa: B018 -- reading it is the check
