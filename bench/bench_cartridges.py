@@ -89,7 +89,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--chunk", type=int, default=384)
-    ap.add_argument("--answer-tokens", type=int, default=48)
+    ap.add_argument("--answer-tokens", type=int, default=None,
+                    help="default 48; with --budget, the library's")
     ap.add_argument("--qa", type=int, default=0, help="limit on QA pairs (0: all)")
     ap.add_argument("--decode-tokens", type=int, default=24)
     ap.add_argument("--budget", type=float, default=0,
@@ -112,15 +113,16 @@ def main() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     expert = {**({"lr": args.lr} if args.lr else {}),
-              **({"recall_share": args.recall_share} if args.recall_share is not None else {})}
+              **({"recall_share": args.recall_share} if args.recall_share is not None else {}),
+              **({"answer_tokens": args.answer_tokens} if args.answer_tokens else {})}
     if args.budget:
         cfg = CartridgeConfig(budget_seconds=args.budget, init=args.init,
                               **({"p": args.p} if args.p else {}), **expert)
     else:
         cfg = CartridgeConfig(p=args.p or 128, num_samples=args.samples, holdout=max(2, args.samples // 8),
-                              chunk_tokens=args.chunk, question_tokens=32, answer_tokens=args.answer_tokens,
-                              steps=args.steps, batch_size=args.batch, checkpoint_every=4, init=args.init,
-                              **expert)
+                              chunk_tokens=args.chunk, question_tokens=32, steps=args.steps,
+                              batch_size=args.batch, checkpoint_every=4, init=args.init,
+                              **{"answer_tokens": 48, **expert})
     text = (args.data / "corpus.md").read_text()
     qa = [json.loads(line) for line in (args.data / "qa.jsonl").read_text().splitlines() if line.strip()]
     qa = qa[: args.qa] if args.qa else qa
