@@ -127,12 +127,14 @@ RUN_FIELDS = ("model", "p", "frozen_tokens", "init", "num_samples", "holdout", "
 
 
 def _check_run(work_dir: Path, record: dict) -> None:
-    """A work dir belongs to one (data settings, corpus); resuming with others would mix runs."""
+    """A work dir belongs to one (data settings, corpus); resuming with others would mix runs.
+    A setting the saving version did not know (e.g. ``recall_share``) is not a difference:
+    a run interrupted before an upgrade resumes after it."""
     path = work_dir / "run.json"
     if path.exists():
         old = json.loads(path.read_text())
-        if old != record:
-            changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+        changed = sorted(k for k in old if old.get(k) != record.get(k))
+        if changed:
             raise Conflict(f"{work_dir} holds a run with other settings ({', '.join(changed)}); "
                            "use a new work dir")
     else:

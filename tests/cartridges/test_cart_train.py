@@ -63,3 +63,17 @@ def test_gain_over_init_is_recorded(trained):
     low, high = t["gain_interval"]
     assert low <= t["gain_over_init"] <= high
     assert t["gain_within_noise"] == (low <= 0)
+
+
+def test_work_dir_of_an_older_version_is_resumed(trained, tmp_path):
+    _, *_, work = trained
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy)
+    run = json.loads((copy / "run.json").read_text())
+    del run["recall_share"]  # a run saved before the setting existed
+    (copy / "run.json").write_text(json.dumps(run))
+    assert train_cartridge(TEXT, "faq", 3, TINY, copy) == copy / "cartridge.safetensors"
+    run["chunk_tokens"] += 1  # a setting both versions know still has to match
+    (copy / "run.json").write_text(json.dumps(run))
+    with pytest.raises(Conflict, match="chunk_tokens"):
+        train_cartridge(TEXT, "faq", 3, TINY, copy)
