@@ -293,7 +293,8 @@ def test_a_retriever_job_on_ray_post_trains_and_switches(home: Path, encoder, tm
         job, seen = s.watch(job_id, timeout=600)
         assert job.status == "succeeded", job.error
         assert job.result["training"]["steps"] == 2
-        assert "re-encode" in [stage for stage, _, _ in seen]  # the row followed the task
+        # the task's progress reached the row (re-encoding two files can pass between polls)
+        assert "train" in [stage for stage, _, _ in seen]
         after = Corpora(home, encoder=encoder).info("lib")
         assert after.encoder == job.result["encoder"] != before
     finally:
