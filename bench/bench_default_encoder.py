@@ -37,7 +37,7 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +115,34 @@ def encoded(key: str, encoder: str, texts: list[str],
     return split(z["doc"], z["doc_len"]), split(z["query"], z["query_len"])
 
 
-def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
-             weights: list[float], int8: bool = False) -> None:
-    from indexer.bm25 import DEFAULT_BM25_WEIGHT, FUSION_DEPTH, BM25Index, fuse
+@dataclass
+class EvalInputs:
+    """One evaluation subset with its cached backbone vectors, its BM25 candidates and the
+    baseline rankings every encoder comparison prints (shared by the fusion benchmarks)."""
+
+    key: str
+    texts: list[str]
+    qtexts: list[str]
+    spans: list[tuple[str, int, int]]
+    queries: list[Query]
+    vectors: Any  # backbone_cache.load(..., skip_punctuation=True)
+    every: list[np.ndarray]  # passage vectors keeping every token
+    weight: np.ndarray | None  # the encoder's head
+    skip: bool  # the encoder's skiplist setting
+    sparse: list[list[tuple[int, float]]]  # memex BM25, top FUSION_DEPTH
+    rows: dict[str, list[list[int]]]  # baseline rankings, top 10
+
+    def projected(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Passages and queries through the encoder's head, passages with its own skiplist."""
+        docs = self.vectors.docs if self.skip else self.every
+        return project(docs, self.weight), project(self.vectors.queries, self.weight)
+
+
+def load_eval_inputs(name: str, subset: int | None, dense: bool, encoder: str) -> EvalInputs:
+    from indexer.bm25 import FUSION_DEPTH, BM25Index
 
     ps, queries, key = backbone_cache.load_set(name, subset, dense)
     texts, qtexts = [p["text"] for p in ps], [q["text"] for q in queries]
-    spans = [(p["path"], p["start"], p["end"]) for p in ps]
     w, skip = head_weight(encoder)
     v = backbone_cache.load(key, texts, qtexts, skip_punctuation=True)
     every = backbone_cache.load(key, texts, qtexts, skip_punctuation=False).docs
@@ -132,14 +153,24 @@ def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
     sparse = BM25Index.build(list(range(len(texts))), texts).search(qtexts, FUSION_DEPTH)
     rows["memex BM25"] = [[i for i, _ in h[:10]] for h in sparse]
     rows["single-vector MiniLM"] = [[i for i, _ in r] for r in top(v.query_mean @ v.doc_mean.T, 10)]
-    t = time.perf_counter()
     rows["raw MaxSim untrained (384-d fp32)"] = [
         [i for i, _ in r] for r in top(maxsim_scores(v.queries, v.docs), 10)]
     rows["raw MaxSim untrained, every token"] = [
         [i for i, _ in r] for r in top(maxsim_scores(v.queries, every), 10)]
-    docs, qs = project(v.docs if skip else every, w), project(v.queries, w)
-    dense = top(maxsim_scores(qs, docs), FUSION_DEPTH)
-    rows[f"trained, exhaustive fp32 ({docs[0].shape[1]}-d)"] = [[i for i, _ in r[:10]] for r in dense]
+    spans = [(p["path"], p["start"], p["end"]) for p in ps]
+    return EvalInputs(key, texts, qtexts, spans, queries, v, every, w, skip, sparse, rows)
+
+
+def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
+             weights: list[float], int8: bool = False) -> None:
+    from indexer.bm25 import DEFAULT_BM25_WEIGHT, FUSION_DEPTH, fuse
+
+    t = time.perf_counter()
+    e = load_eval_inputs(name, subset, dense, encoder)
+    key, texts, qtexts, sparse, rows = e.key, e.texts, e.qtexts, e.sparse, e.rows
+    docs, qs = e.projected()
+    exhaustive = top(maxsim_scores(qs, docs), FUSION_DEPTH)
+    rows[f"trained, exhaustive fp32 ({docs[0].shape[1]}-d)"] = [[i for i, _ in r[:10]] for r in exhaustive]
     plaid, nbytes = plaid_top(docs, qs, FUSION_DEPTH)
     rows["trained, PLAID 2-bit"] = [[i for i, _ in r[:10]] for r in plaid]
     for wt in sorted({DEFAULT_BM25_WEIGHT, *weights}):
@@ -147,7 +178,7 @@ def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
         rows[f"hybrid PLAID w={wt:g}{tag}"] = [[i for i, _ in fuse(d, s, wt, 10)]
                                               for d, s in zip(plaid, sparse)]
         rows[f"hybrid exhaustive w={wt:g}"] = [[i for i, _ in fuse(d, s, wt, 10)]
-                                               for d, s in zip(dense, sparse)]
+                                               for d, s in zip(exhaustive, sparse)]
     if int8:  # the default end to end: the encoder as memex runs it, then PLAID and BM25
         docs8, qs8 = encoded(key, encoder, texts, qtexts)
         rows["int8 encoder, exhaustive"] = [[i for i, _ in r] for r in top(maxsim_scores(qs8, docs8), 10)]
@@ -155,8 +186,8 @@ def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
         rows["int8 encoder, PLAID 2-bit"] = [[i for i, _ in r[:10]] for r in plaid8]
         rows["int8 hybrid PLAID (the default)"] = [
             [i for i, _ in fuse(d, s, DEFAULT_BM25_WEIGHT, 10)] for d, s in zip(plaid8, sparse)]
-    print(f"(neural rows {time.perf_counter() - t:.0f} s; PLAID index {nbytes / len(ps):.0f} B/passage)")
-    show(rows, spans, queries)
+    print(f"(took {time.perf_counter() - t:.0f} s; PLAID index {nbytes / len(texts):.0f} B/passage)")
+    show(rows, e.spans, e.queries)
 
 
 def show(rows: dict[str, list[list[int]]], spans: list, queries: list[Query]) -> None:

@@ -23,9 +23,7 @@ import argparse
 import numpy as np
 import torch
 
-from bench import backbone_cache, bench_bm25
-from bench.bench_default_encoder import encoded, head_weight, plaid_top, project, show, top
-from bench.oracle import maxsim_scores
+from bench.bench_default_encoder import encoded, load_eval_inputs, plaid_top, show, top
 
 WEIGHTS_POOL = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 WEIGHTS_BM25 = (0.1, 0.2)
@@ -82,29 +80,17 @@ def pooled_queries(encoder: str, qtexts: list[str]) -> np.ndarray:
 
 def evaluate(name: str, subset: int | None, dense: bool, encoder: str, int8: bool,
              only: list[tuple[float, float, str]] | None) -> None:
-    from indexer.bm25 import DEFAULT_BM25_WEIGHT, FUSION_DEPTH, BM25Index, fuse
+    from indexer.bm25 import DEFAULT_BM25_WEIGHT, FUSION_DEPTH, fuse
 
-    ps, queries, key = backbone_cache.load_set(name, subset, dense)
-    texts, qtexts = [p["text"] for p in ps], [q["text"] for q in queries]
-    spans = [(p["path"], p["start"], p["end"]) for p in ps]
-    w, skip = head_weight(encoder)
-    v = backbone_cache.load(key, texts, qtexts, skip_punctuation=True)
-    every = backbone_cache.load(key, texts, qtexts, skip_punctuation=False).docs
-    print(f"{key}: {len(ps)} passages, {len(queries)} queries; encoder {encoder}")
-    rows: dict[str, list[list[int]]] = {}
-    rows["bm25s stem"] = bench_bm25.rank_with(bench_bm25.bm25s_terms(None), texts, qtexts)
-    sparse = BM25Index.build(list(range(len(texts))), texts).search(qtexts, FUSION_DEPTH)
-    rows["single-vector MiniLM"] = [[i for i, _ in r] for r in top(v.query_mean @ v.doc_mean.T, 10)]
-    rows["raw MaxSim untrained (384-d fp32)"] = [
-        [i for i, _ in r] for r in top(maxsim_scores(v.queries, v.docs), 10)]
-    rows["raw MaxSim untrained, every token"] = [
-        [i for i, _ in r] for r in top(maxsim_scores(v.queries, every), 10)]
-    qa = pooled_queries(encoder, qtexts)
+    e = load_eval_inputs(name, subset, dense, encoder)
+    rows, sparse, v = e.rows, e.sparse, e.vectors
+    del rows["memex BM25"]
+    qa = pooled_queries(encoder, e.qtexts)
     da = int8_rows(v.doc_mean)
     rows["pooled a alone (q at 32 tokens, int8)"] = [[i for i, _ in r] for r in top(qa @ da.T, 10)]
-    forms = [("fp32", project(v.docs if skip else every, w), project(v.queries, w))]
+    forms = [("fp32", *e.projected())]
     if int8:
-        forms.append(("int8", *encoded(key, encoder, texts, qtexts)))
+        forms.append(("int8", *encoded(e.key, encoder, e.texts, e.qtexts)))
     grid = only or [(wb, wp, s) for wb in WEIGHTS_BM25 for wp in WEIGHTS_POOL for s in "ab"
                     if wp or s == "a"]
     for form, docs, qs in forms:
@@ -116,7 +102,7 @@ def evaluate(name: str, subset: int | None, dense: bool, encoder: str, int8: boo
             q, d = pooled[sig]
             rows[f"{form} bm25 {wb:g} pool-{sig} {wp:g}"] = [
                 fuse3(dr, sr, q[j], d, wb, wp) for j, (dr, sr) in enumerate(zip(plaid, sparse))]
-    show(rows, spans, queries)
+    show(rows, e.spans, e.queries)
 
 
 def main() -> None:
