@@ -40,7 +40,8 @@ def test_ctrl_c_in_the_cli_marks_the_cartridge_cancelled(tmp_path, encoder):
     corpora.upsert_documents("z", [DocumentInput("z", DOC)])
     corpora.engine.dispose()
     store = CartridgeStore(home / "cartridges")
-    proc = memex(home, "cartridge", "train", "z", "--tokens", "4", "--steps", "50", "--samples", "12")
+    # 5,000 steps: with cheap recall conversations and a sized p, 50 steps ended before the signal
+    proc = memex(home, "cartridge", "train", "z", "--tokens", "4", "--steps", "5000", "--samples", "12")
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         infos = store.list()
