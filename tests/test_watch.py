@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from indexer.corpus import Corpora
 from indexer.watch import watch_changes
 
@@ -99,10 +101,19 @@ def test_memex_index_watch_makes_an_edit_searchable(tmp_path, sample_dir, encode
         hits = corpora.search(["src"], ["green tea"], k=1)[0]
         assert hits[0].path == "docs/tea.md"
         assert corpora.info("src").documents == 3
+        proc.send_signal(signal.SIGUSR1)  # a stack dump for operators; the watch goes on
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(120)  # an exit should take seconds; CI has seen it hang (see the note)
+        try:
+            proc.wait(120)  # an exit takes seconds; CI once saw it hang (before stop events)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # the CLI's stack dump, to say where it hangs
+            time.sleep(2)
+            proc.kill()
+            pytest.fail(f"no exit 120 s after Ctrl-C; stacks:\n{proc.stderr.read()[-20000:]}")
     assert proc.returncode == 0
+    err = proc.stderr.read()
+    assert "in watch_changes" in err and "stopping after the current sync" in err, err
 
 
 def test_server_corpus_created_with_watch_follows_edits(live_server, sample_dir, tmp_path):

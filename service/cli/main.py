@@ -66,7 +66,17 @@ def _print_report(name: str, report) -> None:
 
 
 def _watch(directory: Path, name: str, sync, corpora) -> None:
-    """Re-sync after each burst of changes until Ctrl-C."""
+    """Re-sync after each burst of changes until Ctrl-C or SIGTERM.
+
+    The first signal stops the watch at its next poll and lets a running sync finish (exit
+    0); a second one interrupts at once. ``kill -USR1 PID`` prints every thread's stack to
+    stderr, for a watcher that looks stuck.
+    """
+    import faulthandler
+    import os
+    import signal
+    import threading
+
     from indexer.watch import sync_on_change, watch_changes
 
     def report(result, paths: list[str]) -> None:
@@ -74,9 +84,24 @@ def _watch(directory: Path, name: str, sync, corpora) -> None:
                    f"{', ...' if len(paths) > 3 else ''}")
         _print_report(name, result)
 
+    stop = threading.Event()
+
+    def request_stop(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()  # os.write: a handler may run while the main thread is inside a print
+        os.write(2, b"stopping after the current sync (again to stop now)\n")
+
+    handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     typer.echo(f"watching {directory} (Ctrl-C to stop)", err=True)
     exclude = (corpora.home,) if corpora is not None else ()
-    watch_changes(directory, sync_on_change(sync, report), exclude=exclude)
+    try:
+        watch_changes(directory, sync_on_change(sync, report), stop=stop, exclude=exclude)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def _index_here(corpora, directory: Path, name: str, bar: StageBar | None):
