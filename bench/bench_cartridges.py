@@ -30,9 +30,10 @@ from bench.data import CACHE
 from cartridges.config import INITS, CartridgeConfig
 from cartridges.fileformat import read_cartridge
 from cartridges.generate import decode
-from cartridges.kv import context_window, corpus_tokens, load_lm
+from cartridges.kv import context_window, corpus_tokens
 from cartridges.synthesis import chat_ids
 from cartridges.train import cart_layers, init_cartridge, train_cartridge
+from indexer.models import load_lm
 
 
 @torch.no_grad()
@@ -105,6 +106,8 @@ def main() -> None:
                     help="work dir for samples and checkpoints "
                          "(default bench/.cache/cartridges/<data name>); "
                          "a run with other data settings (p, samples) needs its own")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="score the cartridge already in --work (e.g. on more QA pairs) without training")
     ap.add_argument("--stop-after", type=float, default=0,
                     help="seconds after which no new synthesis batch or training step starts; the run "
                          "saves its progress and exits, and the same command resumes it (0: no limit)")
@@ -140,7 +143,13 @@ def main() -> None:
     def planned(plan, config) -> None:
         print(plan.describe(), flush=True)
 
-    path = train_cartridge(text, args.data.name, 1, cfg, work, progress, should_stop=stop, on_plan=planned)
+    if args.eval_only:
+        path = work / "cartridge.safetensors"
+        if not path.exists():
+            ap.error(f"--eval-only: no cartridge in {work}")
+    else:
+        path = train_cartridge(text, args.data.name, 1, cfg, work, progress, should_stop=stop,
+                               on_plan=planned)
     synth = stages.get("synthesis", [])
     if len(synth) > 1 and synth[-1][0] > synth[0][0]:
         n, secs = synth[-1][0] - synth[0][0], synth[-1][1] - synth[0][1]

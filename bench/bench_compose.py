@@ -21,7 +21,8 @@ import torch
 
 from bench.bench_cartridges import answer_loglik, bootstrap_share, prefix_kv
 from cartridges.fileformat import read_cartridge
-from cartridges.kv import context_window, corpus_tokens, load_lm
+from cartridges.kv import context_window, corpus_tokens
+from indexer.models import load_lm
 
 
 def ratio_interval(scores: dict[str, list[float]], rounds: int = 2000) -> tuple[float, float]:

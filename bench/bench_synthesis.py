@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 
 from cartridges.config import CartridgeConfig
-from cartridges.kv import corpus_tokens, load_lm
+from cartridges.kv import corpus_tokens
 from cartridges.synthesis import SEED_PROMPTS, Sample, chat_ids, synthesize_batch
+from indexer.models import load_lm
 
 
 @torch.no_grad()

@@ -25,9 +25,9 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from cartridges.config import CartridgeConfig
-from cartridges.kv import lm_dtype
 from cartridges.train import train_cartridge
 from indexer.device import pick_device
+from indexer.models import lm_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 # geometry of public Llama-3.2 / 3.1 configs (vocabulary replaced by the tokenizer's)

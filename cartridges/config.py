@@ -40,7 +40,7 @@ class CartridgeConfig:
     holdout: int = 8  # conversations kept out of training to measure the loss
     chunk_tokens: int = 512  # corpus chunk the teacher sees
     questions_per_chunk: int = 4  # conversations sharing one chunk (its KV cache is computed once)
-    recall_share: float = 0.5  # share of conversations that recall the chunk's own text (synthesis.py)
+    recall_share: float = 1.0  # share of conversations that recall the chunk's own text (synthesis.py)
     question_tokens: int = 48  # max new tokens for the generated question
     answer_tokens: int = 96  # max new tokens for the generated answer
     top_k: int = 20  # teacher log-probabilities kept per answer token

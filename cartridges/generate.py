@@ -16,10 +16,10 @@ import torch
 from transformers import DynamicCache
 
 from cartridges.fileformat import check_compatible, read_cartridge
-from cartridges.kv import context_window, load_lm, prefix_cache
+from cartridges.kv import context_window, prefix_cache
 from cartridges.synthesis import chat_ids
 from indexer.errors import InvalidInput
-from indexer.models import DEFAULT_LM
+from indexer.models import DEFAULT_LM, load_lm
 
 
 def stream_tokens(model, tokenizer, layers, prompt: list[int], max_tokens: int, temperature: float = 0.0,

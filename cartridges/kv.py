@@ -8,51 +8,13 @@ positions ``p, p+1, ...`` and an attention mask that covers the prefix.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, DynamicCache
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+from transformers import DynamicCache
 
-from indexer.device import pick_device
-from indexer.errors import InvalidInput, ModelError
-from indexer.models import causal_lm_dir
-
-
-def lm_dtype(device: torch.device) -> torch.dtype:
-    """bfloat16 on a GPU that has it (half the memory, tensor cores), else float32.
-    Cartridge parameters and optimizer state stay float32 either way."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
-
-
-@functools.lru_cache(maxsize=2)
-def load_lm(name: str, device: str = "auto"):
-    """Load a frozen causal LM and its tokenizer once per process.
-
-    Returns
-    -------
-    (model, tokenizer): model in eval mode with ``requires_grad`` off.
-    """
-    path = causal_lm_dir(name)
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{name!r} is not a Hugging Face model directory: {exc}") from exc
-    archs = getattr(config, "architectures", None) or []
-    causal_arch = not archs or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
-    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or not causal_arch:
-        kinds = ", ".join(archs) or "no architecture"
-        raise ModelError(f"{name!r} is a {config.model_type!r} model ({kinds}), not a causal LM")
-    where = torch.device(pick_device(device))
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=lm_dtype(where))
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model.to(where).eval().requires_grad_(False)
-    model.memex_name = name  # what cartridge files record as the model id
-    return model, tokenizer
+from indexer.errors import InvalidInput
 
 
 @dataclass(frozen=True)

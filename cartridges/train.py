@@ -38,13 +38,13 @@ from cartridges.kv import (
     corpus_tokens,
     forward_with_prefix,
     init_from_prefix,
-    load_lm,
     spread_tokens,
 )
 from cartridges.summary import summary_ids
 from cartridges.synthesis import Sample, load_samples, synthesize
 from indexer import durable
 from indexer.errors import Conflict, InvalidInput
+from indexer.models import load_lm
 from indexer.progress import Progress
 
 

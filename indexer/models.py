@@ -14,6 +14,7 @@ local Hugging Face directory works too.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import subprocess
@@ -22,9 +23,13 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from indexer import config, durable
 from indexer.errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_ENCODER = "bundled:memex-colbert"
 DEFAULT_LM = "bundled:smollm2"
@@ -181,3 +186,49 @@ def causal_lm_dir(name: str = DEFAULT_LM, cache: Path | None = None) -> Path:
         durable.publish_dir(Path(tmp), target)
         Path(tmp).mkdir()  # TemporaryDirectory cleans up the name it made
     return target
+
+
+def lm_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 on a GPU that has it (half the memory, tensor cores), else float32.
+    Cartridge parameters and optimizer state stay float32 either way."""
+    import torch
+
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_lm(name: str = DEFAULT_LM, device: str = "auto"):
+    """Load a frozen causal LM and its tokenizer once per process and device, for every
+    user of it (cartridge training and serving, post-training's query writer).
+
+    Returns ``(model, tokenizer)``: the model in eval mode with ``requires_grad`` off. The
+    tokenizer is shared, so callers pass ``padding_side=`` per call instead of setting it.
+    """
+    from indexer.device import pick_device
+
+    return _load_lm(name, pick_device(device))  # "auto" and its answer share one copy
+
+
+@functools.lru_cache(maxsize=2)
+def _load_lm(name: str, device: str):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    path = causal_lm_dir(name)
+    try:
+        lm_config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{name!r} is not a Hugging Face model directory: {exc}") from exc
+    archs = getattr(lm_config, "architectures", None) or []
+    causal_arch = not archs or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+    if lm_config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or not causal_arch:
+        kinds = ", ".join(archs) or "no architecture"
+        raise ModelError(f"{name!r} is a {lm_config.model_type!r} model ({kinds}), not a causal LM")
+    where = torch.device(device)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=lm_dtype(where))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model.to(where).eval().requires_grad_(False)
+    model.memex_name = name  # what cartridge files record as the model id
+    return model, tokenizer

@@ -65,14 +65,9 @@ class QueryWriter:
     """The bundled causal LM as query generator and query-likelihood teacher."""
 
     def __init__(self, device: str = "cpu") -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from indexer.models import DEFAULT_LM, load_lm
 
-        from indexer.models import causal_lm_dir
-
-        path = causal_lm_dir()
-        self.tok = AutoTokenizer.from_pretrained(path)
-        self.tok.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+        self.model, self.tok = load_lm(DEFAULT_LM, device)  # shared with cartridges
         self.device = device
 
     def _prompt(self, path: str, passage: str, chars: int) -> str:
@@ -84,7 +79,8 @@ class QueryWriter:
     def write(self, items: list[tuple[str, str]], chars: int, max_tokens: int) -> list[str]:
         """A query per (path, passage), greedy; "" where the reply is too short to use."""
         prompts = [self._prompt(p, t, chars) for p, t in items]
-        batch = self.tok(prompts, return_tensors="pt", padding=True).to(self.device)
+        batch = self.tok(prompts, return_tensors="pt", padding=True,
+                         padding_side="left").to(self.device)
         out = self.model.generate(**batch, max_new_tokens=max_tokens, do_sample=False,
                                   repetition_penalty=1.2,
                                   pad_token_id=self.tok.pad_token_id)
@@ -98,9 +94,8 @@ class QueryWriter:
         """Mean log p(query tokens | prompt with passage), one per (path, passage)."""
         prompts = [self._prompt(p, t, chars) for p, t in passages]
         q_ids = self.tok(query, add_special_tokens=False)["input_ids"]
-        self.tok.padding_side = "right"
-        batch = self.tok([pr + query for pr in prompts], return_tensors="pt", padding=True)
-        self.tok.padding_side = "left"
+        batch = self.tok([pr + query for pr in prompts], return_tensors="pt", padding=True,
+                         padding_side="right")
         lengths = batch["attention_mask"].sum(1)
         logp = torch.log_softmax(self.model(**batch.to(self.device)).logits.float(), -1)
         scores = []

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cartridges.kv import load_lm
+from indexer.models import load_lm
 from tests.cartridges.cart_setup import TEXT, TINY
 
 

@@ -1,9 +1,10 @@
 import pytest
 
 from cartridges.config import CartridgeConfig
-from cartridges.kv import corpus_tokens, init_from_prefix, load_lm
+from cartridges.kv import corpus_tokens, init_from_prefix
 from cartridges.train import train_cartridge
 from indexer.errors import InvalidInput, ModelError
+from indexer.models import load_lm
 from tests.cartridges.cart_setup import TINY
 
 

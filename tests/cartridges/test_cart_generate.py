@@ -18,8 +18,9 @@ def test_chat_with_cartridge_plain_and_stream_agree(trained):
 def test_cartridge_changes_the_answer_distribution(trained):
     import torch
 
-    from cartridges.kv import forward_with_prefix, load_lm
+    from cartridges.kv import forward_with_prefix
     from cartridges.synthesis import chat_ids
+    from indexer.models import load_lm
 
     model, tok = load_lm("bundled:smollm2")
     ids = torch.tensor([chat_ids(tok, MSG)])

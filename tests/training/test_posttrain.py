@@ -8,12 +8,14 @@ import shutil
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 from indexer.corpus import Corpora
 from indexer.encoding.encoder import ColBERTEncoder
 from indexer.mined_queries import PassageSpan, docstring_queries
-from indexer.posttrain import PostTrainConfig, mined_queries, post_train
+from indexer.models import DEFAULT_LM, load_lm
+from indexer.posttrain import PostTrainConfig, QueryWriter, mined_queries, post_train
 from indexer.training.default_encoder import RECIPE
 from indexer.training.model import TrainableColBERT
 
@@ -28,6 +30,21 @@ SOURCE = '''class Stack:
         """Short."""
         return self.items.pop()
 '''
+
+
+def test_query_writer_shares_the_lm_and_scores_a_batch_as_one_by_one() -> None:
+    writer = QueryWriter()
+    model, tokenizer = load_lm(DEFAULT_LM, "auto")  # what cartridge training asks for
+    assert writer.model is model and writer.tok is tokenizer  # one copy in a server
+    side = tokenizer.padding_side
+    passages = [("stack.py", SOURCE), ("url.py", "def split_url(url):\n    return url.split('/')\n")]
+    queries = writer.write(passages, chars=400, max_tokens=16)
+    assert len(queries) == 2 and all(isinstance(q, str) for q in queries)
+    batched = writer.likelihood("push an item on a stack", passages, chars=400)
+    alone = [writer.likelihood("push an item on a stack", [p], chars=400)[0] for p in passages]
+    assert batched == pytest.approx(alone, abs=1e-4)  # padding never leaks into a score
+    assert batched[0] > batched[1]  # the query is likelier beside the passage it describes
+    assert tokenizer.padding_side == side  # the shared tokenizer is left as it was
 
 
 def test_docstring_queries_cut_the_docstring_and_pick_the_holding_window() -> None:
