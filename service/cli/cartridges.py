@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from indexer.errors import MemexError
-from service.cli.common import SERVER, StageBar, fail, local_corpora
+from service.cli.common import SERVER, StageBar, fail, local_corpora, stop_on_signal
 
 app = typer.Typer(help="Train, list and download cartridges (trained KV caches of a corpus).",
                   no_args_is_help=True)
@@ -97,14 +97,18 @@ def _run(store, corpora, info: dict) -> dict:
         typer.echo(plan.describe(), err=True)
 
     try:
-        return run_training(store, corpora, cid, bar, on_plan=planned)
+        with stop_on_signal("at the next conversation batch or step") as stop:
+            done = run_training(store, corpora, cid, bar, should_stop=stop.is_set,
+                                on_plan=planned)
+        if done["status"] != "cancelled":
+            return done
     except KeyboardInterrupt:
-        bar.close()
-        typer.echo(f"stopped; continue with: memex cartridge train {info['corpus_id']} --resume {cid}",
-                   err=True)
-        raise typer.Exit(130) from None
+        pass
     finally:
         bar.close()
+    typer.echo(f"stopped; continue with: memex cartridge train {info['corpus_id']} --resume {cid}",
+               err=True)
+    raise typer.Exit(130)
 
 
 def _train_remote(server: str, corpus: str, given: dict, resume: str | None) -> None:

@@ -3,7 +3,12 @@ progress bars."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from tqdm import tqdm
@@ -55,3 +60,26 @@ class StageBar:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+@contextmanager
+def stop_on_signal(what: str) -> Iterator[threading.Event]:
+    """An event the first Ctrl-C (or SIGTERM) sets, for long work that polls it and stops
+    where it is safe to; a second signal raises ``KeyboardInterrupt`` at once. A flag,
+    not an exception: a KeyboardInterrupt can land where it is swallowed (a ``__del__``, a
+    library's cleanup) and the work goes on, which CI saw as a Ctrl-C ignored for minutes."""
+    stop = threading.Event()
+    message = f"stopping {what} (again to stop now)\n".encode()
+
+    def request_stop(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        os.write(2, message)  # not print: the handler may run inside a print to stderr
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

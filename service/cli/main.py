@@ -12,7 +12,7 @@ import typer
 
 from indexer.errors import MemexError, NotFound
 from service.cli import ops as cli_ops
-from service.cli.common import SERVER, StageBar, fail, local_corpora
+from service.cli.common import SERVER, StageBar, fail, local_corpora, stop_on_signal
 
 app = typer.Typer(help="memex: ColBERT search over your files, for agents and people.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -73,9 +73,7 @@ def _watch(directory: Path, name: str, sync, corpora) -> None:
     stderr, for a watcher that looks stuck.
     """
     import faulthandler
-    import os
     import signal
-    import threading
 
     from indexer.watch import sync_on_change, watch_changes
 
@@ -84,24 +82,12 @@ def _watch(directory: Path, name: str, sync, corpora) -> None:
                    f"{', ...' if len(paths) > 3 else ''}")
         _print_report(name, result)
 
-    stop = threading.Event()
-
-    def request_stop(signum, frame) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()  # os.write: a handler may run while the main thread is inside a print
-        os.write(2, b"stopping after the current sync (again to stop now)\n")
-
-    handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     if hasattr(signal, "SIGUSR1"):
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     typer.echo(f"watching {directory} (Ctrl-C to stop)", err=True)
     exclude = (corpora.home,) if corpora is not None else ()
-    try:
+    with stop_on_signal("after the current sync") as stop:
         watch_changes(directory, sync_on_change(sync, report), stop=stop, exclude=exclude)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
 
 
 def _index_here(corpora, directory: Path, name: str, bar: StageBar | None):
