@@ -68,7 +68,6 @@ class QueryWriter:
         from indexer.models import DEFAULT_LM, load_lm
 
         self.model, self.tok = load_lm(DEFAULT_LM, device)  # shared with cartridges
-        self.device = device
 
     def _prompt(self, path: str, passage: str, chars: int) -> str:
         msg = PROMPT.format(path=path, passage=passage[:chars])
@@ -80,7 +79,7 @@ class QueryWriter:
         """A query per (path, passage), greedy; "" where the reply is too short to use."""
         prompts = [self._prompt(p, t, chars) for p, t in items]
         batch = self.tok(prompts, return_tensors="pt", padding=True,
-                         padding_side="left").to(self.device)
+                         padding_side="left").to(self.model.device)
         out = self.model.generate(**batch, max_new_tokens=max_tokens, do_sample=False,
                                   repetition_penalty=1.2,
                                   pad_token_id=self.tok.pad_token_id)
@@ -97,7 +96,7 @@ class QueryWriter:
         batch = self.tok([pr + query for pr in prompts], return_tensors="pt", padding=True,
                          padding_side="right")
         lengths = batch["attention_mask"].sum(1)
-        logp = torch.log_softmax(self.model(**batch.to(self.device)).logits.float(), -1)
+        logp = torch.log_softmax(self.model(**batch.to(self.model.device)).logits.float(), -1)
         scores = []
         for i, n in enumerate(lengths.tolist()):
             targets = batch["input_ids"][i, n - len(q_ids):n]

@@ -96,16 +96,17 @@ def _run(store, corpora, info: dict) -> dict:
         bar.close()
         typer.echo(plan.describe(), err=True)
 
+    done = None
     try:
         with stop_on_signal("at the next conversation batch or step") as stop:
             done = run_training(store, corpora, cid, bar, should_stop=stop.is_set,
                                 on_plan=planned)
-        if done["status"] != "cancelled":
-            return done
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C: run_training has marked it cancelled
         pass
     finally:
         bar.close()
+    if done is not None and done["status"] != "cancelled":
+        return done
     typer.echo(f"stopped; continue with: memex cartridge train {info['corpus_id']} --resume {cid}",
                err=True)
     raise typer.Exit(130)
