@@ -52,6 +52,7 @@ from bench.metrics import metrics, overlap
 from bench.oracle import top_k
 from indexer.index.plaid import NoMerge, PlaidIndex
 from indexer.index.plaid import refit as plaid_refit
+from indexer.index.plaid.index import DEFAULT_KEEP_VECTORS_BELOW
 
 WORK = Path(__file__).parent / ".cache" / "growth"
 NONE = np.empty(0, dtype=np.int64)
@@ -133,10 +134,12 @@ def timed(index: PlaidIndex, queries: list[np.ndarray]) -> tuple[list, list[floa
     return hits, times
 
 
-def grow(name: str, batches: list[np.ndarray], bags, queries, keep_vectors: bool | str = True) -> dict:
+def grow(name: str, batches: list[np.ndarray], bags, queries, keep_vectors: bool | str = True,
+         keep_below: int = 0) -> dict:
     path = WORK / name
     shutil.rmtree(path, ignore_errors=True)
-    index = PlaidIndex.create(path, bags[0].shape[1], keep_vectors=keep_vectors)
+    index = PlaidIndex.create(path, bags[0].shape[1], keep_vectors=keep_vectors,
+                              keep_vectors_below=keep_below)
     g = Grower(index)
     during: list[float] = []
     t0 = time.perf_counter()
@@ -193,9 +196,11 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=331)
     ap.add_argument("--overhead", help="comma-separated segment counts: measure only the per-segment cost")
     ap.add_argument("--refit-growth", type=float, help="override plaid.index.REFIT_GROWTH for this run")
+    ap.add_argument("--keep-below", type=int, nargs="+", default=[DEFAULT_KEEP_VECTORS_BELOW],
+                    help="adds-young: int8 originals until the codec is trained on this many tokens")
     ap.add_argument("--data", default="stdlib-vectors", choices=["stdlib-vectors", "stdlib", "code"])
     ap.add_argument("--builds", nargs="+", default=["adds", "syncs", "adds-none"],
-                    choices=["adds", "syncs", "adds-int8", "adds-none"])
+                    choices=["adds", "syncs", "adds-int8", "adds-none", "adds-young"])
     args = ap.parse_args()
     if args.refit_growth:
         plaid_refit.REFIT_GROWTH = args.refit_growth
@@ -263,12 +268,14 @@ def main() -> None:
     rng = np.random.default_rng(1)
     edits = [np.concatenate([files[j] for j in rng.choice(len(files), 3, replace=False)])
              for _ in range(args.syncs)]
-    builds = {"adds": (f"{per} files per add", adds, True),
-              "syncs": (f"{args.syncs} syncs + {args.syncs} edits", few + edits, True),
-              "adds-int8": (f"{per} files per add, int8 originals", adds, "int8"),
-              "adds-none": (f"{per} files per add, no originals", adds, False)}
-    for name, batches, keep in (builds[b] for b in args.builds):
-        r = grow(name.replace(" ", "-").replace(",", ""), batches, bags, queries, keep_vectors=keep)
+    builds = {"adds": [(f"{per} files per add", adds, True, 0)],
+              "syncs": [(f"{args.syncs} syncs + {args.syncs} edits", few + edits, True, 0)],
+              "adds-int8": [(f"{per} files per add, int8 originals", adds, "int8", 0)],
+              "adds-none": [(f"{per} files per add, no originals", adds, False, 0)],
+              "adds-young": [(f"{per} files per add, int8 originals below {n:,} tokens", adds, "int8", n)
+                             for n in args.keep_below]}
+    for name, batches, keep, below in (run for b in args.builds for run in builds[b]):
+        r = grow(name.replace(" ", "-").replace(",", ""), batches, bags, queries, keep, below)
         report(name, r)
         report(f"{name}, optimized", optimized(r))
         shutil.rmtree(r["index"].path, ignore_errors=True)

@@ -168,7 +168,8 @@ def load(name: str, how: str) -> dict[str, Any]:
            for e in ENCODINGS if (folder / f"{e}.npy").exists()}
     return {"passages": [json.loads(x) for x in (folder / "passages.jsonl").read_text().splitlines()],
             "queries": [json.loads(x) for x in (out / "queries.jsonl").read_text().splitlines()],
-            "doc": doc, "query": {e: bags(np.load(out / f"q_{e}.npy"), q_off) for e in ENCODINGS},
+            "doc": doc, "query": {e: bags(np.load(out / f"q_{e}.npy"), q_off) for e in ENCODINGS
+                                  if (out / f"q_{e}.npy").exists()},
             "punct": bags(np.load(folder / "punct.npy"), off)}
 
 

@@ -175,7 +175,8 @@ class ShardedIndex(MultiVectorIndex):
             durable.make_dirs(seed / "segments")
             durable.make_dirs(seed / "tombstones")
             codec.save(seed / "codecs" / "c000000")
-            Manifest(dim=self.dim, nbits=self.nbits, codecs=["c000000"]).write(seed)
+            tokens = sum(len(v) for v in add_vectors)
+            Manifest(dim=self.dim, nbits=self.nbits, codecs=["c000000"], codec_tokens=tokens).write(seed)
         return seed
 
     def commit(self, add_ids: np.ndarray, add_vectors: list[np.ndarray], delete_ids: np.ndarray,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from indexer.errors import IndexCorrupt, InvalidInput
-from indexer.index.plaid import MergeAll, NoMerge, PlaidIndex
+from indexer.index.plaid import Codec, MergeAll, NoMerge, PlaidIndex
 from indexer.index.plaid.originals import Int8Rows, quantize
 from tests.index.plaid_data import corpus
 
@@ -75,3 +75,33 @@ def test_unknown_forms_are_refused(tmp_path, bags):
     (tmp_path / "i" / "manifest.json").write_text(json.dumps({**manifest, "keep_vectors": "int4"}))
     with pytest.raises(IndexCorrupt):
         PlaidIndex.open(tmp_path / "i")
+
+
+def test_originals_are_kept_only_while_the_codec_is_young(tmp_path, bags):
+    """``keep_vectors_below``: segments under a codec trained on fewer live tokens keep their
+    originals, so the refit that outgrows it re-quantises them exactly; from then on the
+    migrated and the new segments keep none (a large index holds codes and residuals only)."""
+    ids = np.arange(len(bags), dtype=np.int64)
+    first = ids[:100]
+    young_tokens = sum(len(bags[i]) for i in first)
+    idx = PlaidIndex.create(tmp_path / "i", 128, keep_vectors="int8", keep_vectors_below=4 * young_tokens,
+                            merge_policy=NoMerge())
+    idx.commit(first, [bags[i] for i in first], NONE)
+    assert idx._snap.segments[0].vectors is not None
+    kept = idx._snap.segments[0].vectors[np.arange(young_tokens)]
+    idx.commit(ids[100:], [bags[i] for i in ids[100:]], NONE)  # 6x the tokens: a refit
+    m = idx._snap.manifest
+    assert len(m.codecs) == 2 and m.codec_tokens >= 4 * young_tokens
+    assert idx._snap.segments[1].vectors is None
+    size_before = idx.nbytes()
+    idx.merge(policy=MergeAll())
+    (seg,) = idx._snap.segments
+    assert seg.vectors is None and idx.nbytes() < size_before
+    # the old segment moved to the new codec from its originals, not from decoded vectors
+    codec = Codec.load(tmp_path / "i" / "codecs" / m.codecs[-1])
+    codes, residuals = codec.compress(kept)
+    assert np.array_equal(seg.codes[:young_tokens].numpy(), codes)
+    assert np.array_equal(seg.residuals[:young_tokens].numpy(), residuals)
+    reopened = PlaidIndex.open(tmp_path / "i")
+    assert reopened._snap.manifest.keep_vectors_below == 4 * young_tokens
+    assert [h.passage_id for h in reopened.search([bags[7].astype(np.float32)], 1)[0]] == [7]

@@ -375,12 +375,13 @@ def decompress(codes: torch.Tensor, packed: torch.Tensor, centroids: torch.Tenso
 
 def token_norms(codes: torch.Tensor, packed: torch.Tensor, centroids: torch.Tensor,
                 table: torch.Tensor) -> np.ndarray:
-    """|centroid + decoded residual| of each token, float16 [n]: a segment's ``norms.npy``.
+    """|centroid + decoded residual| of each token, float32 [n]: a segment's ``norms.npy``.
 
     Stored so that search can score ``q . (c + r) / |c + r|`` from per-query tables
-    without rebuilding ``c + r`` (``search.token_scores``); float16 keeps 2 bytes a token.
+    without rebuilding ``c + r`` (``search.token_scores``); one byte a token on disk
+    (``segment.quantize_norms``).
     """
-    out = torch.empty(len(codes), dtype=torch.float16)
+    out = torch.empty(len(codes), dtype=torch.float32)
     for s in range(0, len(codes), COMPRESS_BLOCK):
         d = _reconstruct(codes[s : s + COMPRESS_BLOCK], packed[s : s + COMPRESS_BLOCK], centroids, table)
         out[s : s + len(d)] = torch.linalg.vector_norm(d, dim=1)

@@ -51,6 +51,10 @@ from indexer.index.plaid.search import (
 from indexer.index.plaid.snapshot import Snapshot, load_snapshot
 
 DEFAULT_KEEP_VECTORS = "int8"  # the form new indexes keep their originals in (originals.py)
+# ...until a codec is trained on this many live tokens (Manifest.keep_vectors_below). Chosen on
+# grown stdlib indexes: 2^18 refits as exactly as originals kept forever, at a quarter of the
+# bytes; 2^15-2^17 lost 0.02-0.06 top-10 agreement with the fp32 truth (bench/RESULTS.md).
+DEFAULT_KEEP_VECTORS_BELOW = 1 << 18
 
 class PlaidIndex(MultiVectorIndex):
     """PLAID-style engine. Not safe for concurrent writers; any number of readers."""
@@ -79,13 +83,16 @@ class PlaidIndex(MultiVectorIndex):
 
     @classmethod
     def create(cls, path: Path, dim: int, nbits: int = 2, codec_from: Path | None = None,
-               keep_vectors: bool | str = DEFAULT_KEEP_VECTORS, **kwargs: Any) -> PlaidIndex:
+               keep_vectors: bool | str = DEFAULT_KEEP_VECTORS,
+               keep_vectors_below: int = DEFAULT_KEEP_VECTORS_BELOW, **kwargs: Any) -> PlaidIndex:
         """New empty index. ``codec_from``: reuse another index's current codec.
         ``keep_vectors``: store each segment's originals (``"int8"``: ``dim + 2`` bytes a
         token, see ``originals.py``; ``True``: float16, ``dim * 2``) so that a codec refit
         re-quantises them; without (``False``), a refit's migration decodes and loses ~7%
         MRR@10 (``bench/RESULTS.md``, "Compression vs the fp32 truth"). Int8 kept the
-        float16 form's quality there at 56% of the index's bytes."""
+        float16 form's quality there at 56% of the index's bytes. ``keep_vectors_below``:
+        keep them only under codecs trained on fewer live tokens (0: always), so that a
+        large index holds codes and residuals alone (``Manifest.keep_vectors_below``)."""
         path = Path(path)
         if (path / "manifest.json").exists():
             raise Conflict(f"an index already exists at {path}")
@@ -97,7 +104,8 @@ class PlaidIndex(MultiVectorIndex):
             raise InvalidInput(str(e)) from e
         for sub in ("codecs", "segments", "tombstones"):
             durable.make_dirs(path / sub)
-        manifest = Manifest(dim=dim, nbits=nbits, keep_vectors=keep_vectors)
+        manifest = Manifest(dim=dim, nbits=nbits, keep_vectors=keep_vectors,
+                            keep_vectors_below=keep_vectors_below)
         if codec_from is not None:
             src = Manifest.read(Path(codec_from))
             codec = Codec.load(Path(codec_from) / "codecs" / src.codecs[-1])
@@ -105,6 +113,7 @@ class PlaidIndex(MultiVectorIndex):
                 raise InvalidInput("codec_from has another dim or nbits")
             codec.save(path / "codecs" / "c000000")
             manifest.codecs.append("c000000")
+            manifest.codec_tokens = src.codec_tokens  # what it was trained on, if known
         manifest.write(path)
         return cls(path, **kwargs)
 
@@ -250,7 +259,7 @@ class PlaidIndex(MultiVectorIndex):
         try:
             codec = refit.train_codec(self.path, m, snap.segments, None, total, self._stage("codec"))
             codec.save(self.path / "codecs" / name)
-            built = self._build_merge(snap, {e.name for e in m.segments}, (name, codec))
+            built = self._build_merge(snap, {e.name for e in m.segments}, (name, codec, total))
             with (publish_lock or nullcontext)(), self._lock:
                 done = self._install([built], new_codec=(name, total, key))
         finally:
@@ -260,11 +269,13 @@ class PlaidIndex(MultiVectorIndex):
         return done + self.merge(publish_lock, MergeAll())
 
     def _build_merge(self, snap: Snapshot, group: set[str],
-                     into: tuple[str, Codec] | None = None) -> BuiltMerge:
+                     into: tuple[str, Codec, int] | None = None) -> BuiltMerge:
         """Write the merge of ``group`` (segment names) as a new, not yet published segment,
-        under the current codec or ``into`` (a new codec's name and codec)."""
+        under the current codec or ``into`` (a new codec's name, codec and training tokens)."""
         m = snap.manifest
-        target, codec = into or (m.codecs[-1], Codec.load(self.path / "codecs" / m.codecs[-1]))
+        target, codec, tokens = into or (m.codecs[-1], Codec.load(self.path / "codecs" / m.codecs[-1]),
+                                         m.codec_tokens)
+        form = m.originals_form(tokens)
         name = f"s{m.generation:06d}m{uuid.uuid4().hex[:8]}"
         guard = merge_guard(self.path / "segments", name)
         parts, sources = [], {}
@@ -272,18 +283,16 @@ class PlaidIndex(MultiVectorIndex):
             if e.name not in group:
                 continue
             mask = dead.cpu().numpy().copy()
-            assert seg.norms is not None  # load_snapshot fills in a format-1 segment's
             part: dict[str, Any] = {
                 "pids": np.asarray(seg.pids), "doclens": np.asarray(seg.doclens), "dead": mask,
                 "codes": seg.codes.cpu().numpy(), "residuals": seg.residuals.cpu().numpy(),
-                "norms": seg.norms.cpu().numpy(), "vectors": seg.vectors if m.keep_vectors else None}
+                "vectors": seg.vectors}
             if e.codec != target:
                 part["source"] = Codec.load(self.path / "codecs" / e.codec)
             parts.append(part)
             sources[e.name] = mask
         try:
-            n, t = merge_segments(self.path / "segments" / name, target, codec, parts,
-                                  form_of(m.keep_vectors) or "float16")
+            n, t = merge_segments(self.path / "segments" / name, target, codec, parts, form)
             if self.fault_hook:
                 self.fault_hook("merged_segment_written")
         except BaseException:
@@ -352,15 +361,15 @@ class PlaidIndex(MultiVectorIndex):
             self.fault_hook("tombstones_written")
 
     def _add_segment(self, m: Manifest, ids: np.ndarray, vectors: list[np.ndarray]) -> None:
-        form = form_of(m.keep_vectors)
         # kept in the caller's dtype (float16 from a sync), not joined; as int8 stores them if so
         flat: StackedRows | Rounded = StackedRows(vectors)
-        if form == "int8":
+        if form_of(m.keep_vectors) == "int8":
             flat = Rounded(flat)
         doclens = np.array([len(v) for v in vectors], dtype=np.int32)
         cname = refit.codec_for(self.path, m, self._snap.segments, ids, doclens, flat,
                                 self._stage("codec"))
         codec = Codec.load(self.path / "codecs" / cname)
+        form = m.originals_form(m.codec_tokens)
         # StackedRows reads like the [T, dim] array it stands for, block by block
         codes, residuals = codec.compress(cast(np.ndarray, flat), progress=self._stage("compress"))
         if self.progress:

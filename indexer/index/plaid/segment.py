@@ -20,11 +20,36 @@ from indexer import durable
 from indexer.errors import IndexCorrupt
 from indexer.index.plaid.originals import SCALES, Int8Rows, quantize
 
-SEGMENT_FORMAT = 2  # 2 added norms.npy; format-1 segments still open (their norms are computed)
+# 2 added norms.npy (float16), 3 stores them as uint8 steps; 1 (norms computed at open) and 2 still open
+SEGMENT_FORMAT = 3
 FILES = ("codes.npy", "residuals.npy", "doclens.npy", "pids.npy", "ivf.npy", "ivf_offsets.npy")
 NORMS = "norms.npy"
 VECTORS = "vectors.npy"  # optional: the token vectors as committed (float16 or int8), for re-quantising
 VECTOR_BLOCK = 1 << 16  # rows of originals copied at a time
+NORM_SPREAD = 4.0  # how fast norm steps widen away from 1 (quantize_norms)
+
+
+def quantize_norms(norms: np.ndarray) -> np.ndarray:
+    """Token norms in one byte: ``round(128 + 127 tanh(4 (n - 1)))``, within [2, 254].
+
+    One mapping for every segment, so a token scores the same whatever segment holds it.
+    Steps are finest near 1 (0.002; real segments span |c + r| = 0.78-1.11, where the step
+    stays under 0.004), widen towards the tails and saturate outside 0.31-1.69.
+
+    >>> q = quantize_norms(np.array([0.8, 1.0, 1.1, 9.0], np.float32))
+    >>> q.tolist(), [round(float(x), 3) for x in dequantize_norms(q)]
+    ([44, 128, 176, 254], [0.801, 1.0, 1.1, 1.691])
+    """
+    steps: np.ndarray = np.round(128 + 127 * np.tanh(NORM_SPREAD * (norms.astype(np.float32) - 1)))
+    return np.asarray(np.clip(steps, 2, 254), dtype=np.uint8)
+
+
+def dequantize_norms(q: np.ndarray) -> np.ndarray:
+    """The float16 norms search divides by (the definition, ``FORMAT.md``), by table lookup."""
+    return np.asarray(NORM_TABLE[q])
+
+
+NORM_TABLE = (1 + np.arctanh((np.clip(np.arange(256), 2, 254) - 128) / 127) / NORM_SPREAD).astype(np.float16)
 
 
 def build_ivf(codes: np.ndarray, doclens: np.ndarray, n_centroids: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +96,7 @@ def write_segment(path: Path, codec: str, n_centroids: int, pids: np.ndarray, do
     ivf, ivf_offsets = build_ivf(codes, doclens, n_centroids)
     arrays = {"codes.npy": codes, "residuals.npy": residuals, "doclens.npy": doclens.astype(np.int32),
               "pids.npy": pids.astype(np.int64), "ivf.npy": ivf, "ivf_offsets.npy": ivf_offsets,
-              NORMS: norms.astype(np.float16)}
+              NORMS: quantize_norms(norms)}
     for name, arr in arrays.items():
         durable.write_npy(path / name, np.ascontiguousarray(arr), fresh=True)
     if vectors is not None:
@@ -103,7 +128,7 @@ class Segment:
     residuals: torch.Tensor  # [n_tokens, dim * nbits / 8] uint8
     ivf: torch.Tensor  # [n_pairs] uint16 or int32
     ivf_offsets: torch.Tensor  # [C + 1] int64
-    norms: torch.Tensor | None  # [n_tokens] float16 |c + r|; None for a format-1 segment until computed
+    norms: torch.Tensor | None  # [n_tokens] float16 |c + r| (format 3: decoded, in memory; format 1: None)
     nbytes: int  # what search reads (originals excluded)
     vectors: np.ndarray | Int8Rows | None = None  # [n_tokens, dim] originals (mmap, never read by search)
 
@@ -111,19 +136,24 @@ class Segment:
     def open(cls, path: Path, device: torch.device) -> Segment:
         try:
             meta = json.loads((path / "segment.json").read_text())
-            files = (*FILES, NORMS) if meta.get("format") == SEGMENT_FORMAT else FILES
+            files = FILES if meta.get("format") == 1 else (*FILES, NORMS)
             arr = {f[:-4]: np.load(path / f, mmap_mode="r") for f in files}
             size = sum((path / f).stat().st_size for f in (*files, "segment.json"))
         except (OSError, ValueError) as e:
             raise IndexCorrupt(f"unreadable segment {path.name}: {e}") from e
         n, t = meta["n_passages"], meta["n_tokens"]
-        if meta.get("format") not in (1, SEGMENT_FORMAT) or arr["pids"].shape != (n,) \
+        if meta.get("format") not in (1, 2, SEGMENT_FORMAT) or arr["pids"].shape != (n,) \
                 or arr["codes"].shape != (t,) or int(arr["doclens"].sum()) != t \
                 or len(arr["residuals"]) != t or arr.get("norms", np.empty(t)).shape != (t,):
             raise IndexCorrupt(f"segment {path.name} fails its shape checks")
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(arr["doclens"], out=offsets[1:])
-        norms = _tensor(arr["norms"], device) if "norms" in arr else None
+        norms = None
+        if "norms" in arr:
+            if arr["norms"].dtype != (np.uint8 if meta["format"] == SEGMENT_FORMAT else np.float16):
+                raise IndexCorrupt(f"segment {path.name}: norms of dtype {arr['norms'].dtype}")
+            plain = dequantize_norms(arr["norms"]) if meta["format"] == SEGMENT_FORMAT else arr["norms"]
+            norms = _tensor(plain, device)
         vectors = None
         if (path / VECTORS).exists():
             try:

@@ -43,7 +43,7 @@ def load_snapshot(path: Path, device: torch.device, m: Manifest,
         if seg.norms is None:  # a format-1 segment: computed once per open (~1 s per 3M tokens)
             ct = codecs[e.codec]
             seg.norms = torch.from_numpy(token_norms(seg.codes.cpu(), seg.residuals.cpu(),
-                                                     ct.centroids.cpu(), ct.table.cpu())).to(device)
+                                                     ct.centroids.cpu(), ct.table.cpu())).half().to(device)
         mask = np.zeros(e.n_passages, dtype=bool)
         if e.tombstones:
             try:
