@@ -52,8 +52,8 @@ class Manifest:
     # New segments store their originals (vectors.npy) for later refits: true float16, "int8"
     # (indexer/index/plaid/originals.py; new indexes), false none. Absent (older manifests): true.
     keep_vectors: bool | str = True
-    # ...but only under a codec trained on fewer live tokens than this (0: no limit). A codec
-    # trained on that many is kept for growth, and a refit re-quantises decoded vectors.
+    # ...but only under a codec trained on fewer live tokens than this (0: no limit). Past it,
+    # the index holds no originals and a later refit re-quantises decoded vectors.
     keep_vectors_below: int = 0
     codec_tokens: int = 0  # live tokens of the corpus the current codec was trained on (0: unknown)
     codec_corpus: str = ""  # digest of the live passages it was trained on ("": unknown)
