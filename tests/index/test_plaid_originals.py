@@ -71,10 +71,17 @@ def test_unknown_forms_are_refused(tmp_path, bags):
     np.save(seg / "vector_scales.npy", scales[:-1])  # one scale short
     with pytest.raises(IndexCorrupt):
         PlaidIndex.open(tmp_path / "i")
-    manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())
-    (tmp_path / "i" / "manifest.json").write_text(json.dumps({**manifest, "keep_vectors": "int4"}))
-    with pytest.raises(IndexCorrupt):
-        PlaidIndex.open(tmp_path / "i")
+    ok = PlaidIndex.create(tmp_path / "ok", 128, keep_vectors="int8")
+    ok.commit(np.arange(10, dtype=np.int64), bags[:10], NONE)
+    manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
+    for bad in ({"keep_vectors": "int4"}, {"keep_vectors_below": "many"}, {"keep_vectors_below": -1}):
+        (tmp_path / "ok" / "manifest.json").write_text(json.dumps({**manifest, **bad}))
+        with pytest.raises(IndexCorrupt):
+            PlaidIndex.open(tmp_path / "ok")
+    (tmp_path / "ok" / "manifest.json").write_text(json.dumps(manifest))
+    assert PlaidIndex.open(tmp_path / "ok").passage_ids().tolist() == list(range(10))
+    with pytest.raises(InvalidInput):
+        PlaidIndex.create(tmp_path / "neg", 128, keep_vectors_below=-1)
 
 
 def test_originals_are_kept_only_while_the_codec_is_young(tmp_path, bags):

@@ -102,6 +102,8 @@ class PlaidIndex(MultiVectorIndex):
             form_of(keep_vectors)
         except ValueError as e:
             raise InvalidInput(str(e)) from e
+        if keep_vectors_below < 0:
+            raise InvalidInput(f"keep_vectors_below must be >= 0, got {keep_vectors_below}")
         for sub in ("codecs", "segments", "tombstones"):
             durable.make_dirs(path / sub)
         manifest = Manifest(dim=dim, nbits=nbits, keep_vectors=keep_vectors,

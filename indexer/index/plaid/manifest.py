@@ -82,6 +82,9 @@ class Manifest:
                 raise IndexCorrupt(f"unknown manifest format {raw.get('format')!r} at {root}")
             raw["segments"] = [SegmentEntry(**s) for s in raw["segments"]]
             form_of(raw.get("keep_vectors", True))
+            below = raw.get("keep_vectors_below", 0)
+            if type(below) is not int or below < 0:
+                raise ValueError(f"keep_vectors_below must be a token count, got {below!r}")
             return cls(**raw)
         except (OSError, ValueError, TypeError, KeyError) as e:
             raise IndexCorrupt(f"unreadable manifest at {root}: {e}") from e
