@@ -285,10 +285,11 @@ class PlaidIndex(MultiVectorIndex):
             if e.name not in group:
                 continue
             mask = dead.cpu().numpy().copy()
+            assert seg.norms is not None  # load_snapshot fills in a format-1 segment's
             part: dict[str, Any] = {
                 "pids": np.asarray(seg.pids), "doclens": np.asarray(seg.doclens), "dead": mask,
                 "codes": seg.codes.cpu().numpy(), "residuals": seg.residuals.cpu().numpy(),
-                "vectors": seg.vectors}
+                "norms": seg.norms.cpu().numpy(), "vectors": seg.vectors}
             if e.codec != target:
                 part["source"] = Codec.load(self.path / "codecs" / e.codec)
             parts.append(part)

@@ -119,7 +119,7 @@ def merge_segments(out: Path, target: str, codec: Codec, parts: list[dict[str, A
                    form: str | None = "float16") -> tuple[int, int]:
     """Write the live passages of ``parts`` as one segment at ``out``, under codec ``target``.
 
-    Each part is a dict of arrays ``pids, doclens, codes, residuals``, ``dead``
+    Each part is a dict of arrays ``pids, doclens, codes, residuals, norms``, ``dead``
     (bool [n_passages]) and ``vectors`` (its originals [T, dim], or None), plus
     ``source`` (its ``Codec``) when that is not ``target``, re-quantised from its originals
     if it kept them. The result keeps originals only if every part had them, stored in
@@ -127,7 +127,7 @@ def merge_segments(out: Path, target: str, codec: Codec, parts: list[dict[str, A
     gives the same bytes as a fresh build of the same passages with that codec.
     Returns (n_passages, n_tokens).
     """
-    pids, doclens, codes, residuals, originals = [], [], [], [], []
+    pids, doclens, codes, residuals, norms, originals = [], [], [], [], [], []
     for p in parts:
         live = ~p["dead"]
         tok = live_tokens(p["doclens"], p["dead"])
@@ -138,17 +138,19 @@ def merge_segments(out: Path, target: str, codec: Codec, parts: list[dict[str, A
         if "source" not in p:
             codes.append(p["codes"][tok])
             residuals.append(p["residuals"][tok])
+            norms.append(p["norms"][tok])  # a stored byte reads back and re-quantises to itself
             continue
         again = originals[-1] or DecodedRows(p["codes"][tok], p["residuals"][tok], p["source"])
         c, r = codec.compress(cast(np.ndarray, again))  # read like an array, block by block
         codes.append(c)
         residuals.append(r)
+        norms.append(token_norms(torch.from_numpy(c.astype(np.int64)), torch.from_numpy(r),
+                                 torch.from_numpy(codec.centroids), torch.from_numpy(codec.decode_table())))
     pid, dl = np.concatenate(pids), np.concatenate(doclens)
     cd, rs = np.concatenate(codes), np.concatenate(residuals)
     kept = StackedRows(originals) if form and all(o is not None for o in originals) and len(cd) else None
-    norms = token_norms(torch.from_numpy(cd.astype(np.int64)), torch.from_numpy(rs),
-                        torch.from_numpy(codec.centroids), torch.from_numpy(codec.decode_table()))
-    write_sorted(out, target, len(codec.centroids), pid, dl, cd, rs, norms, kept, form or "float16")
+    write_sorted(out, target, len(codec.centroids), pid, dl, cd, rs, np.concatenate(norms), kept,
+                 form or "float16")
     return len(pid), len(cd)
 
 

@@ -40,10 +40,12 @@ def load_snapshot(path: Path, device: torch.device, m: Manifest,
     segments, dead = [], []
     for e in m.segments:
         seg = old_segs.get(e.name) or Segment.open(path / "segments" / e.name, device)
-        if seg.norms is None:  # a format-1 segment: computed once per open (~1 s per 3M tokens)
+        # a format-1 segment: computed once per open (~1 s per 3M tokens), kept in float32 so
+        # that a merge quantises them as a fresh build would
+        if seg.norms is None:
             ct = codecs[e.codec]
             seg.norms = torch.from_numpy(token_norms(seg.codes.cpu(), seg.residuals.cpu(),
-                                                     ct.centroids.cpu(), ct.table.cpu())).half().to(device)
+                                                     ct.centroids.cpu(), ct.table.cpu())).to(device)
         mask = np.zeros(e.n_passages, dtype=bool)
         if e.tombstones:
             try:
