@@ -83,13 +83,37 @@ def plaid_top(docs: list[np.ndarray], queries: list[np.ndarray], k: int,
 
 def head_weight(encoder: str) -> tuple[np.ndarray | None, bool]:
     """The encoder's head (None: raw vectors) and its skiplist setting."""
+    enc = load_fp32(encoder)
+    weight = None if enc.projection is None else enc.projection.weight.detach().numpy()
+    return weight, enc.config.skip_punctuation
+
+
+def load_fp32(encoder: str):
     from indexer.encoding.encoder import ColBERTEncoder
 
     enc = ColBERTEncoder.load(encoder, runtime="torch", precision="fp32")
     if enc.config.markers or enc.config.query_augmentation:
         raise SystemExit("the cached backbone pass holds no markers: cannot project this encoder")
-    weight = None if enc.projection is None else enc.projection.weight.detach().numpy()
-    return weight, enc.config.skip_punctuation
+    return enc
+
+
+def query_token_weights(encoder: str, qtexts: list[str]) -> list[np.ndarray] | None:
+    """Per query, the weights ``encode_queries`` scales its token vectors by (None: the
+    encoder has none), so cached backbone vectors project as the encoder encodes."""
+    import torch
+
+    from indexer.encoding.encoder import weigh_query_tokens
+
+    enc = load_fp32(encoder)
+    if enc.query_weights is None:
+        return None
+    out = []
+    for text in qtexts:
+        batch = enc.tokenize_batch([text], enc.config.query_max_tokens, enc.config.query_marker)
+        ones = torch.ones(1, batch["input_ids"].shape[1], 1)
+        out.append(weigh_query_tokens(ones, batch["input_ids"], batch["attention_mask"].bool(),
+                                      enc.query_weights)[0, :, 0].numpy())
+    return out
 
 
 def encoded(key: str, encoder: str, texts: list[str],
@@ -129,13 +153,17 @@ class EvalInputs:
     every: list[np.ndarray]  # passage vectors keeping every token
     weight: np.ndarray | None  # the encoder's head
     skip: bool  # the encoder's skiplist setting
+    query_weights: list[np.ndarray] | None  # per query, its tokens' weights (None: unweighted)
     sparse: list[list[tuple[int, float]]]  # memex BM25, top FUSION_DEPTH
     rows: dict[str, list[list[int]]]  # baseline rankings, top 10
 
     def projected(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Passages and queries through the encoder's head, passages with its own skiplist."""
         docs = self.vectors.docs if self.skip else self.every
-        return project(docs, self.weight), project(self.vectors.queries, self.weight)
+        queries = project(self.vectors.queries, self.weight)
+        if self.query_weights is not None:
+            queries = [q * w[:, None] for q, w in zip(queries, self.query_weights)]
+        return project(docs, self.weight), queries
 
 
 def load_eval_inputs(name: str, subset: int | None, dense: bool, encoder: str) -> EvalInputs:
@@ -158,7 +186,8 @@ def load_eval_inputs(name: str, subset: int | None, dense: bool, encoder: str) -
     rows["raw MaxSim untrained, every token"] = [
         [i for i, _ in r] for r in top(maxsim_scores(v.queries, every), 10)]
     spans = [(p["path"], p["start"], p["end"]) for p in ps]
-    return EvalInputs(key, texts, qtexts, spans, queries, v, every, w, skip, sparse, rows)
+    return EvalInputs(key, texts, qtexts, spans, queries, v, every, w, skip,
+                      query_token_weights(encoder, qtexts), sparse, rows)
 
 
 def evaluate(name: str, subset: int | None, dense: bool, encoder: str,

@@ -9,7 +9,9 @@ fusion of PLAID MaxSim, BM25 and a pooled cosine scored on every candidate:
 - ``a``: the backbone's mean-pooled last hidden state (all-MiniLM-L6-v2's sentence
   embedding; passages over ``doc_max_tokens`` like the cached single-vector baseline,
   queries over ``query_max_tokens`` as the encoder would see them), stored int8;
-- ``b``: the mean of a passage's (query's) head vectors, normalised: no new storage.
+- ``b``: the mean of a passage's (query's) head vectors, normalised: no new storage;
+- ``c``: ``a``'s passage vectors stored as signs (1 bit a dimension, 48 B), the query's
+  full vector scored against them.
 
 Rows come in two forms, like ``bench_default_encoder``: the fp32 encoder (cached backbone
 through the head) and, with ``--int8``, the encoder as memex runs it (int8 ONNX) end to end;
@@ -58,6 +60,11 @@ def int8_rows(x: np.ndarray) -> np.ndarray:
     return (np.round(x / scale).clip(-127, 127) * scale).astype(np.float32)
 
 
+def sign_rows(x: np.ndarray) -> np.ndarray:
+    """Each row's signs, scaled to unit length (what a 1-bit stored vector scores as)."""
+    return (np.where(x >= 0, 1.0, -1.0) / np.sqrt(x.shape[1])).astype(np.float32)
+
+
 def mean_unit(bags: list[np.ndarray]) -> np.ndarray:
     m = np.stack([b.mean(0) for b in bags])
     return (m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float32)
@@ -91,13 +98,14 @@ def evaluate(name: str, subset: int | None, dense: bool, encoder: str, int8: boo
     forms = [("fp32", *e.projected())]
     if int8:
         forms.append(("int8", *encoded(e.key, encoder, e.texts, e.qtexts)))
-    grid = only or [(wb, wp, s) for wb in WEIGHTS_BM25 for wp in WEIGHTS_POOL for s in "ab"
+    grid = only or [(wb, wp, s) for wb in WEIGHTS_BM25 for wp in WEIGHTS_POOL for s in "abc"
                     if wp or s == "a"]
     for form, docs, qs in forms:
         plaid, _ = plaid_top(docs, qs, FUSION_DEPTH)
         rows[f"{form} default hybrid w={DEFAULT_BM25_WEIGHT:g}"] = [
             [i for i, _ in fuse(d, s, DEFAULT_BM25_WEIGHT, 10)] for d, s in zip(plaid, sparse)]
-        pooled = {"a": (qa, da), "b": (mean_unit(qs), mean_unit(docs))}
+        pooled = {"a": (qa, da), "b": (mean_unit(qs), mean_unit(docs)),
+                  "c": (qa, sign_rows(v.doc_mean))}
         for wb, wp, sig in grid:
             q, d = pooled[sig]
             rows[f"{form} bm25 {wb:g} pool-{sig} {wp:g}"] = [
@@ -112,7 +120,7 @@ def main() -> None:
     ap.add_argument("--dense", action="store_true")
     ap.add_argument("--encoder", default="bundled:memex-colbert")
     ap.add_argument("--int8", action="store_true", help="also the int8 ONNX encoder end to end")
-    ap.add_argument("--only", nargs="*", help="W_BM25:W_POOL:a|b combinations instead of the grid")
+    ap.add_argument("--only", nargs="*", help="W_BM25:W_POOL:a|b|c combinations instead of the grid")
     args = ap.parse_args()
     torch.set_num_threads(1)
     only = [(float(a), float(b), c) for a, b, c in (x.split(":") for x in args.only)] if args.only else None

@@ -39,6 +39,9 @@ class EncoderConfig:
 
 
 PUNCTUATION = set(string.punctuation)
+# Per vocabulary token weights of query tokens (float32 [vocab]), saved beside a checkpoint;
+# see ``weigh_query_tokens``. The default encoder's are IDF-based (``indexer/training/idf.py``).
+QUERY_WEIGHTS_FILE = "query_token_weights.safetensors"
 _OTHER_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines breaks besides \n, \r
 
 
@@ -76,6 +79,15 @@ class ColBERTEncoder:
         self.dim = (
             self.projection.out_features if self.projection else self.model.config.hidden_size
         )
+        self.query_weights: torch.Tensor | None = None
+        if (self.model_path / QUERY_WEIGHTS_FILE).exists():
+            from safetensors.torch import load_file
+
+            self.query_weights = load_file(self.model_path / QUERY_WEIGHTS_FILE)["weight"].float()
+            if self.query_weights.shape != (len(self.tokenizer),):
+                raise ModelError(f"{QUERY_WEIGHTS_FILE} of {model_path} has "
+                                 f"{tuple(self.query_weights.shape)} weights for a vocabulary "
+                                 f"of {len(self.tokenizer)}")
         vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
         self.punct_ids = torch.tensor(
             [i for i, tok in enumerate(vocab) if tok and all(c in PUNCTUATION for c in tok)]
@@ -160,6 +172,8 @@ class ColBERTEncoder:
             batch = pad_with_mask(batch, self.tokenizer, self.config.query_max_tokens)
         vectors = self.embed_batch(batch)
         keep = batch["attention_mask"].bool()
+        if self.query_weights is not None:
+            vectors = weigh_query_tokens(vectors, batch["input_ids"], keep, self.query_weights)
         return [vectors[i][keep[i]].cpu().numpy() for i in range(len(texts))]
 
     def encode_documents(
@@ -229,6 +243,19 @@ class ColBERTEncoder:
         backend = self.tokenizer.backend_tokenizer
         return isinstance(backend.pre_tokenizer, pre_tokenizers.BertPreTokenizer) and isinstance(
             backend.normalizer, (normalizers.BertNormalizer, type(None)))
+
+
+def weigh_query_tokens(vectors: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor,
+                       weights: torch.Tensor) -> torch.Tensor:
+    """Query token vectors (B, T, dim) scaled by their token's weight, the weights of each
+    query's kept tokens rescaled to mean 1.
+
+    MaxSim is linear in each query vector's length, so a weight is that token's share of
+    the score: rare identifiers count more than ``the`` or ``(``, as BM25's IDF does.
+    The mean of 1 keeps scores on the unweighted scale."""
+    w = weights.to(vectors.device)[input_ids.to(vectors.device)] * mask.to(vectors.device)
+    w = w * mask.sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1e-6)
+    return vectors * w[..., None].to(vectors.dtype)
 
 
 def pad_with_mask(batch: dict, tokenizer, length: int) -> dict:

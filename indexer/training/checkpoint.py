@@ -4,12 +4,15 @@ memex (what ``ColBERTEncoder.load(path)`` reads)::
 
     config.json, model.safetensors, tokenizer files   # the HF backbone
     colbert_linear.safetensors                        # {"weight": (dim, hidden)} head
+    query_token_weights.safetensors                   # optional {"weight": (vocab,)}
     memex_encoder.json                                # EncoderConfig
     training_config.json                              # TrainConfig + training stats
 
 colbert-ai (``HF_ColBERT``): one state dict with ``bert.*`` backbone keys and
 ``linear.weight`` (dim, hidden), a BERT ``config.json``, the tokenizer, and
 ``artifact.metadata`` (JSON: dim, query_maxlen, doc_maxlen, ...).
+Neither exchange format has a place for query token weights: an exported encoder
+scores queries unweighted.
 
 PyLate (a sentence-transformers dir): the backbone at the root, ``modules.json``
 naming a Transformer and a ``1_Dense`` module (``linear.weight``), and
@@ -28,7 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from indexer import durable
-from indexer.encoding.encoder import ColBERTEncoder, EncoderConfig
+from indexer.encoding.encoder import QUERY_WEIGHTS_FILE, ColBERTEncoder, EncoderConfig
 from indexer.errors import InvalidInput
 
 
@@ -65,6 +68,8 @@ def save_checkpoint(encoder: ColBERTEncoder, out_dir: Path, training: dict | Non
         if encoder.projection is not None:
             save_file({"weight": encoder.projection.weight.detach().contiguous().cpu()},
                       tmp / "colbert_linear.safetensors")
+        if encoder.query_weights is not None:
+            save_file({"weight": encoder.query_weights.contiguous().cpu()}, tmp / QUERY_WEIGHTS_FILE)
         (tmp / "memex_encoder.json").write_text(json.dumps(asdict(encoder.config), indent=2))
         if training is not None:
             (tmp / "training_config.json").write_text(json.dumps(training, indent=2))

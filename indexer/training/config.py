@@ -18,6 +18,8 @@ class TrainConfig:
     markers: bool = False  # ColBERT's [Q]/[D] markers; off keeps step 0 equal to the base
     query_augmentation: bool = False  # [MASK] padding of queries
     skip_punctuation: bool | None = None  # drop punctuation document tokens; None: as the base
+    query_idf: float = 0.0  # > 0: weigh query tokens by idf ** query_idf over the training
+    #                         passages (indexer/training/idf.py), if the base has no weights
     # -- optimisation -----------------------------------------------------
     steps: int = 200
     batch_size: int = 8  # queries per step; each brings 1 positive + n_negatives passages

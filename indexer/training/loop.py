@@ -23,6 +23,7 @@ from indexer.errors import InvalidInput
 from indexer.training.checkpoint import save_checkpoint
 from indexer.training.config import TrainConfig
 from indexer.training.data import Example
+from indexer.training.idf import idf_weights
 from indexer.training.model import TrainableColBERT, maxsim, pca_head
 
 # (step, total steps, loss) after each step; returning True stops training early.
@@ -30,7 +31,9 @@ StepCallback = Callable[[int, int, float], bool | None]
 
 
 def build_model(cfg: TrainConfig, pca_passages: list[str]) -> TrainableColBERT:
-    """The encoder to train: ``cfg.base`` with ``cfg``'s settings and a (PCA) head."""
+    """The encoder to train: ``cfg.base`` with ``cfg``'s settings and a (PCA) head; the
+    first ``cfg.pca_passages`` of ``pca_passages`` feed the PCA, all of them the query
+    token weights (``cfg.query_idf``)."""
     encoder = ColBERTEncoder.load(cfg.base, device=cfg.device, runtime="torch")
     skip = encoder.config.skip_punctuation if cfg.skip_punctuation is None else cfg.skip_punctuation
     encoder.config = replace(encoder.config, skip_punctuation=skip)
@@ -49,6 +52,9 @@ def build_model(cfg: TrainConfig, pca_passages: list[str]) -> TrainableColBERT:
             encoder.projection = torch.nn.Linear(hidden, hidden, bias=False).to(cfg.device)
             encoder.projection.weight.data = torch.eye(hidden)
         encoder.dim = encoder.projection.out_features
+    if cfg.query_idf > 0 and encoder.query_weights is None:
+        encoder.query_weights = idf_weights(encoder.tokenizer, pca_passages,
+                                            encoder.config.doc_max_tokens, cfg.query_idf)
     return TrainableColBERT(encoder)
 
 

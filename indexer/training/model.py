@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from indexer.encoding.encoder import ColBERTEncoder, pad_with_mask
+from indexer.encoding.encoder import ColBERTEncoder, pad_with_mask, weigh_query_tokens
 
 
 class TrainableColBERT(torch.nn.Module):
@@ -68,7 +68,10 @@ class TrainableColBERT(torch.nn.Module):
         batch = self.encoder.tokenize_batch(texts, cfg.query_max_tokens, cfg.query_marker)
         if cfg.query_augmentation:
             batch = pad_with_mask(batch, self.encoder.tokenizer, cfg.query_max_tokens)
-        return self._forward(batch), batch["attention_mask"].bool().to(self.encoder.device)
+        vectors, mask = self._forward(batch), batch["attention_mask"].bool().to(self.encoder.device)
+        if self.encoder.query_weights is not None:
+            vectors = weigh_query_tokens(vectors, batch["input_ids"], mask, self.encoder.query_weights)
+        return vectors, mask
 
     def encode_documents(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Vectors (N, Ld, dim) and the mask of kept tokens (N, Ld), as inference keeps them."""

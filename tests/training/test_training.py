@@ -24,7 +24,7 @@ from indexer.training.data import write_jsonl
 from indexer.training.loop import batch_loss, build_model, fit
 
 CFG = dict(dim=64, steps=25, batch_size=4, n_negatives=2, doc_max_tokens=96, train_layers=0,
-           head_lr=2e-3, warmup_steps=3, log_every=0)
+           head_lr=2e-3, warmup_steps=3, log_every=0, query_idf=0.5)
 
 
 @torch.no_grad()
@@ -60,6 +60,12 @@ def test_checkpoint_loads_and_encodes_identically(trained, examples) -> None:
     q = [e.query for e in examples[:3]]
     for a, b in zip(model.encoder.encode_queries(q), loaded.encode_queries(q)):
         assert np.allclose(a, b, atol=1e-5)
+    # query token weights (CFG's query_idf) travel with the checkpoint: [CLS], in every
+    # passage, weighs least; a token no passage holds, most
+    w = loaded.query_weights
+    assert w is not None and torch.equal(w, model.encoder.query_weights)
+    assert float(w[loaded.tokenizer.cls_token_id]) == float(w.min()) < 0.2
+    assert float(w[loaded.tokenizer.convert_tokens_to_ids("[unused5]")]) == float(w.max())
     assert "stats" in json.loads((out / "training_config.json").read_text())
 
 
