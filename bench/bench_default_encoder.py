@@ -116,27 +116,46 @@ def query_token_weights(encoder: str, qtexts: list[str]) -> list[np.ndarray] | N
     return out
 
 
-def encoded(key: str, encoder: str, texts: list[str],
-            qtexts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def encoded(key: str, encoder: str, texts: list[str], qtexts: list[str]
+            ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
     """Passages and queries through ``encoder`` as ``memex`` loads it (int8 ONNX on a CPU),
-    cached per set and encoder fingerprint."""
+    and their pooled vectors, cached per set and encoder fingerprint."""
     from indexer.encoding.encoder import ColBERTEncoder
 
     enc = ColBERTEncoder.load(encoder)
-    cache = CACHE / f"encoded-{key}-{enc.runtime}-{enc.precision}-{enc.fingerprint}.npz"
+    cache = CACHE / f"encoded-{key}-{enc.runtime}-{enc.precision}-{enc.fingerprint}-pooled.npz"
     if not cache.exists():
         t = time.perf_counter()
-        docs = enc.encode_documents(texts, dtype=np.float16)
-        qs = enc.encode_queries(qtexts)
+        docs, doc_pooled = enc.encode_documents_and_pooled(texts, dtype=np.float16)
+        qs, query_pooled = enc.encode_queries_and_pooled(qtexts)
         print(f"encoded {len(texts)} passages ({enc.runtime} {enc.precision}) in "
               f"{time.perf_counter() - t:.0f} s", flush=True)
         np.savez(cache.with_suffix(".tmp.npz"), doc=np.concatenate(docs),
                  doc_len=[len(d) for d in docs], query=np.concatenate(qs),
-                 query_len=[len(q) for q in qs])
+                 query_len=[len(q) for q in qs], doc_pooled=doc_pooled,
+                 query_pooled=query_pooled)
         cache.with_suffix(".tmp.npz").rename(cache)
     z = np.load(cache)
     split = backbone_cache.split_bags
-    return split(z["doc"], z["doc_len"]), split(z["query"], z["query_len"])
+    return (split(z["doc"], z["doc_len"]), split(z["query"], z["query_len"]), z["doc_pooled"],
+            z["query_pooled"])
+
+
+def hybrid(dense: list[list[tuple[int, float]]], sparse: list[list[tuple[int, float]]],
+           query_pooled: np.ndarray, doc_pooled: np.ndarray, pooled_weight: float,
+           k: int = 10) -> list[list[int]]:
+    """``mode=hybrid`` as ``indexer/corpus/search.py`` runs it: BM25 at the default
+    weight, and the pooled term from the passages' stored sign bits."""
+    from indexer import pooled
+    from indexer.bm25 import DEFAULT_BM25_WEIGHT, fuse
+
+    packed = pooled.pack(doc_pooled)
+    out = []
+    for q, d, s in zip(query_pooled, dense, sparse):
+        cands = sorted({p for p, _ in d} | {p for p, _ in s})
+        scores = dict(zip(cands, pooled.scores(q, [packed[c] for c in cands]).tolist()))
+        out.append([p for p, _ in fuse(d, s, DEFAULT_BM25_WEIGHT, k, scores, pooled_weight)])
+    return out
 
 
 @dataclass
@@ -208,13 +227,26 @@ def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
                                               for d, s in zip(plaid, sparse)]
         rows[f"hybrid exhaustive w={wt:g}"] = [[i for i, _ in fuse(d, s, wt, 10)]
                                                for d, s in zip(exhaustive, sparse)]
+    fp32 = load_fp32(encoder)
+    pooled_weight = fp32.config.pooled_weight
+    if pooled_weight > 0:  # fp32 backbone's pooled vectors (the cached pass), as stored
+        from bench.bench_pooled_fusion import pooled_queries
+
+        qp, dp = fp32.rotate_pooled(pooled_queries(encoder, qtexts)), fp32.rotate_pooled(
+            e.vectors.doc_mean)
+        rows[f"hybrid exhaustive w={DEFAULT_BM25_WEIGHT:g} + pooled {pooled_weight:g}"] = hybrid(
+            exhaustive, sparse, qp, dp, pooled_weight)
+        rows[f"hybrid PLAID w={DEFAULT_BM25_WEIGHT:g} + pooled {pooled_weight:g}"] = hybrid(
+            plaid, sparse, qp, dp, pooled_weight)
     if int8:  # the default end to end: the encoder as memex runs it, then PLAID and BM25
-        docs8, qs8 = encoded(key, encoder, texts, qtexts)
+        docs8, qs8, dpool8, qpool8 = encoded(key, encoder, texts, qtexts)
         rows["int8 encoder, exhaustive"] = [[i for i, _ in r] for r in top(maxsim_scores(qs8, docs8), 10)]
         plaid8, _ = plaid_top(docs8, qs8, FUSION_DEPTH)
         rows["int8 encoder, PLAID 2-bit"] = [[i for i, _ in r[:10]] for r in plaid8]
-        rows["int8 hybrid PLAID (the default)"] = [
+        rows["int8 hybrid PLAID, BM25 only"] = [
             [i for i, _ in fuse(d, s, DEFAULT_BM25_WEIGHT, 10)] for d, s in zip(plaid8, sparse)]
+        rows["int8 hybrid PLAID (the default)"] = hybrid(plaid8, sparse, qpool8, dpool8,
+                                                         pooled_weight)
     print(f"(took {time.perf_counter() - t:.0f} s; PLAID index {nbytes / len(texts):.0f} B/passage)")
     show(rows, e.spans, e.queries)
 

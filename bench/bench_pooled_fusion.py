@@ -31,27 +31,15 @@ WEIGHTS_POOL = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 WEIGHTS_BM25 = (0.1, 0.2)
 
 
-def zscores(scores: np.ndarray) -> np.ndarray:
-    return (scores - scores.mean()) / (scores.std() or 1.0)
-
-
 def fuse3(dense: list[tuple[int, float]], sparse: list[tuple[int, float]], qvec: np.ndarray,
           dvecs: np.ndarray, w_bm25: float, w_pool: float, k: int = 10) -> list[int]:
-    """(1 - w_bm25 - w_pool) z(MaxSim) + w_bm25 z(BM25) + w_pool z(cosine) over the union;
-    a candidate missing from one ranking gets that ranking's min z - 1 (as ``bm25.fuse``)."""
+    """``indexer.bm25.fuse`` with the pooled cosine of every candidate as its third term:
+    (1 - w_pool) [(1 - w_bm25) z(MaxSim) + w_bm25 z(BM25)] + w_pool z(cosine)."""
+    from indexer.bm25 import fuse
+
     cands = sorted({p for p, _ in dense} | {p for p, _ in sparse})
-
-    def side(ranking: list[tuple[int, float]]) -> np.ndarray:
-        if not ranking:
-            return np.zeros(len(cands))
-        z = zscores(np.array([s for _, s in ranking], np.float64))
-        got = dict(zip((p for p, _ in ranking), z))
-        return np.array([got.get(p, z.min() - 1.0) for p in cands])
-
-    pooled = zscores(dvecs[cands].astype(np.float64) @ qvec.astype(np.float64))
-    fused = (1 - w_bm25 - w_pool) * side(dense) + w_bm25 * side(sparse) + w_pool * pooled
-    order = sorted(range(len(cands)), key=lambda i: (-fused[i], cands[i]))
-    return [cands[i] for i in order[:k]]
+    pooled = dict(zip(cands, (dvecs[cands].astype(np.float64) @ qvec.astype(np.float64)).tolist()))
+    return [p for p, _ in fuse(dense, sparse, w_bm25, k, pooled, w_pool)]
 
 
 def int8_rows(x: np.ndarray) -> np.ndarray:
@@ -97,7 +85,7 @@ def evaluate(name: str, subset: int | None, dense: bool, encoder: str, int8: boo
     rows["pooled a alone (q at 32 tokens, int8)"] = [[i for i, _ in r] for r in top(qa @ da.T, 10)]
     forms = [("fp32", *e.projected())]
     if int8:
-        forms.append(("int8", *encoded(e.key, encoder, e.texts, e.qtexts)))
+        forms.append(("int8", *encoded(e.key, encoder, e.texts, e.qtexts)[:2]))
     grid = only or [(wb, wp, s) for wb in WEIGHTS_BM25 for wp in WEIGHTS_POOL for s in "abc"
                     if wp or s == "a"]
     for form, docs, qs in forms:

@@ -2,7 +2,8 @@
 
     python -m bench.index_bytes --tree docs --encoders bundled:minilm bundled:memex-colbert
 
-Counts every file of the PLAID index (segments and codecs), and separately what the kept
+Counts every file of the PLAID index (segments and codecs) and the passages' pooled
+vectors (``passages.pooled`` in SQL, ``indexer/pooled.py``), and separately what the kept
 originals (``vectors.npy`` + ``vector_scales.npy``, for codec refits) take.
 """
 
@@ -12,7 +13,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from indexer.corpus import Corpora
+from indexer.database import Passage
 
 ORIGINALS = ("vectors.npy", "vector_scales.npy")
 
@@ -31,12 +35,15 @@ def main() -> None:
             corpora.optimize("t")
             files = [p for p in Path(tmp).rglob("*")
                      if p.is_file() and ({"segments", "codecs"} & set(p.parts))]
-            total = sum(p.stat().st_size for p in files)
+            with corpora.sessions() as session:
+                pooled = session.scalar(select(func.sum(func.length(Passage.pooled)))) or 0
+            total = sum(p.stat().st_size for p in files) + pooled
             kept = sum(p.stat().st_size for p in files if p.name in ORIGINALS)
             n = corpora.info("t").passages
         base = base or total / n
         print(f"{encoder:<24} {n} passages  {total / n:>9.0f} B/passage ({total / n / base:.2f}x the "
-              f"first)  without originals {(total - kept) / n:>8.0f} B/passage")
+              f"first)  without originals {(total - kept) / n:>8.0f} B/passage  "
+              f"(pooled {pooled / n:.0f})")
 
 
 if __name__ == "__main__":

@@ -126,13 +126,20 @@ class Analyzer:
 
 
 def fuse(dense: list[tuple[int, float]], sparse: list[tuple[int, float]], bm25_weight: float,
-         k: int | None = None) -> list[tuple[int, float]]:
+         k: int | None = None, pooled: dict[int, float] | None = None,
+         pooled_weight: float = 0.0) -> list[tuple[int, float]]:
     """Z-score fusion of a ColBERT and a BM25 ranking of (id, score), best first.
+
+    ``pooled``: a third score for *every* candidate (``indexer/pooled.py``), taking
+    ``pooled_weight`` of the fused score; ColBERT and BM25 share the rest as
+    ``bm25_weight`` says, so a corpus's calibrated BM25 weight keeps its meaning.
 
     >>> [p for p, _ in fuse([(1, 9.0), (2, 8.9), (3, 5.0)], [(2, 7.0), (3, 1.0)], 0.5)]
     [2, 1, 3]
     >>> [p for p, _ in fuse([(1, 9.0), (2, 8.9)], [(2, 7.0)], 0.0)]
     [1, 2]
+    >>> [p for p, _ in fuse([(1, 9.0), (2, 8.9)], [(2, 7.0)], 0.0, None, {1: 0.1, 2: 0.9}, 0.5)]
+    [2, 1]
     """
     def zscores(ranking: list[tuple[int, float]]) -> tuple[dict[int, float], float]:
         if not ranking:
@@ -144,5 +151,8 @@ def fuse(dense: list[tuple[int, float]], sparse: list[tuple[int, float]], bm25_w
     (zd, floor_d), (zs, floor_s) = zscores(dense), zscores(sparse)
     fused = {p: (1 - bm25_weight) * zd.get(p, floor_d) + bm25_weight * zs.get(p, floor_s)
              for p in zd.keys() | zs.keys()}
+    if pooled is not None and pooled_weight > 0:
+        zp, _ = zscores([(p, pooled[p]) for p in fused])
+        fused = {p: (1 - pooled_weight) * f + pooled_weight * zp[p] for p, f in fused.items()}
     best = sorted(fused.items(), key=lambda x: (-x[1], x[0]))
     return best[:k] if k is not None else best

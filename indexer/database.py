@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -107,6 +108,9 @@ class Passage(Base):
     start_char: Mapped[int] = mapped_column(Integer)
     end_char: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
+    # The encoder's pooled vector as sign bits (indexer/pooled.py); NULL for passages
+    # written before it existed, which hybrid search then fuses without it.
+    pooled: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Job(Base):

@@ -29,6 +29,7 @@ from sqlalchemy import select
 
 from indexer.bm25 import FUSION_DEPTH, fuse
 from indexer.corpus import Corpora
+from indexer.corpus.search import pooled_scores
 from indexer.database import Document, Passage
 from indexer.errors import InvalidInput
 from indexer.mined_queries import PassageSpan, docstring_queries
@@ -215,8 +216,16 @@ def calibrate_fusion(corpora: Corpora, name: str, held_out: list[tuple[str, int]
         sparse += [[(h.passage_id, h.score) for h in r] for r in
                    corpora.search([name], batch, FUSION_DEPTH, mode="bm25")]
 
+    with corpora.sessions() as s:  # hybrid's pooled term, as search adds it
+        row = corpora.row(s, name)
+        encoder = corpora.encoder_for(row.encoder, row.encoder_fingerprint)
+    pooled_weight = encoder.config.pooled_weight
+    pooled = pooled_scores(corpora, encoder.encode_queries_and_pooled(texts)[1], dense, sparse) \
+        if pooled_weight > 0 else [None] * len(texts)
+
     def reciprocal_ranks(w: float) -> np.ndarray:
-        ranks = [[p for p, _ in fuse(d, s, w, 10)] for d, s in zip(dense, sparse)]
+        ranks = [[p for p, _ in fuse(d, s, w, 10, pool, pooled_weight)]
+                 for d, s, pool in zip(dense, sparse, pooled)]
         return np.array([1 / (r.index(pid) + 1) if pid in r else 0.0
                          for r, (_, pid) in zip(ranks, held_out)])
 

@@ -24,6 +24,7 @@ from indexer import durable
 from indexer.corpus import Corpora
 from indexer.encoding.encoder import ColBERTEncoder
 from indexer.index import create_index
+from indexer.pooled import pack
 from indexer.progress import Progress
 
 
@@ -46,7 +47,8 @@ def reindex(corpora: Corpora, name: str, encoder_name: str,
             if progress:
                 progress("re-encode", done[0], len(texts))
 
-        vectors = encoder.encode_documents(texts, progress=step)
+        vectors, pooled = encoder.encode_documents_and_pooled(texts, progress=step)
+        packed = dict(zip(ids, pack(pooled)))
         index.progress = progress  # a PLAID index reports its codec / compress stages
         index.commit(np.array(ids, np.int64), vectors, np.zeros(0, np.int64))
         index.progress = None
@@ -57,10 +59,14 @@ def reindex(corpora: Corpora, name: str, encoder_name: str,
             added = [(i, t) for i, t in zip(now_ids, now_texts) if i not in known]
             gone = sorted(known - set(now_ids))
             if added or gone:
-                index.commit(np.array([i for i, _ in added], np.int64),
-                             encoder.encode_documents([t for _, t in added]),
+                added_vectors, added_pooled = encoder.encode_documents_and_pooled(
+                    [t for _, t in added])
+                index.commit(np.array([i for i, _ in added], np.int64), added_vectors,
                              np.array(gone, np.int64))
-            corpora.switch_index(name, encoder_name, encoder.fingerprint, new_dir)
+                packed.update(zip((i for i, _ in added), pack(added_pooled)))
+            for i in gone:
+                packed.pop(i, None)
+            corpora.switch_index(name, encoder_name, encoder.fingerprint, new_dir, packed)
             for path in corpora.corpus_dir(name).glob("index*"):
                 if path.name not in (new_dir, old_dir):
                     durable.remove(path)

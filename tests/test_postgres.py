@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, select, text
 from indexer.corpus import Corpora, DocumentInput, chunk_document
 from indexer.database import Base, Job, Passage, make_engine, make_sessionmaker
 from indexer.migrations import current, upgrade
+from indexer.pooled import pack
 from service.api.keys import KeyStore
 from service.jobs.runner import JobRunner
 
@@ -49,7 +50,7 @@ def _drift(engine) -> list:
 def test_migrations_match_models_on_sqlite(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
     upgrade(engine)
-    assert current(engine) == "0004"
+    assert current(engine) == "0005"
     assert _drift(engine) == []
 
 
@@ -63,7 +64,7 @@ def test_database_made_before_migrations_is_stamped_and_upgraded(tmp_path):
                           "cancel_requested, created_at, updated_at) VALUES ('j', 'sync', "
                           "'succeeded', '', 0, 0, '{}', 0, '2025-01-01', '2025-01-01')"))
     upgrade(engine)
-    assert current(engine) == "0004" and _drift(engine) == []
+    assert current(engine) == "0005" and _drift(engine) == []
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id FROM jobs")).scalar() == "j"  # data kept
 
@@ -84,7 +85,7 @@ def test_migrations_on_postgres_concurrently(pg_url):
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert errors == []
-    assert current(engines[0]) == "0004" and _drift(engines[0]) == []
+    assert current(engines[0]) == "0005" and _drift(engines[0]) == []
     [e.dispose() for e in engines]
 
 
@@ -112,7 +113,8 @@ def test_corpus_lifecycle_and_recovery_on_postgres(pg_url, tmp_path, encoder):
     # A crash between the SQL commit and the index commit: the redo record finishes it.
     change = [DocumentInput("n", "Neutron stars spin fast.")]
     chunks = [chunk_document(d, encoder) for d in change]
-    new_ids, _ = corpora.changes.commit_rows("pg", change, chunks, [])
+    pooled = pack(encoder.encode_documents_and_pooled([p.text for p in chunks[0]])[1])
+    new_ids, _ = corpora.changes.commit_rows("pg", change, chunks, [], pooled)
     reopened = Corpora(tmp_path / "home", pg_url, encoder=encoder)
     assert reopened.recover_all() == ["pg"]
     assert set(new_ids) <= set(reopened.index("pg").passage_ids())

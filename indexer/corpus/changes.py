@@ -22,6 +22,7 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from indexer import line_windows
+from indexer import pooled as pooled_module
 from indexer.corpus.records import ChangeReport, DocumentInput, EncodePool
 from indexer.database import Corpus, Document, Passage, in_list, utcnow
 from indexer.distributed.sharded import commit_documents
@@ -54,9 +55,10 @@ def passage_text(doc: DocumentInput, text: str) -> str:
 
 
 def encode_passages(encoder: ColBERTEncoder, encoder_name: str, texts: list[str],
-                    progress: Progress | None, pool: EncodePool | None = None) -> list[np.ndarray]:
-    """Step 1's slow half: token vectors of the new passages (float16), reported as
-    the ``encode`` stage."""
+                    progress: Progress | None,
+                    pool: EncodePool | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """Step 1's slow half: token vectors of the new passages (float16) and their pooled
+    vectors, reported as the ``encode`` stage."""
     total = len(texts)
     done = [0]
 
@@ -68,8 +70,8 @@ def encode_passages(encoder: ColBERTEncoder, encoder_name: str, texts: list[str]
     if progress:
         progress("encode", 0, total)
     if pool is not None:
-        return pool.encode_documents(encoder, encoder_name, texts, step, np.float16)
-    return encoder.encode_documents(texts, progress=step, dtype=np.float16)
+        return pool.encode_documents_and_pooled(encoder, encoder_name, texts, step, np.float16)
+    return encoder.encode_documents_and_pooled(texts, progress=step, dtype=np.float16)
 
 
 class ChangePipeline:
@@ -155,10 +157,11 @@ class ChangePipeline:
                 if progress and (len(chunks) % 64 == 0 or len(chunks) == len(changed)):
                     progress("chunk", len(chunks), len(changed))
             texts = [passage_text(d, p.text) for d, ps in zip(changed, chunks) for p in ps]
-            vectors = encode_passages(encoder, row.encoder, texts, progress, c.encode_pool)
+            vectors, pooled = encode_passages(encoder, row.encoder, texts, progress, c.encode_pool)
             if progress:
                 progress("commit", 0, 1)
-            new_ids, old_ids = self.commit_rows(name, changed, chunks, report.deleted)
+            new_ids, old_ids = self.commit_rows(name, changed, chunks, report.deleted,
+                                                pooled_module.pack(pooled))
             index = c.index(name, index_dir)
             index.progress = progress  # a PLAID index reports its codec / compress stages
             try:
@@ -189,9 +192,10 @@ class ChangePipeline:
         return report
 
     def commit_rows(self, name: str, changed: list[DocumentInput],
-                    chunks: list[list[line_windows.Passage]],
-                    deleted: list[str]) -> tuple[list[int], list[int]]:
-        """Step 2: one transaction for rows, version and the redo record."""
+                    chunks: list[list[line_windows.Passage]], deleted: list[str],
+                    pooled: list[bytes]) -> tuple[list[int], list[int]]:
+        """Step 2: one transaction for rows (with the passages' packed pooled vectors, in
+        passage order), version and the redo record."""
         c = self.corpora
         with c.sessions.begin() as s:
             row = c.row(s, name)
@@ -216,7 +220,7 @@ class ChangePipeline:
                     new_passages.append(Passage(
                         corpus_id=row.id, document_id=doc.id, start_line=p.start_line,
                         end_line=p.end_line, start_char=p.start_char, end_char=p.end_char,
-                        text=p.text))
+                        text=p.text, pooled=pooled[len(new_passages)]))
             s.add_all(new_passages)
             s.flush()
             new_ids = [p.id for p in new_passages]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from indexer import durable
@@ -164,13 +164,17 @@ class Corpora:
         with self.sessions.begin() as s:
             self.row(s, name).bm25_weight = weight
 
-    def switch_index(self, name: str, encoder_name: str, fingerprint: str, index_dir: str) -> None:
-        """Point the corpus at another encoder and index, in one transaction, so a search
+    def switch_index(self, name: str, encoder_name: str, fingerprint: str, index_dir: str,
+                     pooled: dict[int, bytes]) -> None:
+        """Point the corpus at another encoder and index, and its passages at the new
+        encoder's packed pooled vectors (by passage id), in one transaction, so a search
         reads either the old pair or the new (``indexer/reindex.py``)."""
         with self.sessions.begin() as s:
             row = self.row(s, name)
             row.encoder, row.encoder_fingerprint = encoder_name, fingerprint
             row.index_dir = index_dir
+            if pooled:
+                s.execute(update(Passage), [{"id": i, "pooled": b} for i, b in pooled.items()])
 
     def names(self) -> list[str]:
         with self.sessions() as s:

@@ -63,9 +63,10 @@ class CorpusInfo:
 
 class EncodePool(Protocol):
     """Encodes a sync's passages somewhere else (a Ray actor pool,
-    ``indexer/distributed/encode_pool.RayEncodePool``): what ``encoder.encode_documents``
-    would return, in order."""
+    ``indexer/distributed/encode_pool.RayEncodePool``): what
+    ``encoder.encode_documents_and_pooled`` would return, in order."""
 
-    def encode_documents(self, encoder: ColBERTEncoder, encoder_name: str, texts: list[str],
-                         progress: Callable[[int], None] | None = None,
-                         dtype: type = np.float32) -> list[np.ndarray]: ...
+    def encode_documents_and_pooled(
+            self, encoder: ColBERTEncoder, encoder_name: str, texts: list[str],
+            progress: Callable[[int], None] | None = None,
+            dtype: type = np.float32) -> tuple[list[np.ndarray], np.ndarray]: ...

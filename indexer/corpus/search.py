@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import select
 
+from indexer import pooled as pooled_module
 from indexer.bm25 import FUSION_DEPTH, fuse
 from indexer.corpus.records import SearchHit
 from indexer.database import Document, Passage, in_list
@@ -43,7 +44,8 @@ def search(corpora: Corpora, names: list[str], queries: list[str], k: int = 10,
         rows = {n: corpora.row(s, n) for n in names}
     knobs = {n: v for n, v in (("nprobe", nprobe), ("candidates", candidates),
                                ("decompress", decompress)) if v}
-    encoded: dict[str, list[np.ndarray]] = {}  # query vectors per encoder fingerprint
+    # per encoder fingerprint: query token vectors, pooled vectors, the pooled weight
+    encoded: dict[str, tuple[list[np.ndarray], np.ndarray, float]] = {}
     merged: list[list[SearchHit]] = [[] for _ in queries]
     depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
     for name, row in rows.items():
@@ -54,19 +56,45 @@ def search(corpora: Corpora, names: list[str], queries: list[str], k: int = 10,
         if mode != "bm25":
             if row.encoder_fingerprint not in encoded:
                 encoder = corpora.encoder_for(row.encoder, row.encoder_fingerprint)
-                encoded[row.encoder_fingerprint] = encoder.encode_queries(queries)
+                encoded[row.encoder_fingerprint] = (*encoder.encode_queries_and_pooled(queries),
+                                                    encoder.config.pooled_weight)
+            vectors, query_pooled, pooled_weight = encoded[row.encoder_fingerprint]
             found = [[(p.passage_id, p.score) for p in r] for r in corpora.index(
-                name, row.index_dir).search(encoded[row.encoder_fingerprint], depth, allowed,
-                                            **knobs)]
+                name, row.index_dir).search(vectors, depth, allowed, **knobs)]
         if mode != "colbert":
             lexical = corpora.bm25(name).search(queries, depth, allowed)
-            found = lexical if mode == "bm25" else [
-                fuse(dense, sparse, row.bm25_weight, k)
-                for dense, sparse in zip(found, lexical)]
+            if mode == "bm25":
+                found = lexical
+            else:
+                pooled = pooled_scores(corpora, query_pooled, found, lexical) \
+                    if pooled_weight > 0 else [None] * len(queries)
+                found = [fuse(dense, sparse, row.bm25_weight, k, p, pooled_weight)
+                         for dense, sparse, p in zip(found, lexical, pooled)]
         hits = hydrate(corpora, name, {p for r in found for p, _ in r})
         for qi, ranked in enumerate(found):
             merged[qi] += [hits[p](score) for p, score in ranked[:k] if p in hits]
     return [sorted(h, key=lambda x: -x.score)[:k] for h in merged]
+
+
+def pooled_scores(corpora: Corpora, query_pooled: np.ndarray,
+                  dense: list[list[tuple[int, float]]],
+                  sparse: list[list[tuple[int, float]]]) -> list[dict[int, float] | None]:
+    """Per query, the pooled score of each of its fusion candidates (one read of their
+    packed vectors for all queries); None for a query with a candidate that has none
+    (a passage written before pooled vectors existed: re-index to add them)."""
+    ids = {p for ranking in (*dense, *sparse) for p, _ in ranking}
+    with corpora.sessions() as s:
+        packed = {i: b for cond in in_list(s, Passage.id, ids)
+                  for i, b in s.execute(select(Passage.id, Passage.pooled).where(cond))}
+    out: list[dict[int, float] | None] = []
+    for q, d, sp in zip(query_pooled, dense, sparse):
+        cands = sorted({p for p, _ in d} | {p for p, _ in sp})
+        blobs = [packed.get(p) for p in cands]
+        if any(b is None for b in blobs):
+            out.append(None)
+            continue
+        out.append(dict(zip(cands, pooled_module.scores(q, blobs).tolist())))  # type: ignore[arg-type]
+    return out
 
 
 def allowed_ids(corpora: Corpora, corpus_id: int, glob: str) -> np.ndarray:

@@ -35,13 +35,13 @@ class EncoderWorker:
                              f"{self.encoder.fingerprint}, the driver's {fingerprint}: "
                              "nodes must share one model cache")
 
-    def encode(self, texts: list[str], dtype: str) -> tuple[np.ndarray, np.ndarray]:
-        """All vectors stacked (one array pickles and ships faster than thousands) and the
-        token count of each text."""
-        vectors = self.encoder.encode_documents(texts, dtype=np.dtype(dtype).type)
+    def encode(self, texts: list[str], dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All vectors stacked (one array pickles and ships faster than thousands), the
+        token count of each text and the texts' pooled vectors."""
+        vectors, pooled = self.encoder.encode_documents_and_pooled(texts, dtype=np.dtype(dtype).type)
         lengths = np.array([len(v) for v in vectors], dtype=np.int64)
         dim = self.encoder.dim
-        return (np.concatenate(vectors) if vectors else np.empty((0, dim), dtype)), lengths
+        return (np.concatenate(vectors) if vectors else np.empty((0, dim), dtype)), lengths, pooled
 
 
 def chunk_bounds(n: int, actors: int, window: int = CPU_BATCH * WINDOW_BATCHES) -> list[tuple[int, int]]:
@@ -93,27 +93,31 @@ class RayEncodePool:
                     ray.kill(actor)
             self._pools.clear()
 
-    def encode_documents(self, encoder: ColBERTEncoder, encoder_name: str, texts: list[str],
-                         progress: Callable[[int], None] | None = None,
-                         dtype: type = np.float32) -> list[np.ndarray]:
-        """What ``encoder.encode_documents(texts, ...)`` returns, computed by the actors."""
+    def encode_documents_and_pooled(
+            self, encoder: ColBERTEncoder, encoder_name: str, texts: list[str],
+            progress: Callable[[int], None] | None = None,
+            dtype: type = np.float32) -> tuple[list[np.ndarray], np.ndarray]:
+        """What ``encoder.encode_documents_and_pooled(texts, ...)`` returns, computed by
+        the actors."""
         from ray.util import ActorPool
 
         actors = self._actors(encoder_name, encoder.fingerprint)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         bounds = chunk_bounds(len(texts), len(actors))
         out: list[np.ndarray | None] = [None] * len(texts)
+        pooled_out = np.zeros((len(texts), encoder.model.config.hidden_size), np.float32)
         calls = ActorPool(actors).map(
             lambda actor, b: actor.encode.remote([texts[i] for i in order[b[0]:b[1]]],
                                                  np.dtype(dtype).str), bounds)
-        for (start, end), (stacked, lengths) in zip(bounds, calls):
+        for (start, end), (stacked, lengths, pooled) in zip(bounds, calls):
             stacked = np.array(stacked)  # out of the object store (its buffer is read-only)
             offsets = np.concatenate([[0], np.cumsum(lengths)])
             for j, i in enumerate(order[start:end]):
                 out[i] = stacked[offsets[j]:offsets[j + 1]]
+            pooled_out[order[start:end]] = pooled
             if progress:
                 progress(end - start)
-        return out  # type: ignore[return-value]
+        return out, pooled_out  # type: ignore[return-value]
 
 
 def encode_pool(settings: LibrarySettings, address: str | None = None) -> RayEncodePool | None:

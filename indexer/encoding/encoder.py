@@ -36,12 +36,19 @@ class EncoderConfig:
     skip_punctuation: bool = True  # drop document vectors of pure-punctuation tokens
     query_marker: str = "[unused0]"  # the text of the markers (PyLate checkpoints use "[Q]")
     doc_marker: str = "[unused1]"
+    # Share of the pooled vectors' cosine in hybrid search (indexer/pooled.py); 0 (off) for
+    # encoders it was not measured with.
+    pooled_weight: float = 0.0
 
 
 PUNCTUATION = set(string.punctuation)
 # Per vocabulary token weights of query tokens (float32 [vocab]), saved beside a checkpoint;
 # see ``weigh_query_tokens``. The default encoder's are IDF-based (``indexer/training/idf.py``).
 QUERY_WEIGHTS_FILE = "query_token_weights.safetensors"
+# An orthogonal (hidden, hidden) rotation of pooled vectors, saved beside a checkpoint: it
+# spreads the backbone's few large dimensions over all of them before indexer/pooled.py
+# keeps only signs (indexer/training/loop.py makes it, seeded).
+POOLED_ROTATION_FILE = "pooled_rotation.safetensors"
 _OTHER_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines breaks besides \n, \r
 
 
@@ -80,6 +87,15 @@ class ColBERTEncoder:
             self.projection.out_features if self.projection else self.model.config.hidden_size
         )
         self.query_weights: torch.Tensor | None = None
+        self.pooled_rotation: torch.Tensor | None = None
+        hidden = self.model.config.hidden_size
+        if (self.model_path / POOLED_ROTATION_FILE).exists():
+            from safetensors.torch import load_file
+
+            self.pooled_rotation = load_file(self.model_path / POOLED_ROTATION_FILE)["weight"]
+            if self.pooled_rotation.shape != (hidden, hidden):
+                raise ModelError(f"{POOLED_ROTATION_FILE} of {model_path} is "
+                                 f"{tuple(self.pooled_rotation.shape)}, not ({hidden}, {hidden})")
         if (self.model_path / QUERY_WEIGHTS_FILE).exists():
             from safetensors.torch import load_file
 
@@ -126,8 +142,8 @@ class ColBERTEncoder:
     def fingerprint(self) -> str:
         """Identifies the weights and settings; an index built by another encoder is stale."""
         settings = asdict(self.config)
-        for key in ("query_marker", "doc_marker"):  # added later: defaults keep old fingerprints
-            if settings[key] == getattr(EncoderConfig, key):
+        for key in ("query_marker", "doc_marker", "pooled_weight"):  # added later: defaults
+            if settings[key] == getattr(EncoderConfig, key):  # keep the old fingerprints
                 del settings[key]
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
         for name in sorted(p.name for p in self.model_path.glob("*.safetensors")):
@@ -156,25 +172,40 @@ class ColBERTEncoder:
         }
 
     @torch.inference_mode()
-    def embed_batch(self, batch: dict) -> torch.Tensor:
+    def embed_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, dim) unit token vectors and (B, hidden) unit pooled vectors: the mean of
+        the backbone's last hidden states over the attention mask (for all-MiniLM-L6-v2,
+        its sentence embedding; see ``indexer/pooled.py``)."""
         if self.backend is not None:
             return self.backend.embed(batch)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         hidden = self.model(**batch).last_hidden_state  # (B, T, H)
+        pooled = mean_pooled(hidden, batch["attention_mask"])
         if self.projection is not None:
             hidden = self.projection(hidden)  # (B, T, dim)
-        return torch.nn.functional.normalize(hidden.float(), dim=-1)
+        return torch.nn.functional.normalize(hidden.float(), dim=-1), pooled.float()
 
     def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
         """One float32 [q_tokens, dim] array per query."""
+        return self.encode_queries_and_pooled(texts)[0]
+
+    def encode_queries_and_pooled(self, texts: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
+        """``encode_queries`` and the queries' pooled vectors, float32 [n, hidden]."""
         batch = self.tokenize_batch(texts, self.config.query_max_tokens, self.config.query_marker)
         if self.config.query_augmentation:
             batch = pad_with_mask(batch, self.tokenizer, self.config.query_max_tokens)
-        vectors = self.embed_batch(batch)
+        vectors, pooled = self.embed_batch(batch)
         keep = batch["attention_mask"].bool()
         if self.query_weights is not None:
             vectors = weigh_query_tokens(vectors, batch["input_ids"], keep, self.query_weights)
-        return [vectors[i][keep[i]].cpu().numpy() for i in range(len(texts))]
+        return ([vectors[i][keep[i]].cpu().numpy() for i in range(len(texts))],
+                self.rotate_pooled(pooled.cpu().numpy()))
+
+    def rotate_pooled(self, pooled: np.ndarray) -> np.ndarray:
+        """Pooled vectors [n, hidden] as this encoder stores and scores them."""
+        if self.pooled_rotation is None:
+            return pooled
+        return (pooled @ self.pooled_rotation.numpy().T).astype(np.float32)
 
     def encode_documents(
         self,
@@ -183,7 +214,19 @@ class ColBERTEncoder:
         progress: Callable[[int], None] | None = None,
         dtype: type = np.float32,
     ) -> list[np.ndarray]:
-        """One [doc_tokens, dim] array of ``dtype`` per document, in input order.
+        """One [doc_tokens, dim] array of ``dtype`` per document, in input order (see
+        ``encode_documents_and_pooled``)."""
+        return self.encode_documents_and_pooled(texts, batch_size, progress, dtype)[0]
+
+    def encode_documents_and_pooled(
+        self,
+        texts: list[str],
+        batch_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        dtype: type = np.float32,
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """One [doc_tokens, dim] array of ``dtype`` per document, in input order, and the
+        documents' pooled vectors (float32 [n, hidden]).
 
         ``np.float16`` halves what a large sync holds in memory before its commit.
 
@@ -195,13 +238,15 @@ class ColBERTEncoder:
 
         gpu = self.device.startswith("cuda")
         out: list[np.ndarray | None] = [None] * len(texts)
+        pooled_out = np.zeros((len(texts), self.model.config.hidden_size), np.float32)
         for idx, batch in token_batches(
             texts,
             lambda chunk: self.tokenize_batch(chunk, self.config.doc_max_tokens, self.config.doc_marker),
             batch_size or (256 if gpu else 32),
             pin_memory=gpu,
         ):
-            vectors = self.embed_batch(batch)
+            vectors, pooled = self.embed_batch(batch)
+            pooled_out[idx] = pooled.cpu().numpy()
             keep = batch["attention_mask"].bool()
             if self.config.skip_punctuation:
                 keep &= ~torch.isin(batch["input_ids"], self.punct_ids)
@@ -211,7 +256,7 @@ class ColBERTEncoder:
                 out[i] = vectors[row][keep[row]].cpu().numpy().astype(dtype, copy=False)
             if progress:
                 progress(len(idx))
-        return out  # type: ignore[return-value]
+        return out, self.rotate_pooled(pooled_out)  # type: ignore[return-value]
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Token counts without special tokens, for chunking under ``doc_max_tokens``.
@@ -243,6 +288,13 @@ class ColBERTEncoder:
         backend = self.tokenizer.backend_tokenizer
         return isinstance(backend.pre_tokenizer, pre_tokenizers.BertPreTokenizer) and isinstance(
             backend.normalizer, (normalizers.BertNormalizer, type(None)))
+
+
+def mean_pooled(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, H) hidden states -> (B, H): their mean over the mask, L2-normalised."""
+    mask = mask.to(hidden.dtype)[..., None]
+    summed = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+    return torch.nn.functional.normalize(summed, dim=-1)
 
 
 def weigh_query_tokens(vectors: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor,

@@ -26,11 +26,13 @@ import numpy as np
 import torch
 
 from indexer import config, durable
+from indexer.encoding.encoder import mean_pooled
 from indexer.errors import InvalidInput, ModelError
 from indexer.models import default_cache_dir
 
 ONNX_PRECISIONS = ("fp32", "int8")
-EXPORT_VERSION = 2  # bump when the export recipe changes; old exports stay unused (2: int8 recipes)
+EXPORT_VERSION = 3  # bump when the export recipe changes; old exports stay unused
+# (2: int8 recipes; 3: the pooled output)
 OPSET = 17
 # int8 recipes: how many FFN down-projections (from the first layer on; None: all) stay
 # fp32. Their inputs are GELU outputs with outliers, which stretch the per-batch int8
@@ -57,16 +59,18 @@ class _Head(torch.nn.Module):
         self.model = model
         self.projection = projection
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids and mask -> (B, T, dim) unit vectors."""
+    def forward(self, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) ids and mask -> (B, T, dim) unit vectors and (B, H) unit pooled vectors."""
         hidden = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=torch.zeros_like(input_ids),
         ).last_hidden_state  # (B, T, H)
+        pooled = mean_pooled(hidden, attention_mask)
         if self.projection is not None:
             hidden = self.projection(hidden)  # (B, T, dim)
-        return torch.nn.functional.normalize(hidden, dim=-1)
+        return torch.nn.functional.normalize(hidden, dim=-1), pooled
 
 
 def weights_digest(encoder) -> str:
@@ -177,8 +181,9 @@ def _trace(encoder, path: Path) -> None:
             (sample["input_ids"], sample["attention_mask"]),
             str(path),
             input_names=["input_ids", "attention_mask"],
-            output_names=["vectors"],
-            dynamic_axes={"input_ids": axes, "attention_mask": axes, "vectors": axes},
+            output_names=["vectors", "pooled"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "vectors": axes,
+                          "pooled": {0: "batch"}},
             opset_version=OPSET,
             dynamo=False,  # the TorchScript exporter needs no onnxscript and keeps BERT fusable
         )
@@ -269,11 +274,12 @@ class OnnxBackend:
         self.precision = precision
         self.recipe = recipe  # int8 only: which layers stayed fp32
 
-    def embed(self, batch: dict) -> torch.Tensor:
-        """(B, T) ``input_ids`` / ``attention_mask`` tensors -> (B, T, dim) float32 unit vectors."""
+    def embed(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) ``input_ids`` / ``attention_mask`` tensors -> (B, T, dim) float32 unit
+        vectors and (B, H) pooled vectors, as ``ColBERTEncoder.embed_batch``."""
         feed = {
             "input_ids": batch["input_ids"].numpy().astype(np.int64, copy=False),
             "attention_mask": batch["attention_mask"].numpy().astype(np.int64, copy=False),
         }
-        (vectors,) = self.session.run(["vectors"], feed)
-        return torch.from_numpy(vectors)
+        vectors, pooled = self.session.run(["vectors", "pooled"], feed)
+        return torch.from_numpy(vectors), torch.from_numpy(pooled)

@@ -5,14 +5,16 @@ memex (what ``ColBERTEncoder.load(path)`` reads)::
     config.json, model.safetensors, tokenizer files   # the HF backbone
     colbert_linear.safetensors                        # {"weight": (dim, hidden)} head
     query_token_weights.safetensors                   # optional {"weight": (vocab,)}
+    pooled_rotation.safetensors                       # optional {"weight": (hidden, hidden)}
     memex_encoder.json                                # EncoderConfig
     training_config.json                              # TrainConfig + training stats
 
 colbert-ai (``HF_ColBERT``): one state dict with ``bert.*`` backbone keys and
 ``linear.weight`` (dim, hidden), a BERT ``config.json``, the tokenizer, and
 ``artifact.metadata`` (JSON: dim, query_maxlen, doc_maxlen, ...).
-Neither exchange format has a place for query token weights: an exported encoder
-scores queries unweighted.
+Neither exchange format has a place for query token weights or the pooled term of
+hybrid search: an exported encoder scores queries unweighted, and imports get no pooled
+term (``pooled_weight`` 0).
 
 PyLate (a sentence-transformers dir): the backbone at the root, ``modules.json``
 naming a Transformer and a ``1_Dense`` module (``linear.weight``), and
@@ -31,7 +33,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from indexer import durable
-from indexer.encoding.encoder import QUERY_WEIGHTS_FILE, ColBERTEncoder, EncoderConfig
+from indexer.encoding.encoder import (
+    POOLED_ROTATION_FILE,
+    QUERY_WEIGHTS_FILE,
+    ColBERTEncoder,
+    EncoderConfig,
+)
 from indexer.errors import InvalidInput
 
 
@@ -70,6 +77,9 @@ def save_checkpoint(encoder: ColBERTEncoder, out_dir: Path, training: dict | Non
                       tmp / "colbert_linear.safetensors")
         if encoder.query_weights is not None:
             save_file({"weight": encoder.query_weights.contiguous().cpu()}, tmp / QUERY_WEIGHTS_FILE)
+        if encoder.pooled_rotation is not None:
+            save_file({"weight": encoder.pooled_rotation.contiguous().cpu()},
+                      tmp / POOLED_ROTATION_FILE)
         (tmp / "memex_encoder.json").write_text(json.dumps(asdict(encoder.config), indent=2))
         if training is not None:
             (tmp / "training_config.json").write_text(json.dumps(training, indent=2))

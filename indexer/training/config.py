@@ -20,6 +20,9 @@ class TrainConfig:
     skip_punctuation: bool | None = None  # drop punctuation document tokens; None: as the base
     query_idf: float = 0.0  # > 0: weigh query tokens by idf ** query_idf over the training
     #                         passages (indexer/training/idf.py), if the base has no weights
+    pooled_weight: float | None = None  # the pooled cosine's share in hybrid search; None: the base's
+    pooled_rotation: bool = False  # give the encoder a seeded random rotation of its pooled
+    #                                vectors (indexer/encoding/encoder.py), if the base has none
     # -- optimisation -----------------------------------------------------
     steps: int = 200
     batch_size: int = 8  # queries per step; each brings 1 positive + n_negatives passages

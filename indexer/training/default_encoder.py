@@ -32,7 +32,8 @@ PER_FILE = 3  # pairs at most per file: more files, more kinds of code
 RECIPE = TrainConfig(
     base="bundled:minilm", dim=64, skip_punctuation=False, pca_init=True, pca_passages=256,
     train_layers=0, steps=300, batch_size=32, n_negatives=0, in_batch_negatives=True,
-    head_lr=1e-3, warmup_steps=30, seed=0, log_every=0, query_idf=0.5,
+    head_lr=1e-3, warmup_steps=30, seed=0, log_every=0, query_idf=0.5, pooled_weight=0.5,
+    pooled_rotation=True,
 )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from indexer.encoding.encoder import ColBERTEncoder, EncoderConfig
@@ -52,10 +53,22 @@ def build_model(cfg: TrainConfig, pca_passages: list[str]) -> TrainableColBERT:
             encoder.projection = torch.nn.Linear(hidden, hidden, bias=False).to(cfg.device)
             encoder.projection.weight.data = torch.eye(hidden)
         encoder.dim = encoder.projection.out_features
+    if cfg.pooled_weight is not None:
+        encoder.config = replace(encoder.config, pooled_weight=cfg.pooled_weight)
+    if cfg.pooled_rotation and encoder.pooled_rotation is None:
+        encoder.pooled_rotation = random_rotation(encoder.model.config.hidden_size, cfg.seed)
     if cfg.query_idf > 0 and encoder.query_weights is None:
         encoder.query_weights = idf_weights(encoder.tokenizer, pca_passages,
                                             encoder.config.doc_max_tokens, cfg.query_idf)
     return TrainableColBERT(encoder)
+
+
+def random_rotation(n: int, seed: int) -> torch.Tensor:
+    """A seeded random orthogonal (n, n) matrix (Q of a Gaussian matrix's QR, signs fixed
+    by R's diagonal, so the same seed gives the same rotation)."""
+    gaussian = np.random.default_rng(seed).standard_normal((n, n))
+    q, r = np.linalg.qr(gaussian)
+    return torch.from_numpy(q * np.sign(np.diag(r))).float()
 
 
 def _trainable_params(model: TrainableColBERT, cfg: TrainConfig) -> list[dict]:

@@ -90,6 +90,10 @@ def test_default_encoder_loads_by_name_and_serves_an_index(tmp_path: Path) -> No
     norms = np.linalg.norm(q, axis=1)
     assert (RECIPE.query_idf > 0) == (enc.query_weights is not None)
     assert np.isclose(norms.mean(), 1, atol=1e-4) and norms[0] < 0.1 and norms[-1] < 0.1
+    # hybrid search fuses its pooled vectors, rotated before their signs are kept
+    assert enc.config.pooled_weight == RECIPE.pooled_weight > 0
+    rotation = enc.pooled_rotation.numpy()
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(len(rotation)), atol=1e-5)
     corpora = Corpora(tmp_path / "home")  # the default encoder, as `memex index` uses it
     corpora.create("c")
     corpora.upsert_documents("c", [

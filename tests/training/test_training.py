@@ -24,7 +24,8 @@ from indexer.training.data import write_jsonl
 from indexer.training.loop import batch_loss, build_model, fit
 
 CFG = dict(dim=64, steps=25, batch_size=4, n_negatives=2, doc_max_tokens=96, train_layers=0,
-           head_lr=2e-3, warmup_steps=3, log_every=0, query_idf=0.5)
+           head_lr=2e-3, warmup_steps=3, log_every=0, query_idf=0.5, pooled_weight=0.3,
+           pooled_rotation=True)
 
 
 @torch.no_grad()
@@ -66,6 +67,11 @@ def test_checkpoint_loads_and_encodes_identically(trained, examples) -> None:
     assert w is not None and torch.equal(w, model.encoder.query_weights)
     assert float(w[loaded.tokenizer.cls_token_id]) == float(w.min()) < 0.2
     assert float(w[loaded.tokenizer.convert_tokens_to_ids("[unused5]")]) == float(w.max())
+    # so do the pooled vectors' weight and rotation
+    assert loaded.config.pooled_weight == 0.3
+    assert torch.equal(loaded.pooled_rotation, model.encoder.pooled_rotation)
+    np.testing.assert_allclose(loaded.encode_documents_and_pooled(docs)[1],
+                               model.encoder.encode_documents_and_pooled(docs)[1], atol=1e-5)
     assert "stats" in json.loads((out / "training_config.json").read_text())
 
 
@@ -76,7 +82,7 @@ def test_pylate_round_trip_encodes_identically(trained, examples, tmp_path) -> N
     back = import_pylate(exported, tmp_path / "back")
     a, b = ColBERTEncoder.load(str(out), runtime="torch"), ColBERTEncoder.load(str(back),
                                                                                runtime="torch")
-    assert a.config == b.config
+    assert replace(a.config, pooled_weight=0.0) == b.config  # PyLate has no pooled term
     docs = [e.positive for e in examples[:2]]
     for x, y in zip(a.encode_documents(docs), b.encode_documents(docs)):
         assert np.allclose(x, y, atol=1e-5)
