@@ -208,7 +208,7 @@ class ChangePipeline:
                 s.execute(delete(Passage).where(cond))
             for doc_id in deleted:
                 s.delete(old_docs[doc_id])
-            new_passages = []
+            new_passages: list[Passage] = []
             for d, passages in zip(changed, chunks):
                 doc = old_docs.get(d.doc_id) or Document(corpus_id=row.id, doc_id=d.doc_id)
                 doc.path, doc.text, doc.content_hash = d.path, d.text, content_hash(d.text)
