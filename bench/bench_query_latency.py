@@ -15,7 +15,9 @@ measured separately)". "Today's" is the default when it was filed, ``bundled:min
   asks the dense side for). The index holds the passages' fp32 vectors from the cached
   backbone pass (``bench/backbone_cache.py``) projected through the encoder's head with
   the encoder's own skiplist setting; the memex BM25 half of hybrid is the same for both
-  encoders and is timed once.
+  encoders and is timed once;
+- **pooled term**, for a new encoder with one (``pooled_weight``): what hybrid search adds
+  to read and score its candidates' pooled vectors, over a corpus of the set's passages.
 
 Both encoders run in one process, interleaved query by query (the order alternating),
 so load on the machine affects both alike; the p50 of every pass is printed (its spread is the noise), then
@@ -102,13 +104,45 @@ def main() -> None:
                 f"{name} encode {np.median(pass_times[(name, 'encode')]) * 1e3:.2f} ms search "
                 f"{np.median(pass_times[(name, 'search')]) * 1e3:.2f} ms" for name, *_ in setups)
                 + f"; BM25 {np.median(pass_times[('bm25', 'search')]) * 1e3:.2f} ms", flush=True)
-    old, new = args.encoders
+        old, new = args.encoders
+        pooled = pooled_term_times(setups[1][1], texts, qtexts, Path(tmp), args.passes)
     print(f"p50 over {args.passes} passes x {len(qtexts)} queries, 1 thread "
           f"(load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())}):")
     for part in ("encode", "search"):
         a, b = np.median(times[(old, part)]) * 1e3, np.median(times[(new, part)]) * 1e3
         print(f"  {part:6s}  {old} {a:.2f} ms  {new} {b:.2f} ms  ratio new/old {b / a:.2f}x")
     print(f"  BM25 search (same for both) {np.median(times[('bm25', 'search')]) * 1e3:.2f} ms")
+    if pooled:
+        a, b, c = (np.median(x) * 1e3 for x in (times[(old, "search")], times[(new, "search")],
+                                                  pooled))
+        print(f"  {new}'s pooled term (read + score the hybrid candidates) {c:.2f} ms; search "
+              f"+ pooled {b + c:.2f} ms, ratio to {old}'s search {(b + c) / a:.2f}x")
+
+
+def pooled_term_times(encoder, texts: list[str], qtexts: list[str], tmp: Path,
+                      passes: int) -> list[float]:
+    """What hybrid search adds for an encoder with a pooled term
+    (``indexer/corpus/search.pooled_scores``): reading the candidates' packed vectors from
+    SQLite and scoring them, timed per query over a real corpus of the set's passages."""
+    from indexer.bm25 import FUSION_DEPTH
+    from indexer.corpus import Corpora, DocumentInput
+    from indexer.corpus.search import pooled_scores
+
+    if encoder.config.pooled_weight <= 0:
+        return []
+    corpora = Corpora(tmp / "home", encoder=encoder)
+    corpora.create("c")
+    corpora.upsert_documents("c", [DocumentInput(str(i), t) for i, t in enumerate(texts)])
+    vectors, pooled = encoder.encode_queries_and_pooled(qtexts)
+    dense = [[(h.passage_id, h.score) for h in r]
+             for r in corpora.index("c").search(vectors, FUSION_DEPTH)]
+    sparse = corpora.bm25("c").search(qtexts, FUSION_DEPTH)
+    out = []
+    for _ in range(passes):
+        for i in range(len(qtexts)):
+            out.append(timed(pooled_scores, corpora, pooled[i:i + 1], dense[i:i + 1],
+                             sparse[i:i + 1]))
+    return out
 
 
 if __name__ == "__main__":

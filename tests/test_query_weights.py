@@ -60,3 +60,16 @@ def test_weights_that_do_not_fit_the_vocabulary_are_refused(tmp_path: Path) -> N
     save_file({"weight": torch.ones(7)}, path / QUERY_WEIGHTS_FILE)
     with pytest.raises(ModelError, match="vocabulary"):
         ColBERTEncoder.load(str(path), runtime="torch")
+
+
+def test_training_weighs_queries_as_search_does() -> None:
+    """Post-training scores queries with the torch form of the weights
+    (``weigh_query_tokens``); search, with the numpy one in ``encode_queries``."""
+    from indexer.training.model import TrainableColBERT
+
+    encoder = ColBERTEncoder.load("bundled:memex-colbert", runtime="torch")
+    assert encoder.query_weights is not None
+    queries = ["open a file", "Return the number of items in the queue"]
+    trained, mask = TrainableColBERT(encoder).eval().encode_queries(queries)
+    for i, served in enumerate(encoder.encode_queries(queries)):
+        np.testing.assert_allclose(trained[i][mask[i]].detach().numpy(), served, atol=1e-5)
