@@ -124,7 +124,8 @@ class SearchParams(Strict):
                                    description="PLAID: candidates decompressed and scored "
                                    "exactly after centroid-only pruning (default 160)")
     mode: Literal["colbert", "bm25", "hybrid"] | None = Field(
-        default=None, description="hybrid (the default: ColBERT and BM25 fused), colbert or bm25")
+        default=None, description="hybrid (the default: ColBERT, BM25 and, where the encoder "
+        "has one, its pooled vector, fused), colbert or bm25")
     max_tokens: int | None = Field(
         default=None, ge=1, le=1_000_000,
         description="pack each query's k hits into at most this many tokens: windows of one "
