@@ -138,7 +138,7 @@ def fuse(dense: list[tuple[int, float]], sparse: list[tuple[int, float]], bm25_w
     [2, 1, 3]
     >>> [p for p, _ in fuse([(1, 9.0), (2, 8.9)], [(2, 7.0)], 0.0)]
     [1, 2]
-    >>> [p for p, _ in fuse([(1, 9.0), (2, 8.9)], [(2, 7.0)], 0.0, None, {1: 0.1, 2: 0.9}, 0.5)]
+    >>> [p for p, _ in fuse([(1, 9.0), (2, 8.9)], [(2, 7.0)], 0.0, None, {1: 0.1, 2: 0.9}, 0.6)]
     [2, 1]
     """
     def zscores(ranking: list[tuple[int, float]]) -> tuple[dict[int, float], float]:

@@ -92,23 +92,28 @@ def test_modes(corpora: Corpora, sample_dir: Path) -> None:
 
 
 def test_hybrid_weight_spans_colbert_to_bm25_and_is_calibrated(corpora: Corpora,
-                                                                sample_dir: Path) -> None:
-    corpora.create("c", str(sample_dir))
-    corpora.sync("c")
-    assert corpora.info("c").bm25_weight == DEFAULT_BM25_WEIGHT
+                                                                sample_dir: Path,
+                                                                tmp_path: Path) -> None:
+    # BM25's weight alone spans ColBERT to BM25 for an encoder without a pooled term
+    plain = Corpora(tmp_path / "plain", encoder=ColBERTEncoder.load("bundled:minilm"))
+    plain.create("c", str(sample_dir))
+    plain.sync("c")
+    assert plain.info("c").bm25_weight == DEFAULT_BM25_WEIGHT
     queries = ["knead the dough", "area of a circle", "http request"]
 
     def order(mode: str) -> list[list[int]]:
-        return [[h.passage_id for h in hits] for hits in corpora.search(["c"], queries, 3,
-                                                                           mode=mode)]
-    corpora.set_bm25_weight("c", 0.0)
+        return [[h.passage_id for h in hits] for hits in plain.search(["c"], queries, 3,
+                                                                         mode=mode)]
+    plain.set_bm25_weight("c", 0.0)
     assert order("hybrid") == order("colbert")
-    corpora.set_bm25_weight("c", 1.0)
+    plain.set_bm25_weight("c", 1.0)
     assert [r[:len(b)] for r, b in zip(order("hybrid"), order("bm25"))] == order("bm25")
     with pytest.raises(InvalidInput):
-        corpora.set_bm25_weight("c", 1.5)
+        plain.set_bm25_weight("c", 1.5)
 
-    corpora.set_bm25_weight("c", DEFAULT_BM25_WEIGHT)
+    # calibration, with the default encoder's pooled term in every fused ranking
+    corpora.create("c", str(sample_dir))
+    corpora.sync("c")
     ids, texts, _ = corpora.passages("c")
     held_out = [(text.splitlines()[1], pid) for pid, text in zip(ids, texts)
                 if len(text.splitlines()) > 1][:MIN_HELD_OUT]
