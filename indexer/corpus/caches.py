@@ -39,9 +39,14 @@ class EncoderCache:
             return self._default
 
     def get(self, encoder_name: str, fingerprint: str) -> ColBERTEncoder:
-        """The encoder a corpus row names; its fingerprint must be the one the row recorded."""
+        """The encoder a corpus row names; its fingerprint must be the one the row recorded.
+        A corpus indexed with an earlier build of the default encoder gets that build while
+        it is in the model cache (``default_encoder.earlier_build``): an upgrade does not
+        stop its searches, and a re-index moves it to the new one."""
         if encoder_name == self.default_name:
             encoder = self.default()
+            if encoder.fingerprint != fingerprint:
+                encoder = self._earlier(encoder_name, fingerprint) or encoder
         else:
             with self._lock:
                 cached = self._by_name.get(encoder_name)
@@ -52,6 +57,22 @@ class EncoderCache:
             raise Conflict(f"encoder {encoder_name!r} changed since the corpus was indexed "
                            f"(fingerprint {encoder.fingerprint} != {fingerprint}); re-index it")
         return encoder
+
+
+    def _earlier(self, encoder_name: str, fingerprint: str) -> ColBERTEncoder | None:
+        from indexer.models import BUILT, default_cache_dir
+        from indexer.training.default_encoder import earlier_build
+
+        if encoder_name not in BUILT:
+            return None
+        with self._lock:
+            key = f"{encoder_name}@{fingerprint}"
+            if key not in self._by_name:
+                found = earlier_build(default_cache_dir(), fingerprint)
+                if found is None:
+                    return None
+                self._by_name[key] = found
+            return self._by_name[key]
 
 
 class IndexCache:

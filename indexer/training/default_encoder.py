@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 NAME = "bundled:memex-colbert"
 DIRECTORY = "memex-colbert-v3"  # bump with any change to the recipe or the data
-# (v1: 128-d, skiplist; v2: no query token weights)
+# Earlier builds, newest first (v1: 128-d, skiplist; v2: no query weights, no pooled term):
+# corpora indexed with one keep searching with it until re-indexed (``earlier_build``).
+EARLIER = ("memex-colbert-v2", "memex-colbert-v1")
 PER_PACKAGE = 100  # pairs at most per package: torch or sympy alone would swamp the rest
 PER_FILE = 3  # pairs at most per file: more files, more kinds of code
 RECIPE = TrainConfig(
@@ -64,6 +66,20 @@ def build(out_dir: Path, cfg: TrainConfig = RECIPE, per_package: int = PER_PACKA
     stats = train(cfg, train_examples, out_dir, extra={"data": data, "recipe": NAME},
                   frozen_cache=frozen_cache)
     return {"config": asdict(cfg), "stats": stats, "data": data}
+
+
+def earlier_build(cache: Path, fingerprint: str):
+    """The encoder of an earlier build still in ``cache`` whose fingerprint is
+    ``fingerprint`` (what a corpus indexed before an upgrade recorded), or None."""
+    from indexer.encoding.encoder import ColBERTEncoder
+
+    for name in EARLIER:
+        path = cache / name
+        if (path / "colbert_linear.safetensors").exists():
+            encoder = ColBERTEncoder.load(str(path))
+            if encoder.fingerprint == fingerprint:
+                return encoder
+    return None
 
 
 def ensure(cache: Path) -> Path:

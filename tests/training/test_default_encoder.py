@@ -106,3 +106,39 @@ def test_default_encoder_loads_by_name_and_serves_an_index(tmp_path: Path) -> No
     for mode in ("colbert", "hybrid"):
         hits = corpora.search(["c"], ["download the page at a web address"], k=3, mode=mode)[0]
         assert hits[0].document_id == "net.py", mode
+
+
+def test_a_corpus_of_an_earlier_build_keeps_searching_after_an_upgrade(
+        tmp_path: Path, monkeypatch, encoder: ColBERTEncoder) -> None:
+    """A recipe change bumps the default's directory and fingerprint; a corpus indexed with
+    the earlier build searches with it while it is in the model cache, and gets a clear
+    409 once it is gone."""
+    import json
+    import shutil
+
+    from indexer.errors import Conflict
+    from indexer.training.default_encoder import EARLIER
+
+    cache = tmp_path / "cache"
+    earlier = cache / EARLIER[0]
+    earlier.mkdir(parents=True)
+    for f in encoder.model_path.iterdir():  # the current build under an earlier name ...
+        if f.name != "memex_encoder.json":
+            (earlier / f.name).symlink_to(f)
+    settings = json.loads((encoder.model_path / "memex_encoder.json").read_text())
+    (earlier / "memex_encoder.json").write_text(json.dumps({**settings, "pooled_weight": 0.0}))
+    old = ColBERTEncoder.load(str(earlier))  # ... with other settings: another fingerprint
+    assert old.fingerprint != encoder.fingerprint
+    indexed = Corpora(tmp_path / "home", encoder=old)
+    indexed.create("c")
+    indexed.upsert_documents("c", [
+        DocumentInput("geo.py", "def circle_area(r):\n    return 3.14 * r * r\n"),
+        DocumentInput("text.py", "def count_words(s):\n    return len(s.split())\n")])
+
+    monkeypatch.setattr("indexer.models.default_cache_dir", lambda: cache)
+    upgraded = Corpora(tmp_path / "home", encoder=encoder)
+    assert upgraded.search(["c"], ["area of a circle"], k=1)[0][0].document_id == "geo.py"
+    assert upgraded.encoder_for(DEFAULT_ENCODER, old.fingerprint).model_path == earlier
+    shutil.rmtree(earlier)
+    with pytest.raises(Conflict, match="re-index"):
+        Corpora(tmp_path / "home", encoder=encoder).search(["c"], ["area of a circle"], k=1)
