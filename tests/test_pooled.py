@@ -52,16 +52,23 @@ def pooled_encoder() -> ColBERTEncoder:
     return enc
 
 
+@pytest.fixture
+def indexed(tmp_path: Path, pooled_encoder: ColBERTEncoder) -> Corpora:
+    """Corpus ``c`` of DOCS, written by an encoder with a pooled term."""
+    corpora = Corpora(tmp_path / "home", encoder=pooled_encoder)
+    corpora.create("c")
+    corpora.upsert_documents("c", DOCS)
+    return corpora
+
+
 def _stored(corpora: Corpora) -> dict[int, bytes | None]:
     with corpora.sessions() as s:
         return dict(s.execute(select(Passage.id, Passage.pooled)).all())
 
 
-def test_hybrid_search_fuses_the_stored_pooled_vectors(tmp_path: Path,
+def test_hybrid_search_fuses_the_stored_pooled_vectors(indexed: Corpora,
                                                        pooled_encoder: ColBERTEncoder) -> None:
-    corpora = Corpora(tmp_path / "home", encoder=pooled_encoder)
-    corpora.create("c")
-    corpora.upsert_documents("c", DOCS)
+    corpora = indexed
     stored = _stored(corpora)
     ids, texts, _ = corpora.passages("c")
     expected = pack(pooled_encoder.encode_documents_and_pooled(texts)[1])
@@ -87,11 +94,8 @@ def test_hybrid_search_fuses_the_stored_pooled_vectors(tmp_path: Path,
         (p, round(x, 6)) for p, x in fuse(dense, sparse, 0.1, 4)]
 
 
-def test_reindex_rewrites_the_pooled_vectors(tmp_path: Path,
-                                             pooled_encoder: ColBERTEncoder) -> None:
-    corpora = Corpora(tmp_path / "home", encoder=pooled_encoder)
-    corpora.create("c")
-    corpora.upsert_documents("c", DOCS)
+def test_reindex_rewrites_the_pooled_vectors(indexed: Corpora) -> None:
+    corpora = indexed
     before = _stored(corpora)
     with corpora.sessions.begin() as s:  # as if written before pooled vectors existed
         s.execute(update(Passage).values(pooled=None))
