@@ -7,9 +7,11 @@ pooled vector ranks passages by what they are about, where MaxSim ranks them by 
 tokens they share, and fusing the two beats either (``bench/RESULTS.md``, issue 17).
 
 A passage's vector is kept as the signs of its 384 dimensions: 48 bytes, a 1% addition
-to a passage's index bytes; the query's stays float32 and scores ``q . sign(d)``, which
-lost 1-2% MRR@10 of the fused ranking against int8 vectors (8x the bytes). The signs live
-in ``passages.pooled`` beside the passage's text, written in the same transaction.
+to a passage's index bytes; the query's stays float32 and scores ``q . sign(d)``. Bare
+signs lost 1-2% MRR@10 of the fused ranking against int8 vectors (8x the bytes); after the
+encoder's seeded rotation (``ColBERTEncoder.rotate_pooled``), which spreads MiniLM's few
+large dimensions over all of them, they lost about nothing. The signs live in
+``passages.pooled`` beside the passage's text, written in the same transaction.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ class EncoderCache:
         self._default = encoder
         self._lock = threading.Lock()
         self._by_name: dict[str, ColBERTEncoder] = {}  # per-corpus (trained) encoders
+        self._earlier_builds: dict[str, ColBERTEncoder | None] = {}  # by fingerprint
 
     @property
     def loaded(self) -> bool:
@@ -58,21 +59,18 @@ class EncoderCache:
                            f"(fingerprint {encoder.fingerprint} != {fingerprint}); re-index it")
         return encoder
 
-
     def _earlier(self, encoder_name: str, fingerprint: str) -> ColBERTEncoder | None:
+        """The earlier build with ``fingerprint``, looked up once per fingerprint (a miss
+        too: a stale corpus's every search would otherwise load the earlier builds again)."""
         from indexer.models import BUILT, default_cache_dir
         from indexer.training.default_encoder import earlier_build
 
         if encoder_name not in BUILT:
             return None
         with self._lock:
-            key = f"{encoder_name}@{fingerprint}"
-            if key not in self._by_name:
-                found = earlier_build(default_cache_dir(), fingerprint)
-                if found is None:
-                    return None
-                self._by_name[key] = found
-            return self._by_name[key]
+            if fingerprint not in self._earlier_builds:
+                self._earlier_builds[fingerprint] = earlier_build(default_cache_dir(), fingerprint)
+            return self._earlier_builds[fingerprint]
 
 
 class IndexCache:
