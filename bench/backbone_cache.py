@@ -161,7 +161,7 @@ def load_set(name: str, subset: int | None = None,
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("set", choices=["stdlib", "code", "faq"])
+    ap.add_argument("set", choices=["stdlib", "code", "faq", "readme"])
     ap.add_argument("--subset", type=int, help="about N passages of whole files (seed 0)")
     ap.add_argument("--dense", action="store_true", help="the subset: query-dense files first")
     args = ap.parse_args()

@@ -197,7 +197,7 @@ def hybrid(name: str, ps: list[dict[str, Any]], queries: list[Query], n: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--set", default="stdlib", choices=["stdlib", "code", "faq"])
+    ap.add_argument("--set", default="stdlib", choices=["stdlib", "code", "faq", "readme"])
     ap.add_argument("--variants", action="store_true", help="also each tokenisation setting alone")
     ap.add_argument("--hybrid", type=int, metavar="N", help="also ColBERT and hybrid on N passages")
     ap.add_argument("--weights", type=float, nargs="*", default=[], help="more BM25 weights to fuse at")

@@ -143,9 +143,9 @@ def encoded(key: str, encoder: str, texts: list[str], qtexts: list[str]
 
 def hybrid(dense: list[list[tuple[int, float]]], sparse: list[list[tuple[int, float]]],
            query_pooled: np.ndarray, doc_pooled: np.ndarray, pooled_weight: float,
-           k: int = 10) -> list[list[int]]:
+           k: int = 10, bm25_weight: float | None = None) -> list[list[int]]:
     """``mode=hybrid`` as ``indexer/corpus/search.py`` runs it: BM25 at the default
-    weight, and the pooled term from the passages' stored sign bits."""
+    weight (or ``bm25_weight``), and the pooled term from the passages' stored sign bits."""
     from indexer import pooled
     from indexer.bm25 import DEFAULT_BM25_WEIGHT, fuse
 
@@ -154,7 +154,8 @@ def hybrid(dense: list[list[tuple[int, float]]], sparse: list[list[tuple[int, fl
     for q, d, s in zip(query_pooled, dense, sparse):
         cands = sorted({p for p, _ in d} | {p for p, _ in s})
         scores = dict(zip(cands, pooled.scores(q, [packed[c] for c in cands]).tolist()))
-        out.append([p for p, _ in fuse(d, s, DEFAULT_BM25_WEIGHT, k, scores, pooled_weight)])
+        w = DEFAULT_BM25_WEIGHT if bm25_weight is None else bm25_weight
+        out.append([p for p, _ in fuse(d, s, w, k, scores, pooled_weight)])
     return out
 
 
@@ -247,6 +248,9 @@ def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
             [i for i, _ in fuse(d, s, DEFAULT_BM25_WEIGHT, 10)] for d, s in zip(plaid8, sparse)]
         rows["int8 hybrid PLAID (the default)"] = hybrid(plaid8, sparse, qpool8, dpool8,
                                                          pooled_weight)
+        for wt in weights:
+            rows[f"int8 hybrid PLAID, BM25 at {wt:g}"] = hybrid(plaid8, sparse, qpool8, dpool8,
+                                                                pooled_weight, bm25_weight=wt)
     print(f"(took {time.perf_counter() - t:.0f} s; PLAID index {nbytes / len(texts):.0f} B/passage)")
     show(rows, e.spans, e.queries)
 
@@ -412,7 +416,7 @@ def stdlib_mrr(stdlib: tuple, weight: np.ndarray | None, skip_punctuation: bool)
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--set", default="code", choices=["stdlib", "code", "faq"])
+    ap.add_argument("--set", default="code", choices=["stdlib", "code", "faq", "readme"])
     ap.add_argument("--subset", type=int, help="about N passages of whole files (seed 0)")
     ap.add_argument("--dense", action="store_true", help="backbone_cache.dense_subset")
     ap.add_argument("--encoder", default="bundled:memex-colbert")

@@ -103,7 +103,7 @@ def evaluate(name: str, subset: int | None, dense: bool, encoder: str, int8: boo
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--set", default="stdlib", choices=["stdlib", "code", "faq"])
+    ap.add_argument("--set", default="stdlib", choices=["stdlib", "code", "faq", "readme"])
     ap.add_argument("--subset", type=int)
     ap.add_argument("--dense", action="store_true")
     ap.add_argument("--encoder", default="bundled:memex-colbert")

@@ -55,7 +55,7 @@ def timed(fn, *args) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--set", default="stdlib", choices=["stdlib", "code", "faq"])
+    ap.add_argument("--set", default="stdlib", choices=["stdlib", "code", "faq", "readme"])
     ap.add_argument("--subset", type=int, default=1200)
     ap.add_argument("--dense", action="store_true", help="backbone_cache.dense_subset")
     ap.add_argument("--encoders", nargs=2, default=["bundled:minilm", "bundled:memex-colbert"],

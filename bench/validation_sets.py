@@ -11,9 +11,17 @@
 - ``faq/``: known-item prose search over Python's General and Programming FAQ
   (``shared/data/faq-*/corpus.md``): the query is a question heading, the target the
   lines of its answer; the heading lines are blanked (line numbers kept) so a query
-  never matches its own text, as the code set blanks docstrings.
+  never matches its own text, as the code set blanks docstrings. The brief names these
+  pages a tuning set; since the default encoder v4 they are the prose set recipes are
+  chosen on (after v3 reported them once as validation).
+- ``readme/``: known-item prose search over the READMEs (metadata long descriptions)
+  of installed distributions no training reads (``readme_distributions``: the code
+  set's packages and other dependencies): the query is a section heading of at least
+  ``prose_data.MIN_HEADING_WORDS`` words ("Installation" names a section of every
+  README alike), the target that section's lines, the heading lines blanked. Built
+  before any recipe ran on it; the prose validation set.
 
-Both use the stdlib set's format (``tree/``, ``queries.jsonl`` with ``text``, ``path``,
+All use the stdlib set's format (``tree/``, ``queries.jsonl`` with ``text``, ``path``,
 ``start_line``, ``end_line``), so every benchmark and ``bench.metrics`` read them alike.
 Tune on the stdlib set only; report these once per recipe you keep.
 """
@@ -44,6 +52,9 @@ PACKAGES = {
 CODE_QUERIES = 600
 SEED = 7
 FAQS = ("faq-general", "faq-programming")
+RESERVED = {"pip", "setuptools", "msgpack", "memex"}
+# same README as another distribution, or a fork of a code-set package
+NEAR_COPIES = {"psycopg-binary", "httpx2", "httpcore2", "sse-starlette"}
 
 
 def versions() -> dict[str, str]:
@@ -88,16 +99,58 @@ def build_faq(out: Path = OUT / "faq") -> Path:
     return out
 
 
+def readme_distributions() -> list[str]:
+    """Installed distributions whose READMEs no training reads: none that provides a
+    package of the default encoder's pairs, none reserved for outside checks, not msgpack
+    (the cartridges' validation), and not a README's near-copy (``NEAR_COPIES``)."""
+    from indexer.training.default_data import PACKAGES as TRAINED
+
+    provided = importlib.metadata.packages_distributions()
+    trained = {d.lower() for m in TRAINED for d in provided.get(m, [])}
+    names = {d.metadata["Name"] for d in importlib.metadata.distributions()}
+    return sorted((n for n in names if n.lower() not in trained | RESERVED | NEAR_COPIES),
+                  key=str.lower)
+
+
+def build_readme(out: Path = OUT / "readme") -> Path:
+    """One README per distribution; one query per titled section."""
+    from indexer.training.prose_data import MIN_HEADING_WORDS, sections, words
+
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "tree").mkdir(parents=True)
+    queries, kept = [], {}
+    for dist in readme_distributions():
+        meta = importlib.metadata.distribution(dist).metadata
+        text = meta.get_payload() or ""  # type: ignore[attr-defined]
+        lines = text.splitlines()
+        found = 0
+        for s in list(sections(text)):
+            body = [s.first_line + i for i, line in enumerate(s.lines) if line.strip()]
+            if len(words(s.heading)) >= MIN_HEADING_WORDS:
+                queries.append({"qid": f"{dist}-{len(queries)}", "text": s.heading,
+                                "path": f"{dist}.md", "start_line": body[0] + 1,
+                                "end_line": body[-1] + 1})
+                found += 1
+            lines[s.heading_line] = ""
+        if found:
+            (out / "tree" / f"{dist}.md").write_text("\n".join(lines) + "\n")
+            kept[dist] = importlib.metadata.version(dist)
+    (out / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (out / "versions.json").write_text(json.dumps(kept, indent=1) + "\n")
+    return out
+
+
 def load(name: str) -> tuple[Path, list[dict[str, Any]]]:
-    """``tree/`` and queries of validation set ``name`` (``code`` or ``faq``), built once."""
+    """``tree/`` and queries of validation set ``name`` (``code``, ``faq``, ``readme``),
+    built once."""
     out = OUT / name
     if not (out / "queries.jsonl").exists():
-        {"code": build_code, "faq": build_faq}[name](out)
+        {"code": build_code, "faq": build_faq, "readme": build_readme}[name](out)
     return out / "tree", [json.loads(x) for x in (out / "queries.jsonl").read_text().splitlines()]
 
 
 def main() -> None:
-    for name in ("code", "faq"):
+    for name in ("code", "faq", "readme"):
         tree, queries = load(name)
         files = sum(1 for p in tree.rglob("*") if p.is_file())
         print(f"{name}: {files} files, {len(queries)} queries in {tree.parent}")
