@@ -17,7 +17,7 @@
 - ``readme/``: known-item prose search over the READMEs (metadata long descriptions)
   of installed distributions no training reads (``readme_distributions``: the code
   set's packages and other dependencies): the query is a section heading of at least
-  ``prose_data.MIN_HEADING_WORDS`` words ("Installation" names a section of every
+  ``readme_sections.MIN_HEADING_WORDS`` words ("Installation" names a section of every
   README alike), the target that section's lines, the heading lines blanked. Built
   before any recipe ran on it; the prose validation set.
 
@@ -114,7 +114,7 @@ def readme_distributions() -> list[str]:
 
 def build_readme(out: Path = OUT / "readme") -> Path:
     """One README per distribution; one query per titled section."""
-    from indexer.training.prose_data import MIN_HEADING_WORDS, sections, words
+    from bench.readme_sections import MIN_HEADING_WORDS, sections, words
 
     shutil.rmtree(out, ignore_errors=True)
     (out / "tree").mkdir(parents=True)
