@@ -4,6 +4,9 @@
     python -m bench.eval_stdlib --home bench/.cache/home-plaid \
         [--oracle-home bench/.cache/home-exact --oracle-queries 100]
 
+``--set code`` (or ``readme``, ``faq``) takes a validation set's queries instead: index
+``bench/.cache/validation/<set>/tree`` as the corpus first.
+
 Every query goes through the library call the CLI and the server use
 (``Corpora.search``), in each mode: ``colbert`` (MaxSim on the corpus's engine),
 ``bm25`` (bm25s over the same passages) and ``hybrid`` (RRF of both). A hit is a
@@ -87,6 +90,9 @@ def main() -> None:
     ap.add_argument("--home", type=Path, required=True)
     ap.add_argument("--oracle-home", type=Path, help="the same tree indexed by the exact engine")
     ap.add_argument("--corpus", default="stdlib")
+    ap.add_argument("--set", default="stdlib", choices=["stdlib", "code", "faq", "readme"],
+                    help="whose queries: the stdlib set's, or a validation set's "
+                         "(bench/validation_sets.py; index its tree/ as --corpus)")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--oracle-queries", type=int, default=100)
     ap.add_argument("--oracle-cache", type=Path, help="JSON of the oracle's rankings: read if it "
@@ -96,7 +102,12 @@ def main() -> None:
     args = ap.parse_args()
     modes = tuple(dict.fromkeys(["colbert", *args.modes.split(",")]))
 
-    queries = stdlib_queries()[: args.queries]
+    if args.set == "stdlib":
+        queries = stdlib_queries()[: args.queries]
+    else:
+        from bench.validation_sets import load
+
+        queries = load(args.set)[1][: args.queries]
     corpora = Corpora(args.home)
     info = corpora.info(args.corpus)
     engine = type(corpora.index(args.corpus)).__name__
