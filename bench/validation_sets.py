@@ -124,7 +124,7 @@ def build_readme(out: Path = OUT / "readme") -> Path:
         text = meta.get_payload() or ""  # type: ignore[attr-defined]
         lines = text.splitlines()
         found = 0
-        for s in list(sections(text)):
+        for s in sections(text):
             body = [s.first_line + i for i, line in enumerate(s.lines) if line.strip()]
             if len(words(s.heading)) >= MIN_HEADING_WORDS:
                 queries.append({"qid": f"{dist}-{len(queries)}", "text": s.heading,

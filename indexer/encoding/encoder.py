@@ -52,6 +52,27 @@ POOLED_ROTATION_FILE = "pooled_rotation.safetensors"
 _OTHER_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines breaks besides \n, \r
 
 
+def read_config(path: Path) -> EncoderConfig:
+    """An encoder directory's ``memex_encoder.json``, or the defaults where it has none."""
+    config_file = path / "memex_encoder.json"
+    if config_file.exists():
+        return EncoderConfig(**json.loads(config_file.read_text()))
+    return EncoderConfig()
+
+
+def fingerprint_of(model_path: Path, config: EncoderConfig) -> str:
+    """``ColBERTEncoder.fingerprint`` without loading the model: settings, then each
+    weights file's name and size."""
+    settings = asdict(config)
+    for key in ("query_marker", "doc_marker", "pooled_weight"):  # added later: defaults
+        if settings[key] == getattr(EncoderConfig, key):  # keep the old fingerprints
+            del settings[key]
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for name in sorted(p.name for p in model_path.glob("*.safetensors")):
+        digest.update(f"{name}:{(model_path / name).stat().st_size}".encode())
+    return digest.hexdigest()[:16]
+
+
 class ColBERTEncoder:
     """Encode queries and documents with a BERT-like backbone (+ optional projection).
 
@@ -128,28 +149,14 @@ class ColBERTEncoder:
 
         candidates(*settings(runtime, precision), device)  # bad settings fail before loading
         path = resolve_model_path(name)
-        config_file = path / "memex_encoder.json"
-        config = (
-            EncoderConfig(**json.loads(config_file.read_text()))
-            if config_file.exists()
-            else EncoderConfig()
-        )
-        encoder = cls(path, config, device)
+        encoder = cls(path, read_config(path), device)
         configure(encoder, runtime, precision)
         return encoder
 
     @property
     def fingerprint(self) -> str:
         """Identifies the weights and settings; an index built by another encoder is stale."""
-        settings = asdict(self.config)
-        for key in ("query_marker", "doc_marker", "pooled_weight"):  # added later: defaults
-            if settings[key] == getattr(EncoderConfig, key):  # keep the old fingerprints
-                del settings[key]
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-        for name in sorted(p.name for p in self.model_path.glob("*.safetensors")):
-            stat = (self.model_path / name).stat()
-            digest.update(f"{name}:{stat.st_size}".encode())
-        return digest.hexdigest()[:16]
+        return fingerprint_of(self.model_path, self.config)
 
     def tokenize_batch(self, texts: list[str], max_tokens: int, marker: str) -> dict:
         """Right-padded tensors. A marker that is one vocabulary token (BERT's

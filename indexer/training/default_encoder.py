@@ -70,15 +70,15 @@ def build(out_dir: Path, cfg: TrainConfig = RECIPE, per_package: int = PER_PACKA
 
 def earlier_build(cache: Path, fingerprint: str):
     """The encoder of an earlier build still in ``cache`` whose fingerprint is
-    ``fingerprint`` (what a corpus indexed before an upgrade recorded), or None."""
-    from indexer.encoding.encoder import ColBERTEncoder
+    ``fingerprint`` (what a corpus indexed before an upgrade recorded), or None. Only the
+    matching build is loaded (a load may export and validate an ONNX graph)."""
+    from indexer.encoding.encoder import ColBERTEncoder, fingerprint_of, read_config
 
     for name in EARLIER:
         path = cache / name
-        if (path / "colbert_linear.safetensors").exists():
-            encoder = ColBERTEncoder.load(str(path))
-            if encoder.fingerprint == fingerprint:
-                return encoder
+        if ((path / "colbert_linear.safetensors").exists()
+                and fingerprint_of(path, read_config(path)) == fingerprint):
+            return ColBERTEncoder.load(str(path))
     return None
 
 
