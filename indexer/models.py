@@ -63,7 +63,7 @@ BUNDLED = {
 
 
 # Built here from a bundled model (indexer/training/default_encoder.py), never downloaded.
-BUILT = {"bundled:memex-colbert": "MiniLM + 128-d ColBERT head (built)"}
+BUILT = {"bundled:memex-colbert": "MiniLM + 64-d ColBERT head (built)"}
 
 
 def available() -> list[tuple[str, str]]:
