@@ -94,6 +94,10 @@ def load_fp32(encoder: str):
     enc = ColBERTEncoder.load(encoder, runtime="torch", precision="fp32")
     if enc.config.markers or enc.config.query_augmentation:
         raise SystemExit("the cached backbone pass holds no markers: cannot project this encoder")
+    if enc.config.head_layers:
+        raise SystemExit(f"{encoder}'s head reads layers {list(enc.config.head_layers)}; the cached "
+                         "backbone pass holds the last one: measure it with bench.eval_stdlib "
+                         "(the product) or bench.explore_head_inputs")
     return enc
 
 

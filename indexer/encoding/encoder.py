@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,6 +39,9 @@ class EncoderConfig:
     # Share of the pooled vectors' cosine in hybrid search (indexer/pooled.py); 0 (off) for
     # encoders it was not measured with.
     pooled_weight: float = 0.0
+    # The backbone's hidden states the head reads (0: the embeddings, n: the last layer),
+    # each L2-normalised, concatenated (``head_input``); empty: the last hidden state alone.
+    head_layers: tuple[int, ...] = ()
 
 
 PUNCTUATION = set(string.punctuation)
@@ -55,16 +58,30 @@ _OTHER_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines breaks 
 def read_config(path: Path) -> EncoderConfig:
     """An encoder directory's ``memex_encoder.json``, or the defaults where it has none."""
     config_file = path / "memex_encoder.json"
-    if config_file.exists():
-        return EncoderConfig(**json.loads(config_file.read_text()))
-    return EncoderConfig()
+    if not config_file.exists():
+        return EncoderConfig()
+    settings = json.loads(config_file.read_text())
+    settings["head_layers"] = tuple(settings.get("head_layers", ()))  # a JSON list
+    return EncoderConfig(**settings)
+
+
+def head_input(hidden_states: Sequence[torch.Tensor] | Mapping[int, torch.Tensor],
+               layers: tuple[int, ...]) -> torch.Tensor:
+    """What the head projects: the last hidden state, or with ``layers`` those hidden
+    states (``hidden_states[n]`` is layer ``n``'s output, 0 the embeddings), each
+    L2-normalised, concatenated (B, T, H * len(layers)). Lower layers keep more of a
+    token's surface form (an identifier's pieces), which code search leans on; the
+    backbone computes them anyway (docs/retriever.md)."""
+    if not layers:
+        return hidden_states[-1]
+    return torch.cat([torch.nn.functional.normalize(hidden_states[n], dim=-1) for n in layers], -1)
 
 
 def fingerprint_of(model_path: Path, config: EncoderConfig) -> str:
     """``ColBERTEncoder.fingerprint`` without loading the model: settings, then each
     weights file's name and size."""
     settings = asdict(config)
-    for key in ("query_marker", "doc_marker", "pooled_weight"):  # added later: defaults
+    for key in ("query_marker", "doc_marker", "pooled_weight", "head_layers"):  # added later: defaults
         if settings[key] == getattr(EncoderConfig, key):  # keep the old fingerprints
             del settings[key]
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
@@ -110,6 +127,7 @@ class ColBERTEncoder:
         self.query_weights: torch.Tensor | None = None
         self.pooled_rotation: torch.Tensor | None = None
         hidden = self.model.config.hidden_size
+        self.check_head_layers()
         if (self.model_path / POOLED_ROTATION_FILE).exists():
             from safetensors.torch import load_file
 
@@ -134,6 +152,19 @@ class ColBERTEncoder:
         self.backend = None
         self.runtime, self.precision, self.agreement = "torch", "fp32", None
         self._counter = None  # count_tokens's own copy of the fast tokenizer, made at first use
+
+    def check_head_layers(self) -> None:
+        """A head over several layers needs those layers and a projection that fits them."""
+        layers, n = self.config.head_layers, self.model.config.num_hidden_layers
+        if not layers:
+            return
+        if any(not 0 <= layer <= n for layer in layers) or len(set(layers)) != len(layers):
+            raise ModelError(f"head_layers {list(layers)} of {self.model_path}: give distinct "
+                             f"layers from 0 to {n}")
+        width = self.model.config.hidden_size * len(layers)
+        if self.projection is None or self.projection.in_features != width:
+            raise ModelError(f"head_layers {list(layers)} of {self.model_path} need a "
+                             f"colbert_linear head reading {width} features")
 
     @classmethod
     def load(
@@ -186,8 +217,10 @@ class ColBERTEncoder:
         if self.backend is not None:
             return self.backend.embed(batch)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        hidden = self.model(**batch).last_hidden_state  # (B, T, H)
-        pooled = mean_pooled(hidden, batch["attention_mask"])
+        layers = self.config.head_layers
+        out = self.model(**batch, output_hidden_states=bool(layers))
+        pooled = mean_pooled(out.last_hidden_state, batch["attention_mask"])
+        hidden = head_input(out.hidden_states, layers) if layers else out.last_hidden_state
         if self.projection is not None:
             hidden = self.projection(hidden)  # (B, T, dim)
         return torch.nn.functional.normalize(hidden.float(), dim=-1), pooled.float()

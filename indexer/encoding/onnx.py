@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from indexer import config, durable
-from indexer.encoding.encoder import mean_pooled
+from indexer.encoding.encoder import head_input, mean_pooled
 from indexer.errors import InvalidInput, ModelError
 from indexer.models import default_cache_dir
 
@@ -54,20 +54,25 @@ _GELU_OPS = ("BiasGelu", "Gelu", "FastGelu")
 class _Head(torch.nn.Module):
     """What the ONNX graph computes: token vectors of ``ColBERTEncoder.embed_batch``."""
 
-    def __init__(self, model: torch.nn.Module, projection: torch.nn.Linear | None) -> None:
+    def __init__(self, model: torch.nn.Module, projection: torch.nn.Linear | None,
+                 head_layers: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.model = model
         self.projection = projection
+        self.head_layers = head_layers
 
     def forward(self, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) ids and mask -> (B, T, dim) unit vectors and (B, H) unit pooled vectors."""
-        hidden = self.model(
+        out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=torch.zeros_like(input_ids),
-        ).last_hidden_state  # (B, T, H)
-        pooled = mean_pooled(hidden, attention_mask)
+            output_hidden_states=bool(self.head_layers),
+        )
+        pooled = mean_pooled(out.last_hidden_state, attention_mask)
+        hidden = head_input(out.hidden_states, self.head_layers) if self.head_layers else \
+            out.last_hidden_state  # (B, T, H * layers)
         if self.projection is not None:
             hidden = self.projection(hidden)  # (B, T, dim)
         return torch.nn.functional.normalize(hidden, dim=-1), pooled
@@ -177,7 +182,7 @@ def _trace(encoder, path: Path) -> None:
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
         torch.onnx.export(
-            _Head(model, projection),
+            _Head(model, projection, encoder.config.head_layers),
             (sample["input_ids"], sample["attention_mask"]),
             str(path),
             input_names=["input_ids", "attention_mask"],

@@ -90,6 +90,9 @@ def save_checkpoint(encoder: ColBERTEncoder, out_dir: Path, training: dict | Non
 def _head(encoder: ColBERTEncoder) -> torch.Tensor:
     if encoder.projection is None:
         raise InvalidInput("the encoder has no linear head: colbert-ai and PyLate need one")
+    if encoder.config.head_layers:
+        raise InvalidInput(f"the encoder's head reads layers {list(encoder.config.head_layers)}: "
+                           "colbert-ai and PyLate read the last layer only")
     return encoder.projection.weight.detach().contiguous().cpu()
 
 

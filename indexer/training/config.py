@@ -18,6 +18,8 @@ class TrainConfig:
     markers: bool = False  # ColBERT's [Q]/[D] markers; off keeps step 0 equal to the base
     query_augmentation: bool = False  # [MASK] padding of queries
     skip_punctuation: bool | None = None  # drop punctuation document tokens; None: as the base
+    head_layers: tuple[int, ...] = ()  # hidden states a new head reads, concatenated
+    #                                    (EncoderConfig.head_layers); empty: the last one
     query_idf: float = 0.0  # > 0: weigh query tokens by idf ** query_idf over the training
     #                         passages (indexer/training/idf.py), if the base has no weights
     pooled_weight: float | None = None  # the pooled cosine's share in hybrid search; None: the base's

@@ -2,9 +2,12 @@
 
 memex never ships weights, so this encoder is rebuilt where it runs, by a fixed,
 seeded recipe: ``memex models`` builds it (and the first use does, if that was
-skipped) into the model cache as ``memex-colbert-v3/``. The backbone is the
+skipped) into the model cache as ``memex-colbert-v4/``. The backbone is the
 bundled all-MiniLM-L6-v2, frozen; only a 64-d linear head trains, on docstring
 pairs mined from the packages memex installs (``indexer/training/default_data.py``).
+The head reads the last layer and layer 3 (``EncoderConfig.head_layers``): the lower
+layer keeps more of each identifier's pieces, and costs nothing the backbone does not
+compute anyway.
 Documents keep their punctuation tokens (no skiplist): code structure MaxSim uses.
 Query tokens are weighted by their IDF over the training passages (``idf.py``).
 With a frozen backbone each text is encoded once, so the build costs one backbone
@@ -25,15 +28,16 @@ from indexer.training.data import Example
 log = logging.getLogger(__name__)
 
 NAME = "bundled:memex-colbert"
-DIRECTORY = "memex-colbert-v3"  # bump with any change to the recipe or the data
-# Earlier builds, newest first (v1: 128-d, skiplist; v2: no query weights, no pooled term):
-# corpora indexed with one keep searching with it until re-indexed (``earlier_build``).
-EARLIER = ("memex-colbert-v2", "memex-colbert-v1")
+DIRECTORY = "memex-colbert-v4"  # bump with any change to the recipe or the data
+# Earlier builds, newest first (v1: 128-d, skiplist; v2: no query weights, no pooled term;
+# v3: the last layer only): corpora indexed with one keep searching with it until
+# re-indexed (``earlier_build``).
+EARLIER = ("memex-colbert-v3", "memex-colbert-v2", "memex-colbert-v1")
 PER_PACKAGE = 100  # pairs at most per package: torch or sympy alone would swamp the rest
 PER_FILE = 3  # pairs at most per file: more files, more kinds of code
 RECIPE = TrainConfig(
-    base="bundled:minilm", dim=64, skip_punctuation=False, pca_init=True, pca_passages=256,
-    train_layers=0, steps=300, batch_size=32, n_negatives=0, in_batch_negatives=True,
+    base="bundled:minilm", dim=64, head_layers=(3, 6), skip_punctuation=False, pca_init=True,
+    pca_passages=256, train_layers=0, steps=300, batch_size=32, n_negatives=0, in_batch_negatives=True,
     head_lr=1e-3, warmup_steps=30, seed=0, log_every=0, query_idf=0.5, pooled_weight=0.5,
     pooled_rotation=True,
 )

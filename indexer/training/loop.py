@@ -43,12 +43,19 @@ def build_model(cfg: TrainConfig, pca_passages: list[str]) -> TrainableColBERT:
             query_max_tokens=cfg.query_max_tokens, doc_max_tokens=cfg.doc_max_tokens,
             markers=cfg.markers, query_augmentation=cfg.query_augmentation,
             skip_punctuation=skip)
+        if cfg.head_layers and not cfg.dim:
+            raise InvalidInput("head_layers need a head: set dim")
         if cfg.dim and cfg.pca_init:
             encoder.projection = pca_head(encoder, pca_passages[: cfg.pca_passages], cfg.dim)
         elif cfg.dim:
             encoder.projection = torch.nn.Linear(encoder.model.config.hidden_size, cfg.dim,
                                                  bias=False).to(cfg.device)
-        else:  # keep raw vectors: an identity head keeps one code path
+        if cfg.head_layers:
+            encoder.projection = widen_head(encoder.projection, cfg.head_layers,
+                                            encoder.model.config.num_hidden_layers)
+            encoder.config = replace(encoder.config, head_layers=tuple(cfg.head_layers))
+            encoder.check_head_layers()
+        if not cfg.dim:  # keep raw vectors: an identity head keeps one code path
             hidden = encoder.model.config.hidden_size
             encoder.projection = torch.nn.Linear(hidden, hidden, bias=False).to(cfg.device)
             encoder.projection.weight.data = torch.eye(hidden)
@@ -61,6 +68,20 @@ def build_model(cfg: TrainConfig, pca_passages: list[str]) -> TrainableColBERT:
         encoder.query_weights = idf_weights(encoder.tokenizer, pca_passages,
                                             encoder.config.doc_max_tokens, cfg.query_idf)
     return TrainableColBERT(encoder)
+
+
+def widen_head(head: torch.nn.Linear, layers: tuple[int, ...], last: int) -> torch.nn.Linear:
+    """A head over the concatenated ``layers`` that starts as ``head`` (which reads the last
+    layer): ``head``'s weights in the last layer's block, zeros in the others, so step 0
+    scores as the one-layer head does and training decides what the lower layers add."""
+    if last not in layers:
+        raise InvalidInput(f"head_layers {list(layers)} must include the last layer ({last})")
+    hidden = head.in_features
+    wide = torch.nn.Linear(hidden * len(layers), head.out_features, bias=False)
+    wide.weight.data.zero_()
+    block = layers.index(last)
+    wide.weight.data[:, block * hidden:(block + 1) * hidden] = head.weight.data
+    return wide.to(head.weight.device)
 
 
 def random_rotation(n: int, seed: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from indexer.encoding.encoder import ColBERTEncoder, pad_with_mask, weigh_query_tokens
+from indexer.encoding.encoder import ColBERTEncoder, head_input, pad_with_mask, weigh_query_tokens
 
 
 class TrainableColBERT(torch.nn.Module):
@@ -29,34 +29,43 @@ class TrainableColBERT(torch.nn.Module):
         self.trained_layers = 0
 
     def cache_frozen_layers(self, trained_layers: int) -> None:
-        """Cache the input of the top ``trained_layers`` layers (0: the backbone's output)."""
+        """Cache what the top ``trained_layers`` layers do not change: their input (0: the
+        backbone's output) and the lower hidden states a multi-layer head reads."""
         self.cache, self.trained_layers = {}, trained_layers
 
     def _hidden(self, batch: dict) -> torch.Tensor:
+        """The head's input (B, T, features) for a tokenized batch."""
         batch = {k: v.to(self.encoder.device) for k, v in batch.items()}
+        head_layers = self.encoder.config.head_layers
         if self.cache is None:
-            return self.backbone(**batch).last_hidden_state  # (B, T, H)
+            out = self.backbone(**batch, output_hidden_states=bool(head_layers))
+            return head_input(out.hidden_states, head_layers) if head_layers else out.last_hidden_state
         ids, mask = batch["input_ids"], batch["attention_mask"].bool()
         keys = [tuple(ids[i][mask[i]].tolist()) for i in range(len(ids))]  # unpadded ids
         todo = [i for i, key in enumerate(keys) if key not in self.cache]
         layers = self.backbone.encoder.layer
         first_trained = len(layers) - self.trained_layers
+        # hidden_states[n] is the input of layer n: the frozen ones are n <= first_trained
+        frozen = sorted({first_trained} | {n for n in head_layers if n <= first_trained})
         if todo:
             with torch.no_grad():
                 states = self.backbone(**{k: v[todo] for k, v in batch.items()},
                                        output_hidden_states=True).hidden_states
-            for j, i in enumerate(todo):  # hidden_states[n] is the input of layer n
-                self.cache[keys[i]] = states[first_trained][j][mask[i]]
-        hidden = torch.zeros(*ids.shape, self.backbone.config.hidden_size, device=ids.device)
+            for j, i in enumerate(todo):  # (tokens, len(frozen), H)
+                self.cache[keys[i]] = torch.stack([states[n][j][mask[i]] for n in frozen], 1)
+        cached = torch.zeros(*ids.shape, len(frozen), self.backbone.config.hidden_size,
+                             device=ids.device)
         for i, key in enumerate(keys):
-            hidden[i, mask[i]] = self.cache[key]
+            cached[i, mask[i]] = self.cache[key]
+        hidden_states = {n: cached[:, :, k] for k, n in enumerate(frozen)}
+        hidden = hidden_states[first_trained]
         if self.trained_layers:
             attention = self.backbone._create_attention_masks(
                 attention_mask=batch["attention_mask"], encoder_attention_mask=None,
                 embedding_output=hidden, encoder_hidden_states=None, cache=None)[0]
-            for layer in layers[first_trained:]:
-                hidden = layer(hidden, attention_mask=attention)
-        return hidden
+            for n, layer in enumerate(layers[first_trained:], first_trained + 1):
+                hidden = hidden_states[n] = layer(hidden, attention_mask=attention)
+        return head_input(hidden_states, head_layers) if head_layers else hidden
 
     def _forward(self, batch: dict) -> torch.Tensor:
         hidden = self._hidden(batch)

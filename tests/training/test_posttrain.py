@@ -6,6 +6,7 @@ import inspect
 import shlex
 import shutil
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,7 @@ def test_docstring_queries_cut_the_docstring_and_pick_the_holding_window() -> No
 
 def test_frozen_layer_cache_encodes_as_the_full_forward(encoder: ColBERTEncoder) -> None:
     trainable = ColBERTEncoder.load(runtime="torch")
+    trainable.config = replace(trainable.config, head_layers=())  # the last layer only
     trainable.projection = torch.nn.Linear(384, 32, bias=False)
     trainable.dim = 32
     model = TrainableColBERT(trainable).eval()
