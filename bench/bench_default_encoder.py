@@ -16,7 +16,8 @@ Rows (MRR@10, Recall@10, and the ratio to each target's reference):
   vectors, with the skiplist (the encoder memex shipped before) and with every token
   (the fp32 truth of ``bench_compression``);
 - ``trained, exhaustive fp32``: the same over the trained head's vectors (with the
-  encoder's own skiplist setting, as every trained row);
+  encoder's own skiplist setting, as every trained row; a head over several layers,
+  which the cached last-layer pass cannot feed, encodes the set in fp32 itself);
 - ``trained, PLAID``: the default engine (2 bits) over the trained vectors;
 - ``hybrid``: PLAID + memex BM25 fused as ``mode=hybrid`` (top ``FUSION_DEPTH`` each);
 - with ``--int8``: the same through the encoder as ``memex`` runs it (int8 ONNX on a CPU),
@@ -82,10 +83,12 @@ def plaid_top(docs: list[np.ndarray], queries: list[np.ndarray], k: int,
 
 
 def head_weight(encoder: str) -> tuple[np.ndarray | None, bool]:
-    """The encoder's head (None: raw vectors) and its skiplist setting."""
+    """The encoder's head (None: raw vectors, or a head over several layers, which the
+    cached last-layer pass cannot feed) and its skiplist setting."""
     enc = load_fp32(encoder)
-    weight = None if enc.projection is None else enc.projection.weight.detach().numpy()
-    return weight, enc.config.skip_punctuation
+    if enc.projection is None or enc.config.head_layers:
+        return None, enc.config.skip_punctuation
+    return enc.projection.weight.detach().numpy(), enc.config.skip_punctuation
 
 
 def load_fp32(encoder: str):
@@ -94,10 +97,6 @@ def load_fp32(encoder: str):
     enc = ColBERTEncoder.load(encoder, runtime="torch", precision="fp32")
     if enc.config.markers or enc.config.query_augmentation:
         raise SystemExit("the cached backbone pass holds no markers: cannot project this encoder")
-    if enc.config.head_layers:
-        raise SystemExit(f"{encoder}'s head reads layers {list(enc.config.head_layers)}; the cached "
-                         "backbone pass holds the last one: measure it with bench.eval_stdlib "
-                         "(the product) or bench.explore_head_inputs")
     return enc
 
 
@@ -120,13 +119,15 @@ def query_token_weights(encoder: str, qtexts: list[str]) -> list[np.ndarray] | N
     return out
 
 
-def encoded(key: str, encoder: str, texts: list[str], qtexts: list[str]
+def encoded(key: str, encoder: str, texts: list[str], qtexts: list[str],
+            runtime: str | None = None, precision: str | None = None
             ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
-    """Passages and queries through ``encoder`` as ``memex`` loads it (int8 ONNX on a CPU),
-    and their pooled vectors, cached per set and encoder fingerprint."""
+    """Passages and queries through ``encoder`` as ``memex`` loads it (int8 ONNX on a CPU;
+    or ``runtime``, ``precision``), and their pooled vectors, cached per set and encoder
+    fingerprint."""
     from indexer.encoding.encoder import ColBERTEncoder
 
-    enc = ColBERTEncoder.load(encoder)
+    enc = ColBERTEncoder.load(encoder, runtime=runtime, precision=precision)
     cache = CACHE / f"encoded-{key}-{enc.runtime}-{enc.precision}-{enc.fingerprint}-pooled.npz"
     if not cache.exists():
         t = time.perf_counter()
@@ -177,12 +178,16 @@ class EvalInputs:
     every: list[np.ndarray]  # passage vectors keeping every token
     weight: np.ndarray | None  # the encoder's head
     skip: bool  # the encoder's skiplist setting
+    head_layers: tuple[int, ...]  # what the head reads (several: the cache cannot feed it)
     query_weights: list[np.ndarray] | None  # per query, its tokens' weights (None: unweighted)
     sparse: list[list[tuple[int, float]]]  # memex BM25, top FUSION_DEPTH
     rows: dict[str, list[list[int]]]  # baseline rankings, top 10
 
     def projected(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Passages and queries through the encoder's head, passages with its own skiplist."""
+        if self.head_layers:
+            raise SystemExit(f"the head reads layers {list(self.head_layers)}; the cached pass "
+                             "holds the last one (bench_default_encoder encodes such a head)")
         docs = self.vectors.docs if self.skip else self.every
         queries = project(self.vectors.queries, self.weight)
         if self.query_weights is not None:
@@ -211,7 +216,8 @@ def load_eval_inputs(name: str, subset: int | None, dense: bool, encoder: str) -
         [i for i, _ in r] for r in top(maxsim_scores(v.queries, every), 10)]
     spans = [(p["path"], p["start"], p["end"]) for p in ps]
     return EvalInputs(key, texts, qtexts, spans, queries, v, every, w, skip,
-                      query_token_weights(encoder, qtexts), sparse, rows)
+                      load_fp32(encoder).config.head_layers, query_token_weights(encoder, qtexts),
+                      sparse, rows)
 
 
 def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
@@ -221,7 +227,17 @@ def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
     t = time.perf_counter()
     e = load_eval_inputs(name, subset, dense, encoder)
     key, texts, qtexts, sparse, rows = e.key, e.texts, e.qtexts, e.sparse, e.rows
-    docs, qs = e.projected()
+    fp32 = load_fp32(encoder)
+    pooled_weight = fp32.config.pooled_weight
+    if fp32.config.head_layers:  # the cached pass holds the last layer: encode in fp32
+        docs, qs, doc_pooled, query_pooled = encoded(key, encoder, texts, qtexts, "torch", "fp32")
+    else:
+        docs, qs = e.projected()
+        if pooled_weight > 0:  # fp32 backbone's pooled vectors (the cached pass), as stored
+            from bench.bench_pooled_fusion import pooled_queries
+
+            query_pooled = fp32.rotate_pooled(pooled_queries(encoder, qtexts))
+            doc_pooled = fp32.rotate_pooled(e.vectors.doc_mean)
     exhaustive = top(maxsim_scores(qs, docs), FUSION_DEPTH)
     rows[f"trained, exhaustive fp32 ({docs[0].shape[1]}-d)"] = [[i for i, _ in r[:10]] for r in exhaustive]
     plaid, nbytes = plaid_top(docs, qs, FUSION_DEPTH)
@@ -232,17 +248,11 @@ def evaluate(name: str, subset: int | None, dense: bool, encoder: str,
                                               for d, s in zip(plaid, sparse)]
         rows[f"hybrid exhaustive w={wt:g}"] = [[i for i, _ in fuse(d, s, wt, 10)]
                                                for d, s in zip(exhaustive, sparse)]
-    fp32 = load_fp32(encoder)
-    pooled_weight = fp32.config.pooled_weight
-    if pooled_weight > 0:  # fp32 backbone's pooled vectors (the cached pass), as stored
-        from bench.bench_pooled_fusion import pooled_queries
-
-        qp, dp = fp32.rotate_pooled(pooled_queries(encoder, qtexts)), fp32.rotate_pooled(
-            e.vectors.doc_mean)
+    if pooled_weight > 0:
         rows[f"hybrid exhaustive w={DEFAULT_BM25_WEIGHT:g} + pooled {pooled_weight:g}"] = hybrid(
-            exhaustive, sparse, qp, dp, pooled_weight)
+            exhaustive, sparse, query_pooled, doc_pooled, pooled_weight)
         rows[f"hybrid PLAID w={DEFAULT_BM25_WEIGHT:g} + pooled {pooled_weight:g}"] = hybrid(
-            plaid, sparse, qp, dp, pooled_weight)
+            plaid, sparse, query_pooled, doc_pooled, pooled_weight)
     if int8:  # the default end to end: the encoder as memex runs it, then PLAID and BM25
         docs8, qs8, dpool8, qpool8 = encoded(key, encoder, texts, qtexts)
         rows["int8 encoder, exhaustive"] = [[i for i, _ in r] for r in top(maxsim_scores(qs8, docs8), 10)]
