@@ -12,8 +12,8 @@
   (``shared/data/faq-*/corpus.md``): the query is a question heading, the target the
   lines of its answer; the heading lines are blanked (line numbers kept) so a query
   never matches its own text, as the code set blanks docstrings. The brief names these
-  pages a tuning set; since the default encoder v4 they are the prose set recipes are
-  chosen on (after v3 reported them once as validation).
+  pages a tuning set: they are the prose set recipes are chosen on (v3 reported them
+  once as validation, before that was noticed).
 - ``readme/``: known-item prose search over the READMEs (metadata long descriptions)
   of installed distributions no training reads (``readme_distributions``: the code
   set's packages and other dependencies): the query is a section heading of at least
