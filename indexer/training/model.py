@@ -60,9 +60,12 @@ class TrainableColBERT(torch.nn.Module):
         hidden_states = {n: cached[:, :, k] for k, n in enumerate(frozen)}
         hidden = hidden_states[first_trained]
         if self.trained_layers:
-            attention = self.backbone._create_attention_masks(
-                attention_mask=batch["attention_mask"], encoder_attention_mask=None,
-                embedding_output=hidden, encoder_hidden_states=None, cache=None)[0]
+            from transformers.masking_utils import create_bidirectional_mask
+
+            # the public helper BERT's own forward builds its mask with (its private
+            # wrapper's signature changed between transformers 5.24 and 5.25)
+            attention = create_bidirectional_mask(config=self.backbone.config, inputs_embeds=hidden,
+                                                  attention_mask=batch["attention_mask"])
             for n, layer in enumerate(layers[first_trained:], first_trained + 1):
                 hidden = hidden_states[n] = layer(hidden, attention_mask=attention)
         return head_input(hidden_states, head_layers) if head_layers else hidden
