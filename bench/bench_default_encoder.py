@@ -123,12 +123,14 @@ def encoded(key: str, encoder: str, texts: list[str], qtexts: list[str],
             runtime: str | None = None, precision: str | None = None
             ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
     """Passages and queries through ``encoder`` as ``memex`` loads it (int8 ONNX on a CPU;
-    or ``runtime``, ``precision``), and their pooled vectors, cached per set and encoder
-    fingerprint."""
+    or ``runtime``, ``precision``), and their pooled vectors, cached per set, encoder
+    fingerprint and int8 recipe (``MEMEX_ENCODER_INT8_RECIPE``)."""
     from indexer.encoding.encoder import ColBERTEncoder
 
     enc = ColBERTEncoder.load(encoder, runtime=runtime, precision=precision)
-    cache = CACHE / f"encoded-{key}-{enc.runtime}-{enc.precision}-{enc.fingerprint}-pooled.npz"
+    recipe = getattr(enc.backend, "recipe", None)  # int8 ONNX: which layers stayed fp32
+    cache = CACHE / (f"encoded-{key}-{enc.runtime}-{enc.precision}{'-' + recipe if recipe else ''}"
+                     f"-{enc.fingerprint}-pooled.npz")
     if not cache.exists():
         t = time.perf_counter()
         docs, doc_pooled = enc.encode_documents_and_pooled(texts, dtype=np.float16)

@@ -111,6 +111,30 @@ def test_int8_recipes_quantize_what_they_say(torch_encoder, cache, windows):
     assert cosine["ffn-down-fp32"] > cosine["all"] > 0.97
 
 
+def test_fp32_export_is_fused_with_one_node_per_normalisation(torch_encoder, cache, windows):
+    """The export keeps ORT's BERT fusion (one Attention node a layer) and traces each L2
+    normalisation (head layers, head output, pooled) to one LpNormalization node, with the
+    torch encoder's outputs."""
+    import onnx
+
+    directory = encode_onnx.ensure_export(torch_encoder, "fp32")
+    ops = [n.op_type for n in onnx.load(str(directory / "model.onnx")).graph.node]
+    layers = torch_encoder.model.config.num_hidden_layers
+    assert ops.count("Attention") == layers and ops.count("SkipLayerNormalization") == 2 * layers
+    assert ops.count("LpNormalization") == len(torch_encoder.config.head_layers) + 2
+    assert "ReduceL2" not in ops
+    torch_encoder.backend = encode_onnx.OnnxBackend(directory, "fp32")
+    try:
+        (new, new_pooled), queries = torch_encoder.encode_documents_and_pooled(windows), ["x", ""]
+        new_q = torch_encoder.encode_queries(queries)
+    finally:
+        torch_encoder.backend = None
+    ref, ref_pooled = torch_encoder.encode_documents_and_pooled(windows)
+    assert max(np.abs(r - n).max() for r, n in zip(ref, new)) < 1e-4
+    assert np.abs(ref_pooled - new_pooled).max() < 1e-4
+    assert max(np.abs(r - n).max() for r, n in zip(torch_encoder.encode_queries(queries), new_q)) < 1e-4
+
+
 def test_changed_weights_change_the_key(torch_encoder):
     import torch
 

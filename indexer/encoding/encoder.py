@@ -65,8 +65,13 @@ def read_config(path: Path) -> EncoderConfig:
     return EncoderConfig(**settings)
 
 
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x`` L2-normalised along the last axis (zero rows stay zero)."""
+    return torch.nn.functional.normalize(x, dim=-1)
+
+
 def head_input(hidden_states: Sequence[torch.Tensor] | Mapping[int, torch.Tensor],
-               layers: tuple[int, ...]) -> torch.Tensor:
+               layers: tuple[int, ...], normalize: Callable = unit) -> torch.Tensor:
     """What the head projects: the last hidden state, or with ``layers`` those hidden
     states (``hidden_states[n]`` is layer ``n``'s output, 0 the embeddings), each
     L2-normalised, concatenated (B, T, H * len(layers)). Lower layers keep more of a
@@ -74,7 +79,19 @@ def head_input(hidden_states: Sequence[torch.Tensor] | Mapping[int, torch.Tensor
     backbone computes them anyway (docs/retriever.md)."""
     if not layers:
         return hidden_states[-1]
-    return torch.cat([torch.nn.functional.normalize(hidden_states[n], dim=-1) for n in layers], -1)
+    return torch.cat([normalize(hidden_states[n]) for n in layers], -1)
+
+
+def backbone_pass(model: torch.nn.Module, batch: Mapping[str, torch.Tensor],
+                  layers: tuple[int, ...], normalize: Callable = unit
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One backbone forward -> (what the head projects, the last hidden state (B, T, H)).
+    Shared by inference, the ONNX export (which passes its own ``normalize``) and
+    training, so the three cannot drift apart."""
+    out = model(**batch, output_hidden_states=bool(layers))
+    if not layers:
+        return out.last_hidden_state, out.last_hidden_state
+    return head_input(out.hidden_states, layers, normalize), out.last_hidden_state
 
 
 def fingerprint_of(model_path: Path, config: EncoderConfig) -> str:
@@ -217,13 +234,11 @@ class ColBERTEncoder:
         if self.backend is not None:
             return self.backend.embed(batch)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        layers = self.config.head_layers
-        out = self.model(**batch, output_hidden_states=bool(layers))
-        pooled = mean_pooled(out.last_hidden_state, batch["attention_mask"])
-        hidden = head_input(out.hidden_states, layers) if layers else out.last_hidden_state
+        hidden, last = backbone_pass(self.model, batch, self.config.head_layers)
+        pooled = mean_pooled(last, batch["attention_mask"])
         if self.projection is not None:
             hidden = self.projection(hidden)  # (B, T, dim)
-        return torch.nn.functional.normalize(hidden.float(), dim=-1), pooled.float()
+        return unit(hidden.float()), pooled.float()
 
     def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
         """One float32 [q_tokens, dim] array per query."""
@@ -334,11 +349,12 @@ class ColBERTEncoder:
             backend.normalizer, (normalizers.BertNormalizer, type(None)))
 
 
-def mean_pooled(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def mean_pooled(hidden: torch.Tensor, mask: torch.Tensor, normalize: Callable = unit
+                ) -> torch.Tensor:
     """(B, T, H) hidden states -> (B, H): their mean over the mask, L2-normalised."""
     mask = mask.to(hidden.dtype)[..., None]
     summed = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-    return torch.nn.functional.normalize(summed, dim=-1)
+    return normalize(summed)
 
 
 def weigh_query_tokens(vectors: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor,

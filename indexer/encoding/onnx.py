@@ -26,13 +26,13 @@ import numpy as np
 import torch
 
 from indexer import config, durable
-from indexer.encoding.encoder import head_input, mean_pooled
+from indexer.encoding.encoder import backbone_pass, mean_pooled, unit
 from indexer.errors import InvalidInput, ModelError
 from indexer.models import default_cache_dir
 
 ONNX_PRECISIONS = ("fp32", "int8")
-EXPORT_VERSION = 3  # bump when the export recipe changes; old exports stay unused
-# (2: int8 recipes; 3: the pooled output)
+EXPORT_VERSION = 4  # bump when the export recipe changes; old exports stay unused
+# (2: int8 recipes; 3: the pooled output; 4: one LpNormalization node per normalisation)
 OPSET = 17
 # int8 recipes: how many FFN down-projections (from the first layer on; None: all) stay
 # fp32. Their inputs are GELU outputs with outliers, which stretch the per-batch int8
@@ -51,6 +51,21 @@ DEFAULT_INT8_RECIPE = "ffn-down-fp32-first1"
 _GELU_OPS = ("BiasGelu", "Gelu", "FastGelu")
 
 
+class _Unit(torch.autograd.Function):
+    """``encoder.unit`` that exports as one ONNX ``LpNormalization`` node instead of
+    the five (Shape, ReduceL2, Clip, Expand, Div) torch's ``normalize`` traces to; the
+    outputs are the same, and on a short query each node costs its own dispatch
+    (bench/RESULTS.md, "query encoding")."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return unit(x)
+
+    @staticmethod
+    def symbolic(g, x):
+        return g.op("LpNormalization", x, axis_i=-1, p_i=2)
+
+
 class _Head(torch.nn.Module):
     """What the ONNX graph computes: token vectors of ``ColBERTEncoder.embed_batch``."""
 
@@ -64,18 +79,13 @@ class _Head(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) ids and mask -> (B, T, dim) unit vectors and (B, H) unit pooled vectors."""
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=torch.zeros_like(input_ids),
-            output_hidden_states=bool(self.head_layers),
-        )
-        pooled = mean_pooled(out.last_hidden_state, attention_mask)
-        hidden = head_input(out.hidden_states, self.head_layers) if self.head_layers else \
-            out.last_hidden_state  # (B, T, H * layers)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask,
+                 "token_type_ids": torch.zeros_like(input_ids)}
+        hidden, last = backbone_pass(self.model, batch, self.head_layers, _Unit.apply)
+        pooled = mean_pooled(last, attention_mask, _Unit.apply)
         if self.projection is not None:
             hidden = self.projection(hidden)  # (B, T, dim)
-        return torch.nn.functional.normalize(hidden, dim=-1), pooled
+        return _Unit.apply(hidden), pooled
 
 
 def weights_digest(encoder) -> str:

@@ -9,7 +9,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from indexer.encoding.encoder import ColBERTEncoder, head_input, pad_with_mask, weigh_query_tokens
+from indexer.encoding.encoder import (
+    ColBERTEncoder,
+    backbone_pass,
+    head_input,
+    pad_with_mask,
+    unit,
+    weigh_query_tokens,
+)
 
 
 class TrainableColBERT(torch.nn.Module):
@@ -38,8 +45,7 @@ class TrainableColBERT(torch.nn.Module):
         batch = {k: v.to(self.encoder.device) for k, v in batch.items()}
         head_layers = self.encoder.config.head_layers
         if self.cache is None:
-            out = self.backbone(**batch, output_hidden_states=bool(head_layers))
-            return head_input(out.hidden_states, head_layers) if head_layers else out.last_hidden_state
+            return backbone_pass(self.backbone, batch, head_layers)[0]
         ids, mask = batch["input_ids"], batch["attention_mask"].bool()
         keys = [tuple(ids[i][mask[i]].tolist()) for i in range(len(ids))]  # unpadded ids
         todo = [i for i, key in enumerate(keys) if key not in self.cache]
@@ -72,7 +78,7 @@ class TrainableColBERT(torch.nn.Module):
 
     def _forward(self, batch: dict) -> torch.Tensor:
         hidden = self._hidden(batch)
-        return torch.nn.functional.normalize(self.head(hidden), dim=-1)  # (B, T, dim)
+        return unit(self.head(hidden))  # (B, T, dim)
 
     def encode_queries(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Vectors (B, Lq, dim) and mask (B, Lq) as ``ColBERTEncoder.encode_queries``."""
