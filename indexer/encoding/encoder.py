@@ -169,6 +169,7 @@ class ColBERTEncoder:
         self.backend = None
         self.runtime, self.precision, self.agreement = "torch", "fp32", None
         self._counter = None  # count_tokens's own copy of the fast tokenizer, made at first use
+        self._backends: dict = {}  # _tokenize's copies of it, one per truncation length
 
     def check_head_layers(self) -> None:
         """A head over several layers needs those layers and a projection that fits them."""
@@ -214,17 +215,38 @@ class ColBERTEncoder:
         if marker_id is None or marker_id == self.tokenizer.unk_token_id:
             if self.config.markers:
                 texts = [f"{marker} {t}" for t in texts]
-            return self.tokenizer(
-                texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt"
-            )
-        batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=max_tokens - 1, return_tensors="pt"
-        )
+            return self._tokenize(texts, max_tokens)
+        batch = self._tokenize(texts, max_tokens - 1)
         fill = {"input_ids": marker_id, "attention_mask": 1, "token_type_ids": 0}
         return {
             key: torch.cat([t[:, :1], torch.full_like(t[:, :1], fill[key]), t[:, 1:]], dim=1)
             for key, t in batch.items()
         }
+
+    def _tokenize(self, texts: list[str], max_tokens: int) -> dict:
+        """The tokenizer's tensors for ``texts``, truncated to ``max_tokens``, right-padded.
+
+        A fast tokenizer runs through a private copy of its Rust backend set up once per
+        length: the ``transformers`` wrapper cost about 0.1 ms a call, 2% of encoding a
+        query (bench/RESULTS.md, "query encoding"); the ids are the wrapper's."""
+        if not getattr(self.tokenizer, "is_fast", False):
+            return dict(self.tokenizer(texts, padding=True, truncation=True,
+                                       max_length=max_tokens, return_tensors="pt"))
+        backend = self._backends.get(max_tokens)
+        if backend is None:
+            from tokenizers import Tokenizer
+
+            backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+            backend.enable_truncation(max_tokens, direction=self.tokenizer.truncation_side)
+            backend.enable_padding(pad_id=self.tokenizer.pad_token_id,
+                                   pad_token=self.tokenizer.pad_token)
+            self._backends[max_tokens] = backend
+        encodings = backend.encode_batch(texts)
+        fields = {"input_ids": "ids", "token_type_ids": "type_ids",
+                  "attention_mask": "attention_mask"}
+        return {name: torch.from_numpy(np.array([getattr(e, fields[name]) for e in encodings],
+                                                np.int64).reshape(len(texts), -1))
+                for name in self.tokenizer.model_input_names if name in fields}
 
     @torch.inference_mode()
     def embed_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
