@@ -124,13 +124,11 @@ def encoded(key: str, encoder: str, texts: list[str], qtexts: list[str],
             ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
     """Passages and queries through ``encoder`` as ``memex`` loads it (int8 ONNX on a CPU;
     or ``runtime``, ``precision``), and their pooled vectors, cached per set, encoder
-    fingerprint and int8 recipes (documents', queries')."""
+    fingerprint and int8 recipe (``MEMEX_ENCODER_INT8_RECIPE``)."""
     from indexer.encoding.encoder import ColBERTEncoder
 
     enc = ColBERTEncoder.load(encoder, runtime=runtime, precision=precision)
     recipe = getattr(enc.backend, "recipe", None)  # int8 ONNX: which layers stayed fp32
-    if recipe and enc.backend.query_recipe != recipe:
-        recipe += f"-queries-{enc.backend.query_recipe}"
     cache = CACHE / (f"encoded-{key}-{enc.runtime}-{enc.precision}{'-' + recipe if recipe else ''}"
                      f"-{enc.fingerprint}-pooled.npz")
     if not cache.exists():

@@ -134,7 +134,7 @@ def main() -> None:
     backends = {}
     for rt, prec, recipe in main_rows:  # export/validate once up front; switching later is free
         t = time.perf_counter()
-        configure(encoder, rt, prec.split()[0], recipe=recipe, query_recipe=recipe)
+        configure(encoder, rt, prec.split()[0], recipe=recipe)
         backends[(rt, prec)] = (encoder.backend, encoder.agreement)
         print(f"setup {rt}/{prec}: {time.perf_counter() - t:.1f}s (first run exports + validates; "
               f"later loads reuse the cache) guard={encoder.agreement}")
@@ -152,9 +152,9 @@ def main() -> None:
     embed_time = {r: 0.0 for r in runtimes}
     inner = encoder.embed_batch
 
-    def timed_embed(batch, query=False):
+    def timed_embed(batch):
         t = time.perf_counter()
-        out = inner(batch, query)
+        out = inner(batch)
         embed_time[current[0]] += time.perf_counter() - t
         return out
 

@@ -26,7 +26,6 @@ def cache(tmp_path_factory):
         mp.delenv("MEMEX_ENCODER_GUARD", raising=False)
         mp.delenv("MEMEX_ENCODER_QUANTIZE", raising=False)
         mp.delenv("MEMEX_ENCODER_INT8_RECIPE", raising=False)
-        mp.delenv("MEMEX_ENCODER_QUERY_INT8_RECIPE", raising=False)
         yield path
 
 
@@ -163,7 +162,7 @@ def test_torch_runtime_batches_match_single_documents(torch_encoder, windows):
 
 
 def test_guard_rejects_a_disagreeing_export(int8_encoder, torch_encoder):
-    verdict = int8_encoder.backend.verdict_file
+    verdict = encode_onnx.export_dir(int8_encoder, "int8") / "validation.json"
     saved = verdict.read_text()
     bad = {**json.loads(saved)["agreement"], "cosine_mean": 0.5}
     verdict.write_text(json.dumps({"agreement": bad}))
@@ -216,37 +215,6 @@ def test_unknown_int8_recipe_is_invalid_input(monkeypatch, torch_encoder):
     with pytest.raises(InvalidInput, match="int8 recipe"):
         configure(torch_encoder, "onnx", "int8", recipe="none")
     assert torch_encoder.backend is None
-
-
-def test_queries_run_their_own_int8_graph(int8_encoder, torch_encoder, windows, monkeypatch):
-    """int8 queries go through the ``DEFAULT_QUERY_INT8_RECIPE`` export, documents through
-    the default recipe's; setting the queries' recipe to the documents' runs one graph."""
-    backend = int8_encoder.backend
-    assert backend.query_recipe == encode_onnx.DEFAULT_QUERY_INT8_RECIPE != backend.recipe
-    assert backend.query_directory == encode_onnx.export_dir(
-        int8_encoder, "int8", recipe=encode_onnx.DEFAULT_QUERY_INT8_RECIPE)
-    queries = ["Return a new ordered dictionary", "count elements of an iterable"]
-    both = int8_encoder.encode_queries(queries)
-    docs = int8_encoder.encode_documents(windows[:3])
-    alone = {}
-    for recipe in (backend.recipe, backend.query_recipe):
-        torch_encoder.backend = encode_onnx.OnnxBackend(
-            encode_onnx.export_dir(int8_encoder, "int8", recipe=recipe), "int8", recipe=recipe)
-        try:
-            alone[recipe] = (torch_encoder.encode_queries(queries),
-                             torch_encoder.encode_documents(windows[:3]))
-        finally:
-            torch_encoder.backend = None
-    assert all(np.array_equal(a, b) for a, b in zip(both, alone[backend.query_recipe][0]))
-    assert all(np.array_equal(a, b) for a, b in zip(docs, alone[backend.recipe][1]))
-    assert not all(np.array_equal(a, b) for a, b in zip(both, alone[backend.recipe][0]))
-
-    monkeypatch.setenv("MEMEX_ENCODER_QUERY_INT8_RECIPE", backend.recipe)
-    one = ColBERTEncoder.load(runtime="onnx", precision="int8")
-    assert one.backend.query_session is None and one.backend.query_recipe == backend.recipe
-    monkeypatch.setenv("MEMEX_ENCODER_QUERY_INT8_RECIPE", "int4")
-    with pytest.raises(InvalidInput, match="int8 recipe"):
-        ColBERTEncoder.load(runtime="onnx")
 
 
 def test_auto_order_and_quantize_switch(monkeypatch):

@@ -249,13 +249,12 @@ class ColBERTEncoder:
                 for name in self.tokenizer.model_input_names if name in fields}
 
     @torch.inference_mode()
-    def embed_batch(self, batch: dict, query: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, dim) unit token vectors and (B, hidden) unit pooled vectors: the mean of
         the backbone's last hidden states over the attention mask (for all-MiniLM-L6-v2,
-        its sentence embedding; see ``indexer/pooled.py``). ``query``: an ONNX backend may
-        run queries through a graph of their own (``OnnxBackend``)."""
+        its sentence embedding; see ``indexer/pooled.py``)."""
         if self.backend is not None:
-            return self.backend.embed(batch, query)
+            return self.backend.embed(batch)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         hidden, last = backbone_pass(self.model, batch, self.config.head_layers)
         pooled = mean_pooled(last, batch["attention_mask"])
@@ -272,7 +271,7 @@ class ColBERTEncoder:
         batch = self.tokenize_batch(texts, self.config.query_max_tokens, self.config.query_marker)
         if self.config.query_augmentation:
             batch = pad_with_mask(batch, self.tokenizer, self.config.query_max_tokens)
-        vectors, pooled = self.embed_batch(batch, query=True)
+        vectors, pooled = self.embed_batch(batch)
         keep = batch["attention_mask"].bool().numpy()
         ids, array = batch["input_ids"].numpy(), vectors.cpu().numpy()
         out = [array[i][keep[i]] for i in range(len(texts))]

@@ -48,13 +48,6 @@ INT8_RECIPES = {
 # Of the two recipes at >= 3x torch fp32 with pooled MRR@10 within 1% of fp32 ("all" and this
 # one), the one with the better vectors (bench/RESULTS-encoder.md, 2026-11-27).
 DEFAULT_INT8_RECIPE = "ffn-down-fp32-first1"
-# Queries run their own graph. A query is ~15 tokens, so a layer's cost is reading its
-# weights: the fp32 FFN down-projection read 4x the bytes of an int8 one and took ~8% of
-# a query's encoding, while on documents (compute-bound) it costs ~3%. Queries through
-# "all" with documents through the default scored the same MRR@10 on stdlib and on the
-# code validation set (bench/RESULTS.md, "query encoding"); stored vectors keep the
-# better recipe.
-DEFAULT_QUERY_INT8_RECIPE = "all"
 _GELU_OPS = ("BiasGelu", "Gelu", "FastGelu")
 
 
@@ -110,17 +103,7 @@ def weights_digest(encoder) -> str:
 
 def int8_recipe(recipe: str | None = None) -> str:
     """``recipe``, else ``MEMEX_ENCODER_INT8_RECIPE``, else ``DEFAULT_INT8_RECIPE``; checked."""
-    return _checked(recipe or config.current().encoder_int8_recipe or DEFAULT_INT8_RECIPE)
-
-
-def query_int8_recipe(recipe: str | None = None) -> str:
-    """The int8 recipe queries run with: ``recipe``, else ``MEMEX_ENCODER_QUERY_INT8_RECIPE``,
-    else ``DEFAULT_QUERY_INT8_RECIPE``; checked."""
-    return _checked(recipe or config.current().encoder_query_int8_recipe
-                    or DEFAULT_QUERY_INT8_RECIPE)
-
-
-def _checked(recipe: str) -> str:
+    recipe = recipe or config.current().encoder_int8_recipe or DEFAULT_INT8_RECIPE
     if recipe not in INT8_RECIPES:
         raise InvalidInput(f"unknown int8 recipe {recipe!r} (choose from {', '.join(INT8_RECIPES)})")
     return recipe
@@ -282,54 +265,36 @@ def default_threads() -> int:
 
 
 class OnnxBackend:
-    """Runs an exported encoder with ONNX Runtime on CPU; a drop-in for ``embed_batch``.
-
-    ``query_directory``: another export of the same encoder that queries run through
-    (int8 with ``DEFAULT_QUERY_INT8_RECIPE``); None: queries share the documents' graph."""
+    """Runs an exported encoder with ONNX Runtime on CPU; a drop-in for ``embed_batch``."""
 
     def __init__(
-        self, directory: Path, precision: str, threads: int | None = None, recipe: str | None = None,
-        query_directory: Path | None = None, query_recipe: str | None = None,
+        self, directory: Path, precision: str, threads: int | None = None, recipe: str | None = None
     ) -> None:
-        self.session = _session(directory, threads)
-        self.query_session = _session(query_directory, threads) if query_directory else None
-        self.directory, self.query_directory = directory, query_directory
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Cores are shared (tokenizer thread, other processes): do not busy-wait between ops.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(
+                str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise ModelError(f"cannot open the ONNX encoder in {directory}: {exc}") from exc
+        self.directory = directory
         self.precision = precision
         self.recipe = recipe  # int8 only: which layers stayed fp32
-        self.query_recipe = query_recipe if query_directory else recipe
 
-    @property
-    def verdict_file(self) -> Path:
-        """Where the guard's verdict on this pair of graphs is cached."""
-        if self.query_directory is None:
-            return self.directory / "validation.json"
-        return self.directory / f"validation-queries-{self.query_directory.name}.json"
-
-    def embed(self, batch: dict, query: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) ``input_ids`` / ``attention_mask`` tensors -> (B, T, dim) float32 unit
         vectors and (B, H) pooled vectors, as ``ColBERTEncoder.embed_batch``."""
         feed = {
             "input_ids": batch["input_ids"].numpy().astype(np.int64, copy=False),
             "attention_mask": batch["attention_mask"].numpy().astype(np.int64, copy=False),
         }
-        session = self.query_session if query and self.query_session else self.session
-        vectors, pooled = session.run(["vectors", "pooled"], feed)
+        vectors, pooled = self.session.run(["vectors", "pooled"], feed)
         return torch.from_numpy(vectors), torch.from_numpy(pooled)
-
-
-def _session(directory: Path, threads: int | None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or default_threads()
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Cores are shared (tokenizer thread, other processes): do not busy-wait between ops.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(
-            str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:
-        raise ModelError(f"cannot open the ONNX encoder in {directory}: {exc}") from exc

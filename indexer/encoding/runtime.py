@@ -20,8 +20,7 @@ path); an explicitly requested one that fails raises ``ModelError``. Environment
 ``MEMEX_ENCODER_RUNTIME`` and
 ``MEMEX_ENCODER_PRECISION`` give the defaults, ``MEMEX_ENCODER_QUANTIZE=0``
 keeps ``auto`` off int8, ``MEMEX_ENCODER_INT8_RECIPE`` picks which layers int8
-keeps in fp32 (``encode_onnx.INT8_RECIPES``), ``MEMEX_ENCODER_QUERY_INT8_RECIPE`` the
-same for queries (their own graph; default ``all``), ``MEMEX_ENCODER_GUARD=0`` skips the check.
+keeps in fp32 (``encode_onnx.INT8_RECIPES``), ``MEMEX_ENCODER_GUARD=0`` skips the check.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ import torch
 
 from indexer import config, kernels
 from indexer.encoding import guard as encode_guard
-from indexer.encoding.onnx import int8_recipe, query_int8_recipe
+from indexer.encoding.onnx import int8_recipe
 from indexer.errors import InvalidInput, ModelError
 
 log = logging.getLogger(__name__)
@@ -80,8 +79,7 @@ def candidates(runtime: str, precision: str | None, device: str) -> list[tuple[s
                  "auto": onnx_options + [("torch", "fp32")]}
     options = table[runtime]
     if ("onnx", "int8") in options and precision in (None, "int8"):
-        int8_recipe()  # a bad MEMEX_ENCODER_(QUERY_)INT8_RECIPE fails before any weights load
-        query_int8_recipe()
+        int8_recipe()  # a bad MEMEX_ENCODER_INT8_RECIPE fails before any weights load
     if precision is None:
         if config.current().encoder_quantize:
             return options
@@ -102,19 +100,17 @@ def configure(
     guard: bool | None = None,
     cache_dir: Path | None = None,
     recipe: str | None = None,
-    query_recipe: str | None = None,
 ) -> None:
     """Switch ``encoder`` to the first usable (runtime, precision); sets ``encoder.backend``,
     ``.runtime``, ``.precision`` and ``.agreement`` (guard figures, None when unchecked).
-    ``recipe``: the int8 recipe (default ``MEMEX_ENCODER_INT8_RECIPE`` or the built-in one);
-    ``query_recipe``: the queries' (``MEMEX_ENCODER_QUERY_INT8_RECIPE``, or ``all``)."""
+    ``recipe``: the int8 recipe (default ``MEMEX_ENCODER_INT8_RECIPE`` or the built-in one)."""
     runtime, precision = settings(runtime, precision)
     guard = encode_guard.guard_enabled() if guard is None else guard
     failures = []
     for rt, prec in candidates(runtime, precision, encoder.device):
         try:
             if rt == "onnx":
-                agreement = _enable_onnx(encoder, prec, guard, cache_dir, recipe, query_recipe)
+                agreement = _enable_onnx(encoder, prec, guard, cache_dir, recipe)
             else:
                 agreement = _enable_torch(encoder, prec, guard)
             if runtime == "auto" and rt == "onnx":
@@ -170,8 +166,7 @@ def _check(agreement: dict[str, float], what: str) -> dict[str, float]:
     return agreement
 
 
-def _enable_onnx(encoder, precision: str, guard: bool, cache_dir: Path | None, recipe: str | None,
-                 query_recipe: str | None):
+def _enable_onnx(encoder, precision: str, guard: bool, cache_dir: Path | None, recipe: str | None):
     try:
         import onnxruntime  # noqa: F401 - only to learn whether it is installed
 
@@ -179,17 +174,12 @@ def _enable_onnx(encoder, precision: str, guard: bool, cache_dir: Path | None, r
     except ImportError as exc:  # onnxruntime / onnx not installed
         raise ModelError(f"ONNX Runtime is not installed: {exc}") from exc
     recipe = int8_recipe(recipe) if precision == "int8" else None
-    query_recipe = query_int8_recipe(query_recipe) if precision == "int8" else None
     directory = ensure_export(encoder, precision, cache_dir, recipe)
-    query_directory = None
-    if query_recipe not in (None, recipe):
-        query_directory = ensure_export(encoder, precision, cache_dir, query_recipe)
-    backend = OnnxBackend(directory, precision, recipe=recipe, query_directory=query_directory,
-                          query_recipe=query_recipe)
+    backend = OnnxBackend(directory, precision, recipe=recipe)
     encoder.backend = None
     agreement = None
-    if guard:  # the verdict covers the pair of graphs that runs
-        verdict = backend.verdict_file
+    if guard:
+        verdict = directory / "validation.json"
         if verdict.exists():
             agreement = json.loads(verdict.read_text())["agreement"]
         else:
@@ -206,8 +196,7 @@ def _enable_onnx(encoder, precision: str, guard: bool, cache_dir: Path | None, r
             tmp = verdict.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(json.dumps({"agreement": agreement, "reference": "torch/fp32"}))
             os.replace(tmp, verdict)
-        recipes = f" (recipe {recipe}, queries {query_recipe})" if recipe else ""
-        _check(agreement, f"ONNX {precision} encoder{recipes}")
+        _check(agreement, f"ONNX {precision} encoder" + (f" (recipe {recipe})" if recipe else ""))
     encoder.backend = backend
     return agreement
 
