@@ -66,6 +66,16 @@ def test_onnx_int8_vectors_agree_with_torch(torch_encoder, int8_encoder, windows
     assert figures["cosine_mean"] > 0.97 and figures["top1"] == 1.0
 
 
+def test_int8_queries_do_not_depend_on_their_batch(int8_encoder, windows):
+    """int8 activations share one scale per batch: a query must encode the same alone
+    and beside others (a long one stretches the scale most)."""
+    queries = ["Return a new ordered dictionary", windows[0], "x"]
+    vectors, pooled = int8_encoder.encode_queries_and_pooled(queries)
+    for i, q in enumerate(queries):
+        alone, alone_pooled = int8_encoder.encode_queries_and_pooled([q])
+        assert np.array_equal(vectors[i], alone[0]) and np.array_equal(pooled[i], alone_pooled[0])
+
+
 def test_second_load_reuses_the_export(int8_encoder, cache, monkeypatch):
     model_file = encode_onnx.export_dir(int8_encoder, "int8") / "model.onnx"
     assert model_file.exists()
