@@ -9,7 +9,9 @@ measured separately)". "Today's" is the default when it was filed, ``bundled:min
 
 - **encoding**: one query at a time through the encoder as ``memex`` loads it
   (``ColBERTEncoder.load(name)``: the fastest validated runtime, int8 ONNX on a CPU),
-  ``MEMEX_ENCODER_THREADS=1``;
+  ``MEMEX_ENCODER_THREADS=1``; an int8 runtime uses the old encoder's recipe at filing
+  (``AT_FILING_RECIPE``) and the product's recipe for the new one (``--recipes`` sets both:
+  ``--recipes X X`` compares the two encoders alone);
 - **search**: the default engine (PLAID, 2 bits, default search parameters) over the
   set's passages, given the encoded query, top ``FUSION_DEPTH`` (what ``mode=hybrid``
   asks the dense side for). The index holds the passages' fp32 vectors from the cached
@@ -40,11 +42,13 @@ from bench import backbone_cache
 from bench.bench_default_encoder import project
 from bench.data import CACHE
 
+AT_FILING_RECIPE = "ffn-down-fp32-first1"  # the int8 recipe of the default when 17 was filed
 
-def load_encoder(name: str):
+
+def load_encoder(name: str, recipe: str | None):
     from indexer.encoding.encoder import ColBERTEncoder
 
-    enc = ColBERTEncoder.load(name)
+    enc = ColBERTEncoder.load(name, recipe=recipe)
     return enc, (None if enc.projection is None else enc.projection.weight.detach().numpy())
 
 
@@ -61,6 +65,8 @@ def main() -> None:
     ap.add_argument("--dense", action="store_true", help="backbone_cache.dense_subset")
     ap.add_argument("--encoders", nargs=2, default=["bundled:minilm", "bundled:memex-colbert"],
                     metavar=("OLD", "NEW"))
+    ap.add_argument("--recipes", nargs=2, default=[AT_FILING_RECIPE, None], metavar=("OLD", "NEW"),
+                    help="int8 recipes (an int8 runtime only); NEW defaults to the product's")
     ap.add_argument("--passes", type=int, default=10)
     args = ap.parse_args()
     os.environ["MEMEX_ENCODER_THREADS"] = "1"
@@ -74,14 +80,16 @@ def main() -> None:
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         setups = []
-        for name in args.encoders:
-            enc, weight = load_encoder(name)
+        for k, (encoder_name, recipe) in enumerate(zip(args.encoders, args.recipes)):
+            enc, weight = load_encoder(encoder_name, recipe)
+            name = f"{encoder_name} ({enc.backend.recipe or enc.precision})" if enc.backend \
+                else encoder_name
             if enc.config.head_layers:  # the cached pass holds the last layer: encode anew
                 docs = enc.encode_documents(texts)
             else:
                 v = backbone_cache.load(key, texts, qtexts, enc.config.skip_punctuation)
                 docs = project(v.docs, weight)
-            index = PlaidIndex.create(Path(tmp) / name.replace(":", "_"), docs[0].shape[1])
+            index = PlaidIndex.create(Path(tmp) / str(k), docs[0].shape[1])
             index.commit(np.arange(len(docs), dtype=np.int64), [d.astype(np.float16) for d in docs],
                          np.array([], np.int64))
             encoded = [enc.encode_queries([q])[0] for q in qtexts]  # also warms the runtime
@@ -108,7 +116,7 @@ def main() -> None:
                 f"{name} encode {np.median(pass_times[(name, 'encode')]) * 1e3:.2f} ms search "
                 f"{np.median(pass_times[(name, 'search')]) * 1e3:.2f} ms" for name, *_ in setups)
                 + f"; BM25 {np.median(pass_times[('bm25', 'search')]) * 1e3:.2f} ms", flush=True)
-        old, new = args.encoders
+        old, new = (name for name, *_ in setups)
         pooled = pooled_term_times(setups[1][1], texts, qtexts, Path(tmp), args.passes)
     print(f"p50 over {args.passes} passes x {len(qtexts)} queries, 1 thread "
           f"(load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())}):")

@@ -28,7 +28,8 @@ class LibrarySettings(BaseSettings):
                                                                      "default the best available")
     encoder_quantize: bool = Field(default=True, description="int8 allowed on CPU")
     encoder_guard: bool = Field(default=True, description="check an export against fp32 first")
-    encoder_int8_recipe: str | None = Field(default=None, description="which layers stay fp32")
+    encoder_int8_recipe: str | None = Field(
+        default=None, description="int8 recipe: which FFN down-projections stay fp32 or are smoothed")
     encoder_threads: int | None = Field(default=None, ge=1, description="ONNX intra-op threads")
     kernel_cache: Path | None = Field(default=None, description="the kernel probe's verdicts; "
                                                                "default <model cache>/kernels.json")

@@ -44,7 +44,7 @@ def encoder():
     # the encoder's tokenizer and counting without loading the model's weights
     enc = ColBERTEncoder.__new__(ColBERTEncoder)
     enc.tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("bundled:minilm"))
-    enc._counter = None
+    enc._backends = {}
     return enc
 
 

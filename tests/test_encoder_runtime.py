@@ -93,22 +93,26 @@ def test_second_load_reuses_the_export(int8_encoder, cache, monkeypatch):
 
 def test_int8_recipes_quantize_what_they_say(torch_encoder, cache, windows):
     """'all' quantizes every MatMul; the others keep the first N GELU-fed ones (FFN down) fp32;
-    keeping all 6 agrees better with torch fp32. Each recipe has its own cache key."""
+    keeping all 6 agrees better with torch fp32, and so does smoothing them instead (one Mul
+    before each). Each recipe has its own cache key."""
     import onnx
 
     keys = {r: encode_onnx.export_key(torch_encoder, "int8", r) for r in encode_onnx.INT8_RECIPES}
     assert len(set(keys.values())) == len(keys)
     ref = torch_encoder.encode_documents(windows)
     cosine = {}
-    for recipe in sorted({"all", "ffn-down-fp32", encode_onnx.DEFAULT_INT8_RECIPE}):
+    for recipe in sorted({"all", "ffn-down-fp32", "ffn-down-smoothed",
+                          encode_onnx.DEFAULT_INT8_RECIPE}):
         directory = encode_onnx.ensure_export(torch_encoder, "int8", recipe=recipe)
         assert directory.name == keys[recipe]
         assert json.loads((directory / "meta.json").read_text())["recipe"] == recipe
         graph = onnx.load(str(directory / "model.onnx")).graph
         float_matmuls = [n.name for n in graph.node if n.op_type == "MatMul"]
         quantized = [n for n in graph.node if n.op_type == "MatMulInteger"]
-        kept = encode_onnx.INT8_RECIPES[recipe]
+        kept = encode_onnx.INT8_RECIPES[recipe].fp32_first
         kept = 6 if kept is None else kept
+        smoothing = [n for n in graph.node if n.op_type == "Mul" and n.name.startswith("Smoothing")]
+        assert len(smoothing) == (6 if encode_onnx.INT8_RECIPES[recipe].smooth_alpha else 0)
         total = 18 + (torch_encoder.projection is not None)  # the backbone's, + the head's
         assert len(float_matmuls) == kept and len(quantized) == total - kept
         assert float_matmuls == [f"/model/encoder/layer.{i}/output/dense/MatMul" for i in range(kept)]
@@ -119,6 +123,33 @@ def test_int8_recipes_quantize_what_they_say(torch_encoder, cache, windows):
             torch_encoder.backend = None
         cosine[recipe] = np.concatenate([(r * n).sum(axis=1) for r, n in zip(ref, new)]).mean()
     assert cosine["ffn-down-fp32"] > cosine["all"] > 0.97
+    assert cosine["ffn-down-smoothed"] > cosine["all"]
+
+
+def test_smoothing_leaves_the_fp32_graph_unchanged(torch_encoder, cache, windows):
+    """Each FFN down-projection ``x @ W`` becomes ``(x / s) @ (s * W)``: in fp32 the outputs are
+    the same (a wrong axis or a missed rewrite would change them), and every down-projection
+    reads its input through its Mul."""
+    import onnx
+    import onnxruntime as ort
+
+    from indexer.encoding.smoothing import activation_maxima, smooth
+
+    path = encode_onnx.ensure_export(torch_encoder, "fp32") / "model.onnx"
+    model = onnx.load(str(path))
+    downs = encode_onnx.ffn_down_projections(model.graph)
+    nodes = {n.name: n for n in model.graph.node}
+    maxima = activation_maxima(torch_encoder, str(path), [nodes[n].input[0] for n in downs])
+    assert len(downs) == 6 and all(m.shape == (1536,) and m.max() > 1 for m in maxima)
+    smooth(model, downs, maxima, alpha=0.8)
+    nodes = {n.name: n for n in model.graph.node}
+    assert all(nodes[n].input[0] == nodes[f"Smoothing_{k}"].output[0] for k, n in enumerate(downs))
+    before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    batch = torch_encoder.tokenize_batch(windows, 256, torch_encoder.config.doc_marker)
+    feed = {k: batch[k].numpy() for k in ("input_ids", "attention_mask")}
+    for a, b in zip(before.run(None, feed), after.run(None, feed)):
+        np.testing.assert_allclose(a, b, atol=2e-4)
 
 
 def test_fp32_export_is_fused_with_one_node_per_normalisation(torch_encoder, cache, windows):

@@ -168,8 +168,7 @@ class ColBERTEncoder:
         # Set by indexer.encoding.runtime.configure: an ONNX backend replaces the model in embed_batch.
         self.backend = None
         self.runtime, self.precision, self.agreement = "torch", "fp32", None
-        self._counter = None  # count_tokens's own copy of the fast tokenizer, made at first use
-        self._backends: dict = {}  # _tokenize's copies of it, one per truncation length
+        self._backends: dict = {}  # _rust_tokenizer's copies, one per truncation length
 
     def check_head_layers(self) -> None:
         """A head over several layers needs those layers and a projection that fits them."""
@@ -191,15 +190,19 @@ class ColBERTEncoder:
         device: str = "cpu",
         runtime: str | None = None,
         precision: str | None = None,
+        recipe: str | None = None,
     ) -> ColBERTEncoder:
         """``runtime``: auto/torch/onnx, ``precision``: fp32/int8/fp16/bf16 (None: fastest
-        validated); see ``indexer/encoding/runtime.py``."""
+        validated), ``recipe``: the int8 recipe (None: the configured one); see
+        ``indexer/encoding/runtime.py``."""
+        from indexer.encoding.onnx import int8_recipe
         from indexer.encoding.runtime import candidates, configure, settings
 
         candidates(*settings(runtime, precision), device)  # bad settings fail before loading
+        int8_recipe(recipe)
         path = resolve_model_path(name)
         encoder = cls(path, read_config(path), device)
-        configure(encoder, runtime, precision)
+        configure(encoder, runtime, precision, recipe=recipe)
         return encoder
 
     @property
@@ -232,16 +235,7 @@ class ColBERTEncoder:
         if not getattr(self.tokenizer, "is_fast", False):
             return dict(self.tokenizer(texts, padding=True, truncation=True,
                                        max_length=max_tokens, return_tensors="pt"))
-        backend = self._backends.get(max_tokens)
-        if backend is None:
-            from tokenizers import Tokenizer
-
-            backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
-            backend.enable_truncation(max_tokens, direction=self.tokenizer.truncation_side)
-            backend.enable_padding(pad_id=self.tokenizer.pad_token_id,
-                                   pad_token=self.tokenizer.pad_token)
-            self._backends[max_tokens] = backend
-        encodings = backend.encode_batch(texts)
+        encodings = self._rust_tokenizer(max_tokens).encode_batch(texts)
         fields = {"input_ids": "ids", "token_type_ids": "type_ids",
                   "attention_mask": "attention_mask"}
         return {name: torch.from_numpy(np.array([getattr(e, fields[name]) for e in encodings],
@@ -294,7 +288,7 @@ class ColBERTEncoder:
         """Pooled vectors [n, hidden] as this encoder stores and scores them."""
         if self.pooled_rotation is None:
             return pooled
-        return (self.pooled_rotation.numpy() @ pooled.T).T.astype(np.float32)
+        return (pooled @ self.pooled_rotation.numpy().T).astype(np.float32, copy=False)
 
     def encode_documents(
         self,
@@ -354,16 +348,29 @@ class ColBERTEncoder:
         truncating or padding): the ``transformers`` wrapper cost more than the
         tokenization itself on short texts.
         """
-        if self._counter is None:
-            if not getattr(self.tokenizer, "is_fast", False):
-                ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-                return [len(x) for x in ids]
+        if not getattr(self.tokenizer, "is_fast", False):
+            ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+            return [len(x) for x in ids]
+        encodings = self._rust_tokenizer(None).encode_batch(texts, add_special_tokens=False)
+        return [len(e.ids) for e in encodings]
+
+    def _rust_tokenizer(self, max_tokens: int | None):
+        """A private copy of the fast tokenizer's Rust backend, made once per setting:
+        truncating to ``max_tokens`` and right-padding, or (None) neither."""
+        backend = self._backends.get(max_tokens)
+        if backend is None:
             from tokenizers import Tokenizer
 
-            self._counter = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
-            self._counter.no_truncation()
-            self._counter.no_padding()
-        return [len(e.ids) for e in self._counter.encode_batch(texts, add_special_tokens=False)]
+            backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+            if max_tokens is None:
+                backend.no_truncation()
+                backend.no_padding()
+            else:
+                backend.enable_truncation(max_tokens, direction=self.tokenizer.truncation_side)
+                backend.enable_padding(pad_id=self.tokenizer.pad_token_id,
+                                       pad_token=self.tokenizer.pad_token)
+            self._backends[max_tokens] = backend
+        return backend
 
     def lines_add_up(self, text: str) -> bool:
         """Whether the token count of any run of ``text``'s lines is the sum of its lines'

@@ -37,10 +37,11 @@ def guard_enabled() -> bool:
     return config.current().encoder_guard
 
 
-def validation_sample(limit: int = SAMPLE_DOCS) -> tuple[list[str], list[str]]:
+def validation_sample(limit: int = SAMPLE_DOCS,
+                      modules: tuple[str, ...] = SAMPLE_MODULES) -> tuple[list[str], list[str]]:
     """(documents, queries): stdlib functions with docstrings, query i targets document i."""
     docs, queries = [], []
-    for name in SAMPLE_MODULES:
+    for name in modules:
         try:
             module = importlib.import_module(name)
             source = inspect.getsource(module)

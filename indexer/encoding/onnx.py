@@ -4,7 +4,8 @@ The loaded encoder (backbone + optional projection + L2 normalisation) is
 traced to ONNX, fused by ONNX Runtime's BERT optimizer (attention, GELU,
 skip-LayerNorm, embedding LayerNorm) and, for ``int8``, dynamically quantized
 (per-channel int8 weights, int8 activations computed per batch) following one
-of ``INT8_RECIPES``. The result lives in ``<model cache>/onnx/<key>/model.onnx``
+of ``INT8_RECIPES`` (the default smooths the FFN down-projections' inputs first:
+``indexer/encoding/smoothing.py``). The result lives in ``<model cache>/onnx/<key>/model.onnx``
 where ``key`` hashes the weights' bytes and every export setting (recipe
 included), so a changed checkpoint or setting gets a fresh export and an
 unchanged one is never exported twice.
@@ -19,7 +20,7 @@ import os
 import tempfile
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ import torch
 
 from indexer import config, durable
 from indexer.encoding.encoder import backbone_pass, mean_pooled, unit
+from indexer.encoding.smoothing import calibration_digest
 from indexer.errors import InvalidInput, ModelError
 from indexer.models import default_cache_dir
 
@@ -34,20 +36,36 @@ ONNX_PRECISIONS = ("fp32", "int8")
 EXPORT_VERSION = 4  # bump when the export recipe changes; old exports stay unused
 # (2: int8 recipes; 3: the pooled output; 4: one LpNormalization node per normalisation)
 OPSET = 17
-# int8 recipes: how many FFN down-projections (from the first layer on; None: all) stay
-# fp32. Their inputs are GELU outputs with outliers, which stretch the per-batch int8
-# activation scale; keeping all 6 of MiniLM's halved the token-vector error, and the error they
-# add shrinks with depth (layer 0 contributes most), so the early ones buy the most
-# quality per unit of speed (bench/RESULTS-encoder.md).
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """Which FFN down-projections (MatMuls fed by a GELU, first layer first) int8 treats apart.
+
+    ``fp32_first``: how many stay fp32 (None: all). Their inputs are GELU outputs with
+    outliers, which stretch the per-batch int8 activation scale; keeping all 6 of MiniLM's
+    halved the token-vector error, and the error they add shrinks with depth (layer 0
+    contributes most), so the early ones buy the most quality per unit of speed
+    (bench/RESULTS-encoder.md). ``smooth_alpha`` > 0: the int8 ones are smoothed first
+    (``indexer/encoding/smoothing.py``), which buys that quality back without a fp32 MatMul.
+    """
+
+    fp32_first: int | None
+    smooth_alpha: float = 0.0
+
+
 INT8_RECIPES = {
-    "all": 0,
-    "ffn-down-fp32-first1": 1,
-    "ffn-down-fp32-first2": 2,
-    "ffn-down-fp32": None,
+    "all": Int8Recipe(0),
+    "ffn-down-fp32-first1": Int8Recipe(1),
+    "ffn-down-fp32-first2": Int8Recipe(2),
+    "ffn-down-fp32": Int8Recipe(None),
+    # alpha 0.8 of 0.7/0.8/0.9: the best token cosine to fp32 on the stdlib tuning set
+    "ffn-down-smoothed": Int8Recipe(0, smooth_alpha=0.8),
 }
-# Of the two recipes at >= 3x torch fp32 with pooled MRR@10 within 1% of fp32 ("all" and this
-# one), the one with the better vectors (bench/RESULTS-encoder.md, 2026-11-27).
-DEFAULT_INT8_RECIPE = "ffn-down-fp32-first1"
+# Every MatMul int8, and token and pooled vectors closer to fp32 than ffn-down-fp32-first1's
+# (the default before, 2026-11-27) at ~5% less query encoding time; on the stdlib tuning
+# subset the default hybrid search read 0.590 against 0.582 (bench/RESULTS.md, 2026-12-03).
+DEFAULT_INT8_RECIPE = "ffn-down-smoothed"
 _GELU_OPS = ("BiasGelu", "Gelu", "FastGelu")
 
 
@@ -118,11 +136,17 @@ def export_key(encoder, precision: str, recipe: str | None = None) -> str:
         "config": asdict(encoder.config),
         "precision": precision,
         "recipe": int8_recipe(recipe) if precision == "int8" else None,
+        "calibration": calibration_digest() if smoothed(precision, recipe) else None,
         "export_version": EXPORT_VERSION,
         "opset": OPSET,
         "onnxruntime": onnxruntime.__version__,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def smoothed(precision: str, recipe: str | None) -> bool:
+    """Whether this export's int8 MatMuls are smoothed (and so depend on the calibration)."""
+    return precision == "int8" and INT8_RECIPES[int8_recipe(recipe)].smooth_alpha > 0
 
 
 def export_dir(
@@ -159,7 +183,7 @@ def ensure_export(
             _trace(encoder, traced)
             _fuse(encoder, traced, fused)
             if precision == "int8":
-                _quantize(fused, tmp_dir / "model.onnx", recipe)
+                _quantize(encoder, fused, tmp_dir / "model.onnx", recipe)
             else:
                 os.replace(fused, tmp_dir / "model.onnx")
         except Exception as exc:  # the exporter raises many types; one typed error out
@@ -228,18 +252,28 @@ def ffn_down_projections(graph) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "MatMul" and n.input[0] in gelu_outputs]
 
 
-def _quantize(source: Path, target: Path, recipe: str) -> None:
-    """Dynamic int8: per-channel weights (per-tensor lost ~7% cosine on MiniLM)."""
+def _quantize(encoder, source: Path, target: Path, recipe: str) -> None:
+    """Dynamic int8: per-channel weights (per-tensor lost ~7% cosine on MiniLM); the FFN
+    down-projections as ``INT8_RECIPES[recipe]`` says."""
     import onnx
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    exclude = []
-    if INT8_RECIPES[recipe] != 0:
-        found = ffn_down_projections(onnx.load(str(source), load_external_data=False).graph)
-        if not found:
-            raise ModelError("no FFN down-projection (MatMul after GELU) found in the fused graph")
-        exclude = found[: INT8_RECIPES[recipe]]
+    plan = INT8_RECIPES[recipe]
+    downs = ffn_down_projections(onnx.load(str(source), load_external_data=False).graph)
+    if (plan.fp32_first != 0 or plan.smooth_alpha > 0) and not downs:
+        raise ModelError("no FFN down-projection (MatMul after GELU) found in the fused graph")
+    exclude = downs[: plan.fp32_first]
+    if plan.smooth_alpha > 0:
+        from indexer.encoding.smoothing import activation_maxima, smooth
+
+        model = onnx.load(str(source))
+        nodes = {node.name: node for node in model.graph.node}
+        smoothed = [name for name in downs if name not in exclude]
+        maxima = activation_maxima(encoder, str(source), [nodes[n].input[0] for n in smoothed])
+        smooth(model, smoothed, maxima, plan.smooth_alpha)
+        source = source.with_name("smoothed.onnx")
+        onnx.save(model, str(source))
     quantize_dynamic(
         str(source),
         str(target),

@@ -19,8 +19,8 @@ VNNI, 1.8x on an AVX2-only EPYC, and could be slower where int8 has no fast
 path); an explicitly requested one that fails raises ``ModelError``. Environment:
 ``MEMEX_ENCODER_RUNTIME`` and
 ``MEMEX_ENCODER_PRECISION`` give the defaults, ``MEMEX_ENCODER_QUANTIZE=0``
-keeps ``auto`` off int8, ``MEMEX_ENCODER_INT8_RECIPE`` picks which layers int8
-keeps in fp32 (``encode_onnx.INT8_RECIPES``), ``MEMEX_ENCODER_GUARD=0`` skips the check.
+keeps ``auto`` off int8, ``MEMEX_ENCODER_INT8_RECIPE`` picks how int8
+treats the FFN down-projections (``encode_onnx.INT8_RECIPES``), ``MEMEX_ENCODER_GUARD=0`` skips the check.
 """
 
 from __future__ import annotations
