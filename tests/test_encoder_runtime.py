@@ -126,6 +126,17 @@ def test_int8_recipes_quantize_what_they_say(torch_encoder, cache, windows):
     assert cosine["ffn-down-smoothed"] > cosine["all"]
 
 
+def test_smoothing_without_stdlib_sources_is_a_model_error(torch_encoder, tmp_path, monkeypatch):
+    """No calibration text (a bytecode-only Python): the smoothed export fails as a
+    ModelError, which ``configure`` logs before trying the next runtime."""
+    from indexer.encoding import smoothing
+
+    monkeypatch.setattr(smoothing, "CALIBRATION_MODULES", ("no_such_module_here",))
+    with pytest.raises(ModelError, match="sources are missing"):
+        encode_onnx.ensure_export(torch_encoder, "int8", tmp_path, recipe="ffn-down-smoothed")
+    assert not list((tmp_path / "onnx").iterdir())  # nothing half-written under a key
+
+
 def test_smoothing_leaves_the_fp32_graph_unchanged(torch_encoder, cache, windows):
     """Each FFN down-projection ``x @ W`` becomes ``(x / s) @ (s * W)``: in fp32 the outputs are
     the same (a wrong axis or a missed rewrite would change them), and every down-projection

@@ -20,6 +20,8 @@ import hashlib
 
 import numpy as np
 
+from indexer.errors import ModelError
+
 # Modules neither the guard's sample nor the tests' texts use, CALIBRATION_DOCS functions each.
 CALIBRATION_MODULES = ("pathlib", "difflib", "calendar", "csv", "gettext", "pprint", "ftplib",
                        "tarfile", "configparser", "argparse")
@@ -60,6 +62,9 @@ def activation_maxima(encoder, graph_path: str, inputs: list[str]) -> list[np.nd
                               for name in inputs)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     docs, queries = calibration_sample()
+    if not docs:  # a Python installed without its sources (bytecode only)
+        raise ModelError("no calibration text for int8 smoothing: the standard library's "
+                         "sources are missing; set MEMEX_ENCODER_INT8_RECIPE=ffn-down-fp32-first1")
     cfg = encoder.config
     maxima: list[np.ndarray] = [np.zeros(0, np.float32)] * len(inputs)
     runs = [([q], cfg.query_max_tokens, cfg.query_marker) for q in queries]
