@@ -92,7 +92,7 @@ def smooth(model, matmuls: list[str], maxima: list[np.ndarray], alpha: float) ->
         w = numpy_helper.to_array(weights[node.input[1]])  # (in, out)
         w_max = np.abs(w).max(axis=1)
         s = (np.maximum(x_max, 1e-5) ** alpha / np.maximum(w_max, 1e-5) ** (1 - alpha))
-        s = np.clip(s, 1e-2, None).astype(np.float32)  # a dead channel keeps its weights
+        s = np.clip(s, 1e-2, None).astype(np.float32)  # a near-dead channel keeps some weight
         weights[node.input[1]].CopyFrom(numpy_helper.from_array(w * s[:, None], node.input[1]))
         inverse, smoothed = f"smoothing_{k}_inverse", f"{node.input[0]}_smoothed"
         graph.initializer.append(numpy_helper.from_array(1 / s, inverse))
