@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,12 +53,13 @@ def split_bags(a: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
 
 @torch.inference_mode()
 def encode(texts: list[str], max_tokens: int, query: bool,
-           batch_size: int = 32) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+           batch_size: int = 32, backbone: str = "bundled:minilm",
+           ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
     """(kept token vectors per text, mean-pooled vector per text, per text the mask of its
-    kept tokens that are punctuation) with the bundled MiniLM."""
+    kept tokens that are punctuation) with the bundled MiniLM or another backbone."""
     from indexer.encoding.encoder import PUNCTUATION, ColBERTEncoder
 
-    enc = ColBERTEncoder.load("bundled:minilm", runtime="torch", precision="fp32")
+    enc = ColBERTEncoder.load(backbone, runtime="torch", precision="fp32")
     tok, model = enc.tokenizer, enc.model
     vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
     punct = torch.tensor([i for i, t in enumerate(vocab) if t and all(c in PUNCTUATION for c in t)])
@@ -93,18 +95,21 @@ def encode(texts: list[str], max_tokens: int, query: bool,
 
 
 def load(name: str, texts: list[str], queries: list[str],
-         skip_punctuation: bool = True) -> Vectors:
+         skip_punctuation: bool = True, backbone: str | None = None) -> Vectors:
     """The set's cached vectors, encoded on first use (``name`` keys the cache file);
-    passages without their punctuation tokens unless ``skip_punctuation`` is False."""
+    passages without their punctuation tokens unless ``skip_punctuation`` is False.
+    ``backbone``: another model than the bundled MiniLM (a Hugging Face directory)."""
     from indexer.encoding.encoder import EncoderConfig
 
-    cache = CACHE / f"backbone-{name}.npz"
+    tag = f"-{Path(backbone).name}" if backbone else ""
+    cache = CACHE / f"backbone-{name}{tag}.npz"
     if not cache.exists():
         cfg = EncoderConfig()
+        model = backbone or "bundled:minilm"
         t = time.perf_counter()
-        docs, doc_mean, punct = encode(texts, cfg.doc_max_tokens, query=False)
+        docs, doc_mean, punct = encode(texts, cfg.doc_max_tokens, query=False, backbone=model)
         print(f"encoded {len(texts)} passages in {time.perf_counter() - t:.0f} s", flush=True)
-        qs, q_mean, _ = encode(queries, cfg.query_max_tokens, query=True)
+        qs, q_mean, _ = encode(queries, cfg.query_max_tokens, query=True, backbone=model)
         tmp = cache.with_suffix(".tmp.npz")
         np.savez(tmp, doc=np.concatenate(docs), doc_len=[len(d) for d in docs], doc_mean=doc_mean,
                  doc_punct=np.concatenate(punct), query=np.concatenate(qs),
