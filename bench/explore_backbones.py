@@ -18,7 +18,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from bench import backbone_cache, bench_bm25
