@@ -15,6 +15,8 @@ every decompressed passage (``search(exhaustive=True)``) for the first N queries
 cached in ``--exhaustive-cache``; each config then reports its top-10 overlap with
 it and its MRR@10 on those N queries next to the oracle's. The gap to this oracle
 is what pruning costs; the gap between it and the float oracle is quantization.
+``--hybrid`` adds each config's MRR@10 through ``Corpora.search(mode="hybrid")``, whose
+dense half searches at that config.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def main() -> None:
     ap.add_argument("--exhaustive", type=int, default=0, help="queries scored by the exhaustive oracle")
     ap.add_argument("--exhaustive-cache", type=Path,
                     help="JSON of its rankings: read if present, else written")
+    ap.add_argument("--hybrid", action="store_true",
+                    help="also MRR@10 of mode=hybrid (Corpora.search, the dense part at each config)")
     ap.add_argument("--with-encoding", action="store_true",
                     help="also time each query encoded alone, then searched (first config)")
     args = ap.parse_args()
@@ -84,6 +88,11 @@ def main() -> None:
         if full:
             agree = overlap(ranked, full)
             line += f"     | {agree:.4f}  {metrics(ranked[:len(full)], queries[:len(full)])['MRR@10']:.4f}"
+        if args.hybrid:
+            fused = corpora.search([args.corpus], [q["text"] for q in queries], 10,
+                                   mode="hybrid", **kw)
+            spans_of = [[(h.path, h.start_line, h.end_line) for h in r] for r in fused]
+            line += f" | hybrid MRR@10 {metrics(spans_of, queries)['MRR@10']:.4f}"
         print(line, flush=True)
     if args.with_encoding:
         with_encoding(corpora, index, [q["text"] for q in queries], args.configs[0])
