@@ -1,21 +1,28 @@
 """Walk a directory the way a developer sees it: .gitignore honoured, binaries skipped.
 
 Symlinks are followed only while they stay inside the root, so a link cannot
-pull ``/etc`` into a corpus.
+pull ``/etc`` into a corpus. Gzipped files (``ls.1.gz``, ``changelog.gz``) are read
+as the text they hold, and manual pages as the text a reader sees (``man_pages``).
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import os
+import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pathspec
 
+from indexer import man_pages
 from indexer.errors import InvalidInput
 
 DEFAULT_MAX_FILE_BYTES = 2_000_000
+MAN_PAGE_NAME = re.compile(r"\.(?:[1-9n][a-zA-Z+]*|man)$")  # ls.1, Carp.3perl, bash.man
 ALWAYS_IGNORED = [".git/", ".hg/", ".svn/", "__pycache__/", "node_modules/", ".venv/", "*.pyc"]
 
 
@@ -51,12 +58,23 @@ def read_text_file(path: Path, max_bytes: int) -> tuple[str | None, str]:
     if size > max_bytes:
         return None, f"larger than {max_bytes} bytes"
     data = path.read_bytes()
+    name = path.name
+    if name.endswith(".gz"):
+        name = name[: -len(".gz")]
+        try:  # at most max_bytes + 1 decompressed: a small file may expand without bound
+            data = gzip.GzipFile(fileobj=io.BytesIO(data)).read(max_bytes + 1)
+        except (OSError, EOFError, zlib.error):
+            return None, "not valid gzip"
+        if len(data) > max_bytes:
+            return None, f"larger than {max_bytes} bytes uncompressed"
     if b"\x00" in data[:8192]:
         return None, "binary"
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None, "not valid UTF-8"
+    if MAN_PAGE_NAME.search(name) and man_pages.looks_like_man_page(text):
+        text = man_pages.render(text)
     if not text.strip():
         return None, "empty"
     return text, ""
