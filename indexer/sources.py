@@ -2,7 +2,8 @@
 
 Symlinks are followed only while they stay inside the root, so a link cannot
 pull ``/etc`` into a corpus. Gzipped files (``ls.1.gz``, ``changelog.gz``) are read
-as the text they hold, and manual pages as the text a reader sees (``man_pages``).
+as the text they hold; manual pages and generated HTML pages as the text a reader sees
+(``man_pages``, ``html_pages``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from pathlib import Path
 
 import pathspec
 
-from indexer import man_pages
+from indexer import html_pages, man_pages
 from indexer.errors import InvalidInput
 
 DEFAULT_MAX_FILE_BYTES = 2_000_000
 MAN_PAGE_NAME = re.compile(r"\.(?:[1-9n][a-zA-Z+]*|man)$")  # ls.1, Carp.3perl, bash.man
+HTML_NAME = re.compile(r"\.(?:html?|xhtml)$", re.I)
 ALWAYS_IGNORED = [".git/", ".hg/", ".svn/", "__pycache__/", "node_modules/", ".venv/", "*.pyc"]
 
 
@@ -75,6 +77,8 @@ def read_text_file(path: Path, max_bytes: int) -> tuple[str | None, str]:
         return None, "not valid UTF-8"
     if MAN_PAGE_NAME.search(name) and man_pages.looks_like_man_page(text):
         text = man_pages.render(text)
+    elif HTML_NAME.search(name) and html_pages.is_generated_page(text):
+        text = html_pages.render(text)
     if not text.strip():
         return None, "empty"
     return text, ""
